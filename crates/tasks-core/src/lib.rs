@@ -1,0 +1,18 @@
+//! The Tasks Service domain: the task model, the rules every handler follows, and the ports
+//! (capability traits) the handlers are written against.
+
+pub mod new_task;
+pub mod ports;
+pub mod retry;
+pub mod schedule;
+pub mod status;
+pub mod task;
+
+pub use new_task::{NewTask, ValidationError};
+pub use ports::{
+    Clock, DeliveryError, DispatchQueue, Page, QueueError, StartOutcome, StatusQuery, StoreError,
+    SystemClock, TaskStore, Transition, WebhookCall, WebhookSender, Workflow, WorkflowError,
+};
+pub use schedule::Schedule;
+pub use status::{Event, TaskStatus};
+pub use task::{DispatchMessage, ExecutionInput, Task, Webhook};

@@ -1,0 +1,373 @@
+//! Validation of a create request: the one place that decides what a valid task is.
+
+use crate::schedule::{Schedule, MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
+use crate::status::TaskStatus;
+use crate::task::{Task, Webhook};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Largest accepted request body, in bytes (the limit of an SQS message and a Step Functions input).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub const WEBHOOK_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// A rejected request: a stable machine-readable code, the field at fault and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    pub code: &'static str,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(code: &'static str, field: Option<&str>, message: impl Into<String>) -> Self {
+        ValidationError {
+            code,
+            field: field.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTaskBody {
+    timestamp: Option<String>,
+    hours: Option<u64>,
+    minutes: Option<u64>,
+    seconds: Option<u64>,
+    webhook: Option<WebhookBody>,
+    payload: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    method: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    body: Option<Value>,
+}
+
+/// A create request that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub timestamp: DateTime<Utc>,
+    pub webhook: Option<Webhook>,
+    pub payload: Option<Value>,
+    pub request_digest: String,
+}
+
+impl NewTask {
+    /// Parses and checks a `POST /tasks` body received at `now`.
+    pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<NewTask, ValidationError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ValidationError::new(
+                "payload_too_large",
+                None,
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let raw: Value = serde_json::from_slice(body).map_err(|e| {
+            ValidationError::new(
+                "malformed_json",
+                None,
+                format!("the request body is not valid JSON: {e}"),
+            )
+        })?;
+        if !raw.is_object() {
+            return Err(ValidationError::new(
+                "invalid_body",
+                None,
+                "the request body must be a JSON object",
+            ));
+        }
+        let request_digest = digest(&raw);
+        let parsed: CreateTaskBody = serde_path_to_error::deserialize(raw).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if inner.starts_with("unknown field") {
+                ValidationError::new(
+                    "unknown_field",
+                    Some(&path),
+                    format!("unknown field `{path}`"),
+                )
+            } else {
+                ValidationError::new(
+                    "invalid_field",
+                    Some(&path),
+                    format!("field `{path}`: {inner}"),
+                )
+            }
+        })?;
+        let timestamp = resolve_time(&parsed, now)?;
+        let webhook = parsed.webhook.map(validate_webhook).transpose()?;
+        Ok(NewTask {
+            timestamp,
+            webhook,
+            payload: parsed.payload,
+            request_digest,
+        })
+    }
+
+    /// The task to store, created at `now`.
+    pub fn into_task(
+        self,
+        id: String,
+        idempotency_key: Option<String>,
+        now: DateTime<Utc>,
+        schedule: &Schedule,
+    ) -> Task {
+        Task {
+            id,
+            timestamp: self.timestamp,
+            start_execution_at: schedule.start_execution_at(self.timestamp),
+            task_status: TaskStatus::Scheduled,
+            created_at: now,
+            last_updated_at: now,
+            webhook: self.webhook,
+            payload: self.payload,
+            attempts: 0,
+            last_error: None,
+            executed_at: None,
+            lateness_ms: None,
+            idempotency_key,
+            request_digest: Some(self.request_digest),
+        }
+    }
+}
+
+/// serde_json keeps object keys sorted, so equal bodies give equal digests whatever their key order.
+fn digest(body: &Value) -> String {
+    let hash = Sha256::digest(body.to_string().as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn resolve_time(body: &CreateTaskBody, now: DateTime<Utc>) -> Result<DateTime<Utc>, ValidationError> {
+    let relative = body.hours.is_some() || body.minutes.is_some() || body.seconds.is_some();
+    let timestamp = match (&body.timestamp, relative) {
+        (Some(_), true) => {
+            return Err(ValidationError::new(
+                "conflicting_time",
+                Some("timestamp"),
+                "give either `timestamp` or `hours`/`minutes`/`seconds`, not both",
+            ))
+        }
+        (None, false) => {
+            return Err(ValidationError::new(
+                "missing_time",
+                Some("timestamp"),
+                "give the task's time: `timestamp` (RFC 3339) or `hours`/`minutes`/`seconds` from now",
+            ))
+        }
+        (Some(text), false) => DateTime::parse_from_rfc3339(text)
+            .map_err(|e| {
+                ValidationError::new(
+                    "invalid_timestamp",
+                    Some("timestamp"),
+                    format!("`timestamp` must be an RFC 3339 date-time such as 2030-01-01T12:00:00Z: {e}"),
+                )
+            })?
+            .with_timezone(&Utc),
+        (None, true) => {
+            let seconds = [(body.hours, 3600u64), (body.minutes, 60), (body.seconds, 1)]
+                .iter()
+                .try_fold(0u64, |total, (value, unit)| {
+                    value.unwrap_or(0).checked_mul(*unit)?.checked_add(total)
+                })
+                .and_then(|total| i64::try_from(total).ok())
+                .filter(|total| *total <= MAX_SCHEDULE_AHEAD.num_seconds())
+                .ok_or_else(too_far)?;
+            now + Duration::seconds(seconds)
+        }
+    };
+    let timestamp = timestamp
+        .duration_trunc(Duration::milliseconds(1))
+        .map_err(|_| too_far())?;
+    if timestamp < now - PAST_TOLERANCE {
+        return Err(ValidationError::new(
+            "time_in_past",
+            Some("timestamp"),
+            format!(
+                "the task's time {} has already passed",
+                crate::task::rfc3339_millis::format(&timestamp)
+            ),
+        ));
+    }
+    if timestamp > now + MAX_SCHEDULE_AHEAD {
+        return Err(too_far());
+    }
+    Ok(timestamp)
+}
+
+fn too_far() -> ValidationError {
+    ValidationError::new(
+        "time_too_far",
+        Some("timestamp"),
+        format!(
+            "a task may be scheduled at most {} days ahead",
+            MAX_SCHEDULE_AHEAD.num_days()
+        ),
+    )
+}
+
+fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
+    let url = url::Url::parse(&body.url).map_err(|e| {
+        ValidationError::new(
+            "invalid_webhook_url",
+            Some("webhook.url"),
+            format!("`webhook.url` is not a valid URL: {e}"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(ValidationError::new(
+            "invalid_webhook_url",
+            Some("webhook.url"),
+            "`webhook.url` must be an http or https URL with a host",
+        ));
+    }
+    let method = body.method.unwrap_or_else(|| "POST".to_string());
+    if !WEBHOOK_METHODS.contains(&method.as_str()) {
+        return Err(ValidationError::new(
+            "invalid_webhook_method",
+            Some("webhook.method"),
+            format!("`webhook.method` must be one of {}", WEBHOOK_METHODS.join(", ")),
+        ));
+    }
+    let headers = body.headers.unwrap_or_default();
+    for (name, value) in &headers {
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid_name || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(ValidationError::new(
+                "invalid_webhook_header",
+                Some(&format!("webhook.headers.{name}")),
+                format!("`webhook.headers.{name}` is not a valid HTTP header"),
+            ));
+        }
+    }
+    Ok(Webhook {
+        url: url.to_string(),
+        method,
+        headers,
+        body: body.body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
+    }
+
+    fn parse(body: Value) -> Result<NewTask, ValidationError> {
+        NewTask::parse(body.to_string().as_bytes(), now())
+    }
+
+    fn rejected(body: Value) -> ValidationError {
+        parse(body.clone()).expect_err(&format!("{body} should be rejected"))
+    }
+
+    #[test]
+    fn absolute_time_in_any_offset_is_normalised_to_utc_milliseconds() {
+        let task = parse(json!({"timestamp": "2030-06-01T14:30:00.123456+02:00"})).unwrap();
+        assert_eq!(
+            task.timestamp,
+            Utc.with_ymd_and_hms(2030, 6, 1, 12, 30, 0).unwrap() + Duration::milliseconds(123)
+        );
+    }
+
+    #[test]
+    fn relative_time_adds_to_now() {
+        let task = parse(json!({"hours": 1, "minutes": 2, "seconds": 3})).unwrap();
+        assert_eq!(task.timestamp, now() + Duration::seconds(3723));
+        let task = parse(json!({"seconds": 0})).unwrap();
+        assert_eq!(task.timestamp, now());
+    }
+
+    #[test]
+    fn webhook_defaults_to_post() {
+        let task = parse(json!({"seconds": 5, "webhook": {"url": "https://example.com/hook"}})).unwrap();
+        let webhook = task.webhook.unwrap();
+        assert_eq!(webhook.method, "POST");
+        assert_eq!(webhook.url, "https://example.com/hook");
+        assert!(webhook.headers.is_empty());
+    }
+
+    #[test]
+    fn every_bad_input_class_is_named() {
+        let cases = [
+            (json!([1, 2]), "invalid_body", None),
+            (json!({}), "missing_time", Some("timestamp")),
+            (json!({"timestamp": "2030-06-01T13:00:00Z", "minutes": 1}), "conflicting_time", Some("timestamp")),
+            (json!({"timestamp": "tomorrow"}), "invalid_timestamp", Some("timestamp")),
+            (json!({"timestamp": "2030-06-01T11:59:58Z"}), "time_in_past", Some("timestamp")),
+            (json!({"timestamp": "2031-06-02T12:00:00Z"}), "time_too_far", Some("timestamp")),
+            (json!({"hours": 8761}), "time_too_far", Some("timestamp")),
+            (json!({"hours": u64::MAX}), "time_too_far", Some("timestamp")),
+            (json!({"minutes": -1}), "invalid_field", Some("minutes")),
+            (json!({"seconds": "5"}), "invalid_field", Some("seconds")),
+            (json!({"seconds": 1.5}), "invalid_field", Some("seconds")),
+            (json!({"seconds": 5, "colour": "red"}), "unknown_field", Some("colour")),
+            (json!({"seconds": 5, "webhook": {"url": "x", "retries": 3}}), "unknown_field", Some("webhook.retries")),
+            (json!({"seconds": 5, "webhook": {"url": "not a url"}}), "invalid_webhook_url", Some("webhook.url")),
+            (json!({"seconds": 5, "webhook": {"url": "ftp://example.com/x"}}), "invalid_webhook_url", Some("webhook.url")),
+            (json!({"seconds": 5, "webhook": {}}), "invalid_field", Some("webhook")),
+            (json!({"seconds": 5, "webhook": {"url": "https://example.com", "method": "FETCH"}}), "invalid_webhook_method", Some("webhook.method")),
+            (json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"X-A": 1}}}), "invalid_field", Some("webhook.headers.X-A")),
+            (json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"Bad Name": "v"}}}), "invalid_webhook_header", Some("webhook.headers.Bad Name")),
+            (json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": "x"}}), "invalid_field", Some("webhook.headers")),
+        ];
+        for (body, code, field) in cases {
+            let error = rejected(body.clone());
+            assert_eq!(error.code, code, "{body}: {error:?}");
+            assert_eq!(error.field.as_deref(), field, "{body}: {error:?}");
+            assert!(!error.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn malformed_and_oversized_bodies_are_rejected() {
+        let error = NewTask::parse(b"{\"seconds\": ", now()).unwrap_err();
+        assert_eq!(error.code, "malformed_json");
+        let big = format!("{{\"seconds\": 5, \"payload\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        let error = NewTask::parse(big.as_bytes(), now()).unwrap_err();
+        assert_eq!(error.code, "payload_too_large");
+    }
+
+    #[test]
+    fn a_time_just_past_is_tolerated() {
+        let task = parse(json!({"timestamp": "2030-06-01T11:59:59.500Z"})).unwrap();
+        assert!(task.timestamp < now());
+    }
+
+    #[test]
+    fn equal_bodies_have_equal_digests_whatever_the_key_order() {
+        let a = NewTask::parse(br#"{"seconds": 5, "payload": {"a": 1, "b": 2}}"#, now()).unwrap();
+        let b = NewTask::parse(br#"{"payload": {"b": 2, "a": 1}, "seconds": 5}"#, now()).unwrap();
+        let c = NewTask::parse(br#"{"seconds": 6}"#, now()).unwrap();
+        assert_eq!(a.request_digest, b.request_digest);
+        assert_ne!(a.request_digest, c.request_digest);
+    }
+
+    #[test]
+    fn into_task_applies_the_lead_time() {
+        let new = parse(json!({"timestamp": "2030-06-01T13:00:00Z"})).unwrap();
+        let task = new.into_task("id".into(), None, now(), &Schedule::default());
+        assert_eq!(task.task_status, TaskStatus::Scheduled);
+        assert_eq!(
+            task.start_execution_at,
+            Utc.with_ymd_and_hms(2030, 6, 1, 12, 58, 0).unwrap().timestamp()
+        );
+        assert_eq!(task.attempts, 0);
+    }
+}

@@ -1,0 +1,224 @@
+//! The capabilities the handlers need, as small traits. `tasks-aws` implements them on DynamoDB,
+//! SQS and Step Functions; `memory` implements them in memory for tests.
+
+use crate::status::{Event, TaskStatus};
+use crate::task::{DispatchMessage, ExecutionInput, Task, Webhook};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("task {0} already exists")]
+    AlreadyExists(String),
+    #[error("task {0} not found")]
+    NotFound(String),
+    /// The conditional write lost: the task is not in a status the change may leave from.
+    /// A normal outcome of races, not a failure.
+    #[error("task {} is {}: the change does not apply", .current.id, .current.task_status)]
+    Conflict { current: Box<Task> },
+    #[error("invalid page token")]
+    InvalidPageToken,
+    #[error("the task store is unavailable: {message}")]
+    Unavailable {
+        message: String,
+        request_id: Option<String>,
+    },
+}
+
+/// A conditional status change: applied only if the task is in one of `event.from()` (and, for a
+/// cancel, no webhook attempt has begun; for a redispatch, nobody touched it since it was read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub event: Event,
+    pub at: DateTime<Utc>,
+    pub expected_last_updated_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub executed_at: Option<DateTime<Utc>>,
+    pub lateness_ms: Option<i64>,
+}
+
+impl Transition {
+    pub fn new(event: Event, at: DateTime<Utc>) -> Self {
+        Transition {
+            event,
+            at,
+            expected_last_updated_at: None,
+            last_error: None,
+            executed_at: None,
+            lateness_ms: None,
+        }
+    }
+
+    /// Optimistic lock: apply only if the task was last updated at exactly this time.
+    pub fn if_last_updated_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expected_last_updated_at = Some(at);
+        self
+    }
+
+    pub fn with_error(mut self, error: impl Into<String>) -> Self {
+        self.last_error = Some(error.into());
+        self
+    }
+
+    pub fn executed(mut self, at: DateTime<Utc>, lateness_ms: i64) -> Self {
+        self.executed_at = Some(at);
+        self.lateness_ms = Some(lateness_ms);
+        self
+    }
+
+    pub fn increments_attempts(&self) -> bool {
+        self.event == Event::BeginAttempt
+    }
+
+    /// Whether the condition holds for `task`; the DynamoDB adapter says the same in a
+    /// ConditionExpression.
+    pub fn applies_to(&self, task: &Task) -> bool {
+        self.event.allows(task.task_status)
+            && (!self.event.requires_no_attempt() || task.attempts == 0)
+            && self
+                .expected_last_updated_at
+                .is_none_or(|at| at == task.last_updated_at)
+    }
+
+    /// The task after the change (the in-memory store's update).
+    pub fn apply(&self, task: &Task) -> Task {
+        let mut next = task.clone();
+        next.task_status = self.event.to();
+        next.last_updated_at = self.at;
+        if self.increments_attempts() {
+            next.attempts += 1;
+        }
+        if let Some(error) = &self.last_error {
+            next.last_error = Some(error.clone());
+        }
+        if let Some(at) = self.executed_at {
+            next.executed_at = Some(at);
+        }
+        if let Some(lateness) = self.lateness_ms {
+            next.lateness_ms = Some(lateness);
+        }
+        next
+    }
+}
+
+/// Which tasks of one status to read from the (taskStatus, startExecutionAt) index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusQuery {
+    pub status: TaskStatus,
+    /// Only tasks with `startExecutionAt <= due_by`.
+    pub due_by: Option<i64>,
+    /// Only tasks last updated before this time.
+    pub updated_before: Option<DateTime<Utc>>,
+    pub newest_first: bool,
+    pub limit: u32,
+    pub page_token: Option<String>,
+}
+
+impl StatusQuery {
+    pub fn new(status: TaskStatus, limit: u32) -> Self {
+        StatusQuery {
+            status,
+            due_by: None,
+            updated_before: None,
+            newest_first: false,
+            limit,
+            page_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    pub tasks: Vec<Task>,
+    /// Opaque; pass it back to read the next page. `None` on the last page.
+    pub next_token: Option<String>,
+}
+
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Stores a new task; `AlreadyExists` if its id is taken.
+    async fn create(&self, task: &Task) -> Result<(), StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<Task>, StoreError>;
+    async fn query(&self, query: &StatusQuery) -> Result<Page, StoreError>;
+    /// Applies a conditional change and returns the task as it now is.
+    async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the queue is unavailable: {0}")]
+pub struct QueueError(pub String);
+
+#[async_trait]
+pub trait DispatchQueue: Send + Sync {
+    /// Sends up to ten messages in one request; returns the ids of the tasks whose message was
+    /// not accepted.
+    async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    /// An execution with the task's name exists already: a repeated delivery.
+    AlreadyStarted,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the workflow engine is unavailable: {0}")]
+pub struct WorkflowError(pub String);
+
+#[async_trait]
+pub trait Workflow: Send + Sync {
+    /// Starts the execution named after the task.
+    async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError>;
+    /// Stops the task's execution if it runs; a missing one is not an error.
+    async fn stop(&self, task_id: &str) -> Result<(), WorkflowError>;
+}
+
+/// Why a webhook attempt failed. Each kind has a stable name: the error type execute-task raises
+/// and the state machine's Retry and Catch match on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The target resolves to a loopback, private or link-local address.
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("the receiver answered HTTP {0}")]
+    Rejected(u16),
+    #[error("the receiver answered HTTP {0}")]
+    ServerError(u16),
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
+    #[error("could not connect: {0}")]
+    Connection(String),
+    #[error("the request could not be built: {0}")]
+    Invalid(String),
+}
+
+/// One webhook attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookCall<'a> {
+    pub task: &'a Task,
+    pub webhook: &'a Webhook,
+    pub attempt: u32,
+}
+
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    /// Checks and resolves the target ahead of time, so that the send at the task's second does
+    /// not wait for DNS. A refused target is reported here.
+    async fn prepare(&self, webhook: &Webhook) -> Result<(), DeliveryError>;
+    /// Sends the request; `Ok` carries the 2xx status.
+    async fn send(&self, call: WebhookCall<'_>) -> Result<u16, DeliveryError>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

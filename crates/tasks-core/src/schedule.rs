@@ -1,0 +1,181 @@
+//! Time rules: the lead time, the wake-ahead and the limits on when a task may be scheduled.
+
+use crate::task::{DispatchMessage, ExecutionInput};
+use chrono::{DateTime, Duration, Utc};
+use std::env;
+
+/// A task may be scheduled at most this far ahead: Step Functions' Wait (and an execution) lasts
+/// at most a year.
+pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(365);
+/// A requested time this close to the past is accepted and runs at once (clock skew, latency).
+pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
+/// execute-task sleeps at most this much beyond the wake-ahead when woken early.
+pub const EARLY_WAKE_ALLOWANCE: Duration = Duration::seconds(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// How long before its time a task is handed to the workflow engine.
+    pub lead_time: Duration,
+    /// How long before its time the workflow wakes execute-task, which sleeps the rest itself.
+    pub wake_ahead: Duration,
+    /// How long a claimed (QUEUED) task may wait for its execution before the cron re-sends it.
+    pub claim_grace: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            lead_time: Duration::seconds(120),
+            wake_ahead: Duration::milliseconds(1000),
+            claim_grace: Duration::seconds(120),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("environment variable {name} must be {expected}, got `{value}`")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub expected: &'static str,
+    pub value: String,
+}
+
+/// Reads a non-negative integer environment variable, falling back to `default` when unset.
+pub fn env_u64(name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match env::var(name) {
+        Err(_) => Ok(default),
+        Ok(value) => value.trim().parse().map_err(|_| ConfigError {
+            name,
+            expected: "a non-negative integer",
+            value,
+        }),
+    }
+}
+
+/// Reads a boolean environment variable (`true`/`false`, `1`/`0`), `default` when unset.
+pub fn env_bool(name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match env::var(name) {
+        Err(_) => Ok(default),
+        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" | "" => Ok(false),
+            _ => Err(ConfigError {
+                name,
+                expected: "true or false",
+                value,
+            }),
+        },
+    }
+}
+
+/// Reads a required environment variable.
+pub fn env_required(name: &'static str) -> Result<String, ConfigError> {
+    env::var(name).map_err(|_| ConfigError {
+        name,
+        expected: "set",
+        value: String::new(),
+    })
+}
+
+impl Schedule {
+    /// `LEAD_TIME_SECONDS` (default 120), `WAKE_AHEAD_MS` (default 1000, 0 turns it off),
+    /// `CLAIM_GRACE_SECONDS` (default 120).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Schedule::default();
+        Ok(Schedule {
+            lead_time: Duration::seconds(env_u64(
+                "LEAD_TIME_SECONDS",
+                defaults.lead_time.num_seconds() as u64,
+            )? as i64),
+            wake_ahead: Duration::milliseconds(env_u64(
+                "WAKE_AHEAD_MS",
+                defaults.wake_ahead.num_milliseconds() as u64,
+            )? as i64),
+            claim_grace: Duration::seconds(env_u64(
+                "CLAIM_GRACE_SECONDS",
+                defaults.claim_grace.num_seconds() as u64,
+            )? as i64),
+        })
+    }
+
+    /// Epoch second from which the cron hands the task on.
+    pub fn start_execution_at(&self, timestamp: DateTime<Utc>) -> i64 {
+        (timestamp - self.lead_time).timestamp()
+    }
+
+    pub fn is_due(&self, start_execution_at: i64, now: DateTime<Utc>) -> bool {
+        start_execution_at <= now.timestamp()
+    }
+
+    pub fn wake_at(&self, timestamp: DateTime<Utc>) -> DateTime<Utc> {
+        timestamp - self.wake_ahead
+    }
+
+    pub fn execution_input(&self, message: &DispatchMessage) -> ExecutionInput {
+        ExecutionInput {
+            id: message.id.clone(),
+            timestamp: message.timestamp,
+            wake_at: self.wake_at(message.timestamp),
+        }
+    }
+
+    /// The longest execute-task will sleep to reach a task's second; woken earlier, it fails
+    /// with a retryable error instead of holding a Lambda for long.
+    pub fn max_sleep(&self) -> Duration {
+        self.wake_ahead + EARLY_WAKE_ALLOWANCE
+    }
+
+    /// The GSI bound for claims that have waited too long for their execution.
+    pub fn stale_claim_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - self.claim_grace
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 6, 1, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn start_execution_at_is_timestamp_minus_lead_time_in_epoch_seconds() {
+        let schedule = Schedule::default();
+        let ts = at(12, 0, 0) + Duration::milliseconds(999);
+        assert_eq!(schedule.start_execution_at(ts), at(11, 58, 0).timestamp());
+        let custom = Schedule {
+            lead_time: Duration::seconds(30),
+            ..Schedule::default()
+        };
+        assert_eq!(custom.start_execution_at(at(12, 0, 0)), at(11, 59, 30).timestamp());
+    }
+
+    #[test]
+    fn due_from_start_execution_at_on() {
+        let schedule = Schedule::default();
+        let start = schedule.start_execution_at(at(12, 0, 0));
+        assert!(!schedule.is_due(start, at(11, 57, 59)));
+        assert!(schedule.is_due(start, at(11, 58, 0)));
+        assert!(schedule.is_due(start, at(12, 30, 0)));
+    }
+
+    #[test]
+    fn wake_at_is_timestamp_minus_wake_ahead() {
+        let schedule = Schedule::default();
+        let ts = at(12, 0, 0);
+        assert_eq!(schedule.wake_at(ts), ts - Duration::seconds(1));
+        let off = Schedule {
+            wake_ahead: Duration::zero(),
+            ..schedule
+        };
+        assert_eq!(off.wake_at(ts), ts);
+        let input = schedule.execution_input(&DispatchMessage {
+            id: "a".into(),
+            timestamp: ts,
+        });
+        assert_eq!(input.wake_at, ts - Duration::seconds(1));
+        assert_eq!(schedule.max_sleep(), Duration::seconds(4));
+    }
+}

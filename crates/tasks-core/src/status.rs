@@ -1,0 +1,202 @@
+//! The task lifecycle: statuses and the one table of allowed transitions.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    /// Stored, waiting for its start time to come within the lead time.
+    Scheduled,
+    /// Claimed by the cron (or the API hand-off) and sent to the queue; no execution confirmed yet.
+    Queued,
+    /// Its workflow execution has started.
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Scheduled,
+        TaskStatus::Queued,
+        TaskStatus::InProgress,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Scheduled => "SCHEDULED",
+            TaskStatus::Queued => "QUEUED",
+            TaskStatus::InProgress => "IN_PROGRESS",
+            TaskStatus::Completed => "COMPLETED",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown task status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for TaskStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// Everything that may happen to a task. Each event names the statuses it may start from and the
+/// status it leads to; the stores turn that into a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// The cron or the API hand-off takes a due task to send it to the queue.
+    Claim,
+    /// The send failed: give the task back so the next cron run takes it again.
+    Unclaim,
+    /// A claim whose message or start was lost is sent again after the grace period.
+    Redispatch,
+    /// process-sqs-records started (or found) the task's execution.
+    Start,
+    /// execute-task is about to send the webhook: from here on the task cannot be cancelled.
+    BeginAttempt,
+    Complete,
+    Fail,
+    Cancel,
+}
+
+impl Event {
+    pub const ALL: [Event; 8] = [
+        Event::Claim,
+        Event::Unclaim,
+        Event::Redispatch,
+        Event::Start,
+        Event::BeginAttempt,
+        Event::Complete,
+        Event::Fail,
+        Event::Cancel,
+    ];
+
+    /// The transition table: the statuses an event may leave from.
+    pub fn from(self) -> &'static [TaskStatus] {
+        use TaskStatus::*;
+        match self {
+            Event::Claim => &[Scheduled],
+            Event::Unclaim => &[Queued],
+            Event::Redispatch => &[Queued],
+            Event::Start => &[Queued],
+            // An execution can reach execute-task before process-sqs-records has recorded its start.
+            Event::BeginAttempt => &[Queued, InProgress],
+            Event::Complete => &[InProgress],
+            Event::Fail => &[InProgress],
+            Event::Cancel => &[Scheduled, Queued, InProgress],
+        }
+    }
+
+    /// The transition table: the status an event leads to.
+    pub fn to(self) -> TaskStatus {
+        use TaskStatus::*;
+        match self {
+            Event::Claim | Event::Redispatch => Queued,
+            Event::Unclaim => Scheduled,
+            Event::Start | Event::BeginAttempt => InProgress,
+            Event::Complete => Completed,
+            Event::Fail => Failed,
+            Event::Cancel => Cancelled,
+        }
+    }
+
+    /// Cancelling is refused once a webhook attempt has begun, whatever the status says.
+    pub fn requires_no_attempt(self) -> bool {
+        matches!(self, Event::Cancel)
+    }
+
+    pub fn allows(self, status: TaskStatus) -> bool {
+        self.from().contains(&status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in TaskStatus::ALL {
+            assert_eq!(status.as_str().parse::<TaskStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        assert!("DONE".parse::<TaskStatus>().is_err());
+        assert!("scheduled".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn terminal_statuses_have_no_way_out() {
+        for event in Event::ALL {
+            for status in event.from() {
+                assert!(!status.is_terminal(), "{event:?} leaves terminal {status}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_is_the_documented_lifecycle() {
+        use TaskStatus::*;
+        let edges: Vec<(TaskStatus, TaskStatus)> = Event::ALL
+            .iter()
+            .flat_map(|event| event.from().iter().map(move |from| (*from, event.to())))
+            .collect();
+        for expected in [
+            (Scheduled, Queued),
+            (Queued, Scheduled),
+            (Queued, Queued),
+            (Queued, InProgress),
+            (InProgress, InProgress),
+            (InProgress, Completed),
+            (InProgress, Failed),
+            (Scheduled, Cancelled),
+            (Queued, Cancelled),
+            (InProgress, Cancelled),
+        ] {
+            assert!(edges.contains(&expected), "missing {expected:?}");
+        }
+        assert!(!edges.contains(&(Scheduled, Completed)));
+        assert!(!edges.contains(&(Scheduled, InProgress)));
+        assert!(!edges.contains(&(Completed, Failed)));
+        assert!(!edges.contains(&(Cancelled, Queued)));
+    }
+
+    #[test]
+    fn only_cancel_requires_that_no_attempt_began() {
+        for event in Event::ALL {
+            assert_eq!(event.requires_no_attempt(), event == Event::Cancel);
+        }
+        assert!(Event::BeginAttempt.allows(TaskStatus::Queued));
+        assert!(!Event::Complete.allows(TaskStatus::Queued));
+    }
+}

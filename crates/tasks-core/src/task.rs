@@ -1,0 +1,159 @@
+//! The stored task and the contracts passed between the pipeline's steps.
+
+use crate::status::TaskStatus;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Timestamps are RFC 3339 UTC with milliseconds and `Z`, everywhere: in items, in the API, in
+/// the execution input (Step Functions' `TimestampPath` accepts only the `Z` form).
+pub mod rfc3339_millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn format(at: &DateTime<Utc>) -> String {
+        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => super::serialize(at, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapper(#[serde(with = "super")] DateTime<Utc>);
+            Ok(Option::<Wrapper>::deserialize(d)?.map(|Wrapper(at)| at))
+        }
+    }
+}
+
+/// The HTTP request a task makes at its time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    pub url: String,
+    pub method: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+/// A task as stored: one DynamoDB item, attribute names as in the original service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    pub id: String,
+    #[serde(with = "rfc3339_millis")]
+    pub timestamp: DateTime<Utc>,
+    /// Epoch seconds: `timestamp` minus the lead time. The GSI's range key.
+    pub start_execution_at: i64,
+    pub task_status: TaskStatus,
+    #[serde(with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_millis")]
+    pub last_updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// Webhook attempts begun. Once above zero the task can no longer be cancelled.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the last webhook attempt was sent (or, without a webhook, when the task ran).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339_millis::option")]
+    pub executed_at: Option<DateTime<Utc>>,
+    /// `executedAt - timestamp` in milliseconds: how late the task ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// A digest of the creating request's body, to tell a retry from a different request that
+    /// reuses an idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<String>,
+}
+
+impl Task {
+    /// Whole seconds until the task is due, never negative.
+    pub fn time_left_seconds(&self, now: DateTime<Utc>) -> i64 {
+        (self.timestamp - now).num_seconds().max(0)
+    }
+}
+
+/// What the queue carries and what each workflow execution receives. One contract shared by the
+/// state machine, the Lambdas and the local runner. The webhook stays in the table (the single
+/// source of truth, and Step Functions' 256 KB input limit stays out of the way).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionInput {
+    pub id: String,
+    #[serde(with = "rfc3339_millis")]
+    pub timestamp: DateTime<Utc>,
+    /// When the workflow's Wait ends: `timestamp` minus the wake-ahead.
+    #[serde(with = "rfc3339_millis")]
+    pub wake_at: DateTime<Utc>,
+}
+
+/// What the queue carries for one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchMessage {
+    pub id: String,
+    #[serde(with = "rfc3339_millis")]
+    pub timestamp: DateTime<Utc>,
+}
+
+impl From<&Task> for DispatchMessage {
+    fn from(task: &Task) -> Self {
+        DispatchMessage {
+            id: task.id.clone(),
+            timestamp: task.timestamp,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_keep_milliseconds_and_z() {
+        let at = Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap()
+            + chrono::Duration::milliseconds(67);
+        let input = ExecutionInput {
+            id: "t".into(),
+            timestamp: at,
+            wake_at: at,
+        };
+        let json = serde_json::to_value(&input).unwrap();
+        assert_eq!(json["timestamp"], "2030-01-02T03:04:05.067Z");
+        assert_eq!(json["wakeAt"], "2030-01-02T03:04:05.067Z");
+        let back: ExecutionInput = serde_json::from_value(json).unwrap();
+        assert_eq!(back, input);
+    }
+}
