@@ -16,3 +16,8 @@ pub use ports::{
 pub use schedule::Schedule;
 pub use status::{Event, TaskStatus};
 pub use task::{DispatchMessage, ExecutionInput, Task, Webhook};
+
+pub mod commands;
+pub mod dispatch;
+pub mod memory;
+pub mod pipeline;

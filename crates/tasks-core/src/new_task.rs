@@ -146,7 +146,10 @@ fn digest(body: &Value) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn resolve_time(body: &CreateTaskBody, now: DateTime<Utc>) -> Result<DateTime<Utc>, ValidationError> {
+fn resolve_time(
+    body: &CreateTaskBody,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ValidationError> {
     let relative = body.hours.is_some() || body.minutes.is_some() || body.seconds.is_some();
     let timestamp = match (&body.timestamp, relative) {
         (Some(_), true) => {
@@ -234,7 +237,10 @@ fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
         return Err(ValidationError::new(
             "invalid_webhook_method",
             Some("webhook.method"),
-            format!("`webhook.method` must be one of {}", WEBHOOK_METHODS.join(", ")),
+            format!(
+                "`webhook.method` must be one of {}",
+                WEBHOOK_METHODS.join(", ")
+            ),
         ));
     }
     let headers = body.headers.unwrap_or_default();
@@ -296,7 +302,8 @@ mod tests {
 
     #[test]
     fn webhook_defaults_to_post() {
-        let task = parse(json!({"seconds": 5, "webhook": {"url": "https://example.com/hook"}})).unwrap();
+        let task =
+            parse(json!({"seconds": 5, "webhook": {"url": "https://example.com/hook"}})).unwrap();
         let webhook = task.webhook.unwrap();
         assert_eq!(webhook.method, "POST");
         assert_eq!(webhook.url, "https://example.com/hook");
@@ -308,24 +315,80 @@ mod tests {
         let cases = [
             (json!([1, 2]), "invalid_body", None),
             (json!({}), "missing_time", Some("timestamp")),
-            (json!({"timestamp": "2030-06-01T13:00:00Z", "minutes": 1}), "conflicting_time", Some("timestamp")),
-            (json!({"timestamp": "tomorrow"}), "invalid_timestamp", Some("timestamp")),
-            (json!({"timestamp": "2030-06-01T11:59:58Z"}), "time_in_past", Some("timestamp")),
-            (json!({"timestamp": "2031-06-02T12:00:00Z"}), "time_too_far", Some("timestamp")),
+            (
+                json!({"timestamp": "2030-06-01T13:00:00Z", "minutes": 1}),
+                "conflicting_time",
+                Some("timestamp"),
+            ),
+            (
+                json!({"timestamp": "tomorrow"}),
+                "invalid_timestamp",
+                Some("timestamp"),
+            ),
+            (
+                json!({"timestamp": "2030-06-01T11:59:58Z"}),
+                "time_in_past",
+                Some("timestamp"),
+            ),
+            (
+                json!({"timestamp": "2031-06-02T12:00:00Z"}),
+                "time_too_far",
+                Some("timestamp"),
+            ),
             (json!({"hours": 8761}), "time_too_far", Some("timestamp")),
-            (json!({"hours": u64::MAX}), "time_too_far", Some("timestamp")),
+            (
+                json!({"hours": u64::MAX}),
+                "time_too_far",
+                Some("timestamp"),
+            ),
             (json!({"minutes": -1}), "invalid_field", Some("minutes")),
             (json!({"seconds": "5"}), "invalid_field", Some("seconds")),
             (json!({"seconds": 1.5}), "invalid_field", Some("seconds")),
-            (json!({"seconds": 5, "colour": "red"}), "unknown_field", Some("colour")),
-            (json!({"seconds": 5, "webhook": {"url": "x", "retries": 3}}), "unknown_field", Some("webhook.retries")),
-            (json!({"seconds": 5, "webhook": {"url": "not a url"}}), "invalid_webhook_url", Some("webhook.url")),
-            (json!({"seconds": 5, "webhook": {"url": "ftp://example.com/x"}}), "invalid_webhook_url", Some("webhook.url")),
-            (json!({"seconds": 5, "webhook": {}}), "invalid_field", Some("webhook")),
-            (json!({"seconds": 5, "webhook": {"url": "https://example.com", "method": "FETCH"}}), "invalid_webhook_method", Some("webhook.method")),
-            (json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"X-A": 1}}}), "invalid_field", Some("webhook.headers.X-A")),
-            (json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"Bad Name": "v"}}}), "invalid_webhook_header", Some("webhook.headers.Bad Name")),
-            (json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": "x"}}), "invalid_field", Some("webhook.headers")),
+            (
+                json!({"seconds": 5, "colour": "red"}),
+                "unknown_field",
+                Some("colour"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "x", "retries": 3}}),
+                "unknown_field",
+                Some("webhook.retries"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "not a url"}}),
+                "invalid_webhook_url",
+                Some("webhook.url"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "ftp://example.com/x"}}),
+                "invalid_webhook_url",
+                Some("webhook.url"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {}}),
+                "invalid_field",
+                Some("webhook"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "method": "FETCH"}}),
+                "invalid_webhook_method",
+                Some("webhook.method"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"X-A": 1}}}),
+                "invalid_field",
+                Some("webhook.headers.X-A"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"Bad Name": "v"}}}),
+                "invalid_webhook_header",
+                Some("webhook.headers.Bad Name"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": "x"}}),
+                "invalid_field",
+                Some("webhook.headers"),
+            ),
         ];
         for (body, code, field) in cases {
             let error = rejected(body.clone());
@@ -339,7 +402,10 @@ mod tests {
     fn malformed_and_oversized_bodies_are_rejected() {
         let error = NewTask::parse(b"{\"seconds\": ", now()).unwrap_err();
         assert_eq!(error.code, "malformed_json");
-        let big = format!("{{\"seconds\": 5, \"payload\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        let big = format!(
+            "{{\"seconds\": 5, \"payload\": \"{}\"}}",
+            "x".repeat(MAX_BODY_BYTES)
+        );
         let error = NewTask::parse(big.as_bytes(), now()).unwrap_err();
         assert_eq!(error.code, "payload_too_large");
     }
@@ -366,7 +432,9 @@ mod tests {
         assert_eq!(task.task_status, TaskStatus::Scheduled);
         assert_eq!(
             task.start_execution_at,
-            Utc.with_ymd_and_hms(2030, 6, 1, 12, 58, 0).unwrap().timestamp()
+            Utc.with_ymd_and_hms(2030, 6, 1, 12, 58, 0)
+                .unwrap()
+                .timestamp()
         );
         assert_eq!(task.attempts, 0);
     }

@@ -149,7 +149,10 @@ mod tests {
             lead_time: Duration::seconds(30),
             ..Schedule::default()
         };
-        assert_eq!(custom.start_execution_at(at(12, 0, 0)), at(11, 59, 30).timestamp());
+        assert_eq!(
+            custom.start_execution_at(at(12, 0, 0)),
+            at(11, 59, 30).timestamp()
+        );
     }
 
     #[test]

@@ -110,7 +110,8 @@ impl Event {
             // An execution can reach execute-task before process-sqs-records has recorded its start.
             Event::BeginAttempt => &[Queued, InProgress],
             Event::Complete => &[InProgress],
-            Event::Fail => &[InProgress],
+            // A workflow can fail before its first attempt began (refused target, woken too early).
+            Event::Fail => &[Queued, InProgress],
             Event::Cancel => &[Scheduled, Queued, InProgress],
         }
     }
@@ -179,6 +180,7 @@ mod tests {
             (InProgress, InProgress),
             (InProgress, Completed),
             (InProgress, Failed),
+            (Queued, Failed),
             (Scheduled, Cancelled),
             (Queued, Cancelled),
             (InProgress, Cancelled),

@@ -31,7 +31,10 @@ pub mod rfc3339_millis {
         use chrono::{DateTime, Utc};
         use serde::{Deserialize, Deserializer, Serializer};
 
-        pub fn serialize<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            at: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match at {
                 Some(at) => super::serialize(at, s),
                 None => s.serialize_none(),
@@ -84,7 +87,11 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// When the last webhook attempt was sent (or, without a webhook, when the task ran).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339_millis::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_millis::option"
+    )]
     pub executed_at: Option<DateTime<Utc>>,
     /// `executedAt - timestamp` in milliseconds: how late the task ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,8 +150,8 @@ mod tests {
 
     #[test]
     fn timestamps_keep_milliseconds_and_z() {
-        let at = Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap()
-            + chrono::Duration::milliseconds(67);
+        let at =
+            Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::milliseconds(67);
         let input = ExecutionInput {
             id: "t".into(),
             timestamp: at,

@@ -1,0 +1,309 @@
+//! The workflow's steps: start an execution per queued task, execute the task at its second,
+//! and record the outcome.
+
+use crate::ports::{
+    Clock, DeliveryError, StartOutcome, StoreError, TaskStore, Transition, WebhookCall,
+    WebhookSender, Workflow, WorkflowError,
+};
+use crate::retry::{delivery_error_type, store_error_type};
+use crate::schedule::Schedule;
+use crate::status::{Event, TaskStatus};
+use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartReport {
+    Started,
+    /// A repeated delivery: the execution named after the task exists already.
+    AlreadyStarted,
+    /// The task is no longer waiting for an execution (cancelled, or given back to SCHEDULED).
+    Skipped(TaskStatus),
+    Missing,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+}
+
+/// process-sqs-records' step for one message: start the execution named after the task, then
+/// record IN_PROGRESS. Safe to repeat: the execution name makes a second start a no-op.
+pub async fn start_task(
+    store: &dyn TaskStore,
+    workflow: &dyn Workflow,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    message: &DispatchMessage,
+) -> Result<StartReport, StartError> {
+    let Some(task) = store.get(&message.id).await? else {
+        return Ok(StartReport::Missing);
+    };
+    if !matches!(
+        task.task_status,
+        TaskStatus::Queued | TaskStatus::InProgress
+    ) {
+        return Ok(StartReport::Skipped(task.task_status));
+    }
+    let input = ExecutionInput {
+        id: task.id.clone(),
+        timestamp: task.timestamp,
+        wake_at: schedule.wake_at(task.timestamp),
+    };
+    let outcome = workflow.start(&input).await?;
+    if task.task_status == TaskStatus::Queued {
+        match store
+            .transition(&task.id, &Transition::new(Event::Start, clock.now()))
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(match outcome {
+        StartOutcome::Started => StartReport::Started,
+        StartOutcome::AlreadyStarted => StartReport::AlreadyStarted,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// The webhook answered 2xx.
+    Delivered,
+    /// A task without a webhook ran at its time.
+    Completed,
+    /// The task was no longer waiting to run (cancelled): nothing was done.
+    Skipped,
+}
+
+/// execute-task's result: the state machine keeps it at `$.result` for update-status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionReport {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_millis::option"
+    )]
+    pub executed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness_ms: Option<i64>,
+    /// For a skipped task: the status it was found in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_status: Option<TaskStatus>,
+}
+
+impl ExecutionReport {
+    fn skipped(status: TaskStatus) -> Self {
+        ExecutionReport {
+            outcome: Outcome::Skipped,
+            status_code: None,
+            attempt: 0,
+            executed_at: None,
+            lateness_ms: None,
+            task_status: Some(status),
+        }
+    }
+}
+
+/// A failed execution attempt. `error_type` is the name the state machine's Retry and Catch match.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecuteError {
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl ExecuteError {
+    fn delivery(error: &DeliveryError, attempt: u32) -> Self {
+        ExecuteError {
+            error_type: delivery_error_type(error),
+            message: format!("{error} (attempt {attempt})"),
+        }
+    }
+
+    fn store(error: &StoreError) -> Self {
+        ExecuteError {
+            error_type: store_error_type(error),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// execute-task: runs one task at its second, never before.
+///
+/// Woken by the workflow at `wakeAt` (up to the wake-ahead before the task's time, or earlier by
+/// an emulator's rounding), it loads the task, checks and resolves the webhook target, records the
+/// attempt (from here on the task can no longer be cancelled), sleeps until the task's time to
+/// the millisecond, and only then sends.
+pub async fn execute_task(
+    store: &dyn TaskStore,
+    sender: &dyn WebhookSender,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    input: &ExecutionInput,
+) -> Result<ExecutionReport, ExecuteError> {
+    let task = match store.get(&input.id).await {
+        Ok(Some(task)) => task,
+        Ok(None) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
+        Err(error) => return Err(ExecuteError::store(&error)),
+    };
+    if !Event::BeginAttempt.allows(task.task_status) {
+        return Ok(ExecutionReport::skipped(task.task_status));
+    }
+    let remaining = task.timestamp - clock.now();
+    if remaining > schedule.max_sleep() {
+        return Err(ExecuteError {
+            error_type: "TaskNotDue",
+            message: format!(
+                "woken {} ms before the task's time",
+                remaining.num_milliseconds()
+            ),
+        });
+    }
+    let next_attempt = task.attempts + 1;
+    if let Some(webhook) = &task.webhook {
+        sender
+            .prepare(webhook)
+            .await
+            .map_err(|error| ExecuteError::delivery(&error, next_attempt))?;
+    }
+    let task = match store
+        .transition(&task.id, &Transition::new(Event::BeginAttempt, clock.now()))
+        .await
+    {
+        Ok(task) => task,
+        Err(StoreError::Conflict { current }) => {
+            return Ok(ExecutionReport::skipped(current.task_status))
+        }
+        Err(StoreError::NotFound(_)) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
+        Err(error) => return Err(ExecuteError::store(&error)),
+    };
+    sleep_until(clock, task.timestamp).await;
+    let executed_at = clock.now();
+    let lateness_ms = (executed_at - task.timestamp).num_milliseconds();
+    let mut report = ExecutionReport {
+        outcome: Outcome::Completed,
+        status_code: None,
+        attempt: task.attempts,
+        executed_at: Some(executed_at),
+        lateness_ms: Some(lateness_ms),
+        task_status: None,
+    };
+    if let Some(webhook) = &task.webhook {
+        let call = WebhookCall {
+            task: &task,
+            webhook,
+            attempt: task.attempts,
+        };
+        let status = sender
+            .send(call)
+            .await
+            .map_err(|error| ExecuteError::delivery(&error, task.attempts))?;
+        report.outcome = Outcome::Delivered;
+        report.status_code = Some(status);
+    }
+    Ok(report)
+}
+
+/// Sleeps until the wall clock reads `at` or later. Re-checks after waking, because the timer
+/// runs on the monotonic clock and the wall clock may be adjusted meanwhile.
+async fn sleep_until(clock: &dyn Clock, at: DateTime<Utc>) {
+    loop {
+        let remaining = at - clock.now();
+        match remaining.to_std() {
+            Ok(duration) if !duration.is_zero() => tokio::time::sleep(duration).await,
+            _ => return,
+        }
+    }
+}
+
+/// A Step Functions error caught by `Catch` with `ResultPath: $.error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepError {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl StepError {
+    /// A Lambda error's Cause is the JSON `{"errorType", "errorMessage"}`: keep the message.
+    pub fn describe(&self) -> String {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct LambdaCause {
+            error_message: String,
+        }
+        let message = serde_json::from_str::<LambdaCause>(&self.cause)
+            .map(|cause| cause.error_message)
+            .unwrap_or_else(|_| self.cause.clone());
+        if message.is_empty() {
+            self.error.clone()
+        } else {
+            format!("{}: {}", self.error, message)
+        }
+    }
+}
+
+/// update-status' input: the execution input plus either execute-task's result or the caught error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusUpdate {
+    #[serde(flatten)]
+    pub input: ExecutionInput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ExecutionReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+}
+
+/// update-status: IN_PROGRESS -> COMPLETED or FAILED. Idempotent: repeating an update that was
+/// already recorded, or one for a task that was cancelled meanwhile, succeeds without a change.
+/// Returns the task's status afterwards.
+pub async fn record_outcome(
+    store: &dyn TaskStore,
+    clock: &dyn Clock,
+    update: &StatusUpdate,
+) -> Result<TaskStatus, StoreError> {
+    let now = clock.now();
+    let change = match (&update.error, &update.result) {
+        (Some(error), _) => Transition::new(Event::Fail, now).with_error(error.describe()),
+        (None, Some(report)) if report.outcome == Outcome::Skipped => {
+            return Ok(report.task_status.unwrap_or(TaskStatus::Cancelled))
+        }
+        (None, Some(report)) => {
+            let change = Transition::new(Event::Complete, now);
+            match (report.executed_at, report.lateness_ms) {
+                (Some(at), Some(lateness)) => change.executed(at, lateness),
+                _ => change,
+            }
+        }
+        (None, None) => Transition::new(Event::Fail, now)
+            .with_error("the workflow reported neither a result nor an error"),
+    };
+    match store.transition(&update.input.id, &change).await {
+        Ok(task) => Ok(task.task_status),
+        Err(StoreError::Conflict { current }) => {
+            if current.task_status != change.event.to() {
+                tracing::warn!(
+                    task_id = %current.id,
+                    status = %current.task_status,
+                    wanted = %change.event.to(),
+                    "outcome not recorded: the task had already moved on"
+                );
+            }
+            Ok(current.task_status)
+        }
+        Err(error) => Err(error),
+    }
+}

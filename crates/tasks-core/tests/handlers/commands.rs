@@ -1,0 +1,197 @@
+use crate::support::{status_of, task};
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::json;
+use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
+use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
+use tasks_core::{Schedule, StoreError, TaskStatus};
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
+}
+
+struct World {
+    store: MemoryStore,
+    queue: MemoryQueue,
+    workflow: MemoryWorkflow,
+    clock: FixedClock,
+    schedule: Schedule,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            store: MemoryStore::new(),
+            queue: MemoryQueue::new(),
+            workflow: MemoryWorkflow::new(),
+            clock: FixedClock::new(now()),
+            schedule: Schedule::default(),
+        }
+    }
+
+    async fn create(
+        &self,
+        body: serde_json::Value,
+        key: Option<&str>,
+    ) -> Result<tasks_core::commands::Created, CreateError> {
+        create_task(
+            &self.store,
+            &self.queue,
+            &self.clock,
+            &self.schedule,
+            body.to_string().as_bytes(),
+            key,
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn a_later_task_is_stored_scheduled_and_not_queued() {
+    let world = World::new();
+    let created = world.create(json!({"minutes": 10}), None).await.unwrap();
+    assert_eq!(created.task.task_status, TaskStatus::Scheduled);
+    assert_eq!(created.task.timestamp, now() + Duration::minutes(10));
+    assert!(uuid::Uuid::parse_str(&created.task.id).is_ok());
+    assert!(world.queue.messages().is_empty());
+    assert_eq!(world.store.tasks().len(), 1);
+}
+
+#[tokio::test]
+async fn a_task_due_within_the_lead_time_is_handed_off_at_once() {
+    let world = World::new();
+    let created = world.create(json!({"seconds": 30}), None).await.unwrap();
+    assert_eq!(created.task.task_status, TaskStatus::Queued);
+    assert_eq!(world.queue.messages().len(), 1);
+    assert_eq!(world.queue.messages()[0].id, created.task.id);
+}
+
+#[tokio::test]
+async fn a_failed_hand_off_leaves_the_task_for_the_cron() {
+    let world = World::new();
+    world.queue.set_unavailable(true);
+    let created = world.create(json!({"seconds": 30}), None).await.unwrap();
+    assert_eq!(created.task.task_status, TaskStatus::Scheduled);
+    assert_eq!(
+        status_of(&world.store, &created.task.id),
+        TaskStatus::Scheduled
+    );
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_and_body_return_the_same_task() {
+    let world = World::new();
+    let first = world
+        .create(
+            json!({"minutes": 10, "payload": {"a": 1}}),
+            Some("order-42"),
+        )
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    world.clock.set(now() + Duration::seconds(5));
+    let second = world
+        .create(
+            json!({"payload": {"a": 1}, "minutes": 10}),
+            Some("order-42"),
+        )
+        .await
+        .unwrap();
+    assert!(second.replayed);
+    assert_eq!(second.task, first.task);
+    assert_eq!(world.store.tasks().len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_with_another_body_conflicts() {
+    let world = World::new();
+    world
+        .create(json!({"minutes": 10}), Some("order-42"))
+        .await
+        .unwrap();
+    let error = world
+        .create(json!({"minutes": 11}), Some("order-42"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CreateError::IdempotencyConflict(_)));
+    assert_eq!(world.store.tasks().len(), 1);
+}
+
+#[tokio::test]
+async fn invalid_requests_and_keys_write_nothing() {
+    let world = World::new();
+    let error = world
+        .create(json!({"minutes": -1}), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CreateError::Invalid(ref e) if e.code == "invalid_field"));
+    let error = world
+        .create(json!({"minutes": 1}), Some(""))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CreateError::Invalid(ref e) if e.code == "invalid_idempotency_key"));
+    let long = "k".repeat(256);
+    assert!(world
+        .create(json!({"minutes": 1}), Some(&long))
+        .await
+        .is_err());
+    assert!(world.store.tasks().is_empty());
+    assert!(world.queue.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_store_outage_surfaces_as_a_store_error() {
+    let world = World::new();
+    world.store.set_unavailable(true);
+    let error = world.create(json!({"minutes": 1}), None).await.unwrap_err();
+    assert!(matches!(
+        error,
+        CreateError::Store(StoreError::Unavailable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn cancelling_a_waiting_task_stops_its_execution() {
+    let world = World::new();
+    for (id, status) in [
+        ("s", TaskStatus::Scheduled),
+        ("q", TaskStatus::Queued),
+        ("p", TaskStatus::InProgress),
+    ] {
+        world
+            .store
+            .put(task(id, now() + Duration::minutes(1), status));
+        let cancelled = cancel_task(&world.store, &world.workflow, &world.clock, id)
+            .await
+            .unwrap();
+        assert_eq!(cancelled.task_status, TaskStatus::Cancelled);
+    }
+    assert_eq!(world.workflow.stopped(), vec!["s", "q", "p"]);
+}
+
+#[tokio::test]
+async fn a_finished_or_executing_task_cannot_be_cancelled() {
+    let world = World::new();
+    for status in [
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ] {
+        world.store.put(task("t", now(), status));
+        let error = cancel_task(&world.store, &world.workflow, &world.clock, "t")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, CancelError::NotCancellable(ref t) if t.task_status == status));
+    }
+    let mut executing = task("x", now(), TaskStatus::InProgress);
+    executing.attempts = 1;
+    world.store.put(executing);
+    let error = cancel_task(&world.store, &world.workflow, &world.clock, "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CancelError::NotCancellable(_)));
+    let error = cancel_task(&world.store, &world.workflow, &world.clock, "nope")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CancelError::NotFound(_)));
+    assert!(world.workflow.stopped().is_empty());
+}

@@ -1,0 +1,151 @@
+use crate::support::{status_of, task};
+use chrono::{Duration, TimeZone, Utc};
+use tasks_core::dispatch::run_cron;
+use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore};
+use tasks_core::{Schedule, TaskStatus};
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
+}
+
+fn seeded(due: usize, later: usize) -> MemoryStore {
+    let store = MemoryStore::new();
+    for i in 0..due {
+        store.put(task(
+            &format!("due-{i:04}"),
+            now() + Duration::seconds(119),
+            TaskStatus::Scheduled,
+        ));
+    }
+    for i in 0..later {
+        store.put(task(
+            &format!("later-{i:04}"),
+            now() + Duration::seconds(121 + i as i64),
+            TaskStatus::Scheduled,
+        ));
+    }
+    store
+}
+
+#[tokio::test]
+async fn cron_sends_exactly_the_due_tasks_once() {
+    let store = seeded(1200, 300);
+    let queue = MemoryQueue::new();
+    let clock = FixedClock::new(now());
+    let summary = run_cron(&store, &queue, &clock, &Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.due.found, 1200);
+    assert_eq!(summary.due.dispatched, 1200);
+    assert_eq!(summary.due.errors, 0);
+    let mut ids: Vec<String> = queue.messages().into_iter().map(|m| m.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1200);
+    assert!(ids.iter().all(|id| id.starts_with("due-")));
+    assert_eq!(status_of(&store, "due-0000"), TaskStatus::Queued);
+    assert_eq!(status_of(&store, "later-0000"), TaskStatus::Scheduled);
+
+    let again = run_cron(&store, &queue, &clock, &Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(again.due.found, 0);
+    assert_eq!(queue.messages().len(), 1200);
+}
+
+#[tokio::test]
+async fn racing_cron_runs_dispatch_each_task_once() {
+    let store = seeded(500, 500);
+    let queue = MemoryQueue::new();
+    let clock = FixedClock::new(now());
+    let schedule = Schedule::default();
+    let (a, b) = tokio::join!(
+        run_cron(&store, &queue, &clock, &schedule),
+        run_cron(&store, &queue, &clock, &schedule)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.due.dispatched + b.due.dispatched, 500);
+    let mut ids: Vec<String> = queue.messages().into_iter().map(|m| m.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 500);
+    assert_eq!(queue.messages().len(), 500);
+}
+
+#[tokio::test]
+async fn a_claim_whose_send_failed_is_given_back() {
+    let store = seeded(3, 0);
+    let queue = MemoryQueue::new();
+    queue.reject("due-0001");
+    let clock = FixedClock::new(now());
+    let summary = run_cron(&store, &queue, &clock, &Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.due.dispatched, 2);
+    assert_eq!(summary.due.errors, 1);
+    assert_eq!(status_of(&store, "due-0001"), TaskStatus::Scheduled);
+
+    let queue = MemoryQueue::new();
+    let retry = run_cron(&store, &queue, &clock, &Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(retry.due.dispatched, 1);
+    assert_eq!(queue.messages()[0].id, "due-0001");
+}
+
+#[tokio::test]
+async fn a_queue_outage_leaves_every_task_scheduled() {
+    let store = seeded(25, 0);
+    let queue = MemoryQueue::new();
+    queue.set_unavailable(true);
+    let clock = FixedClock::new(now());
+    let summary = run_cron(&store, &queue, &clock, &Schedule::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.due.dispatched, 0);
+    assert_eq!(summary.due.errors, 25);
+    assert!(store
+        .tasks()
+        .iter()
+        .all(|t| t.task_status == TaskStatus::Scheduled));
+}
+
+#[tokio::test]
+async fn a_stranded_claim_is_sent_again_after_the_grace_period() {
+    let store = seeded(1, 0);
+    let queue = MemoryQueue::new();
+    let clock = FixedClock::new(now());
+    let schedule = Schedule::default();
+    run_cron(&store, &queue, &clock, &schedule).await.unwrap();
+    assert_eq!(queue.messages().len(), 1);
+
+    clock.set(now() + schedule.claim_grace - Duration::seconds(1));
+    let early = run_cron(&store, &queue, &clock, &schedule).await.unwrap();
+    assert_eq!(early.stale.dispatched, 0);
+
+    clock.set(now() + schedule.claim_grace + Duration::seconds(1));
+    let late = run_cron(&store, &queue, &clock, &schedule).await.unwrap();
+    assert_eq!(late.stale.dispatched, 1);
+    assert_eq!(queue.messages().len(), 2);
+    assert_eq!(status_of(&store, "due-0000"), TaskStatus::Queued);
+
+    let (a, b) = tokio::join!(
+        run_cron(&store, &queue, &clock, &schedule),
+        run_cron(&store, &queue, &clock, &schedule)
+    );
+    assert_eq!(a.unwrap().stale.dispatched + b.unwrap().stale.dispatched, 0);
+}
+
+#[tokio::test]
+async fn a_store_outage_fails_the_run() {
+    let store = seeded(1, 0);
+    store.set_unavailable(true);
+    let result = run_cron(
+        &store,
+        &MemoryQueue::new(),
+        &FixedClock::new(now()),
+        &Schedule::default(),
+    )
+    .await;
+    assert!(result.is_err());
+}

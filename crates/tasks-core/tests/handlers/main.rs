@@ -1,0 +1,6 @@
+//! The handlers' rules, on the in-memory adapters.
+
+mod commands;
+mod dispatch;
+mod pipeline;
+mod support;

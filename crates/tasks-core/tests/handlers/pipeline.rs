@@ -1,0 +1,334 @@
+use crate::support::{status_of, task, webhook, RecordingSender};
+use chrono::{Duration, TimeZone, Utc};
+use tasks_core::memory::{FixedClock, MemoryStore, MemoryWorkflow};
+use tasks_core::pipeline::{
+    execute_task, record_outcome, start_task, ExecutionReport, Outcome, StartReport, StatusUpdate,
+    StepError,
+};
+use tasks_core::retry::{PERMANENT_ERRORS, RETRYABLE_ERRORS};
+use tasks_core::{DeliveryError, DispatchMessage, Schedule, SystemClock, TaskStatus};
+
+fn at() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
+}
+
+fn message(id: &str) -> DispatchMessage {
+    DispatchMessage {
+        id: id.into(),
+        timestamp: at(),
+    }
+}
+
+#[tokio::test]
+async fn duplicate_deliveries_start_one_execution() {
+    let store = MemoryStore::new();
+    let workflow = MemoryWorkflow::new();
+    let clock = FixedClock::new(at() - Duration::minutes(2));
+    let schedule = Schedule::default();
+    store.put(task("a", at(), TaskStatus::Queued));
+    let first = start_task(&store, &workflow, &clock, &schedule, &message("a"))
+        .await
+        .unwrap();
+    let second = start_task(&store, &workflow, &clock, &schedule, &message("a"))
+        .await
+        .unwrap();
+    assert_eq!(first, StartReport::Started);
+    assert_eq!(second, StartReport::AlreadyStarted);
+    assert_eq!(workflow.executions().len(), 1);
+    assert_eq!(
+        workflow.executions()[0].wake_at,
+        at() - Duration::seconds(1)
+    );
+    assert_eq!(status_of(&store, "a"), TaskStatus::InProgress);
+}
+
+#[tokio::test]
+async fn cancelled_or_missing_tasks_are_not_started() {
+    let store = MemoryStore::new();
+    let workflow = MemoryWorkflow::new();
+    let clock = FixedClock::new(at());
+    store.put(task("c", at(), TaskStatus::Cancelled));
+    let report = start_task(
+        &store,
+        &workflow,
+        &clock,
+        &Schedule::default(),
+        &message("c"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report, StartReport::Skipped(TaskStatus::Cancelled));
+    let report = start_task(
+        &store,
+        &workflow,
+        &clock,
+        &Schedule::default(),
+        &message("gone"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report, StartReport::Missing);
+    assert!(workflow.executions().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_start_leaves_the_task_queued_for_a_retry() {
+    let store = MemoryStore::new();
+    let workflow = MemoryWorkflow::new();
+    workflow.fail_for("a");
+    store.put(task("a", at(), TaskStatus::Queued));
+    let result = start_task(
+        &store,
+        &workflow,
+        &FixedClock::new(at()),
+        &Schedule::default(),
+        &message("a"),
+    )
+    .await;
+    assert!(result.is_err());
+    assert_eq!(status_of(&store, "a"), TaskStatus::Queued);
+}
+
+fn due_soon(id: &str, in_ms: i64, status: TaskStatus) -> tasks_core::Task {
+    let mut task = task(id, Utc::now() + Duration::milliseconds(in_ms), status);
+    task.webhook = Some(webhook());
+    task
+}
+
+async fn execute(
+    store: &MemoryStore,
+    sender: &RecordingSender,
+    id: &str,
+) -> Result<ExecutionReport, tasks_core::pipeline::ExecuteError> {
+    let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
+    let schedule = Schedule::default();
+    let input = schedule.execution_input(&DispatchMessage::from(&task));
+    execute_task(store, sender, &SystemClock, &schedule, &input).await
+}
+
+#[tokio::test]
+async fn woken_early_it_waits_and_never_sends_before_the_second() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(204));
+    store.put(due_soon("a", 1500, TaskStatus::InProgress));
+    let timestamp = store.tasks()[0].timestamp;
+    let report = execute(&store, &sender, "a").await.unwrap();
+    let sent = sender.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].2 >= timestamp,
+        "sent {} before {}",
+        sent[0].2,
+        timestamp
+    );
+    assert!(sent[0].2 - timestamp < Duration::milliseconds(50));
+    assert_eq!(report.outcome, Outcome::Delivered);
+    assert_eq!(report.status_code, Some(204));
+    assert_eq!(report.attempt, 1);
+    assert!(report.lateness_ms.unwrap() >= 0);
+    assert_eq!(store.tasks()[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn woken_far_too_early_it_raises_a_retryable_error() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(200));
+    store.put(due_soon("a", 60_000, TaskStatus::InProgress));
+    let error = execute(&store, &sender, "a").await.unwrap_err();
+    assert_eq!(error.error_type, "TaskNotDue");
+    assert!(RETRYABLE_ERRORS.contains(&error.error_type));
+    assert!(sender.sent.lock().unwrap().is_empty());
+    assert_eq!(store.tasks()[0].attempts, 0);
+}
+
+#[tokio::test]
+async fn a_cancelled_task_is_skipped() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(200));
+    store.put(due_soon("a", 0, TaskStatus::Cancelled));
+    let report = execute(&store, &sender, "a").await.unwrap();
+    assert_eq!(report.outcome, Outcome::Skipped);
+    assert_eq!(report.task_status, Some(TaskStatus::Cancelled));
+    assert!(sender.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_task_without_webhook_just_completes() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(200));
+    let mut plain = due_soon("a", 0, TaskStatus::Queued);
+    plain.webhook = None;
+    store.put(plain);
+    let report = execute(&store, &sender, "a").await.unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert!(sender.sent.lock().unwrap().is_empty());
+    assert_eq!(status_of(&store, "a"), TaskStatus::InProgress);
+}
+
+#[tokio::test]
+async fn delivery_failures_raise_their_named_error_types() {
+    let cases = [
+        (DeliveryError::ServerError(503), "WebhookServerError", true),
+        (DeliveryError::Timeout(10_000), "WebhookTimeout", true),
+        (
+            DeliveryError::Connection("refused".into()),
+            "WebhookConnectionError",
+            true,
+        ),
+        (DeliveryError::Rejected(404), "WebhookRejected", false),
+        (
+            DeliveryError::Invalid("bad header".into()),
+            "WebhookInvalid",
+            false,
+        ),
+    ];
+    for (failure, name, retryable) in cases {
+        let store = MemoryStore::new();
+        let sender = RecordingSender::answering(Err(failure));
+        store.put(due_soon("a", 0, TaskStatus::InProgress));
+        let error = execute(&store, &sender, "a").await.unwrap_err();
+        assert_eq!(error.error_type, name);
+        assert_eq!(RETRYABLE_ERRORS.contains(&error.error_type), retryable);
+        assert_eq!(PERMANENT_ERRORS.contains(&error.error_type), !retryable);
+        assert!(error.message.contains("attempt 1"), "{}", error.message);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_target_fails_before_any_attempt() {
+    let store = MemoryStore::new();
+    let mut sender = RecordingSender::answering(Ok(200));
+    sender.refuse_on_prepare = true;
+    store.put(due_soon("a", 0, TaskStatus::Queued));
+    let error = execute(&store, &sender, "a").await.unwrap_err();
+    assert_eq!(error.error_type, "WebhookRefused");
+    assert_eq!(store.tasks()[0].attempts, 0);
+    assert!(sender.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn retries_count_attempts_and_carry_them_to_the_receiver() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Err(DeliveryError::ServerError(500)));
+    store.put(due_soon("a", 0, TaskStatus::InProgress));
+    for _ in 0..3 {
+        execute(&store, &sender, "a").await.unwrap_err();
+    }
+    let attempts: Vec<u32> = sender.sent.lock().unwrap().iter().map(|s| s.1).collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+    assert_eq!(store.tasks()[0].attempts, 3);
+}
+
+fn update(result: Option<ExecutionReport>, error: Option<StepError>) -> StatusUpdate {
+    StatusUpdate {
+        input: Schedule::default().execution_input(&message("a")),
+        result,
+        error,
+    }
+}
+
+fn delivered() -> ExecutionReport {
+    ExecutionReport {
+        outcome: Outcome::Delivered,
+        status_code: Some(200),
+        attempt: 1,
+        executed_at: Some(at() + Duration::milliseconds(3)),
+        lateness_ms: Some(3),
+        task_status: None,
+    }
+}
+
+#[tokio::test]
+async fn completion_is_recorded_once_and_repeats_are_no_ops() {
+    let store = MemoryStore::new();
+    let clock = FixedClock::new(at());
+    store.put(task("a", at(), TaskStatus::InProgress));
+    let done = update(Some(delivered()), None);
+    assert_eq!(
+        record_outcome(&store, &clock, &done).await.unwrap(),
+        TaskStatus::Completed
+    );
+    let recorded = store.tasks()[0].clone();
+    assert_eq!(recorded.lateness_ms, Some(3));
+    assert_eq!(recorded.executed_at, Some(at() + Duration::milliseconds(3)));
+    clock.set(at() + Duration::seconds(5));
+    assert_eq!(
+        record_outcome(&store, &clock, &done).await.unwrap(),
+        TaskStatus::Completed
+    );
+    assert_eq!(store.tasks()[0], recorded);
+}
+
+#[tokio::test]
+async fn a_caught_error_marks_the_task_failed_with_its_reason() {
+    let store = MemoryStore::new();
+    let clock = FixedClock::new(at());
+    store.put(task("a", at(), TaskStatus::InProgress));
+    let error = StepError {
+        error: "WebhookRejected".into(),
+        cause: r#"{"errorType":"WebhookRejected","errorMessage":"the receiver answered HTTP 404 (attempt 1)"}"#.into(),
+    };
+    let status = record_outcome(&store, &clock, &update(None, Some(error)))
+        .await
+        .unwrap();
+    assert_eq!(status, TaskStatus::Failed);
+    assert_eq!(
+        store.tasks()[0].last_error.as_deref(),
+        Some("WebhookRejected: the receiver answered HTTP 404 (attempt 1)")
+    );
+}
+
+#[tokio::test]
+async fn a_failure_before_the_first_attempt_still_ends_the_task() {
+    let store = MemoryStore::new();
+    store.put(task("a", at(), TaskStatus::Queued));
+    let error = StepError {
+        error: "WebhookRefused".into(),
+        cause: String::new(),
+    };
+    let status = record_outcome(&store, &FixedClock::new(at()), &update(None, Some(error)))
+        .await
+        .unwrap();
+    assert_eq!(status, TaskStatus::Failed);
+    assert_eq!(
+        store.tasks()[0].last_error.as_deref(),
+        Some("WebhookRefused")
+    );
+}
+
+#[tokio::test]
+async fn an_outcome_for_a_cancelled_task_changes_nothing() {
+    let store = MemoryStore::new();
+    store.put(task("a", at(), TaskStatus::Cancelled));
+    let status = record_outcome(
+        &store,
+        &FixedClock::new(at()),
+        &update(Some(delivered()), None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, TaskStatus::Cancelled);
+    assert_eq!(status_of(&store, "a"), TaskStatus::Cancelled);
+}
+
+#[test]
+fn the_status_update_contract_reads_the_state_machine_output() {
+    let json = serde_json::json!({
+        "id": "a",
+        "timestamp": "2030-06-01T12:00:00.000Z",
+        "wakeAt": "2030-06-01T11:59:59.000Z",
+        "result": {"outcome": "DELIVERED", "statusCode": 200, "attempt": 1,
+                   "executedAt": "2030-06-01T12:00:00.004Z", "latenessMs": 4}
+    });
+    let parsed: StatusUpdate = serde_json::from_value(json).unwrap();
+    assert_eq!(parsed.result.unwrap().lateness_ms, Some(4));
+    let failed: StatusUpdate = serde_json::from_value(serde_json::json!({
+        "id": "a", "timestamp": "2030-06-01T12:00:00.000Z", "wakeAt": "2030-06-01T11:59:59.000Z",
+        "error": {"Error": "WebhookTimeout", "Cause": "no answer"}
+    }))
+    .unwrap();
+    assert_eq!(
+        failed.error.unwrap().describe(),
+        "WebhookTimeout: no answer"
+    );
+}
