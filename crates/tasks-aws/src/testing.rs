@@ -1,0 +1,93 @@
+//! Test fixtures: uniquely named resources on the shared local emulator, so integration tests
+//! in any crate can run in parallel against one emulator process.
+
+use crate::{bootstrap, DynamoDbStore, SqsQueue, StepFunctionsWorkflow};
+use aws_config::SdkConfig;
+use tasks_core::DispatchMessage;
+
+pub struct Resources {
+    pub config: SdkConfig,
+    pub table_name: String,
+    pub queue_url: String,
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The shared emulator's SDK configuration. Panics (fails the test, never skips it) with the
+/// emulator's own message when it is not installed.
+pub async fn emulator_config() -> SdkConfig {
+    let endpoint = local_emulator::shared_endpoint()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    crate::emulator_config(endpoint).await
+}
+
+impl Resources {
+    /// A new table (with its index) and queue (with its DLQ).
+    pub async fn create() -> Self {
+        let config = emulator_config().await;
+        let table_name = unique("tasks");
+        let (_, queue) = bootstrap::local_resources(&config, &table_name, &unique("queue"))
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        Resources {
+            config,
+            table_name,
+            queue_url: queue.queue_url().to_string(),
+        }
+    }
+
+    pub fn store(&self) -> DynamoDbStore {
+        DynamoDbStore::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            &self.table_name,
+        )
+    }
+
+    pub fn queue(&self) -> SqsQueue {
+        SqsQueue::new(aws_sdk_sqs::Client::new(&self.config), &self.queue_url)
+    }
+
+    /// A workflow adapter for a state machine that does not exist: starts fail, stops are no-ops.
+    pub fn workflow(&self) -> StepFunctionsWorkflow {
+        StepFunctionsWorkflow::new(
+            aws_sdk_sfn::Client::new(&self.config),
+            "arn:aws:states:us-east-1:123456789012:stateMachine:absent",
+        )
+    }
+
+    /// How many items the table holds (a consistent scan).
+    pub async fn count_items(&self) -> usize {
+        aws_sdk_dynamodb::Client::new(&self.config)
+            .scan()
+            .table_name(&self.table_name)
+            .consistent_read(true)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .expect("scan the test table")
+            .count() as usize
+    }
+
+    /// Receives and deletes every message on the queue.
+    pub async fn receive_all(&self) -> Vec<DispatchMessage> {
+        let queue = self.queue();
+        let mut all = Vec::new();
+        loop {
+            let messages = queue.receive(10, 0).await.expect("receive");
+            if messages.is_empty() {
+                return all;
+            }
+            let receipts: Vec<String> = messages.iter().map(|m| m.receipt_handle.clone()).collect();
+            queue.delete(&receipts).await.expect("delete");
+            all.extend(
+                messages
+                    .iter()
+                    .map(|m| serde_json::from_str(&m.body).expect("a dispatch message")),
+            );
+        }
+    }
+}

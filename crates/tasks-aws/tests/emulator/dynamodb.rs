@@ -1,0 +1,547 @@
+use crate::{emulator, unique};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+use std::collections::BTreeMap;
+use tasks_aws::bootstrap::ensure_table;
+use tasks_aws::DynamoDbStore;
+use tasks_core::{
+    Event, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition, Webhook,
+};
+
+async fn store() -> (DynamoDbStore, Client) {
+    let client = Client::new(&emulator().await);
+    let table = unique("tasks");
+    ensure_table(&client, &table).await.unwrap();
+    (DynamoDbStore::new(client.clone(), table), client)
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap() + Duration::seconds(seconds)
+}
+
+fn task(id: &str, status: TaskStatus, start_execution_at: i64) -> Task {
+    Task {
+        id: id.to_string(),
+        timestamp: at(start_execution_at + 120),
+        start_execution_at: at(start_execution_at).timestamp(),
+        task_status: status,
+        created_at: at(-600),
+        last_updated_at: at(-600),
+        webhook: None,
+        payload: None,
+        attempts: 0,
+        last_error: None,
+        executed_at: None,
+        lateness_ms: None,
+        idempotency_key: None,
+        request_digest: None,
+    }
+}
+
+fn full_task(id: &str) -> Task {
+    Task {
+        webhook: Some(Webhook {
+            url: "https://example.com/hooks/1?x=y".into(),
+            method: "PUT".into(),
+            headers: BTreeMap::from([
+                ("Authorization".to_string(), "Bearer t0k3n".to_string()),
+                ("X-Empty".to_string(), String::new()),
+            ]),
+            body: Some(json!({"n": 1.5, "list": [1, "two", null, false], "nested": {"deep": []}})),
+        }),
+        payload: Some(json!({"customer": "c-42", "amount": -7, "tags": ["a", "b"]})),
+        attempts: 2,
+        last_error: Some("HTTP 503 after 3 attempts".into()),
+        executed_at: Some(at(120) + Duration::milliseconds(345)),
+        lateness_ms: Some(345),
+        idempotency_key: Some("key-1".into()),
+        request_digest: Some("ab12".into()),
+        ..task(id, TaskStatus::Failed, 0)
+    }
+}
+
+/// Every page of `query`, following next_token.
+async fn all_pages(store: &DynamoDbStore, mut query: StatusQuery) -> Vec<Page> {
+    let mut pages = Vec::new();
+    loop {
+        let page = store.query(&query).await.unwrap();
+        query.page_token = page.next_token.clone();
+        pages.push(page);
+        if query.page_token.is_none() {
+            return pages;
+        }
+    }
+}
+
+fn ids(pages: &[Page]) -> Vec<String> {
+    pages
+        .iter()
+        .flat_map(|page| page.tasks.iter().map(|task| task.id.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn create_refuses_an_id_that_exists_and_keeps_the_first() {
+    let (store, _) = store().await;
+    let first = task("t1", TaskStatus::Scheduled, 0);
+    store.create(&first).await.unwrap();
+    let second = task("t1", TaskStatus::Queued, 60);
+    assert_eq!(
+        store.create(&second).await,
+        Err(StoreError::AlreadyExists("t1".into()))
+    );
+    assert_eq!(store.get("t1").await.unwrap(), Some(first));
+}
+
+#[tokio::test]
+async fn get_of_a_missing_task_is_none() {
+    let (store, _) = store().await;
+    assert_eq!(store.get("nope").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_full_task_round_trips_under_the_seed_attribute_names_and_types() {
+    let (store, client) = store().await;
+    let task = full_task("full");
+    store.create(&task).await.unwrap();
+    assert_eq!(store.get("full").await.unwrap(), Some(task));
+
+    let item = client
+        .get_item()
+        .table_name(store.table_name())
+        .key("id", AttributeValue::S("full".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let s = |text: &str| AttributeValue::S(text.to_string());
+    let n = |number: i64| AttributeValue::N(number.to_string());
+    assert_eq!(item["id"], s("full"));
+    assert_eq!(item["timestamp"], s("2030-06-01T12:02:00.000Z"));
+    assert_eq!(item["startExecutionAt"], n(at(0).timestamp()));
+    assert_eq!(item["taskStatus"], s("FAILED"));
+    assert_eq!(item["lastUpdatedAt"], s("2030-06-01T11:50:00.000Z"));
+    assert_eq!(item["attempts"], n(2));
+    assert_eq!(item["latenessMs"], n(345));
+    assert_eq!(item["executedAt"], s("2030-06-01T12:02:00.345Z"));
+    let webhook = item["webhook"].as_m().unwrap();
+    assert_eq!(webhook["method"], s("PUT"));
+    assert_eq!(
+        webhook["headers"].as_m().unwrap()["Authorization"],
+        s("Bearer t0k3n")
+    );
+    assert!(webhook["body"].as_m().unwrap()["list"].is_l());
+    assert!(item["payload"].is_m());
+}
+
+#[tokio::test]
+async fn optional_fields_that_are_absent_are_not_stored() {
+    let (store, client) = store().await;
+    store
+        .create(&task("bare", TaskStatus::Scheduled, 0))
+        .await
+        .unwrap();
+    let item = client
+        .get_item()
+        .table_name(store.table_name())
+        .key("id", AttributeValue::S("bare".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "attempts",
+            "createdAt",
+            "id",
+            "lastUpdatedAt",
+            "startExecutionAt",
+            "taskStatus",
+            "timestamp"
+        ]
+    );
+}
+
+/// Five QUEUED tasks due at 0..=4 minutes, one due later, and others in other statuses.
+async fn seeded_store() -> DynamoDbStore {
+    let (store, _) = store().await;
+    for (id, status, minute) in [
+        ("q3", TaskStatus::Queued, 3),
+        ("q0", TaskStatus::Queued, 0),
+        ("q4", TaskStatus::Queued, 4),
+        ("q1", TaskStatus::Queued, 1),
+        ("q2", TaskStatus::Queued, 2),
+        ("q9", TaskStatus::Queued, 9),
+        ("s1", TaskStatus::Scheduled, 1),
+        ("p1", TaskStatus::InProgress, 1),
+    ] {
+        store.create(&task(id, status, minute * 60)).await.unwrap();
+    }
+    store
+}
+
+#[tokio::test]
+async fn a_status_query_pages_through_due_tasks_oldest_first() {
+    let store = seeded_store().await;
+    let query = StatusQuery {
+        due_by: Some(at(4 * 60).timestamp()),
+        ..StatusQuery::new(TaskStatus::Queued, 2)
+    };
+    let pages = all_pages(&store, query).await;
+    assert_eq!(ids(&pages), ["q0", "q1", "q2", "q3", "q4"]);
+    assert!(pages.iter().all(|page| page.tasks.len() <= 2));
+    assert!(pages.len() >= 3);
+    assert!(pages
+        .iter()
+        .flat_map(|page| &page.tasks)
+        .all(|task| task.task_status == TaskStatus::Queued));
+}
+
+#[tokio::test]
+async fn a_status_query_pages_newest_first() {
+    let store = seeded_store().await;
+    let query = StatusQuery {
+        due_by: Some(at(3 * 60).timestamp()),
+        newest_first: true,
+        ..StatusQuery::new(TaskStatus::Queued, 2)
+    };
+    assert_eq!(
+        ids(&all_pages(&store, query).await),
+        ["q3", "q2", "q1", "q0"]
+    );
+
+    let unbounded = StatusQuery {
+        newest_first: true,
+        ..StatusQuery::new(TaskStatus::Queued, 4)
+    };
+    assert_eq!(
+        ids(&all_pages(&store, unbounded).await),
+        ["q9", "q4", "q3", "q2", "q1", "q0"]
+    );
+}
+
+#[tokio::test]
+async fn a_query_that_fits_one_page_has_no_next_token() {
+    let store = seeded_store().await;
+    let page = store
+        .query(&StatusQuery::new(TaskStatus::InProgress, 10))
+        .await
+        .unwrap();
+    assert_eq!(page.tasks.len(), 1);
+    assert_eq!(page.next_token, None);
+}
+
+#[tokio::test]
+async fn damaged_or_foreign_page_tokens_are_invalid() {
+    let store = seeded_store().await;
+    let first = store
+        .query(&StatusQuery::new(TaskStatus::Queued, 1))
+        .await
+        .unwrap();
+    let queued_token = first.next_token.expect("more than one QUEUED task");
+    for (status, token) in [
+        (TaskStatus::Queued, "garbage!".to_string()),
+        (TaskStatus::Queued, "eyJpZCI6MX0".to_string()),
+        (TaskStatus::Scheduled, queued_token.clone()),
+    ] {
+        let query = StatusQuery {
+            page_token: Some(token),
+            ..StatusQuery::new(status, 1)
+        };
+        assert_eq!(store.query(&query).await, Err(StoreError::InvalidPageToken));
+    }
+    let resumed = StatusQuery {
+        page_token: Some(queued_token),
+        ..StatusQuery::new(TaskStatus::Queued, 1)
+    };
+    assert_eq!(ids(&[store.query(&resumed).await.unwrap()]), ["q1"]);
+}
+
+#[tokio::test]
+async fn updated_before_keeps_tasks_untouched_since_even_across_empty_pages() {
+    let (store, _) = store().await;
+    for minute in 0..6 {
+        let mut task = task(&format!("t{minute}"), TaskStatus::Queued, minute * 60);
+        // Odd tasks were touched recently.
+        if minute % 2 == 1 {
+            task.last_updated_at = at(0) + Duration::milliseconds(1);
+        }
+        store.create(&task).await.unwrap();
+    }
+    let query = StatusQuery {
+        updated_before: Some(at(0)),
+        ..StatusQuery::new(TaskStatus::Queued, 1)
+    };
+    let pages = all_pages(&store, query).await;
+    assert_eq!(ids(&pages), ["t0", "t2", "t4"]);
+    // Limit applies before the filter: the pages that read an odd task are empty.
+    assert!(pages
+        .iter()
+        .any(|page| page.tasks.is_empty() && page.next_token.is_some()));
+}
+
+#[tokio::test]
+async fn every_event_from_every_status_does_what_the_core_says() {
+    let (store, _) = store().await;
+    for event in Event::ALL {
+        for status in TaskStatus::ALL {
+            for attempts in [0, 1] {
+                let id = format!("{event:?}-{status}-{attempts}");
+                let before = Task {
+                    attempts,
+                    ..task(&id, status, 0)
+                };
+                store.create(&before).await.unwrap();
+                let change = Transition::new(event, at(1) + Duration::milliseconds(7))
+                    .with_error("why")
+                    .executed(at(2), 1_000);
+                let outcome = store.transition(&id, &change).await;
+                if change.applies_to(&before) {
+                    let after = change.apply(&before);
+                    assert_eq!(outcome, Ok(after.clone()), "{id}");
+                    assert_eq!(store.get(&id).await.unwrap(), Some(after), "{id}");
+                } else {
+                    let conflict = StoreError::Conflict {
+                        current: Box::new(before.clone()),
+                    };
+                    assert_eq!(outcome, Err(conflict), "{id}");
+                    assert_eq!(store.get(&id).await.unwrap(), Some(before), "{id}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_task_goes_through_its_lifecycle() {
+    let (store, _) = store().await;
+    store
+        .create(&task("t", TaskStatus::Scheduled, 0))
+        .await
+        .unwrap();
+    let step = |event, second| Transition::new(event, at(second));
+
+    let claimed = store.transition("t", &step(Event::Claim, 1)).await.unwrap();
+    assert_eq!(claimed.task_status, TaskStatus::Queued);
+    assert_eq!(claimed.last_updated_at, at(1));
+    let unclaimed = store
+        .transition("t", &step(Event::Unclaim, 2))
+        .await
+        .unwrap();
+    assert_eq!(unclaimed.task_status, TaskStatus::Scheduled);
+    store.transition("t", &step(Event::Claim, 3)).await.unwrap();
+    store
+        .transition("t", &step(Event::Redispatch, 4))
+        .await
+        .unwrap();
+    let started = store.transition("t", &step(Event::Start, 5)).await.unwrap();
+    assert_eq!(
+        (started.task_status, started.attempts),
+        (TaskStatus::InProgress, 0)
+    );
+    let attempt = step(Event::BeginAttempt, 120).executed(at(120) + Duration::milliseconds(12), 12);
+    let first = store.transition("t", &attempt).await.unwrap();
+    assert_eq!(first.attempts, 1);
+    let second = store
+        .transition("t", &step(Event::BeginAttempt, 122))
+        .await
+        .unwrap();
+    assert_eq!(second.attempts, 2);
+    assert_eq!(
+        second.executed_at,
+        Some(at(120) + Duration::milliseconds(12))
+    );
+    let done = store
+        .transition("t", &step(Event::Complete, 123))
+        .await
+        .unwrap();
+    assert_eq!(done.task_status, TaskStatus::Completed);
+    assert_eq!(done.lateness_ms, Some(12));
+    assert_eq!(store.get("t").await.unwrap(), Some(done));
+}
+
+#[tokio::test]
+async fn a_failure_records_its_error() {
+    let (store, _) = store().await;
+    store
+        .create(&task("t", TaskStatus::InProgress, 0))
+        .await
+        .unwrap();
+    let failed = store
+        .transition(
+            "t",
+            &Transition::new(Event::Fail, at(1)).with_error("WebhookRejected: HTTP 404"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.task_status, TaskStatus::Failed);
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("WebhookRejected: HTTP 404")
+    );
+}
+
+#[tokio::test]
+async fn a_change_that_does_not_apply_is_a_conflict_with_the_current_task() {
+    let (store, _) = store().await;
+    let done = task("t", TaskStatus::Completed, 0);
+    store.create(&done).await.unwrap();
+    for event in [Event::Cancel, Event::Claim, Event::Fail] {
+        assert_eq!(
+            store.transition("t", &Transition::new(event, at(1))).await,
+            Err(StoreError::Conflict {
+                current: Box::new(done.clone())
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_change_to_a_missing_task_is_not_found_and_creates_nothing() {
+    let (store, _) = store().await;
+    assert_eq!(
+        store
+            .transition("ghost", &Transition::new(Event::Cancel, at(1)))
+            .await,
+        Err(StoreError::NotFound("ghost".into()))
+    );
+    assert_eq!(store.get("ghost").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn cancel_is_refused_once_an_attempt_began() {
+    let (store, _) = store().await;
+    store
+        .create(&task("t", TaskStatus::Queued, 0))
+        .await
+        .unwrap();
+    let begun = store
+        .transition("t", &Transition::new(Event::BeginAttempt, at(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .transition("t", &Transition::new(Event::Cancel, at(2)))
+            .await,
+        Err(StoreError::Conflict {
+            current: Box::new(begun)
+        })
+    );
+
+    store
+        .create(&task("u", TaskStatus::InProgress, 0))
+        .await
+        .unwrap();
+    let cancelled = store
+        .transition("u", &Transition::new(Event::Cancel, at(2)))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.task_status, TaskStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn an_item_without_attempts_counts_as_none_begun() {
+    let (store, client) = store().await;
+    store
+        .create(&task("old", TaskStatus::Queued, 0))
+        .await
+        .unwrap();
+    client
+        .update_item()
+        .table_name(store.table_name())
+        .key("id", AttributeValue::S("old".into()))
+        .update_expression("REMOVE attempts")
+        .send()
+        .await
+        .unwrap();
+    let begun = store
+        .transition("old", &Transition::new(Event::BeginAttempt, at(1)))
+        .await
+        .unwrap();
+    assert_eq!(begun.attempts, 1);
+
+    store
+        .create(&task("older", TaskStatus::Queued, 0))
+        .await
+        .unwrap();
+    client
+        .update_item()
+        .table_name(store.table_name())
+        .key("id", AttributeValue::S("older".into()))
+        .update_expression("REMOVE attempts")
+        .send()
+        .await
+        .unwrap();
+    let cancelled = store
+        .transition("older", &Transition::new(Event::Cancel, at(1)))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.task_status, TaskStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn the_optimistic_lock_refuses_a_task_changed_since_it_was_read() {
+    let (store, _) = store().await;
+    let read = task("t", TaskStatus::Queued, 0);
+    store.create(&read).await.unwrap();
+    let redispatch =
+        Transition::new(Event::Redispatch, at(5)).if_last_updated_at(read.last_updated_at);
+    let redispatched = store.transition("t", &redispatch).await.unwrap();
+    assert_eq!(redispatched.last_updated_at, at(5));
+
+    let stale = Transition::new(Event::Redispatch, at(6)).if_last_updated_at(read.last_updated_at);
+    assert_eq!(
+        store.transition("t", &stale).await,
+        Err(StoreError::Conflict {
+            current: Box::new(redispatched.clone())
+        })
+    );
+    let fresh =
+        Transition::new(Event::Redispatch, at(7)).if_last_updated_at(redispatched.last_updated_at);
+    assert_eq!(
+        store.transition("t", &fresh).await.unwrap().last_updated_at,
+        at(7)
+    );
+}
+
+#[tokio::test]
+async fn a_missing_table_is_unavailable_with_the_cause() {
+    let client = Client::new(&emulator().await);
+    let store = DynamoDbStore::new(client, unique("missing"));
+    match store.get("t").await {
+        Err(StoreError::Unavailable {
+            message,
+            request_id,
+        }) => {
+            assert_eq!(
+                message,
+                "ResourceNotFoundException: Requested resource not found"
+            );
+            assert!(request_id.is_some_and(|id| !id.is_empty()));
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_unavailable_with_the_cause() {
+    let config = tasks_aws::emulator_config("http://127.0.0.1:1").await;
+    let store = DynamoDbStore::new(Client::new(&config), "tasksTable");
+    match store.get("t").await {
+        Err(StoreError::Unavailable {
+            message,
+            request_id,
+        }) => {
+            assert!(message.starts_with("dispatch failure: "), "{message}");
+            assert_eq!(request_id, None);
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}

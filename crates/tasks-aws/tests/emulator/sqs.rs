@@ -1,0 +1,147 @@
+use crate::{emulator, unique};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::Client;
+use chrono::{TimeZone, Utc};
+use std::time::{Duration, Instant};
+use tasks_aws::bootstrap::ensure_queue;
+use tasks_aws::SqsQueue;
+use tasks_core::{DispatchMessage, DispatchQueue};
+
+fn message(id: &str) -> DispatchMessage {
+    DispatchMessage {
+        id: id.to_string(),
+        timestamp: Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap(),
+    }
+}
+
+/// Receives and deletes messages until `count` arrived.
+async fn drain(queue: &SqsQueue, count: usize) -> Vec<DispatchMessage> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut received = Vec::new();
+    while received.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} messages arrived",
+            received.len()
+        );
+        let messages = queue.receive(10, 1).await.unwrap();
+        let handles: Vec<String> = messages.iter().map(|m| m.receipt_handle.clone()).collect();
+        queue.delete(&handles).await.unwrap();
+        received.extend(messages);
+    }
+    let mut bodies: Vec<DispatchMessage> = received
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    bodies.sort_by(|a, b| a.id.cmp(&b.id));
+    bodies
+}
+
+#[tokio::test]
+async fn a_batch_arrives_as_one_json_message_per_task() {
+    let client = Client::new(&emulator().await);
+    let url = ensure_queue(&client, &unique("tasksQueue")).await.unwrap();
+    let queue = SqsQueue::new(client, &url);
+    let sent = [message("a"), message("b"), message("c")];
+    assert_eq!(queue.send_batch(&sent).await.unwrap(), Vec::<String>::new());
+    assert_eq!(drain(&queue, 3).await, sent);
+    assert!(
+        queue.receive(10, 0).await.unwrap().is_empty(),
+        "deleted messages came back"
+    );
+}
+
+#[tokio::test]
+async fn the_message_body_is_the_dispatch_contract() {
+    let client = Client::new(&emulator().await);
+    let url = ensure_queue(&client, &unique("tasksQueue")).await.unwrap();
+    let queue = SqsQueue::new(client, &url);
+    queue.send_batch(&[message("a")]).await.unwrap();
+    let received = queue.receive(1, 1).await.unwrap();
+    assert_eq!(
+        received[0].body,
+        r#"{"id":"a","timestamp":"2030-06-01T12:00:00.000Z"}"#
+    );
+}
+
+#[tokio::test]
+async fn more_than_ten_messages_are_refused_without_a_call() {
+    let client = Client::new(&emulator().await);
+    let queue = SqsQueue::new(client, "http://127.0.0.1:1/000000000000/nowhere");
+    let sent: Vec<DispatchMessage> = (0..11).map(|i| message(&format!("t{i}"))).collect();
+    let error = queue.send_batch(&sent).await.unwrap_err();
+    assert_eq!(error.0, "at most 10 messages per batch, got 11");
+}
+
+#[tokio::test]
+async fn an_empty_batch_makes_no_call() {
+    let client = Client::new(&emulator().await);
+    let queue = SqsQueue::new(client, "http://127.0.0.1:1/000000000000/nowhere");
+    assert_eq!(queue.send_batch(&[]).await, Ok(vec![]));
+}
+
+#[tokio::test]
+async fn a_missing_queue_fails_the_whole_batch() {
+    let client = Client::new(&emulator().await);
+    let url = ensure_queue(&client, &unique("tasksQueue")).await.unwrap();
+    let queue = SqsQueue::new(client, url.replace("tasksQueue", "missingQueue"));
+    let error = queue.send_batch(&[message("a")]).await.unwrap_err();
+    assert!(error.0.contains("NonExistentQueue"), "{error}");
+}
+
+#[tokio::test]
+async fn a_fifo_queue_groups_and_deduplicates_by_task() {
+    let client = Client::new(&emulator().await);
+    let url = ensure_queue(&client, &format!("{}.fifo", unique("tasksQueue")))
+        .await
+        .unwrap();
+    let queue = SqsQueue::new(client.clone(), &url);
+    let first = queue.send_batch(&[message("a"), message("b")]).await;
+    assert_eq!(first, Ok(vec![]));
+    assert_eq!(queue.send_batch(&[message("a")]).await, Ok(vec![]));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        assert!(Instant::now() < deadline, "{received:?}");
+        let output = client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        for m in output.messages.unwrap_or_default() {
+            let body: DispatchMessage = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            let attributes = m.attributes.unwrap();
+            assert_eq!(
+                attributes[&MessageSystemAttributeName::MessageGroupId],
+                body.id
+            );
+            assert_eq!(
+                attributes[&MessageSystemAttributeName::MessageDeduplicationId],
+                body.id
+            );
+            queue.delete(&[m.receipt_handle.unwrap()]).await.unwrap();
+            received.push(body.id);
+        }
+    }
+    received.sort();
+    assert_eq!(received, ["a", "b"]);
+    assert!(
+        queue.receive(10, 1).await.unwrap().is_empty(),
+        "the duplicate was delivered"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_unknown_receipt_is_an_error() {
+    let client = Client::new(&emulator().await);
+    let url = ensure_queue(&client, &unique("tasksQueue")).await.unwrap();
+    let queue = SqsQueue::new(client, &url);
+    assert_eq!(queue.delete(&[]).await, Ok(()));
+    let error = queue.delete(&["bogus".to_string()]).await.unwrap_err();
+    assert!(error.0.starts_with("1 of 1 deletes failed"), "{error}");
+}
