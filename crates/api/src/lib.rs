@@ -1,1 +1,249 @@
+//! The HTTP API: an axum router that runs unchanged behind API Gateway (via lambda_http) and on a
+//! TCP port in the local runner.
 
+mod error;
+mod view;
+
+pub use error::ApiError;
+pub use view::TaskView;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
+use tasks_core::new_task::MAX_BODY_BYTES;
+use tasks_core::{
+    Clock, DispatchQueue, Schedule, StatusQuery, StoreError, TaskStatus, TaskStore, Workflow,
+};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// What the handlers need: the ports and the schedule rules.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn TaskStore>,
+    pub queue: Arc<dyn DispatchQueue>,
+    pub workflow: Arc<dyn Workflow>,
+    pub clock: Arc<dyn Clock>,
+    pub schedule: Schedule,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/tasks", get(list_tasks).post(create))
+        .route("/tasks/{id}", get(get_task).delete(cancel))
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // One byte over the limit is enough to tell an oversized body; the handler answers 413.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
+        .with_state(state)
+}
+
+/// The OpenAPI description of this router, checked against it by the tests.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                rejection.body_text(),
+            )
+        }
+    })?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "the Idempotency-Key header must be printable ASCII",
+            )
+        })?),
+    };
+    let created = create_task(
+        state.store.as_ref(),
+        state.queue.as_ref(),
+        state.clock.as_ref(),
+        &state.schedule,
+        &body,
+        key,
+    )
+    .await
+    .map_err(|error| match error {
+        CreateError::Invalid(invalid) => ApiError::from(invalid),
+        CreateError::IdempotencyConflict(existing) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            format!(
+                "the Idempotency-Key was already used for task {} with a different request",
+                existing.id
+            ),
+        ),
+        CreateError::Store(error) => ApiError::from(error),
+    })?;
+    let status = if created.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let location = format!("/tasks/{}", created.task.id);
+    let view = TaskView::new(&created.task, state.clock.now());
+    Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    match state.store.get(&id).await? {
+        Some(task) => Ok(Json(TaskView::new(&task, state.clock.now()))),
+        None => Err(ApiError::task_not_found(&id)),
+    }
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    let cancelled = cancel_task(
+        state.store.as_ref(),
+        state.workflow.as_ref(),
+        state.clock.as_ref(),
+        &id,
+    )
+    .await
+    .map_err(|error| match error {
+        CancelError::NotFound(id) => ApiError::task_not_found(&id),
+        CancelError::NotCancellable(task) => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_cancellable",
+            format!(
+                "task {} is {}{} and can no longer be cancelled",
+                task.id,
+                task.task_status,
+                if task.task_status.is_terminal() {
+                    ""
+                } else {
+                    ", executing"
+                }
+            ),
+        )
+        .with_status(task.task_status),
+        CancelError::Store(error) => ApiError::from(error),
+    })?;
+    Ok(Json(TaskView::new(&cancelled, state.clock.now())))
+}
+
+/// `GET /tasks?status=SCHEDULED&limit=50&nextToken=...`: one page of the status index,
+/// latest-due first.
+async fn list_tasks(
+    State(state): State<AppState>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            rejection.body_text(),
+        )
+    })?;
+    let mut query = StatusQuery::new(TaskStatus::Scheduled, DEFAULT_PAGE_SIZE);
+    query.newest_first = true;
+    for (name, value) in params {
+        match name.as_str() {
+            "status" => {
+                query.status = value.parse().map_err(|_| {
+                    invalid_query(
+                        "status",
+                        format!(
+                            "`status` must be one of {}",
+                            TaskStatus::ALL.map(TaskStatus::as_str).join(", ")
+                        ),
+                    )
+                })?
+            }
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_PAGE_SIZE).contains(limit))
+                    .ok_or_else(|| {
+                        invalid_query(
+                            "limit",
+                            format!("`limit` must be an integer from 1 to {MAX_PAGE_SIZE}"),
+                        )
+                    })?
+            }
+            "nextToken" => query.page_token = Some(value),
+            other => {
+                return Err(invalid_query(
+                    other,
+                    format!("unknown query parameter `{other}`; use status, limit and nextToken"),
+                ))
+            }
+        }
+    }
+    let page = state
+        .store
+        .query(&query)
+        .await
+        .map_err(|error| match error {
+            StoreError::InvalidPageToken => invalid_query(
+                "nextToken",
+                "`nextToken` is not a token this API returned".to_string(),
+            ),
+            other => ApiError::from(other),
+        })?;
+    let now = state.clock.now();
+    let tasks: Vec<TaskView> = page
+        .tasks
+        .iter()
+        .map(|task| TaskView::new(task, now))
+        .collect();
+    Ok(Json(json!({"tasks": tasks, "nextToken": page.next_token})))
+}
+
+fn invalid_query(field: &str, message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
+}

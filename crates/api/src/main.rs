@@ -1,0 +1,17 @@
+use api::{router, AppState};
+use std::sync::Arc;
+use tasks_core::{Schedule, SystemClock};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = tasks_aws::load_config().await;
+    let state = AppState {
+        store: Arc::new(tasks_aws::store_from_env(&config)?),
+        queue: Arc::new(tasks_aws::queue_from_env(&config)?),
+        workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
+        clock: Arc::new(SystemClock),
+        schedule: Schedule::from_env()?,
+    };
+    lambda_http::run(router(state)).await
+}

@@ -1,0 +1,55 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tasks_core::task::rfc3339_millis;
+use tasks_core::{Task, TaskStatus, Webhook};
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView {
+    pub id: String,
+    pub status: TaskStatus,
+    #[serde(with = "rfc3339_millis")]
+    pub timestamp: DateTime<Utc>,
+    pub start_execution_at: i64,
+    pub time_left_seconds: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    #[serde(with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_millis")]
+    pub last_updated_at: DateTime<Utc>,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_millis::option"
+    )]
+    pub executed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lateness_ms: Option<i64>,
+}
+
+impl TaskView {
+    pub fn new(task: &Task, now: DateTime<Utc>) -> Self {
+        TaskView {
+            id: task.id.clone(),
+            status: task.task_status,
+            timestamp: task.timestamp,
+            start_execution_at: task.start_execution_at,
+            time_left_seconds: task.time_left_seconds(now),
+            webhook: task.webhook.clone(),
+            payload: task.payload.clone(),
+            created_at: task.created_at,
+            last_updated_at: task.last_updated_at,
+            attempts: task.attempts,
+            last_error: task.last_error.clone(),
+            executed_at: task.executed_at,
+            lateness_ms: task.lateness_ms,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+use api::{router, AppState};
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::sync::Arc;
+use tasks_core::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
+use tasks_core::{Schedule, SystemClock};
+use tower::ServiceExt;
+
+enum Backend {
+    Memory {
+        store: Arc<MemoryStore>,
+        queue: Arc<MemoryQueue>,
+    },
+    Emulator(tasks_aws::testing::Resources),
+}
+
+pub struct TestApp {
+    router: Router,
+    backend: Backend,
+}
+
+impl TestApp {
+    pub async fn memory() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::new());
+        let state = AppState {
+            store: store.clone(),
+            queue: queue.clone(),
+            workflow: Arc::new(MemoryWorkflow::new()),
+            clock: Arc::new(SystemClock),
+            schedule: Schedule::default(),
+        };
+        TestApp {
+            router: router(state),
+            backend: Backend::Memory { store, queue },
+        }
+    }
+
+    /// Fresh table, queue and state machine on the shared emulator.
+    pub async fn emulator() -> Self {
+        let resources = tasks_aws::testing::Resources::create().await;
+        let state = AppState {
+            store: Arc::new(resources.store()),
+            queue: Arc::new(resources.queue()),
+            workflow: Arc::new(resources.workflow()),
+            clock: Arc::new(SystemClock),
+            schedule: Schedule::default(),
+        };
+        TestApp {
+            router: router(state),
+            backend: Backend::Emulator(resources),
+        }
+    }
+
+    pub fn memory_store(&self) -> &MemoryStore {
+        match &self.backend {
+            Backend::Memory { store, .. } => store,
+            Backend::Emulator(_) => panic!("not an in-memory app"),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .header("content-type", "application/json")
+            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{method} {uri}: not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, json)
+    }
+
+    /// How many tasks the store holds.
+    pub async fn stored(&self) -> usize {
+        match &self.backend {
+            Backend::Memory { store, .. } => store.tasks().len(),
+            Backend::Emulator(resources) => resources.count_items().await,
+        }
+    }
+
+    /// The task ids on the queue.
+    pub async fn queued(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Memory { queue, .. } => queue.messages().into_iter().map(|m| m.id).collect(),
+            Backend::Emulator(resources) => resources
+                .receive_all()
+                .await
+                .into_iter()
+                .map(|m| m.id)
+                .collect(),
+        }
+    }
+}

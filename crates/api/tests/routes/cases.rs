@@ -1,0 +1,313 @@
+use crate::app::TestApp;
+use serde_json::{json, Value};
+
+fn ts(seconds_from_now: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(seconds_from_now))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn create(app: &TestApp, body: Value) -> Value {
+    let (status, created) = app
+        .call("POST", "/tasks", Some(&body.to_string()), &[])
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+pub async fn create_with_relative_time_answers_201_and_can_be_read_back(app: &TestApp) {
+    let before = chrono::Utc::now();
+    let created = create(app, json!({"hours": 0, "minutes": 10, "seconds": 5})).await;
+    assert_eq!(created["status"], "SCHEDULED");
+    let timestamp: chrono::DateTime<chrono::Utc> =
+        created["timestamp"].as_str().unwrap().parse().unwrap();
+    let offset = (timestamp - before).num_seconds();
+    assert!((604..=606).contains(&offset), "{offset}");
+    assert_eq!(
+        created["startExecutionAt"].as_i64().unwrap(),
+        timestamp.timestamp() - 120
+    );
+    assert!((600..=605).contains(&created["timeLeftSeconds"].as_i64().unwrap()));
+    assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
+    let id = created["id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok());
+
+    let (status, fetched) = app.call("GET", &format!("/tasks/{id}"), None, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched["id"], created["id"]);
+    assert_eq!(fetched["timestamp"], created["timestamp"]);
+    assert_eq!(fetched["status"], "SCHEDULED");
+    assert_eq!(app.stored().await, 1);
+}
+
+pub async fn create_with_absolute_time_and_webhook_echoes_it(app: &TestApp) {
+    let day = (chrono::Utc::now() + chrono::Duration::days(200)).date_naive();
+    let created = create(
+        app,
+        json!({
+            "timestamp": format!("{day}T01:00:00.5+01:00"),
+            "webhook": {"url": "https://example.com/hook", "headers": {"X-Token": "abc"},
+                        "body": {"hello": "world"}},
+            "payload": {"order": 42}
+        }),
+    )
+    .await;
+    assert_eq!(created["timestamp"], format!("{day}T00:00:00.500Z"));
+    assert_eq!(created["webhook"]["method"], "POST");
+    assert_eq!(created["webhook"]["headers"]["X-Token"], "abc");
+    assert_eq!(created["webhook"]["body"]["hello"], "world");
+    assert_eq!(created["payload"]["order"], 42);
+    let (_, fetched) = app
+        .call(
+            "GET",
+            &format!("/tasks/{}", created["id"].as_str().unwrap()),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(fetched["webhook"], created["webhook"]);
+    assert_eq!(fetched["payload"], created["payload"]);
+}
+
+pub async fn a_task_due_within_the_lead_time_is_queued_at_once(app: &TestApp) {
+    let created = create(app, json!({"seconds": 30})).await;
+    assert_eq!(created["status"], "QUEUED");
+    assert_eq!(
+        app.queued().await,
+        vec![created["id"].as_str().unwrap().to_string()]
+    );
+}
+
+pub async fn idempotency_key_replays_or_conflicts(app: &TestApp) {
+    let body = json!({"timestamp": ts(600), "payload": {"n": 1}}).to_string();
+    let headers = [("Idempotency-Key", "invoice-7")];
+    let (first_status, first) = app.call("POST", "/tasks", Some(&body), &headers).await;
+    assert_eq!(first_status, 201);
+    let (again_status, again) = app.call("POST", "/tasks", Some(&body), &headers).await;
+    assert_eq!(again_status, 200);
+    assert_eq!(again["id"], first["id"]);
+    let other = json!({"timestamp": ts(700)}).to_string();
+    let (status, conflict) = app.call("POST", "/tasks", Some(&other), &headers).await;
+    assert_error(status, &conflict, 409, "idempotency_conflict");
+    let (status, bad) = app
+        .call("POST", "/tasks", Some(&body), &[("Idempotency-Key", "")])
+        .await;
+    assert_error(status, &bad, 400, "invalid_idempotency_key");
+    assert_eq!(app.stored().await, 1);
+}
+
+pub async fn unknown_task_is_404(app: &TestApp) {
+    let (status, body) = app
+        .call(
+            "GET",
+            "/tasks/6b1f6f4e-0000-4000-8000-000000000000",
+            None,
+            &[],
+        )
+        .await;
+    assert_error(status, &body, 404, "task_not_found");
+    let (status, body) = app.call("DELETE", "/tasks/nope", None, &[]).await;
+    assert_error(status, &body, 404, "task_not_found");
+}
+
+pub async fn list_pages_newest_due_first_with_next_token(app: &TestApp) {
+    let mut ids = Vec::new();
+    for minutes in 1..=5 {
+        let created = create(app, json!({"minutes": minutes * 10})).await;
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut uri = "/tasks?status=SCHEDULED&limit=2".to_string();
+    for _ in 0..4 {
+        let (status, page) = app.call("GET", &uri, None, &[]).await;
+        assert_eq!(status, 200, "{page}");
+        let tasks = page["tasks"].as_array().unwrap();
+        assert!(tasks.len() <= 2);
+        seen.extend(tasks.iter().map(|t| t["id"].as_str().unwrap().to_string()));
+        match page["nextToken"].as_str() {
+            Some(token) => {
+                uri = format!(
+                    "/tasks?status=SCHEDULED&limit=2&nextToken={}",
+                    encode(token)
+                )
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let (status, queued) = app.call("GET", "/tasks?status=QUEUED", None, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(queued["tasks"], json!([]));
+    let (_, default) = app.call("GET", "/tasks", None, &[]).await;
+    assert_eq!(default["tasks"].as_array().unwrap().len(), 5);
+}
+
+fn encode(token: &str) -> String {
+    token
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn list_rejects_bad_parameters(app: &TestApp) {
+    for (query, field) in [
+        ("status=DONE", "status"),
+        ("status=scheduled", "status"),
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("colour=red", "colour"),
+        ("nextToken=garbage!", "nextToken"),
+    ] {
+        let (status, body) = app.call("GET", &format!("/tasks?{query}"), None, &[]).await;
+        assert_error(status, &body, 400, "invalid_query");
+        assert_eq!(body["error"]["field"], field, "{query}: {body}");
+    }
+}
+
+pub async fn cancel_a_scheduled_task_then_conflict(app: &TestApp) {
+    let created = create(app, json!({"minutes": 30})).await;
+    let uri = format!("/tasks/{}", created["id"].as_str().unwrap());
+    let (status, cancelled) = app.call("DELETE", &uri, None, &[]).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "CANCELLED");
+    let (status, again) = app.call("DELETE", &uri, None, &[]).await;
+    assert_error(status, &again, 409, "not_cancellable");
+    assert_eq!(again["error"]["status"], "CANCELLED");
+    let (_, fetched) = app.call("GET", &uri, None, &[]).await;
+    assert_eq!(fetched["status"], "CANCELLED");
+}
+
+pub async fn health_and_openapi_answer(app: &TestApp) {
+    let (status, health) = app.call("GET", "/health", None, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    let (status, spec) = app.call("GET", "/openapi.json", None, &[]).await;
+    assert_eq!(status, 200);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+}
+
+pub async fn unknown_routes_and_methods_answer_json(app: &TestApp) {
+    let (status, body) = app.call("GET", "/nope", None, &[]).await;
+    assert_error(status, &body, 404, "not_found");
+    for (method, uri) in [
+        ("PUT", "/tasks"),
+        ("PATCH", "/tasks/abc"),
+        ("POST", "/health"),
+    ] {
+        let (status, body) = app.call(method, uri, Some("{}"), &[]).await;
+        assert_error(status, &body, 405, "method_not_allowed");
+    }
+    assert_eq!(app.stored().await, 0);
+}
+
+pub async fn every_bad_body_is_a_4xx_naming_the_field_and_writes_nothing(app: &TestApp) {
+    let cases: Vec<(String, &str, Option<&str>)> = vec![
+        ("{\"minutes\": ".into(), "malformed_json", None),
+        ("[1]".into(), "invalid_body", None),
+        (
+            json!({"minutes": 1, "extra": true}).to_string(),
+            "unknown_field",
+            Some("extra"),
+        ),
+        (
+            json!({"minutes": "1"}).to_string(),
+            "invalid_field",
+            Some("minutes"),
+        ),
+        (
+            json!({"minutes": -5}).to_string(),
+            "invalid_field",
+            Some("minutes"),
+        ),
+        (
+            json!({"timestamp": ts(600), "minutes": 1}).to_string(),
+            "conflicting_time",
+            Some("timestamp"),
+        ),
+        (
+            json!({"payload": 1}).to_string(),
+            "missing_time",
+            Some("timestamp"),
+        ),
+        (
+            json!({"timestamp": "next tuesday"}).to_string(),
+            "invalid_timestamp",
+            Some("timestamp"),
+        ),
+        (
+            json!({"timestamp": ts(-60)}).to_string(),
+            "time_in_past",
+            Some("timestamp"),
+        ),
+        (
+            json!({"timestamp": ts(366 * 86400)}).to_string(),
+            "time_too_far",
+            Some("timestamp"),
+        ),
+        (
+            json!({"hours": 9000}).to_string(),
+            "time_too_far",
+            Some("timestamp"),
+        ),
+        (
+            json!({"minutes": 1, "webhook": {"url": "::nope"}}).to_string(),
+            "invalid_webhook_url",
+            Some("webhook.url"),
+        ),
+        (
+            json!({"minutes": 1, "webhook": {"url": "file:///etc/passwd"}}).to_string(),
+            "invalid_webhook_url",
+            Some("webhook.url"),
+        ),
+        (
+            json!({"minutes": 1, "webhook": {"url": "https://e.com", "method": "TRACE"}})
+                .to_string(),
+            "invalid_webhook_method",
+            Some("webhook.method"),
+        ),
+        (
+            json!({"minutes": 1, "webhook": {"url": "https://e.com", "headers": {"X": 5}}})
+                .to_string(),
+            "invalid_field",
+            Some("webhook.headers.X"),
+        ),
+        (
+            json!({"minutes": 1, "webhook": {"url": "https://e.com", "headers": ["X"]}})
+                .to_string(),
+            "invalid_field",
+            Some("webhook.headers"),
+        ),
+    ];
+    for (body, code, field) in cases {
+        let (status, error) = app.call("POST", "/tasks", Some(&body), &[]).await;
+        assert_error(status, &error, 400, code);
+        assert_eq!(error["error"]["field"].as_str(), field, "{body}: {error}");
+    }
+    assert_eq!(app.stored().await, 0);
+    assert!(app.queued().await.is_empty());
+}
+
+pub async fn an_oversized_body_is_413_and_writes_nothing(app: &TestApp) {
+    let body = json!({"minutes": 1, "payload": "x".repeat(300 * 1024)}).to_string();
+    let (status, error) = app.call("POST", "/tasks", Some(&body), &[]).await;
+    assert_error(status, &error, 413, "payload_too_large");
+    assert_eq!(app.stored().await, 0);
+}

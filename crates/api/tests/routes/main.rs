@@ -1,0 +1,190 @@
+//! Every route and every bad-input class, run against the in-memory adapters and against
+//! DynamoDB / SQS / Step Functions on the emulator.
+
+mod app;
+mod cases;
+
+macro_rules! backend_tests {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let app = crate::app::TestApp::$backend().await;
+                    crate::cases::$case(&app).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_backends {
+    ($($case:ident),* $(,)?) => {
+        backend_tests!(memory: $($case),*);
+        backend_tests!(emulator: $($case),*);
+    };
+}
+
+all_backends!(
+    create_with_relative_time_answers_201_and_can_be_read_back,
+    create_with_absolute_time_and_webhook_echoes_it,
+    a_task_due_within_the_lead_time_is_queued_at_once,
+    idempotency_key_replays_or_conflicts,
+    unknown_task_is_404,
+    list_pages_newest_due_first_with_next_token,
+    list_rejects_bad_parameters,
+    cancel_a_scheduled_task_then_conflict,
+    health_and_openapi_answer,
+    unknown_routes_and_methods_answer_json,
+    every_bad_body_is_a_4xx_naming_the_field_and_writes_nothing,
+    an_oversized_body_is_413_and_writes_nothing,
+);
+
+#[tokio::test]
+async fn a_store_outage_is_503_with_a_request_id() {
+    let app = app::TestApp::memory().await;
+    app.memory_store().set_unavailable(true);
+    let (status, body) = app.call("GET", "/tasks/abc", None, &[]).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "service_unavailable");
+    assert!(body["error"]["requestId"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+    let (status, _) = app
+        .call("POST", "/tasks", Some(r#"{"minutes": 5}"#), &[])
+        .await;
+    assert_eq!(status, 503);
+}
+
+/// Every operation in `openapi.json` is routed, and each documented status is produced by a request.
+#[tokio::test]
+async fn the_openapi_document_matches_the_router() {
+    let spec: serde_json::Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let app = app::TestApp::memory().await;
+    let (_, created) = app
+        .call("POST", "/tasks", Some(r#"{"minutes": 5}"#), &[])
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, finished) = app
+        .call("POST", "/tasks", Some(r#"{"minutes": 6}"#), &[])
+        .await;
+    let finished = finished["id"].as_str().unwrap().to_string();
+    app.call("DELETE", &format!("/tasks/{finished}"), None, &[])
+        .await;
+    let big = format!(
+        r#"{{"minutes": 1, "payload": "{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let key = [("Idempotency-Key", "spec-check")];
+    let examples: Vec<(&str, &str, String, Option<String>, &[(&str, &str)], u16)> = vec![
+        (
+            "post",
+            "/tasks",
+            "/tasks".into(),
+            Some(r#"{"minutes": 5}"#.into()),
+            &key,
+            201,
+        ),
+        (
+            "post",
+            "/tasks",
+            "/tasks".into(),
+            Some(r#"{"minutes": 5}"#.into()),
+            &key,
+            200,
+        ),
+        (
+            "post",
+            "/tasks",
+            "/tasks".into(),
+            Some(r#"{"minutes": 7}"#.into()),
+            &key,
+            409,
+        ),
+        (
+            "post",
+            "/tasks",
+            "/tasks".into(),
+            Some("{".into()),
+            &[],
+            400,
+        ),
+        ("post", "/tasks", "/tasks".into(), Some(big), &[], 413),
+        ("get", "/tasks", "/tasks?limit=5".into(), None, &[], 200),
+        ("get", "/tasks", "/tasks?limit=0".into(), None, &[], 400),
+        ("get", "/tasks/{id}", format!("/tasks/{id}"), None, &[], 200),
+        (
+            "get",
+            "/tasks/{id}",
+            "/tasks/missing".into(),
+            None,
+            &[],
+            404,
+        ),
+        (
+            "delete",
+            "/tasks/{id}",
+            format!("/tasks/{id}"),
+            None,
+            &[],
+            200,
+        ),
+        (
+            "delete",
+            "/tasks/{id}",
+            "/tasks/missing".into(),
+            None,
+            &[],
+            404,
+        ),
+        (
+            "delete",
+            "/tasks/{id}",
+            format!("/tasks/{finished}"),
+            None,
+            &[],
+            409,
+        ),
+        ("get", "/health", "/health".into(), None, &[], 200),
+        (
+            "get",
+            "/openapi.json",
+            "/openapi.json".into(),
+            None,
+            &[],
+            200,
+        ),
+    ];
+    let mut produced = std::collections::BTreeSet::new();
+    for (method, path, uri, body, headers, expected) in &examples {
+        let (status, body) = app
+            .call(&method.to_uppercase(), uri, body.as_deref(), headers)
+            .await;
+        assert_eq!(status, *expected, "{method} {uri}: {body}");
+        produced.insert((method.to_string(), path.to_string(), status.to_string()));
+    }
+    app.memory_store().set_unavailable(true);
+    for (method, path, uri) in [
+        ("post", "/tasks", "/tasks".to_string()),
+        ("get", "/tasks", "/tasks".into()),
+        ("get", "/tasks/{id}", format!("/tasks/{id}")),
+        ("delete", "/tasks/{id}", format!("/tasks/{id}")),
+    ] {
+        let body = (method == "post").then_some(r#"{"minutes": 5}"#);
+        let (status, _) = app.call(&method.to_uppercase(), &uri, body, &[]).await;
+        assert_eq!(status, 503);
+        produced.insert((method.to_string(), path.to_string(), "503".into()));
+    }
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            for status in operation["responses"].as_object().unwrap().keys() {
+                documented.insert((method.clone(), path.clone(), status.clone()));
+            }
+        }
+    }
+    assert_eq!(documented, produced);
+}
