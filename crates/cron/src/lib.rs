@@ -1,1 +1,46 @@
+//! cron: every minute, hands the tasks whose start time has come to the queue.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use std::sync::Arc;
+use tasks_core::dispatch::{run_cron, CronSummary};
+use tasks_core::{Clock, DispatchQueue, Schedule, StoreError, TaskStore};
+
+pub struct Cron {
+    pub store: Arc<dyn TaskStore>,
+    pub queue: Arc<dyn DispatchQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub schedule: Schedule,
+}
+
+impl Cron {
+    /// One run; the scheduled event itself carries nothing the run needs.
+    pub async fn handle(&self, _: EventBridgeEvent) -> Result<CronSummary, StoreError> {
+        self.run().await
+    }
+
+    pub async fn run(&self) -> Result<CronSummary, StoreError> {
+        let started = std::time::Instant::now();
+        let result = run_cron(
+            self.store.as_ref(),
+            self.queue.as_ref(),
+            self.clock.as_ref(),
+            &self.schedule,
+        )
+        .await;
+        match &result {
+            Ok(summary) => tracing::info!(
+                found = summary.due.found,
+                dispatched = summary.due.dispatched,
+                lost_races = summary.due.lost_races,
+                errors = summary.due.errors,
+                stale_found = summary.stale.found,
+                stale_dispatched = summary.stale.dispatched,
+                stale_errors = summary.stale.errors,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "cron run finished"
+            ),
+            Err(error) => tracing::error!(%error, "cron run failed"),
+        }
+        result
+    }
+}

@@ -1,1 +1,84 @@
+//! execute-task: woken by the workflow at `wakeAt`, runs the task's webhook at its second.
 
+pub mod webhook;
+
+use lambda_runtime::Diagnostic;
+use std::sync::Arc;
+use tasks_core::pipeline::{execute_task, ExecuteError, ExecutionReport};
+use tasks_core::{Clock, ExecutionInput, Schedule, TaskStore, WebhookSender};
+
+pub struct ExecuteTask {
+    pub store: Arc<dyn TaskStore>,
+    pub sender: Arc<dyn WebhookSender>,
+    pub clock: Arc<dyn Clock>,
+    pub schedule: Schedule,
+}
+
+/// The Lambda error: its `errorType` is the name the state machine's Retry and Catch match.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct TaskError(#[from] pub ExecuteError);
+
+impl From<TaskError> for Diagnostic {
+    fn from(error: TaskError) -> Self {
+        Diagnostic {
+            error_type: error.0.error_type.to_string(),
+            error_message: error.0.message,
+        }
+    }
+}
+
+impl ExecuteTask {
+    pub async fn handle(&self, input: ExecutionInput) -> Result<ExecutionReport, TaskError> {
+        let result = execute_task(
+            self.store.as_ref(),
+            self.sender.as_ref(),
+            self.clock.as_ref(),
+            &self.schedule,
+            &input,
+        )
+        .await;
+        match &result {
+            Ok(report) => {
+                if let Some(lateness_ms) = report.lateness_ms {
+                    println!(
+                        "{}",
+                        lateness_metric(lateness_ms, self.clock.now().timestamp_millis())
+                    );
+                }
+                tracing::info!(
+                    task_id = %input.id,
+                    outcome = ?report.outcome,
+                    status_code = report.status_code,
+                    attempt = report.attempt,
+                    lateness_ms = report.lateness_ms,
+                    "task executed"
+                );
+            }
+            Err(error) => tracing::warn!(
+                task_id = %input.id,
+                error_type = error.error_type,
+                %error,
+                "task execution failed"
+            ),
+        }
+        Ok(result?)
+    }
+}
+
+/// A CloudWatch embedded-metric-format line: CloudWatch turns it into the `LatenessMs` metric
+/// without an API call.
+pub fn lateness_metric(lateness_ms: i64, now_ms: i64) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "TasksService",
+                "Dimensions": [[]],
+                "Metrics": [{"Name": "LatenessMs", "Unit": "Milliseconds"}]
+            }]
+        },
+        "LatenessMs": lateness_ms
+    })
+    .to_string()
+}

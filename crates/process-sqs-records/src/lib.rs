@@ -1,1 +1,67 @@
+//! process-sqs-records: starts one workflow execution per queued task.
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::future::join_all;
+use std::sync::Arc;
+use tasks_core::pipeline::{start_task, StartReport};
+use tasks_core::{Clock, DispatchMessage, Schedule, TaskStore, Workflow};
+
+pub struct ProcessRecords {
+    pub store: Arc<dyn TaskStore>,
+    pub workflow: Arc<dyn Workflow>,
+    pub clock: Arc<dyn Clock>,
+    pub schedule: Schedule,
+}
+
+impl ProcessRecords {
+    /// Handles the records concurrently; only the records that failed are reported, so SQS
+    /// redelivers just those (and moves them to the DLQ after maxReceiveCount).
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let results = join_all(event.records.iter().map(|record| self.process(record))).await;
+        let mut response = SqsBatchResponse::default();
+        for (record, ok) in event.records.iter().zip(results) {
+            if !ok {
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+            }
+        }
+        response
+    }
+
+    async fn process(&self, record: &SqsMessage) -> bool {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        let message: DispatchMessage = match serde_json::from_str(
+            record.body.as_deref().unwrap_or_default(),
+        ) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(message_id, %error, "malformed record; it goes to the DLQ after its last delivery");
+                return false;
+            }
+        };
+        let report = start_task(
+            self.store.as_ref(),
+            self.workflow.as_ref(),
+            self.clock.as_ref(),
+            &self.schedule,
+            &message,
+        )
+        .await;
+        match report {
+            Ok(StartReport::Started) => tracing::info!(task_id = %message.id, "execution started"),
+            Ok(StartReport::AlreadyStarted) => {
+                tracing::info!(task_id = %message.id, "execution already started (repeated delivery)")
+            }
+            Ok(StartReport::Skipped(status)) => {
+                tracing::info!(task_id = %message.id, %status, "not started: the task is no longer queued")
+            }
+            Ok(StartReport::Missing) => {
+                tracing::warn!(task_id = %message.id, "not started: no such task")
+            }
+            Err(error) => {
+                tracing::warn!(task_id = %message.id, %error, "start failed; the record will be redelivered");
+                return false;
+            }
+        }
+        true
+    }
+}

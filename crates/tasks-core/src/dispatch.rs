@@ -89,18 +89,21 @@ pub async fn dispatch(
         }
     }
 
-    let messages: Vec<DispatchMessage> = claimed.iter().map(DispatchMessage::from).collect();
-    let failed: Vec<String> = stream::iter(messages.chunks(SEND_BATCH_SIZE))
+    let batches: Vec<Vec<DispatchMessage>> = claimed
+        .chunks(SEND_BATCH_SIZE)
+        .map(|batch| batch.iter().map(DispatchMessage::from).collect())
+        .collect();
+    let failed: Vec<String> = stream::iter(batches)
         .map(|batch| async move {
-            queue.send_batch(batch).await.unwrap_or_else(|error| {
+            queue.send_batch(&batch).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, tasks = batch.len(), "send to the queue failed");
-                batch.iter().map(|message| message.id.clone()).collect()
+                batch.into_iter().map(|message| message.id).collect()
             })
         })
         .buffer_unordered(SEND_CONCURRENCY)
-        .flat_map(stream::iter)
-        .collect()
-        .await;
+        .collect::<Vec<Vec<String>>>()
+        .await
+        .concat();
 
     for id in &failed {
         if let Err(error) = store

@@ -39,6 +39,13 @@ pub const WEBHOOK_RETRY: RetryPolicy = RetryPolicy {
     backoff_rate: 2.0,
 };
 
+/// update-status' retry on `StoreUnavailable`: the outcome must not be lost to a store hiccup.
+pub const STATUS_RETRY: RetryPolicy = RetryPolicy {
+    interval_seconds: 1,
+    max_attempts: 5,
+    backoff_rate: 2.0,
+};
+
 impl RetryPolicy {
     /// The delay before retry number `retry` (1-based), as Step Functions computes it.
     pub fn delay(&self, retry: u32) -> std::time::Duration {

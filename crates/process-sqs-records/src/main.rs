@@ -1,0 +1,21 @@
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use process_sqs_records::ProcessRecords;
+use std::sync::Arc;
+use tasks_core::{Schedule, SystemClock};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = tasks_aws::load_config().await;
+    let handler = Arc::new(ProcessRecords {
+        store: Arc::new(tasks_aws::store_from_env(&config)?),
+        workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
+        clock: Arc::new(SystemClock),
+        schedule: Schedule::from_env()?,
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+        let handler = handler.clone();
+        async move { Ok::<_, Error>(handler.handle(event.payload).await) }
+    }))
+    .await
+}
