@@ -1,1 +1,166 @@
+//! The whole service in one process, on a local AWS emulator: the api router on a TCP port, the
+//! cron on a timer, an SQS poller feeding process-sqs-records, and an in-process stand-in for
+//! Step Functions that runs execute-task and update-status. Every handler is the Lambdas' own.
 
+pub mod consumer;
+pub mod workflow;
+
+use cron::Cron;
+use execute_task::webhook::HttpSender;
+use execute_task::ExecuteTask;
+use local_emulator::Moto;
+use process_sqs_records::ProcessRecords;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tasks_core::schedule::{env_bool, env_u64, ConfigError};
+use tasks_core::{Clock, Schedule, SystemClock};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use update_status::UpdateStatus;
+use workflow::LocalWorkflow;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub port: u16,
+    pub cron_interval: Duration,
+    pub table_name: String,
+    pub queue_name: String,
+    pub webhook_timeout: Duration,
+    pub allow_private_webhooks: bool,
+    pub schedule: Schedule,
+    /// An emulator to use instead of starting one (`AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+}
+
+impl Settings {
+    /// `PORT` (3000), `CRON_INTERVAL_SECONDS` (60), `WEBHOOK_TIMEOUT_MS` (10000),
+    /// `WEBHOOK_ALLOW_PRIVATE` (true here: local receivers are the point of local mode),
+    /// `AWS_ENDPOINT_URL`, and the schedule's variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Settings {
+            port: u16::try_from(env_u64("PORT", 3000)?).map_err(|_| ConfigError {
+                name: "PORT",
+                expected: "a port number",
+                value: std::env::var("PORT").unwrap_or_default(),
+            })?,
+            cron_interval: Duration::from_secs(env_u64("CRON_INTERVAL_SECONDS", 60)?.max(1)),
+            table_name: "tasksTable-local".into(),
+            queue_name: "tasksQueue-local".into(),
+            webhook_timeout: Duration::from_millis(env_u64("WEBHOOK_TIMEOUT_MS", 10_000)?),
+            allow_private_webhooks: env_bool("WEBHOOK_ALLOW_PRIVATE", true)?,
+            schedule: Schedule::from_env()?,
+            endpoint: std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|e| !e.is_empty()),
+        })
+    }
+}
+
+/// The running service. Dropping it stops every loop and the emulator it started.
+pub struct LocalService {
+    pub addr: SocketAddr,
+    pub endpoint: String,
+    pub workflow: Arc<LocalWorkflow>,
+    loops: Vec<JoinHandle<()>>,
+    _emulator: Option<Moto>,
+}
+
+impl Drop for LocalService {
+    fn drop(&mut self) {
+        for task in &self.loops {
+            task.abort();
+        }
+    }
+}
+
+pub async fn start(settings: Settings) -> Result<LocalService, Error> {
+    // Bind first: a second instance must fail at once, before it starts an emulator.
+    let listener = TcpListener::bind(("127.0.0.1", settings.port))
+        .await
+        .map_err(|error| {
+            format!(
+                "cannot listen on 127.0.0.1:{}: {error}. Is the service already running? \
+                 Stop it, or choose another port with PORT=...",
+                settings.port
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let emulator = match &settings.endpoint {
+        Some(_) => None,
+        None => Some(Moto::start().await?),
+    };
+    let endpoint = match (&settings.endpoint, &emulator) {
+        (Some(endpoint), _) => endpoint.clone(),
+        (None, Some(moto)) => moto.endpoint().to_string(),
+        (None, None) => unreachable!("an emulator was started when no endpoint was given"),
+    };
+    let config = tasks_aws::emulator_config(&endpoint).await;
+    let (store, queue) =
+        tasks_aws::local_resources(&config, &settings.table_name, &settings.queue_name).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(store);
+    let queue = Arc::new(queue);
+    let execute = Arc::new(ExecuteTask {
+        store: store.clone(),
+        sender: Arc::new(HttpSender::new(
+            settings.webhook_timeout,
+            settings.allow_private_webhooks,
+        )?),
+        clock: clock.clone(),
+        schedule: settings.schedule,
+    });
+    let update = Arc::new(UpdateStatus {
+        store: store.clone(),
+        clock: clock.clone(),
+    });
+    let workflow = Arc::new(LocalWorkflow::new(execute, update, clock.clone()));
+
+    let router = api::router(api::AppState {
+        store: store.clone(),
+        queue: queue.clone(),
+        workflow: workflow.clone(),
+        clock: clock.clone(),
+        schedule: settings.schedule,
+    });
+    let server = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the HTTP server stopped");
+        }
+    });
+
+    let cron = Cron {
+        store: store.clone(),
+        queue: queue.clone(),
+        clock: clock.clone(),
+        schedule: settings.schedule,
+    };
+    let interval = settings.cron_interval;
+    let timer = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            // The run logs its own summary or error; the next tick tries again either way.
+            let _ = cron.run().await;
+        }
+    });
+
+    let records = ProcessRecords {
+        store,
+        workflow: workflow.clone(),
+        clock,
+        schedule: settings.schedule,
+    };
+    let poller = tokio::spawn(async move { consumer::consume(&queue, &records).await });
+
+    Ok(LocalService {
+        addr,
+        endpoint,
+        workflow,
+        loops: vec![server, timer, poller],
+        _emulator: emulator,
+    })
+}

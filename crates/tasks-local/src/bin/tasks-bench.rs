@@ -1,0 +1,193 @@
+//! `make bench`: seeds N due tasks into the emulator and times one cron run until every task is
+//! on the queue, while a consumer drains the queue as Lambda's event source would.
+//!
+//! The emulator is slow where AWS is not (its SQS recomputes queue attributes on every send), so
+//! the table gives the time the service spent waiting on each kind of call beside the wall time.
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use cron::Cron;
+use futures::{stream, StreamExt};
+use local_emulator::Moto;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tasks_aws::{DynamoDbStore, SqsQueue};
+use tasks_core::{
+    DispatchMessage, DispatchQueue, Page, QueueError, Schedule, StatusQuery, StoreError,
+    SystemClock, Task, TaskStatus, TaskStore, Transition,
+};
+
+#[derive(Default)]
+struct CallStats {
+    calls: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl CallStats {
+    fn record(&self, started: Instant) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn row(&self, name: &str) -> String {
+        format!(
+            "| {name} | {} calls, {:.1} s summed |",
+            self.calls.load(Ordering::Relaxed),
+            self.micros.load(Ordering::Relaxed) as f64 / 1e6
+        )
+    }
+}
+
+/// Forwards to the real adapters and counts the time spent in each kind of call.
+struct Timed<S> {
+    inner: S,
+    queries: CallStats,
+    claims: CallStats,
+    sends: CallStats,
+}
+
+#[async_trait]
+impl TaskStore for Timed<DynamoDbStore> {
+    async fn create(&self, task: &Task) -> Result<(), StoreError> {
+        self.inner.create(task).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn query(&self, query: &StatusQuery) -> Result<Page, StoreError> {
+        let started = Instant::now();
+        let page = self.inner.query(query).await;
+        self.queries.record(started);
+        page
+    }
+    async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
+        let started = Instant::now();
+        let task = self.inner.transition(id, change).await;
+        self.claims.record(started);
+        task
+    }
+}
+
+#[async_trait]
+impl DispatchQueue for Timed<SqsQueue> {
+    async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError> {
+        let started = Instant::now();
+        let failed = self.inner.send_batch(messages).await;
+        self.sends.record(started);
+        failed
+    }
+}
+
+fn timed<S>(inner: S) -> Arc<Timed<S>> {
+    Arc::new(Timed {
+        inner,
+        queries: CallStats::default(),
+        claims: CallStats::default(),
+        sends: CallStats::default(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), tasks_local::Error> {
+    let count: usize = std::env::args()
+        .skip_while(|arg| arg != "--tasks")
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(10_000);
+    let emulator = Moto::start().await?;
+    let config = tasks_aws::emulator_config(emulator.endpoint()).await;
+    let schedule = Schedule::default();
+    let (store, queue) =
+        tasks_aws::local_resources(&config, "tasksTable-bench", "tasksQueue-bench").await?;
+    let store = timed(store);
+    let queue = timed(queue);
+
+    eprintln!("seeding {count} due tasks...");
+    let seeding = Instant::now();
+    let now = Utc::now();
+    stream::iter(0..count)
+        .map(|i| {
+            let store = store.clone();
+            async move {
+                let timestamp = now + Duration::seconds(60) + Duration::milliseconds(i as i64);
+                let task = Task {
+                    id: format!("bench-{i:06}"),
+                    timestamp,
+                    start_execution_at: schedule.start_execution_at(timestamp),
+                    task_status: TaskStatus::Scheduled,
+                    created_at: now,
+                    last_updated_at: now,
+                    webhook: None,
+                    payload: None,
+                    attempts: 0,
+                    last_error: None,
+                    executed_at: None,
+                    lateness_ms: None,
+                    idempotency_key: None,
+                    request_digest: None,
+                };
+                store.create(&task).await
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    eprintln!("seeded in {:.1} s", seeding.elapsed().as_secs_f64());
+
+    let drained = Arc::new(AtomicU64::new(0));
+    let drain = {
+        let queue = queue.clone();
+        let drained = drained.clone();
+        tokio::spawn(async move {
+            while (drained.load(Ordering::Relaxed) as usize) < count {
+                if let Ok(messages) = queue.inner.receive(10, 1).await {
+                    let receipts: Vec<String> =
+                        messages.iter().map(|m| m.receipt_handle.clone()).collect();
+                    drained.fetch_add(receipts.len() as u64, Ordering::Relaxed);
+                    let _ = queue.inner.delete(&receipts).await;
+                }
+            }
+        })
+    };
+
+    let cron = Cron {
+        store: store.clone(),
+        queue: queue.clone(),
+        clock: Arc::new(SystemClock),
+        schedule,
+    };
+    let started = Instant::now();
+    let summary = cron.run().await?;
+    let run_seconds = started.elapsed().as_secs_f64();
+    drain.await?;
+    let all_on_queue = started.elapsed().as_secs_f64();
+
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| tasks seeded (due) | {count} |");
+    println!(
+        "| dispatched by one cron run | {} |",
+        summary.due.dispatched
+    );
+    println!(
+        "| errors / lost races | {} / {} |",
+        summary.due.errors, summary.due.lost_races
+    );
+    println!("| cron run wall time | {run_seconds:.2} s |");
+    println!("| throughput | {:.0} tasks/s |", count as f64 / run_seconds);
+    println!("| until the consumer had every task | {all_on_queue:.2} s |");
+    println!("{}", store.queries.row("DynamoDB Query (GSI pages)"));
+    println!(
+        "{}",
+        store
+            .claims
+            .row("DynamoDB conditional UpdateItem (claims, 32 in flight)")
+    );
+    println!("{}", queue.sends.row("SQS SendMessageBatch (8 in flight)"));
+    Ok(())
+}
