@@ -12,6 +12,8 @@ pub struct ExecuteTask {
     pub sender: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
     pub schedule: Schedule,
+    /// Print the lateness as a CloudWatch embedded metric (in Lambda, not in local mode).
+    pub emit_metrics: bool,
 }
 
 /// The Lambda error: its `errorType` is the name the state machine's Retry and Catch match.
@@ -40,7 +42,7 @@ impl ExecuteTask {
         .await;
         match &result {
             Ok(report) => {
-                if let Some(lateness_ms) = report.lateness_ms {
+                if let (true, Some(lateness_ms)) = (self.emit_metrics, report.lateness_ms) {
                     println!(
                         "{}",
                         lateness_metric(lateness_ms, self.clock.now().timestamp_millis())

@@ -14,6 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, OnceCell};
 
+const ATOMIC_WRITES_LAUNCHER: &str = include_str!("moto_atomic_writes.py");
+
 /// Overrides the path of the `moto_server` binary.
 pub const MOTO_SERVER_ENV: &str = "MOTO_SERVER";
 /// When set, [`shared_endpoint`] uses this emulator instead of starting one.
@@ -102,8 +104,11 @@ impl Moto {
         let output = File::create(&log)
             .and_then(|file| Ok((file.try_clone()?, file)))
             .map_err(spawn_error)?;
-        let mut command = Command::new(program);
+        // The venv's interpreter sits beside `moto_server`; it runs moto's server through a
+        // wrapper that keeps DynamoDB's per-item atomicity (see the script).
+        let mut command = Command::new(program.with_file_name("python"));
         command
+            .args(["-c", ATOMIC_WRITES_LAUNCHER])
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("TZ", "UTC")
             .stdin(Stdio::null())

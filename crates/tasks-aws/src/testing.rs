@@ -59,6 +59,37 @@ impl Resources {
         )
     }
 
+    /// A workflow adapter for a new state machine that only waits a minute, so that the
+    /// executions it starts can be listed while they run.
+    pub async fn waiting_workflow(&self) -> StepFunctionsWorkflow {
+        let client = aws_sdk_sfn::Client::new(&self.config);
+        let definition =
+            r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":60,"End":true}}}"#;
+        let arn = bootstrap::ensure_state_machine(
+            &client,
+            &unique("machine"),
+            definition,
+            "arn:aws:iam::123456789012:role/tasks-test",
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+        StepFunctionsWorkflow::new(client, arn)
+    }
+
+    /// The names of the executions a workflow adapter's state machine has.
+    pub async fn execution_names(&self, workflow: &StepFunctionsWorkflow) -> Vec<String> {
+        aws_sdk_sfn::Client::new(&self.config)
+            .list_executions()
+            .state_machine_arn(workflow.state_machine_arn())
+            .send()
+            .await
+            .expect("list executions")
+            .executions()
+            .iter()
+            .map(|execution| execution.name().to_string())
+            .collect()
+    }
+
     /// How many items the table holds (a consistent scan).
     pub async fn count_items(&self) -> usize {
         aws_sdk_dynamodb::Client::new(&self.config)

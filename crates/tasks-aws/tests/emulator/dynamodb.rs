@@ -545,3 +545,21 @@ async fn an_unreachable_store_is_unavailable_with_the_cause() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn racing_conditional_claims_of_one_task_let_exactly_one_win() {
+    let (store, _) = store().await;
+    store
+        .create(&task("contested", TaskStatus::Scheduled, 1))
+        .await
+        .unwrap();
+    let claim = Transition::new(Event::Claim, Utc::now());
+    let results =
+        futures::future::join_all((0..16).map(|_| store.transition("contested", &claim))).await;
+    let winners = results.iter().filter(|result| result.is_ok()).count();
+    let conflicts = results
+        .iter()
+        .filter(|result| matches!(result, Err(StoreError::Conflict { .. })))
+        .count();
+    assert_eq!((winners, conflicts), (1, 15));
+}

@@ -1,0 +1,183 @@
+//! process-sqs-records against DynamoDB and Step Functions on the emulator.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use chrono::{Duration, Utc};
+use process_sqs_records::ProcessRecords;
+use serde_json::json;
+use std::sync::Arc;
+use tasks_aws::testing::Resources;
+use tasks_core::{
+    ExecutionInput, Schedule, StartOutcome, SystemClock, Task, TaskStatus, TaskStore, Workflow,
+    WorkflowError,
+};
+
+fn queued(id: &str) -> Task {
+    let timestamp = Utc::now() + Duration::seconds(90);
+    Task {
+        id: id.to_string(),
+        timestamp,
+        start_execution_at: Schedule::default().start_execution_at(timestamp),
+        task_status: TaskStatus::Queued,
+        created_at: Utc::now(),
+        last_updated_at: Utc::now(),
+        webhook: None,
+        payload: None,
+        attempts: 0,
+        last_error: None,
+        executed_at: None,
+        lateness_ms: None,
+        idempotency_key: None,
+        request_digest: None,
+    }
+}
+
+fn event(records: &[(String, String)]) -> SqsEvent {
+    let records: Vec<_> = records
+        .iter()
+        .map(|(message_id, body)| json!({"messageId": message_id, "body": body}))
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn record(message_id: &str, task: &Task) -> (String, String) {
+    let body = json!({"id": task.id, "timestamp": tasks_core::task::rfc3339_millis::format(&task.timestamp)});
+    (message_id.to_string(), body.to_string())
+}
+
+async fn handler(resources: &Resources) -> (ProcessRecords, tasks_aws::StepFunctionsWorkflow) {
+    let workflow = resources.waiting_workflow().await;
+    let handler = ProcessRecords {
+        store: Arc::new(resources.store()),
+        workflow: Arc::new(workflow.clone()),
+        clock: Arc::new(SystemClock),
+        schedule: Schedule::default(),
+    };
+    (handler, workflow)
+}
+
+#[tokio::test]
+async fn duplicate_deliveries_of_one_task_start_one_execution() {
+    let resources = Resources::create().await;
+    let store = resources.store();
+    let task = queued(&uuid_like("dup"));
+    store.create(&task).await.unwrap();
+    let (handler, workflow) = handler(&resources).await;
+
+    let first = handler
+        .handle(event(&[record("m1", &task), record("m2", &task)]))
+        .await;
+    let again = handler.handle(event(&[record("m3", &task)])).await;
+
+    assert!(first.batch_item_failures.is_empty());
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(
+        resources.execution_names(&workflow).await,
+        vec![task.id.clone()]
+    );
+    let stored = store.get(&task.id).await.unwrap().unwrap();
+    assert_eq!(stored.task_status, TaskStatus::InProgress);
+}
+
+#[tokio::test]
+async fn only_the_failing_record_is_reported() {
+    let resources = Resources::create().await;
+    let store = resources.store();
+    let mut records = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let task = queued(&uuid_like(&format!("ok{i}")));
+        store.create(&task).await.unwrap();
+        records.push(record(&format!("m{i}"), &task));
+        ids.push(task.id);
+    }
+    let bad = queued(&uuid_like("bad"));
+    store.create(&bad).await.unwrap();
+    records.insert(4, record("bad", &bad));
+    let (mut handler, workflow) = handler(&resources).await;
+    // The emulator accepts every start; this one fails as a throttled or refused start would.
+    handler.workflow = Arc::new(FailingFor {
+        inner: workflow.clone(),
+        task_id: bad.id.clone(),
+    });
+
+    let response = handler.handle(event(&records)).await;
+
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["bad"]);
+    let mut started = resources.execution_names(&workflow).await;
+    started.sort();
+    ids.sort();
+    assert_eq!(started, ids);
+    let bad_now = store.get(&bad.id).await.unwrap().unwrap();
+    assert_eq!(bad_now.task_status, TaskStatus::Queued);
+}
+
+#[tokio::test]
+async fn malformed_records_are_reported_without_failing_the_batch() {
+    let resources = Resources::create().await;
+    let store = resources.store();
+    let task = queued(&uuid_like("good"));
+    store.create(&task).await.unwrap();
+    let (handler, workflow) = handler(&resources).await;
+
+    let response = handler
+        .handle(event(&[
+            ("junk".into(), "not json".into()),
+            ("empty".into(), "{}".into()),
+            record("good", &task),
+        ]))
+        .await;
+
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["junk", "empty"]);
+    assert_eq!(resources.execution_names(&workflow).await, vec![task.id]);
+}
+
+#[tokio::test]
+async fn cancelled_and_unknown_tasks_are_acknowledged_without_a_start() {
+    let resources = Resources::create().await;
+    let store = resources.store();
+    let mut cancelled = queued(&uuid_like("cancelled"));
+    cancelled.task_status = TaskStatus::Cancelled;
+    store.create(&cancelled).await.unwrap();
+    let unknown = queued(&uuid_like("unknown"));
+    let (handler, workflow) = handler(&resources).await;
+
+    let response = handler
+        .handle(event(&[record("c", &cancelled), record("u", &unknown)]))
+        .await;
+
+    assert!(response.batch_item_failures.is_empty());
+    assert!(resources.execution_names(&workflow).await.is_empty());
+}
+
+struct FailingFor {
+    inner: tasks_aws::StepFunctionsWorkflow,
+    task_id: String,
+}
+
+#[async_trait::async_trait]
+impl Workflow for FailingFor {
+    async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
+        if input.id == self.task_id {
+            return Err(WorkflowError("ThrottlingException: rate exceeded".into()));
+        }
+        self.inner.start(input).await
+    }
+
+    async fn stop(&self, task_id: &str) -> Result<(), WorkflowError> {
+        self.inner.stop(task_id).await
+    }
+}
+
+fn uuid_like(prefix: &str) -> String {
+    tasks_aws::testing::unique(prefix)
+}

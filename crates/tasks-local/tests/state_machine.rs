@@ -1,0 +1,398 @@
+//! `state-machine/tasks.asl.json` against the code it must agree with: the error types
+//! execute-task raises, the retry policies in tasks-core, the local runner's stand-in for Step
+//! Functions; and the machine itself run on the emulator's Step Functions engine.
+
+use aws_sdk_sfn::primitives::DateTime as SdkDateTime;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Instant;
+use tasks_aws::bootstrap::ensure_state_machine;
+use tasks_aws::testing::unique;
+use tasks_aws::StepFunctionsWorkflow;
+use tasks_core::pipeline::{ExecutionReport, Outcome};
+use tasks_core::ports::{DeliveryError, StoreError};
+use tasks_core::retry::{
+    delivery_error_type, is_retryable, store_error_type, RetryPolicy, LAMBDA_SERVICE_ERRORS,
+    PERMANENT_ERRORS, RETRYABLE_ERRORS, STATUS_RETRY, WEBHOOK_RETRY,
+};
+use tasks_core::{ExecutionInput, Schedule, StartOutcome, TaskStatus, Workflow};
+use tasks_local::workflow::{CATCH_STATE, STATES};
+
+const ASL: &str = include_str!("../../../state-machine/tasks.asl.json");
+const EXECUTE_TASK_ARN: &str = "ExecuteTaskFunctionArn";
+const UPDATE_STATUS_ARN: &str = "UpdateStatusFunctionArn";
+/// Not checked by the emulator; the form a deployment's role has.
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/tasks-workflow";
+/// How long the execution may take beyond its wakeAt.
+const EXECUTION_DEADLINE: Duration = Duration::seconds(30);
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// An ARN of the form the deployment substitutes. The emulator's Lambda stub (`use_docker`
+/// off) answers an invocation of any function name without looking the function up, so the
+/// functions are not created: that would take the Lambda and IAM SDKs for no extra check.
+fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:123456789012:function:{name}")
+}
+
+fn asl() -> Value {
+    serde_json::from_str(ASL).expect("the state machine is JSON")
+}
+
+fn state<'a>(asl: &'a Value, name: &str) -> &'a Value {
+    asl["States"]
+        .get(name)
+        .unwrap_or_else(|| panic!("the state machine has no state {name}"))
+}
+
+fn names(error_equals: &Value) -> Vec<&str> {
+    error_equals
+        .as_array()
+        .expect("ErrorEquals is a list")
+        .iter()
+        .map(|name| name.as_str().expect("an error name is a string"))
+        .collect()
+}
+
+fn set<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<&'a str> {
+    names.into_iter().collect()
+}
+
+/// A state's `Retry` or `Catch` list (empty when absent).
+fn rules<'a>(state: &'a Value, field: &str) -> &'a [Value] {
+    state
+        .get(field)
+        .map(|rules| rules.as_array().expect("a list of rules").as_slice())
+        .unwrap_or_default()
+}
+
+/// The rule of `rules` Step Functions applies to `error`: the first naming it or `States.ALL`.
+fn rule_for<'a>(rules: &'a [Value], error: &str) -> Option<(usize, &'a Value)> {
+    rules.iter().enumerate().find(|(_, rule)| {
+        let names = names(&rule["ErrorEquals"]);
+        names.contains(&error) || names.contains(&"States.ALL")
+    })
+}
+
+/// A retrier's numbers, with the ASL defaults for fields it leaves out.
+fn policy(retrier: &Value) -> RetryPolicy {
+    RetryPolicy {
+        interval_seconds: retrier
+            .get("IntervalSeconds")
+            .map_or(1, |v| v.as_u64().expect("IntervalSeconds is a count")),
+        max_attempts: retrier.get("MaxAttempts").map_or(3, |v| {
+            u32::try_from(v.as_u64().expect("MaxAttempts is a count")).expect("a u32")
+        }),
+        backoff_rate: retrier
+            .get("BackoffRate")
+            .map_or(2.0, |v| v.as_f64().expect("BackoffRate is a number")),
+    }
+}
+
+/// The policy of the retrier that handles `error` in `state_name`.
+fn retry_policy_for(asl: &Value, state_name: &str, error: &str) -> RetryPolicy {
+    let (_, retrier) = rule_for(rules(state(asl, state_name), "Retry"), error)
+        .unwrap_or_else(|| panic!("{state_name} does not retry {error}"));
+    policy(retrier)
+}
+
+/// The states a successful execution enters: from StartAt along `Next` to the `End`.
+fn success_path(asl: &Value) -> Vec<&str> {
+    let mut path = Vec::new();
+    let mut next = asl["StartAt"].as_str();
+    while let Some(name) = next {
+        assert!(
+            !path.contains(&name),
+            "the success path loops at {name}: {path:?}"
+        );
+        path.push(name);
+        next = state(asl, name)["Next"].as_str();
+    }
+    path
+}
+
+/// Every `${Name}` the template leaves for the deployment to fill in.
+fn placeholders(template: &str) -> BTreeSet<&str> {
+    template
+        .split("${")
+        .skip(1)
+        .map(|rest| rest.split_once('}').expect("an unterminated ${").0)
+        .collect()
+}
+
+/// Every error type execute-task can end with (its Lambda error's `errorType`).
+fn execute_task_error_types() -> Vec<&'static str> {
+    let deliveries = [
+        DeliveryError::Refused("10.0.0.1".into()),
+        DeliveryError::Rejected(404),
+        DeliveryError::ServerError(503),
+        DeliveryError::Timeout(10_000),
+        DeliveryError::Connection("reset".into()),
+        DeliveryError::Invalid("header".into()),
+    ];
+    // Exhaustive: a new variant stops this compiling until the list above has it too.
+    let variants: BTreeSet<u8> = deliveries
+        .iter()
+        .map(|delivery| match delivery {
+            DeliveryError::Refused(_) => 0,
+            DeliveryError::Rejected(_) => 1,
+            DeliveryError::ServerError(_) => 2,
+            DeliveryError::Timeout(_) => 3,
+            DeliveryError::Connection(_) => 4,
+            DeliveryError::Invalid(_) => 5,
+        })
+        .collect();
+    assert_eq!(variants.len(), deliveries.len(), "each variant once");
+    let store = StoreError::Unavailable {
+        message: "throttled".into(),
+        request_id: None,
+    };
+    let mut types: Vec<&str> = deliveries.iter().map(delivery_error_type).collect();
+    types.extend(["TaskNotDue", store_error_type(&store)]);
+    types
+}
+
+#[test]
+fn execute_task_retries_exactly_the_retryable_errors() {
+    let asl = asl();
+    let execute = state(&asl, "ExecuteTask");
+    let retriers = rules(execute, "Retry");
+    assert_eq!(retriers.len(), 2, "{retriers:?}");
+
+    let retried = names(&retriers[0]["ErrorEquals"]);
+    assert_eq!(set(retried.clone()), set(RETRYABLE_ERRORS));
+    assert_eq!(
+        retried.len(),
+        RETRYABLE_ERRORS.len(),
+        "duplicates: {retried:?}"
+    );
+    assert_eq!(policy(&retriers[0]), WEBHOOK_RETRY);
+    let service = names(&retriers[1]["ErrorEquals"]);
+    assert_eq!(set(service.clone()), set(LAMBDA_SERVICE_ERRORS));
+    assert_eq!(
+        service.len(),
+        LAMBDA_SERVICE_ERRORS.len(),
+        "duplicates: {service:?}"
+    );
+
+    for (name, state) in asl["States"].as_object().expect("States is an object") {
+        for retrier in rules(state, "Retry") {
+            for error in names(&retrier["ErrorEquals"]) {
+                assert!(
+                    error != "States.ALL" && !PERMANENT_ERRORS.contains(&error),
+                    "{name} retries {error}"
+                );
+            }
+        }
+    }
+
+    let catchers = rules(execute, "Catch");
+    assert_eq!(catchers.len(), 1, "{catchers:?}");
+    assert_eq!(names(&catchers[0]["ErrorEquals"]), ["States.ALL"]);
+    assert_eq!(catchers[0]["Next"], "MarkFailed");
+    assert_eq!(catchers[0]["ResultPath"], "$.error");
+
+    for update in ["MarkCompleted", "MarkFailed"] {
+        assert_eq!(
+            retry_policy_for(&asl, update, "StoreUnavailable"),
+            STATUS_RETRY,
+            "{update}"
+        );
+    }
+
+    for error in execute_task_error_types() {
+        let retrier = rule_for(retriers, error).map(|(index, _)| index);
+        if is_retryable(error) {
+            assert_eq!(retrier, Some(0), "{error} is retried with WEBHOOK_RETRY");
+        } else {
+            assert!(PERMANENT_ERRORS.contains(&error), "{error} is unclassified");
+            assert_eq!(retrier, None, "{error} is permanent but retried");
+        }
+        let (_, catcher) = rule_for(catchers, error)
+            .unwrap_or_else(|| panic!("{error} escapes the catch (after its retries)"));
+        assert_eq!(catcher["Next"], "MarkFailed", "{error}");
+    }
+}
+
+#[test]
+fn the_local_workflow_follows_the_state_machine() {
+    let asl = asl();
+    assert_eq!(asl["StartAt"], STATES[0]);
+    assert_eq!(success_path(&asl), STATES);
+    assert_eq!(state(&asl, STATES[2])["End"], true);
+
+    let catchers = rules(state(&asl, "ExecuteTask"), "Catch");
+    assert!(
+        !catchers.is_empty() && catchers.iter().all(|c| c["Next"] == CATCH_STATE),
+        "{catchers:?}"
+    );
+
+    let wait = state(&asl, "WaitUntilWakeAt");
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["TimestampPath"], "$.wakeAt");
+    let input = ExecutionInput {
+        id: "task".into(),
+        timestamp: Utc::now(),
+        wake_at: Utc::now(),
+    };
+    assert!(
+        serde_json::to_value(&input).unwrap()["wakeAt"].is_string(),
+        "the execution input carries wakeAt"
+    );
+
+    assert_eq!(
+        placeholders(ASL),
+        set([EXECUTE_TASK_ARN, UPDATE_STATUS_ARN])
+    );
+
+    for error in RETRYABLE_ERRORS {
+        assert_eq!(
+            retry_policy_for(&asl, "ExecuteTask", error),
+            WEBHOOK_RETRY,
+            "{error}"
+        );
+    }
+    for update in ["MarkCompleted", CATCH_STATE] {
+        assert_eq!(
+            retry_policy_for(&asl, update, "StoreUnavailable"),
+            STATUS_RETRY,
+            "{update}"
+        );
+    }
+}
+
+/// Queues moto's answers to the next Lambda invocations, in order, whichever the function: one
+/// queue per emulator and region, and no other test in this binary invokes a Lambda.
+async fn queue_lambda_replies(endpoint: &str, replies: &[Value]) {
+    let results: Vec<String> = replies.iter().map(Value::to_string).collect();
+    let response = reqwest::Client::new()
+        .post(format!("{endpoint}/moto-api/static/lambda-simple/response"))
+        .json(&json!({"results": results, "region": "us-east-1"}))
+        .send()
+        .await
+        .expect("moto's API answers");
+    assert!(response.status().is_success(), "{response:?}");
+}
+
+fn chrono_time(time: &SdkDateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(time.secs(), time.subsec_nanos()).expect("a representable time")
+}
+
+async fn wait_until_closed(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+    deadline: DateTime<Utc>,
+) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+    loop {
+        let execution = sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .expect("describe the execution");
+        if execution.status != ExecutionStatus::Running {
+            return execution;
+        }
+        assert!(Utc::now() < deadline, "{arn} still RUNNING at {deadline}");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+#[tokio::test]
+async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
+    let endpoint = local_emulator::shared_endpoint()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let config = tasks_aws::emulator_config(endpoint).await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let execute_arn = function_arn(&unique("execute-task"));
+    let update_arn = function_arn(&unique("update-status"));
+    let definition = ASL
+        .replace(&format!("${{{EXECUTE_TASK_ARN}}}"), &execute_arn)
+        .replace(&format!("${{{UPDATE_STATUS_ARN}}}"), &update_arn);
+    assert!(placeholders(&definition).is_empty(), "{definition}");
+    let machine = ensure_state_machine(&sfn, &unique("tasks"), &definition, ROLE_ARN)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let workflow = StepFunctionsWorkflow::new(sfn.clone(), machine);
+
+    let timestamp = Utc::now() + Duration::seconds(3);
+    let input = ExecutionInput {
+        id: uuid::Uuid::new_v4().to_string(),
+        timestamp,
+        wake_at: Schedule::default().wake_at(timestamp),
+    };
+    let report = ExecutionReport {
+        outcome: Outcome::Delivered,
+        status_code: Some(200),
+        attempt: 1,
+        executed_at: Some(input.timestamp + Duration::milliseconds(3)),
+        lateness_ms: Some(3),
+        task_status: None,
+    };
+    let report_json = serde_json::to_value(&report).unwrap();
+    let completed = serde_json::to_value(TaskStatus::Completed).unwrap();
+    queue_lambda_replies(endpoint, &[report_json.clone(), completed.clone()]).await;
+
+    let started = Instant::now();
+    assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
+    let arn = workflow.execution_arn(&input.id).unwrap();
+    let execution = wait_until_closed(&sfn, &arn, input.wake_at + EXECUTION_DEADLINE).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.error
+    );
+    assert_eq!(execution.name.as_deref(), Some(input.id.as_str()));
+
+    let history: Vec<HistoryEvent> = sfn
+        .get_execution_history()
+        .execution_arn(&arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .expect("the execution history");
+    let entered: Vec<&str> = history
+        .iter()
+        .filter_map(|event| event.state_entered_event_details.as_ref())
+        .map(|details| details.name.as_str())
+        .collect();
+    assert_eq!(entered, STATES);
+
+    let wait_ended = history
+        .iter()
+        .find(|event| {
+            event
+                .state_exited_event_details
+                .as_ref()
+                .is_some_and(|details| details.name == STATES[0])
+        })
+        .map(|event| chrono_time(&event.timestamp))
+        .expect("the Wait state exited");
+    let early = input.wake_at - wait_ended;
+    println!(
+        "wakeAt {} (started {} ms before it); the Wait ended {} ms early; the execution took {elapsed:?}",
+        input.wake_at.format("%H:%M:%S%.3f"),
+        (input.wake_at - chrono_time(&execution.start_date)).num_milliseconds(),
+        early.num_milliseconds()
+    );
+    assert!(
+        early <= Duration::seconds(2),
+        "the Wait ended {} ms before wakeAt",
+        early.num_milliseconds()
+    );
+
+    let output: Value =
+        serde_json::from_str(execution.output.as_deref().expect("an output")).unwrap();
+    let sent = serde_json::to_value(&input).unwrap();
+    for field in ["id", "timestamp", "wakeAt"] {
+        assert_eq!(output[field], sent[field], "{field} in {output}");
+    }
+    assert_eq!(output["result"], report_json, "{output}");
+    assert_eq!(output["status"], completed, "{output}");
+}
