@@ -24,6 +24,14 @@ use tasks_core::{
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// What `main` reads from the environment, beyond `RUST_LOG` and the schedule's variables
+/// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each one (a test checks).
+pub const ENVIRONMENT: [&str; 4] = [
+    "TABLE_NAME",
+    "QUEUE_URL",
+    "STATE_MACHINE_ARN",
+    "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
+];
 
 /// What the handlers need: the ports and the schedule rules.
 #[derive(Clone)]

@@ -5,6 +5,11 @@ use std::sync::Arc;
 use tasks_core::dispatch::{run_cron, CronSummary};
 use tasks_core::{Clock, DispatchQueue, Schedule, StoreError, TaskStore};
 
+/// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
+/// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
+/// one (a test checks).
+pub const ENVIRONMENT: [&str; 2] = ["TABLE_NAME", "QUEUE_URL"];
+
 pub struct Cron {
     pub store: Arc<dyn TaskStore>,
     pub queue: Arc<dyn DispatchQueue>,

@@ -7,6 +7,11 @@ use std::sync::Arc;
 use tasks_core::pipeline::{execute_task, ExecuteError, ExecutionReport};
 use tasks_core::{Clock, ExecutionInput, Schedule, TaskStore, WebhookSender};
 
+/// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
+/// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
+/// one (a test checks).
+pub const ENVIRONMENT: [&str; 3] = ["TABLE_NAME", "WEBHOOK_TIMEOUT_MS", "WEBHOOK_ALLOW_PRIVATE"];
+
 pub struct ExecuteTask {
     pub store: Arc<dyn TaskStore>,
     pub sender: Arc<dyn WebhookSender>,

@@ -6,6 +6,11 @@ use std::sync::Arc;
 use tasks_core::pipeline::{start_task, StartReport};
 use tasks_core::{Clock, DispatchMessage, Schedule, TaskStore, Workflow};
 
+/// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
+/// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
+/// one (a test checks).
+pub const ENVIRONMENT: [&str; 2] = ["TABLE_NAME", "STATE_MACHINE_ARN"];
+
 pub struct ProcessRecords {
     pub store: Arc<dyn TaskStore>,
     pub workflow: Arc<dyn Workflow>,

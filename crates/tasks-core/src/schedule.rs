@@ -11,6 +11,9 @@ pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(365);
 pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
 /// execute-task sleeps at most this much beyond the wake-ahead when woken early.
 pub const EARLY_WAKE_ALLOWANCE: Duration = Duration::seconds(3);
+/// The environment variables `Schedule::from_env` reads.
+pub const SCHEDULE_ENVIRONMENT: [&str; 3] =
+    ["LEAD_TIME_SECONDS", "WAKE_AHEAD_MS", "CLAIM_GRACE_SECONDS"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {

@@ -1,0 +1,147 @@
+# Tasks Service: developer and CI entry points. `make` (or `make help`) lists the targets.
+# Needs only what a fresh machine has: GNU make, bash, python3 (+ venv/pip), rustup/cargo.
+# Everything else (moto, cargo-lambda + zig, SAM CLI, awscli, linters) lands in .venv from
+# infra/requirements.txt.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+VENV_BIN := $(VENV)/bin
+PYTHON ?= python3
+REQUIREMENTS := infra/requirements.txt
+# The stamp names the requirements' hash: editing infra/requirements.txt reinstalls.
+REQ_HASH := $(shell $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest()[:16])' $(REQUIREMENTS))
+VENV_STAMP := $(VENV)/.installed-$(REQ_HASH)
+# The venv's tools (sam, cfn-lint, statelint, cargo-lambda, zig, moto_server, aws) come first.
+WITH_VENV := PATH="$(VENV_BIN):$$PATH"
+
+TEMPLATE := infra/template.yaml
+SAMCONFIG := $(ROOT)/infra/samconfig.toml
+STATE_MACHINE := state-machine/tasks.asl.json
+SAM_BUILD_DIR := .aws-sam/build
+LAMBDA_BINS := api cron process-sqs-records execute-task update-status
+LAMBDA_DIR := target/lambda-arm64
+ARM64_TARGET := aarch64-unknown-linux-gnu
+
+export SAM_CLI_TELEMETRY := 0
+# sam validate / cfn-lint need a region; nothing here talks to AWS.
+LINT_REGION := us-east-1
+
+PORT ?= 3000
+API_URL ?= http://127.0.0.1:$(PORT)
+E2E_ARGS ?=
+BENCH_ARGS ?=
+CARGO_TEST ?= cargo test --workspace
+
+.PHONY: help venv rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
+	bench run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
+
+help: ## List the targets
+	@echo "Tasks Service — make targets:"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: PORT=$(PORT) API_URL=$(API_URL) E2E_ARGS='$(E2E_ARGS)' BENCH_ARGS='$(BENCH_ARGS)'"
+	@echo "           AWS_PROFILE (deploy-dev/destroy-dev), CRON_INTERVAL_SECONDS (e2e-ci, default 5)"
+
+# ---------------------------------------------------------------- toolchains
+
+venv: $(VENV_STAMP) ## Python tools into .venv (moto, cargo-lambda, SAM CLI, awscli, cfn-lint, statelint)
+
+$(VENV_STAMP): $(REQUIREMENTS)
+	@echo "==> .venv: installing $(REQUIREMENTS)"
+	@start=$$(date +%s); \
+	test -x $(VENV_BIN)/python || $(PYTHON) -m venv $(VENV); \
+	rm -f $(VENV)/.installed-*; \
+	$(VENV_BIN)/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS); \
+	touch $@; \
+	echo "==> .venv ready in $$(( $$(date +%s) - start ))s"
+
+clean-venv: ## Remove .venv (next `make venv` reinstalls)
+	rm -rf $(VENV)
+
+rust-tools: ## rustfmt + clippy components (added only if missing)
+	@if command -v rustup >/dev/null; then \
+		for c in rustfmt clippy; do \
+			rustup component list --installed | grep -q "^$$c" || rustup component add $$c; \
+		done; \
+	fi
+
+rust-arm64: ## The aarch64-unknown-linux-gnu std for Lambda cross builds (added only if missing)
+	@if command -v rustup >/dev/null; then \
+		rustup target list --installed | grep -qx '$(ARM64_TARGET)' || rustup target add $(ARM64_TARGET); \
+	fi
+
+# ---------------------------------------------------------------- quality
+
+fmt: rust-tools ## cargo fmt
+	cargo fmt --all
+
+lint: clippy check-infra ## cargo fmt --check + clippy -D warnings + infra linters
+
+clippy: rust-tools
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+check-infra: venv ## sam validate --lint, cfn-lint, statelint (all offline)
+	@start=$$(date +%s); export AWS_DEFAULT_REGION=$(LINT_REGION) $(WITH_VENV); \
+	echo "==> sam validate --lint $(TEMPLATE)"; \
+	sam validate --lint --template-file $(TEMPLATE) --config-file $(SAMCONFIG) --config-env dev; \
+	echo "==> cfn-lint $(TEMPLATE)"; \
+	cfn-lint $(TEMPLATE); \
+	echo "==> statelint $(STATE_MACHINE)"; \
+	infra/scripts/lint-asl.sh $(STATE_MACHINE) $(TEMPLATE); \
+	echo "==> check-infra OK in $$(( $$(date +%s) - start ))s"
+
+test: venv lint unit-test e2e-ci ## Everything CI runs: venv, lint, check-infra, cargo test, e2e-ci
+
+unit-test: venv ## cargo test --workspace (CARGO_TEST overrides, e.g. 'cargo nextest run --workspace')
+	$(WITH_VENV) $(CARGO_TEST)
+
+e2e-ci: venv ## Short e2e against tasks-local on a free port (E2E_ARGS, CRON_INTERVAL_SECONDS)
+	$(WITH_VENV) infra/scripts/e2e-ci.sh
+
+# ---------------------------------------------------------------- local runs
+
+dev: venv ## Run the whole service locally (tasks-local + its moto) on 127.0.0.1:PORT (3000)
+	exec env PORT=$(PORT) $(WITH_VENV) cargo run -p tasks-local --bin tasks-local
+
+bench: venv ## cargo run --release -p tasks-local --bin tasks-bench -- BENCH_ARGS
+	exec env $(WITH_VENV) cargo run --release -p tasks-local --bin tasks-bench -- $(BENCH_ARGS)
+
+run-e2e-test: ## e2e client against API_URL (default http://127.0.0.1:3000); E2E_ARGS passed on
+	exec env API_URL=$(API_URL) cargo run -p e2e --bin e2e -- $(E2E_ARGS)
+
+# ---------------------------------------------------------------- Lambda artifacts
+
+build: venv rust-arm64 ## Release arm64 Lambda zips in target/lambda-arm64/<bin>/bootstrap.zip, checked
+	@start=$$(date +%s); export $(WITH_VENV); set -x; \
+	cargo lambda build --release --arm64 --output-format zip \
+		--lambda-dir $(LAMBDA_DIR) $(addprefix --bin ,$(LAMBDA_BINS)); \
+	{ set +x; } 2>/dev/null; \
+	echo "==> cargo lambda build took $$(( $$(date +%s) - start ))s; checking the zips:"; \
+	infra/scripts/check-lambda-zips.sh $(LAMBDA_DIR) $(LAMBDA_BINS)
+
+sam-build: venv rust-arm64 ## sam build (rust-cargolambda builder) into .aws-sam/build
+	$(WITH_VENV) sam build --template-file $(TEMPLATE) --build-dir $(SAM_BUILD_DIR) \
+		--config-file $(SAMCONFIG) --config-env dev
+
+# ---------------------------------------------------------------- deploy
+
+deploy-local: venv rust-arm64 ## Build + deploy to LocalStack (localhost:4566), print the API URL
+	$(WITH_VENV) infra/scripts/stack.sh deploy local
+
+destroy-local: venv ## Delete the LocalStack stack
+	$(WITH_VENV) SAM_DELETE_ARGS=--no-prompts infra/scripts/stack.sh destroy local
+
+deploy-dev: venv rust-arm64 ## Build + deploy the dev stack to AWS (needs AWS_PROFILE), print outputs
+	@if [[ -z "$${AWS_PROFILE:-}" ]]; then echo "AWS_PROFILE is not set: run \`AWS_PROFILE=<profile> make deploy-dev\`" >&2; exit 1; fi
+	$(WITH_VENV) infra/scripts/stack.sh deploy dev
+
+destroy-dev: venv ## Delete the dev stack (needs AWS_PROFILE; asks for confirmation)
+	@if [[ -z "$${AWS_PROFILE:-}" ]]; then echo "AWS_PROFILE is not set: run \`AWS_PROFILE=<profile> make destroy-dev\`" >&2; exit 1; fi
+	$(WITH_VENV) infra/scripts/stack.sh destroy dev

@@ -1,0 +1,103 @@
+//! The SAM template, the state machine and the code agree.
+
+use serde_yaml_ng::Value;
+use std::collections::BTreeSet;
+
+const TEMPLATE: &str = include_str!("../../../infra/template.yaml");
+const STATE_MACHINE: &str = include_str!("../../../state-machine/tasks.asl.json");
+
+/// Each Lambda binary and the environment its `main` reads.
+fn functions() -> Vec<(&'static str, Vec<&'static str>)> {
+    let schedule = tasks_core::schedule::SCHEDULE_ENVIRONMENT.to_vec();
+    let with_schedule = |own: &[&'static str]| [own, &schedule].concat();
+    vec![
+        ("api", with_schedule(&api::ENVIRONMENT)),
+        ("cron", with_schedule(&cron::ENVIRONMENT)),
+        ("process-sqs-records", with_schedule(&process_sqs_records::ENVIRONMENT)),
+        ("execute-task", with_schedule(&execute_task::ENVIRONMENT)),
+        ("update-status", update_status::ENVIRONMENT.to_vec()),
+    ]
+}
+
+fn template() -> Value {
+    serde_yaml_ng::from_str(TEMPLATE).expect("infra/template.yaml is YAML")
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_mapping()
+        .map(|map| map.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn serverless_functions(template: &Value) -> Vec<(String, Value)> {
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, resource)| (name.as_str().unwrap().to_string(), resource.clone()))
+        .collect()
+}
+
+#[test]
+fn every_lambda_binary_is_a_function_of_the_template_and_nothing_else() {
+    let template = template();
+    let binaries: BTreeSet<String> = serverless_functions(&template)
+        .iter()
+        .map(|(_, resource)| {
+            assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"));
+            resource["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .expect("BuildProperties.Binary")
+                .to_string()
+        })
+        .collect();
+    let expected: BTreeSet<String> = functions().iter().map(|(bin, _)| bin.to_string()).collect();
+    assert_eq!(binaries, expected);
+    for binary in &binaries {
+        let main = format!("{}/../{binary}/src/main.rs", env!("CARGO_MANIFEST_DIR"));
+        assert!(std::path::Path::new(&main).is_file(), "{main} is missing");
+    }
+}
+
+#[test]
+fn every_variable_a_function_reads_is_set_for_it() {
+    let template = template();
+    let globals = keys(&template["Globals"]["Function"]["Environment"]["Variables"]);
+    for (name, resource) in serverless_functions(&template) {
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        let own = keys(&resource["Properties"]["Environment"]["Variables"]);
+        let (_, reads) = functions().into_iter().find(|(bin, _)| *bin == binary).unwrap();
+        for variable in reads {
+            assert!(
+                globals.contains(variable) || own.contains(variable),
+                "{name} ({binary}) reads {variable}, which the template does not set"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_state_machine_substitution_is_defined_by_the_template() {
+    let template = template();
+    let machine = template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .find(|r| r["Type"].as_str() == Some("AWS::Serverless::StateMachine"))
+        .expect("a state machine resource");
+    assert_eq!(machine["Properties"]["Type"].as_str(), Some("STANDARD"));
+    assert_eq!(
+        machine["Properties"]["DefinitionUri"].as_str(),
+        Some("../state-machine/tasks.asl.json")
+    );
+    let defined = keys(&machine["Properties"]["DefinitionSubstitutions"]);
+    let used: BTreeSet<String> = STATE_MACHINE
+        .split("${")
+        .skip(1)
+        .map(|rest| rest.split('}').next().unwrap().to_string())
+        .collect();
+    assert!(!used.is_empty());
+    assert_eq!(used, defined);
+}
