@@ -130,6 +130,13 @@ async fn create(
         ),
         CreateError::Store(error) => ApiError::from(error),
     })?;
+    tracing::info!(
+        task_id = %created.task.id,
+        status = %created.task.task_status,
+        timestamp = %tasks_core::task::rfc3339_millis::format(&created.task.timestamp),
+        replayed = created.replayed,
+        "task created"
+    );
     let status = if created.replayed {
         StatusCode::OK
     } else {
@@ -180,6 +187,7 @@ async fn cancel(
         .with_status(task.task_status),
         CancelError::Store(error) => ApiError::from(error),
     })?;
+    tracing::info!(task_id = %cancelled.id, "task cancelled");
     Ok(Json(TaskView::new(&cancelled, state.clock.now())))
 }
 

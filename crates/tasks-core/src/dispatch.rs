@@ -6,6 +6,7 @@ use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
 use futures::{stream, StreamExt};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::ops::AddAssign;
 
 /// SQS takes at most ten messages per SendMessageBatch.
@@ -93,7 +94,7 @@ pub async fn dispatch(
         .chunks(SEND_BATCH_SIZE)
         .map(|batch| batch.iter().map(DispatchMessage::from).collect())
         .collect();
-    let failed: Vec<String> = stream::iter(batches)
+    let failed: HashSet<String> = stream::iter(batches)
         .map(|batch| async move {
             queue.send_batch(&batch).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, tasks = batch.len(), "send to the queue failed");
@@ -101,9 +102,9 @@ pub async fn dispatch(
             })
         })
         .buffer_unordered(SEND_CONCURRENCY)
-        .collect::<Vec<Vec<String>>>()
-        .await
-        .concat();
+        .flat_map(stream::iter)
+        .collect()
+        .await;
 
     for id in &failed {
         if let Err(error) = store
@@ -115,6 +116,9 @@ pub async fn dispatch(
     }
     summary.errors += failed.len();
     claimed.retain(|task| !failed.contains(&task.id));
+    for task in &claimed {
+        tracing::info!(task_id = %task.id, "task queued");
+    }
     summary.dispatched = claimed.len();
     (summary, claimed)
 }
