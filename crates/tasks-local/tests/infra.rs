@@ -13,7 +13,10 @@ fn functions() -> Vec<(&'static str, Vec<&'static str>)> {
     vec![
         ("api", with_schedule(&api::ENVIRONMENT)),
         ("cron", with_schedule(&cron::ENVIRONMENT)),
-        ("process-sqs-records", with_schedule(&process_sqs_records::ENVIRONMENT)),
+        (
+            "process-sqs-records",
+            with_schedule(&process_sqs_records::ENVIRONMENT),
+        ),
         ("execute-task", with_schedule(&execute_task::ENVIRONMENT)),
         ("update-status", update_status::ENVIRONMENT.to_vec()),
     ]
@@ -26,7 +29,11 @@ fn template() -> Value {
 fn keys(value: &Value) -> BTreeSet<String> {
     value
         .as_mapping()
-        .map(|map| map.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
+        .map(|map| {
+            map.keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -46,7 +53,10 @@ fn every_lambda_binary_is_a_function_of_the_template_and_nothing_else() {
     let binaries: BTreeSet<String> = serverless_functions(&template)
         .iter()
         .map(|(_, resource)| {
-            assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"));
+            assert_eq!(
+                resource["Metadata"]["BuildMethod"].as_str(),
+                Some("rust-cargolambda")
+            );
             resource["Metadata"]["BuildProperties"]["Binary"]
                 .as_str()
                 .expect("BuildProperties.Binary")
@@ -66,9 +76,14 @@ fn every_variable_a_function_reads_is_set_for_it() {
     let template = template();
     let globals = keys(&template["Globals"]["Function"]["Environment"]["Variables"]);
     for (name, resource) in serverless_functions(&template) {
-        let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap();
         let own = keys(&resource["Properties"]["Environment"]["Variables"]);
-        let (_, reads) = functions().into_iter().find(|(bin, _)| *bin == binary).unwrap();
+        let (_, reads) = functions()
+            .into_iter()
+            .find(|(bin, _)| *bin == binary)
+            .unwrap();
         for variable in reads {
             assert!(
                 globals.contains(variable) || own.contains(variable),
