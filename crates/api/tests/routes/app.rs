@@ -14,7 +14,7 @@ enum Backend {
         store: Arc<MemoryStore>,
         queue: Arc<MemoryQueue>,
     },
-    Emulator(tasks_aws::testing::Resources),
+    Emulator(Box<tasks_aws::testing::Resources>),
 }
 
 pub struct TestApp {
@@ -51,7 +51,7 @@ impl TestApp {
         };
         TestApp {
             router: router(state),
-            backend: Backend::Emulator(resources),
+            backend: Backend::Emulator(Box::new(resources)),
         }
     }
 

@@ -76,7 +76,16 @@ async fn the_openapi_document_matches_the_router() {
         "x".repeat(300 * 1024)
     );
     let key = [("Idempotency-Key", "spec-check")];
-    let examples: Vec<(&str, &str, String, Option<String>, &[(&str, &str)], u16)> = vec![
+    // (documented method, documented path, uri, body, headers, expected status)
+    type Example<'a> = (
+        &'a str,
+        &'a str,
+        String,
+        Option<String>,
+        &'a [(&'a str, &'a str)],
+        u16,
+    );
+    let examples: Vec<Example> = vec![
         (
             "post",
             "/tasks",
