@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 use tasks_aws::SqsQueue;
 
+/// Concurrent pollers, as Lambda's event source starts with.
+pub const POLLERS: usize = 5;
 /// Seconds a receive waits for messages, as an event source mapping does.
 const LONG_POLL_SECONDS: i32 = 1;
 

@@ -149,19 +149,27 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         }
     });
 
-    let records = ProcessRecords {
+    let records = Arc::new(ProcessRecords {
         store,
         workflow: workflow.clone(),
         clock,
         schedule: settings.schedule,
-    };
-    let poller = tokio::spawn(async move { consumer::consume(&queue, &records).await });
+    });
+    let mut loops = vec![server, timer];
+    // Lambda's SQS event source polls with several concurrent pollers; so do we, so that a
+    // burst of tasks due within the lead time is started without queueing behind one poller.
+    for _ in 0..consumer::POLLERS {
+        let (queue, records) = (queue.clone(), records.clone());
+        loops.push(tokio::spawn(async move {
+            consumer::consume(&queue, &records).await
+        }));
+    }
 
     Ok(LocalService {
         addr,
         endpoint,
         workflow,
-        loops: vec![server, timer, poller],
+        loops,
         _emulator: emulator,
     })
 }
