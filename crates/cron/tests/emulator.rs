@@ -10,20 +10,8 @@ use tasks_core::{Schedule, SystemClock, Task, TaskStatus, TaskStore};
 
 fn task(id: String, timestamp: chrono::DateTime<Utc>, status: TaskStatus) -> Task {
     Task {
-        id,
-        timestamp,
-        start_execution_at: Schedule::default().start_execution_at(timestamp),
         task_status: status,
-        created_at: Utc::now(),
-        last_updated_at: Utc::now(),
-        webhook: None,
-        payload: None,
-        attempts: 0,
-        last_error: None,
-        executed_at: None,
-        lateness_ms: None,
-        idempotency_key: None,
-        request_digest: None,
+        ..Task::new(id, timestamp, &Schedule::default(), Utc::now())
     }
 }
 

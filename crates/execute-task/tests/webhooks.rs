@@ -90,12 +90,7 @@ impl Fixture {
     async fn task(&self, url: &str, in_ms: i64, status: TaskStatus) -> ExecutionInput {
         let timestamp = Utc::now() + Duration::milliseconds(in_ms);
         let task = Task {
-            id: unique("task"),
-            timestamp,
-            start_execution_at: timestamp.timestamp() - 120,
             task_status: status,
-            created_at: Utc::now(),
-            last_updated_at: Utc::now(),
             webhook: Some(Webhook {
                 url: url.to_string(),
                 method: "POST".into(),
@@ -103,12 +98,7 @@ impl Fixture {
                 body: None,
             }),
             payload: Some(serde_json::json!({"order": 7})),
-            attempts: 0,
-            last_error: None,
-            executed_at: None,
-            lateness_ms: None,
-            idempotency_key: None,
-            request_digest: None,
+            ..Task::new(unique("task"), timestamp, &Schedule::default(), Utc::now())
         };
         self.resources.store().create(&task).await.unwrap();
         ExecutionInput {

@@ -14,20 +14,8 @@ use tasks_core::{
 fn queued(id: &str) -> Task {
     let timestamp = Utc::now() + Duration::seconds(90);
     Task {
-        id: id.to_string(),
-        timestamp,
-        start_execution_at: Schedule::default().start_execution_at(timestamp),
         task_status: TaskStatus::Queued,
-        created_at: Utc::now(),
-        last_updated_at: Utc::now(),
-        webhook: None,
-        payload: None,
-        attempts: 0,
-        last_error: None,
-        executed_at: None,
-        lateness_ms: None,
-        idempotency_key: None,
-        request_digest: None,
+        ..Task::new(id, timestamp, &Schedule::default(), Utc::now())
     }
 }
 

@@ -1,7 +1,6 @@
 //! Validation of a create request: the one place that decides what a valid task is.
 
 use crate::schedule::{Schedule, MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
-use crate::status::TaskStatus;
 use crate::task::{Task, Webhook};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Deserialize;
@@ -122,20 +121,11 @@ impl NewTask {
         schedule: &Schedule,
     ) -> Task {
         Task {
-            id,
-            timestamp: self.timestamp,
-            start_execution_at: schedule.start_execution_at(self.timestamp),
-            task_status: TaskStatus::Scheduled,
-            created_at: now,
-            last_updated_at: now,
             webhook: self.webhook,
             payload: self.payload,
-            attempts: 0,
-            last_error: None,
-            executed_at: None,
-            lateness_ms: None,
             idempotency_key,
             request_digest: Some(self.request_digest),
+            ..Task::new(id, self.timestamp, schedule, now)
         }
     }
 }
@@ -268,6 +258,7 @@ fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::TaskStatus;
     use chrono::TimeZone;
     use serde_json::json;
 

@@ -1,5 +1,6 @@
 //! The stored task and the contracts passed between the pipeline's steps.
 
+use crate::schedule::Schedule;
 use crate::status::TaskStatus;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,31 @@ pub struct Task {
 }
 
 impl Task {
+    /// A SCHEDULED task with nothing but its time, created at `now`.
+    pub fn new(
+        id: impl Into<String>,
+        timestamp: DateTime<Utc>,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Task {
+            id: id.into(),
+            timestamp,
+            start_execution_at: schedule.start_execution_at(timestamp),
+            task_status: TaskStatus::Scheduled,
+            created_at: now,
+            last_updated_at: now,
+            webhook: None,
+            payload: None,
+            attempts: 0,
+            last_error: None,
+            executed_at: None,
+            lateness_ms: None,
+            idempotency_key: None,
+            request_digest: None,
+        }
+    }
+
     /// Whole seconds until the task is due, never negative.
     pub fn time_left_seconds(&self, now: DateTime<Utc>) -> i64 {
         (self.timestamp - now).num_seconds().max(0)

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use tasks_aws::bootstrap::ensure_table;
 use tasks_aws::DynamoDbStore;
 use tasks_core::{
-    Event, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition, Webhook,
+    Event, Page, Schedule, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition,
+    Webhook,
 };
 
 async fn store() -> (DynamoDbStore, Client) {
@@ -23,20 +24,14 @@ fn at(seconds: i64) -> DateTime<Utc> {
 
 fn task(id: &str, status: TaskStatus, start_execution_at: i64) -> Task {
     Task {
-        id: id.to_string(),
-        timestamp: at(start_execution_at + 120),
-        start_execution_at: at(start_execution_at).timestamp(),
         task_status: status,
-        created_at: at(-600),
-        last_updated_at: at(-600),
-        webhook: None,
-        payload: None,
-        attempts: 0,
-        last_error: None,
-        executed_at: None,
-        lateness_ms: None,
-        idempotency_key: None,
-        request_digest: None,
+        start_execution_at: at(start_execution_at).timestamp(),
+        ..Task::new(
+            id,
+            at(start_execution_at + 120),
+            &Schedule::default(),
+            at(-600),
+        )
     }
 }
 

@@ -2,25 +2,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 use tasks_core::memory::MemoryStore;
-use tasks_core::{DeliveryError, Task, TaskStatus, Webhook, WebhookCall, WebhookSender};
+use tasks_core::{DeliveryError, Schedule, Task, TaskStatus, Webhook, WebhookCall, WebhookSender};
 
 pub fn task(id: &str, timestamp: DateTime<Utc>, status: TaskStatus) -> Task {
-    let schedule = tasks_core::Schedule::default();
+    let created = timestamp - Duration::hours(1);
     Task {
-        id: id.to_string(),
-        timestamp,
-        start_execution_at: schedule.start_execution_at(timestamp),
         task_status: status,
-        created_at: timestamp - Duration::hours(1),
-        last_updated_at: timestamp - Duration::hours(1),
-        webhook: None,
-        payload: None,
-        attempts: 0,
-        last_error: None,
-        executed_at: None,
-        lateness_ms: None,
-        idempotency_key: None,
-        request_digest: None,
+        ..Task::new(id, timestamp, &Schedule::default(), created)
     }
 }
 

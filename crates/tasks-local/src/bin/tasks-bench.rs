@@ -15,7 +15,7 @@ use std::time::Instant;
 use tasks_aws::{DynamoDbStore, SqsQueue};
 use tasks_core::{
     DispatchMessage, DispatchQueue, Page, QueueError, Schedule, StatusQuery, StoreError,
-    SystemClock, Task, TaskStatus, TaskStore, Transition,
+    SystemClock, Task, TaskStore, Transition,
 };
 
 #[derive(Default)]
@@ -126,22 +126,7 @@ async fn main() -> Result<(), tasks_local::Error> {
             let store = store.clone();
             async move {
                 let timestamp = now + Duration::seconds(60) + Duration::milliseconds(i as i64);
-                let task = Task {
-                    id: format!("bench-{i:06}"),
-                    timestamp,
-                    start_execution_at: schedule.start_execution_at(timestamp),
-                    task_status: TaskStatus::Scheduled,
-                    created_at: now,
-                    last_updated_at: now,
-                    webhook: None,
-                    payload: None,
-                    attempts: 0,
-                    last_error: None,
-                    executed_at: None,
-                    lateness_ms: None,
-                    idempotency_key: None,
-                    request_digest: None,
-                };
+                let task = Task::new(format!("bench-{i:06}"), timestamp, &schedule, now);
                 store.create(&task).await
             }
         })
