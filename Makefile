@@ -108,7 +108,10 @@ e2e-ci: venv ## Short e2e against tasks-local on a free port (E2E_ARGS, CRON_INT
 # ---------------------------------------------------------------- local runs
 
 dev: venv ## Run the whole service locally (tasks-local + its moto) on 127.0.0.1:PORT (3000)
-	exec env PORT=$(PORT) $(WITH_VENV) cargo run -p tasks-local --bin tasks-local
+	cargo build -p tasks-local --bin tasks-local
+	@# exec: Ctrl-C and SIGTERM reach tasks-local itself, which stops the emulator it started.
+	exec env PORT=$(PORT) $(WITH_VENV) "$$(cargo metadata --no-deps --format-version 1 | \
+		$(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/tasks-local"
 
 bench: venv ## cargo run --release -p tasks-local --bin tasks-bench -- BENCH_ARGS
 	exec env $(WITH_VENV) cargo run --release -p tasks-local --bin tasks-bench -- $(BENCH_ARGS)
