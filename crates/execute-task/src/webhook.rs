@@ -11,7 +11,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tasks_core::task::rfc3339_millis;
 use tasks_core::{DeliveryError, Webhook, WebhookCall, WebhookSender};
 
@@ -42,18 +42,24 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// How long a checked answer is reused: long enough to cover the wake-ahead between `prepare`
+/// and the send, short enough that a warm function follows DNS changes.
+const RESOLVED_TTL: Duration = Duration::from_secs(60);
+
 /// Resolves names with the system resolver, refuses private addresses unless allowed, and keeps
-/// the answers so that the send at the task's second needs no lookup.
+/// the answers for a while so that the send at the task's second needs no lookup.
 #[derive(Debug, Default)]
 struct GuardedResolver {
     allow_private: bool,
-    resolved: Mutex<HashMap<String, Vec<SocketAddr>>>,
+    resolved: Mutex<HashMap<String, (Instant, Vec<SocketAddr>)>>,
 }
 
 impl GuardedResolver {
     async fn resolve_checked(&self, host: &str) -> Result<Vec<SocketAddr>, DeliveryError> {
-        if let Some(addrs) = self.resolved.lock().unwrap().get(host) {
-            return Ok(addrs.clone());
+        if let Some((at, addrs)) = self.resolved.lock().unwrap().get(host) {
+            if at.elapsed() < RESOLVED_TTL {
+                return Ok(addrs.clone());
+            }
         }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
             .await
@@ -73,7 +79,7 @@ impl GuardedResolver {
         self.resolved
             .lock()
             .unwrap()
-            .insert(host.to_string(), addrs.clone());
+            .insert(host.to_string(), (Instant::now(), addrs.clone()));
         Ok(addrs)
     }
 }
