@@ -85,17 +85,18 @@ impl Schedule {
     /// `CLAIM_GRACE_SECONDS` (default 120).
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = Schedule::default();
+        let [lead_time, wake_ahead, claim_grace] = SCHEDULE_ENVIRONMENT;
         Ok(Schedule {
             lead_time: Duration::seconds(env_u64(
-                "LEAD_TIME_SECONDS",
+                lead_time,
                 defaults.lead_time.num_seconds() as u64,
             )? as i64),
             wake_ahead: Duration::milliseconds(env_u64(
-                "WAKE_AHEAD_MS",
+                wake_ahead,
                 defaults.wake_ahead.num_milliseconds() as u64,
             )? as i64),
             claim_grace: Duration::seconds(env_u64(
-                "CLAIM_GRACE_SECONDS",
+                claim_grace,
                 defaults.claim_grace.num_seconds() as u64,
             )? as i64),
         })
