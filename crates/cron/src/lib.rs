@@ -3,16 +3,18 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use std::sync::Arc;
 use tasks_core::dispatch::{run_cron, CronSummary};
-use tasks_core::{Clock, DispatchQueue, Schedule, StoreError, TaskStore};
+use tasks_core::{Clock, DispatchQueue, Schedule, StoreError, TaskStore, Workflow};
 
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
 /// one (a test checks).
-pub const ENVIRONMENT: [&str; 2] = ["TABLE_NAME", "QUEUE_URL"];
+pub const ENVIRONMENT: [&str; 3] = ["TABLE_NAME", "QUEUE_URL", "STATE_MACHINE_ARN"];
 
 pub struct Cron {
     pub store: Arc<dyn TaskStore>,
     pub queue: Arc<dyn DispatchQueue>,
+    /// Asked about the executions of tasks that wait too long.
+    pub workflow: Arc<dyn Workflow>,
     pub clock: Arc<dyn Clock>,
     pub schedule: Schedule,
 }
@@ -28,6 +30,7 @@ impl Cron {
         let result = run_cron(
             self.store.as_ref(),
             self.queue.as_ref(),
+            self.workflow.as_ref(),
             self.clock.as_ref(),
             &self.schedule,
         )
@@ -38,9 +41,9 @@ impl Cron {
                 dispatched = summary.due.dispatched,
                 lost_races = summary.due.lost_races,
                 errors = summary.due.errors,
-                stale_found = summary.stale.found,
-                stale_dispatched = summary.stale.dispatched,
-                stale_errors = summary.stale.errors,
+                stale = ?summary.stale,
+                stuck = ?summary.stuck,
+                undecodable = summary.undecodable,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "cron run finished"
             ),

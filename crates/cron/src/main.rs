@@ -10,6 +10,7 @@ async fn main() -> Result<(), Error> {
     let cron = Arc::new(Cron {
         store: Arc::new(tasks_aws::store_from_env(&config)?),
         queue: Arc::new(tasks_aws::queue_from_env(&config)?),
+        workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
     });

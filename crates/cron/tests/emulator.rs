@@ -19,6 +19,7 @@ fn cron(resources: &Resources) -> Cron {
     Cron {
         store: Arc::new(resources.store()),
         queue: Arc::new(resources.queue()),
+        workflow: Arc::new(resources.workflow()),
         clock: Arc::new(SystemClock),
         schedule: Schedule::default(),
     }
@@ -100,7 +101,7 @@ async fn a_stranded_claim_is_sent_again_by_a_later_run() {
 
     let summary = cron(&resources).run().await.unwrap();
 
-    assert_eq!(summary.stale.dispatched, 1);
+    assert_eq!(summary.stale.requeued, 1);
     let messages = resources.receive_all().await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].id, "stranded");

@@ -105,6 +105,7 @@ impl Fixture {
             id: task.id,
             timestamp,
             wake_at: timestamp - Duration::milliseconds(1000),
+            series: task.series,
         }
     }
 

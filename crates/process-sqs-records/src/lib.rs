@@ -56,6 +56,15 @@ impl ProcessRecords {
             Ok(StartReport::AlreadyStarted) => {
                 tracing::info!(task_id = %message.id, "execution already started (repeated delivery)")
             }
+            Ok(StartReport::Restarted(series)) => {
+                tracing::info!(task_id = %message.id, series, "the series' execution had ended before any attempt: started a new series")
+            }
+            Ok(StartReport::Failed) => {
+                tracing::warn!(task_id = %message.id, "the series' execution had ended without an outcome: recorded FAILED")
+            }
+            Ok(StartReport::Superseded) => {
+                tracing::info!(task_id = %message.id, series = message.series, "not started: the message is for an older series")
+            }
             Ok(StartReport::Skipped(status)) => {
                 tracing::info!(task_id = %message.id, %status, "not started: the task is no longer queued")
             }

@@ -7,14 +7,15 @@ use serde_json::json;
 use std::sync::Arc;
 use tasks_aws::testing::Resources;
 use tasks_core::{
-    ExecutionInput, Schedule, StartOutcome, SystemClock, Task, TaskStatus, TaskStore, Workflow,
-    WorkflowError,
+    DispatchMessage, ExecutionInput, ExecutionState, Schedule, StartOutcome, SystemClock, Task,
+    TaskStatus, TaskStore, Workflow, WorkflowError,
 };
 
 fn queued(id: &str) -> Task {
     let timestamp = Utc::now() + Duration::seconds(90);
     Task {
         task_status: TaskStatus::Queued,
+        series: 1,
         ..Task::new(id, timestamp, &Schedule::default(), Utc::now())
     }
 }
@@ -28,8 +29,8 @@ fn event(records: &[(String, String)]) -> SqsEvent {
 }
 
 fn record(message_id: &str, task: &Task) -> (String, String) {
-    let body = json!({"id": task.id, "timestamp": tasks_core::task::rfc3339_millis::format(&task.timestamp)});
-    (message_id.to_string(), body.to_string())
+    let body = serde_json::to_string(&DispatchMessage::from(task)).unwrap();
+    (message_id.to_string(), body)
 }
 
 async fn handler(resources: &Resources) -> (ProcessRecords, tasks_aws::StepFunctionsWorkflow) {
@@ -60,7 +61,7 @@ async fn duplicate_deliveries_of_one_task_start_one_execution() {
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(
         resources.execution_names(&workflow).await,
-        vec![task.id.clone()]
+        vec![task.execution_name()]
     );
     let stored = store.get(&task.id).await.unwrap().unwrap();
     assert_eq!(stored.task_status, TaskStatus::InProgress);
@@ -76,7 +77,7 @@ async fn only_the_failing_record_is_reported() {
         let task = queued(&uuid_like(&format!("ok{i}")));
         store.create(&task).await.unwrap();
         records.push(record(&format!("m{i}"), &task));
-        ids.push(task.id);
+        ids.push(task.execution_name());
     }
     let bad = queued(&uuid_like("bad"));
     store.create(&bad).await.unwrap();
@@ -126,7 +127,10 @@ async fn malformed_records_are_reported_without_failing_the_batch() {
         .map(|f| f.item_identifier.as_str())
         .collect();
     assert_eq!(failed, vec!["junk", "empty"]);
-    assert_eq!(resources.execution_names(&workflow).await, vec![task.id]);
+    assert_eq!(
+        resources.execution_names(&workflow).await,
+        vec![task.execution_name()]
+    );
 }
 
 #[tokio::test]
@@ -161,8 +165,12 @@ impl Workflow for FailingFor {
         self.inner.start(input).await
     }
 
-    async fn stop(&self, task_id: &str) -> Result<(), WorkflowError> {
-        self.inner.stop(task_id).await
+    async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
+        self.inner.state(execution_name).await
+    }
+
+    async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
+        self.inner.stop(execution_name).await
     }
 }
 

@@ -118,19 +118,26 @@ impl TaskStore for DynamoDbStore {
             .send()
             .await
             .map_err(unavailable)?;
-        let tasks = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(item_to_task)
-            .collect::<Result<_, _>>()?;
+        let mut tasks = Vec::new();
+        let mut undecodable = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            let id = item_id(&item);
+            match item_to_task(item) {
+                Ok(task) => tasks.push(task),
+                Err(_) => undecodable.push(id),
+            }
+        }
         // A filtered page may be empty and still have a successor: the caller follows the token.
         let next_token = output
             .last_evaluated_key
             .filter(|key| !key.is_empty())
             .map(|key| encode_page_token(&key))
             .transpose()?;
-        Ok(Page { tasks, next_token })
+        Ok(Page {
+            tasks,
+            next_token,
+            undecodable,
+        })
     }
 
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
@@ -211,6 +218,16 @@ impl Update {
             names.insert("#attempts".into(), "attempts".into());
             values.insert(":zero".into(), AttributeValue::N("0".into()));
         }
+        if let Some(series) = change.expected_series {
+            // An item without `series` reads as series 0 (the field's serde default).
+            names.insert("#series".into(), "series".into());
+            values.insert(":series".into(), AttributeValue::N(series.to_string()));
+            condition.push_str(if series == 0 {
+                " AND (attribute_not_exists(#series) OR #series = :series)"
+            } else {
+                " AND #series = :series"
+            });
+        }
         if let Some(expected) = change.expected_last_updated_at {
             condition.push_str(" AND #updated = :expected");
             values.insert(":expected".into(), s(rfc3339_millis::format(&expected)));
@@ -238,8 +255,32 @@ impl Update {
             set("#latenessMs", "latenessMs", ":latenessMs", n);
         }
         if change.increments_attempts() {
-            update.push_str(" ADD #attempts :one");
-            names.insert("#attempts".into(), "attempts".into());
+            // The attempt belongs to the series the task is in (SET reads the item before the
+            // update, so this is the series before any ADD below).
+            update.push_str(", #attemptSeries = if_not_exists(#series, :zero)");
+            names.insert("#attemptSeries".into(), "attemptSeries".into());
+            names.insert("#series".into(), "series".into());
+            values.insert(":zero".into(), AttributeValue::N("0".into()));
+        }
+        let mut added = Vec::new();
+        if change.increments_attempts() {
+            added.push(("#attempts", "attempts"));
+        }
+        if change.event.starts_series() {
+            added.push(("#series", "series"));
+        }
+        if change.event.counts_redispatch() {
+            added.push(("#redispatches", "redispatches"));
+        }
+        if !added.is_empty() {
+            let adds: Vec<String> = added
+                .iter()
+                .map(|(name, attribute)| {
+                    names.insert(name.to_string(), attribute.to_string());
+                    format!("{name} :one")
+                })
+                .collect();
+            update.push_str(&format!(" ADD {}", adds.join(", ")));
             values.insert(":one".into(), AttributeValue::N("1".into()));
         }
         Update {
@@ -258,11 +299,15 @@ fn task_to_item(task: &Task) -> Result<Item, StoreError> {
     })
 }
 
-fn item_to_task(item: Item) -> Result<Task, StoreError> {
-    let id = match item.get("id") {
+fn item_id(item: &Item) -> String {
+    match item.get("id") {
         Some(AttributeValue::S(id)) => id.clone(),
         _ => "?".to_string(),
-    };
+    }
+}
+
+fn item_to_task(item: Item) -> Result<Task, StoreError> {
+    let id = item_id(&item);
     from_item(item).map_err(|e| StoreError::Unavailable {
         message: format!("item {id} is not a valid task: {e}"),
         request_id: None,
@@ -421,18 +466,39 @@ mod tests {
     fn a_begun_attempt_sets_the_given_fields_and_adds_one_attempt() {
         let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
         let change = Transition::new(Event::BeginAttempt, at)
+            .in_series(3)
             .with_error("boom")
             .executed(at, 5);
         let update = Update::from_transition(&change);
         assert_eq!(
             update.condition,
-            "attribute_exists(#id) AND #status IN (:from0, :from1)"
+            "attribute_exists(#id) AND #status IN (:from0, :from1) AND #series = :series"
         );
         assert_eq!(
             update.update,
             "SET #status = :to, #updated = :at, #lastError = :lastError, \
-             #executedAt = :executedAt, #latenessMs = :latenessMs ADD #attempts :one"
+             #executedAt = :executedAt, #latenessMs = :latenessMs, \
+             #attemptSeries = if_not_exists(#series, :zero) ADD #attempts :one"
         );
         assert_eq!(update.values[":latenessMs"], AttributeValue::N("5".into()));
+        assert_eq!(update.values[":series"], AttributeValue::N("3".into()));
+    }
+
+    #[test]
+    fn a_restart_starts_a_new_series_and_counts_a_redispatch() {
+        let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
+        let change = Transition::new(Event::Restart, at)
+            .in_series(0)
+            .if_last_updated_at(at);
+        let update = Update::from_transition(&change);
+        assert_eq!(
+            update.condition,
+            "attribute_exists(#id) AND #status IN (:from0, :from1) \
+             AND (attribute_not_exists(#series) OR #series = :series) AND #updated = :expected"
+        );
+        assert_eq!(
+            update.update,
+            "SET #status = :to, #updated = :at ADD #series :one, #redispatches :one"
+        );
     }
 }

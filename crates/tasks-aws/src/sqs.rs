@@ -196,6 +196,7 @@ mod tests {
             .map(|id| DispatchMessage {
                 id: id.to_string(),
                 timestamp: Utc::now(),
+                series: 1,
             })
             .to_vec();
         assert_eq!(

@@ -1,9 +1,11 @@
-//! [`Workflow`] on a Step Functions state machine: one execution per task, named after it.
+//! [`Workflow`] on a Step Functions state machine: one execution per delivery series of a task,
+//! named `<task id>-<series>`.
 
 use crate::error_message;
 use async_trait::async_trait;
+use aws_sdk_sfn::types::ExecutionStatus;
 use aws_sdk_sfn::Client;
-use tasks_core::{ExecutionInput, StartOutcome, Workflow, WorkflowError};
+use tasks_core::{ExecutionInput, ExecutionState, StartOutcome, Workflow, WorkflowError};
 
 #[derive(Debug, Clone)]
 pub struct StepFunctionsWorkflow {
@@ -24,12 +26,12 @@ impl StepFunctionsWorkflow {
     }
 
     /// `arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME` ->
-    /// `arn:PARTITION:states:REGION:ACCOUNT:execution:NAME:TASK_ID`.
-    pub fn execution_arn(&self, task_id: &str) -> Result<String, WorkflowError> {
+    /// `arn:PARTITION:states:REGION:ACCOUNT:execution:NAME:EXECUTION_NAME`.
+    pub fn execution_arn(&self, execution_name: &str) -> Result<String, WorkflowError> {
         let parts: Vec<&str> = self.state_machine_arn.split(':').collect();
         match parts.as_slice() {
             ["arn", partition, "states", region, account, "stateMachine", name] => Ok(format!(
-                "arn:{partition}:states:{region}:{account}:execution:{name}:{task_id}"
+                "arn:{partition}:states:{region}:{account}:execution:{name}:{execution_name}"
             )),
             _ => Err(WorkflowError(format!(
                 "not a state machine ARN: {}",
@@ -41,16 +43,18 @@ impl StepFunctionsWorkflow {
 
 #[async_trait]
 impl Workflow for StepFunctionsWorkflow {
-    /// Step Functions keeps execution names unique (for 90 days after an execution closes):
-    /// a repeated start is `AlreadyStarted`, or, while the first one runs with the same input,
-    /// answered with that execution and reported `Started`.
+    /// Step Functions keeps execution names unique for 90 days after an execution ends, and
+    /// answers `ExecutionAlreadyExists` for a running and an ended execution alike (a repeated
+    /// start with the same input while the first runs is answered with that execution, as a
+    /// success). So a taken name is looked up: running or ended.
     async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
         let body = serde_json::to_string(input).map_err(|e| WorkflowError(e.to_string()))?;
+        let name = input.execution_name();
         let result = self
             .client
             .start_execution()
             .state_machine_arn(&self.state_machine_arn)
-            .name(&input.id)
+            .name(&name)
             .input(body)
             .send()
             .await;
@@ -61,17 +65,47 @@ impl Workflow for StepFunctionsWorkflow {
                     .as_service_error()
                     .is_some_and(|e| e.is_execution_already_exists()) =>
             {
-                Ok(StartOutcome::AlreadyStarted)
+                Ok(match self.state(&name).await? {
+                    ExecutionState::Running => StartOutcome::AlreadyRunning,
+                    ExecutionState::Ended(_) | ExecutionState::Missing => {
+                        StartOutcome::AlreadyEnded
+                    }
+                })
             }
             Err(error) => Err(WorkflowError(error_message(&error))),
         }
     }
 
-    async fn stop(&self, task_id: &str) -> Result<(), WorkflowError> {
+    async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
+        let result = self
+            .client
+            .describe_execution()
+            .execution_arn(self.execution_arn(execution_name)?)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(match output.status() {
+                ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {
+                    ExecutionState::Running
+                }
+                status => ExecutionState::Ended(status.as_str().to_string()),
+            }),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_execution_does_not_exist()) =>
+            {
+                Ok(ExecutionState::Missing)
+            }
+            Err(error) => Err(WorkflowError(error_message(&error))),
+        }
+    }
+
+    async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
         let result = self
             .client
             .stop_execution()
-            .execution_arn(self.execution_arn(task_id)?)
+            .execution_arn(self.execution_arn(execution_name)?)
             .cause("task cancelled")
             .send()
             .await;
@@ -105,11 +139,11 @@ mod tests {
     #[test]
     fn the_execution_arn_is_named_after_the_task() {
         let arn = workflow("arn:aws:states:eu-west-1:123456789012:stateMachine:tasks-dev")
-            .execution_arn("0b7c")
+            .execution_arn("0b7c-1")
             .unwrap();
         assert_eq!(
             arn,
-            "arn:aws:states:eu-west-1:123456789012:execution:tasks-dev:0b7c"
+            "arn:aws:states:eu-west-1:123456789012:execution:tasks-dev:0b7c-1"
         );
     }
 

@@ -124,7 +124,10 @@ pub async fn cancel_task(
     };
     // The execution may exist from QUEUED on; execute-task also skips cancelled tasks, so a failed
     // stop only costs an idle execution.
-    if let Err(error) = workflow.stop(id).await {
+    if cancelled.series == 0 {
+        return Ok(cancelled);
+    }
+    if let Err(error) = workflow.stop(&cancelled.execution_name()).await {
         tracing::warn!(task_id = %id, %error, "could not stop the execution of a cancelled task");
     }
     Ok(cancelled)

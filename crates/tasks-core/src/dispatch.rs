@@ -1,12 +1,15 @@
 //! Handing due tasks to the queue: the cron's run and the API's hand-off share this.
 
-use crate::ports::{Clock, DispatchQueue, StatusQuery, StoreError, TaskStore, Transition};
+use crate::ports::{
+    Clock, DispatchQueue, ExecutionState, StatusQuery, StoreError, TaskStore, Transition, Workflow,
+};
+use crate::recovery::{recover_ended_execution, resend_or_give_up, transition_read_task, Recovery};
 use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
 use futures::{stream, StreamExt};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::ops::AddAssign;
 
 /// SQS takes at most ten messages per SendMessageBatch.
@@ -14,6 +17,8 @@ pub const SEND_BATCH_SIZE: usize = 10;
 /// Claims are independent conditional writes: run many at once.
 const CLAIM_CONCURRENCY: usize = 32;
 const SEND_CONCURRENCY: usize = 8;
+/// Each waiting task costs a DescribeExecution and a conditional write.
+const SWEEP_CONCURRENCY: usize = 8;
 const PAGE_SIZE: u32 = 500;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,13 +43,47 @@ impl AddAssign for DispatchSummary {
     }
 }
 
+/// What a sweep over waiting tasks did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverySummary {
+    pub found: usize,
+    /// Sent to the queue again (same series when no execution started; a new series when the
+    /// execution ended before any attempt).
+    pub requeued: usize,
+    /// Found with an execution running whose start was not recorded: now IN_PROGRESS.
+    pub resumed: usize,
+    /// Recorded FAILED with the reason (an attempt may have been delivered, or too many tries).
+    pub failed: usize,
+    /// Still running (for example in a retry): left alone.
+    pub running: usize,
+    pub lost_races: usize,
+    pub errors: usize,
+}
+
+impl AddAssign for RecoverySummary {
+    fn add_assign(&mut self, other: Self) {
+        self.found += other.found;
+        self.requeued += other.requeued;
+        self.resumed += other.resumed;
+        self.failed += other.failed;
+        self.running += other.running;
+        self.lost_races += other.lost_races;
+        self.errors += other.errors;
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CronSummary {
     /// SCHEDULED tasks whose start time has come.
     pub due: DispatchSummary,
-    /// QUEUED tasks whose execution did not start within the claim grace period, sent again.
-    pub stale: DispatchSummary,
+    /// QUEUED tasks whose execution did not start within the claim grace period.
+    pub stale: RecoverySummary,
+    /// IN_PROGRESS tasks past their time plus the stuck margin.
+    pub stuck: RecoverySummary,
+    /// Index items that are not valid tasks, skipped.
+    pub undecodable: usize,
 }
 
 /// Claims each task with a conditional write, sends the claimed ones in batches of ten, and gives
@@ -66,7 +105,9 @@ pub async fn dispatch(
         .map(|task| async move {
             let mut change = Transition::new(event, now);
             if event == Event::Redispatch {
-                change = change.if_last_updated_at(task.last_updated_at);
+                change = change
+                    .in_series(task.series)
+                    .if_last_updated_at(task.last_updated_at);
             }
             let result = store.transition(&task.id, &change).await;
             (task.id, result)
@@ -89,12 +130,26 @@ pub async fn dispatch(
             }
         }
     }
+    let claimed_count = claimed.len();
+    let sent = send_claimed(store, queue, clock, claimed).await;
+    summary.errors += claimed_count - sent.len();
+    summary.dispatched = sent.len();
+    (summary, sent)
+}
 
+/// Sends claimed (QUEUED) tasks in batches of ten, and gives back (SCHEDULED again) those whose
+/// message was not accepted so that no claim is stranded. Returns the tasks now on the queue.
+pub async fn send_claimed(
+    store: &dyn TaskStore,
+    queue: &dyn DispatchQueue,
+    clock: &dyn Clock,
+    mut claimed: Vec<Task>,
+) -> Vec<Task> {
     let batches: Vec<Vec<DispatchMessage>> = claimed
         .chunks(SEND_BATCH_SIZE)
         .map(|batch| batch.iter().map(DispatchMessage::from).collect())
         .collect();
-    let failed: HashSet<String> = stream::iter(batches)
+    let failed: BTreeSet<String> = stream::iter(batches)
         .map(|batch| async move {
             queue.send_batch(&batch).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, tasks = batch.len(), "send to the queue failed");
@@ -106,27 +161,27 @@ pub async fn dispatch(
         .collect()
         .await;
 
-    for id in &failed {
-        if let Err(error) = store
-            .transition(id, &Transition::new(Event::Unclaim, now))
-            .await
-        {
-            tracing::warn!(task_id = %id, %error, "could not give back an unsent claim; the stale-claim sweep will resend it");
+    let now = clock.now();
+    for task in claimed.iter().filter(|task| failed.contains(&task.id)) {
+        let change = Transition::new(Event::Unclaim, now).in_series(task.series);
+        if let Err(error) = store.transition(&task.id, &change).await {
+            tracing::warn!(task_id = %task.id, %error, "could not give back an unsent claim; the stale-claim sweep will resend it");
         }
     }
-    summary.errors += failed.len();
     claimed.retain(|task| !failed.contains(&task.id));
     for task in &claimed {
-        tracing::info!(task_id = %task.id, "task queued");
+        tracing::info!(task_id = %task.id, series = task.series, "task queued");
     }
-    summary.dispatched = claimed.len();
-    (summary, claimed)
+    claimed
 }
 
-/// One cron run: dispatch every due SCHEDULED task, then resend claims that went stale.
+/// One cron run: dispatch every due SCHEDULED task, then look after the tasks that wait too
+/// long for their execution (QUEUED past the claim grace) or for its outcome (IN_PROGRESS past
+/// their time plus `stuck_after`).
 pub async fn run_cron(
     store: &dyn TaskStore,
     queue: &dyn DispatchQueue,
+    workflow: &dyn Workflow,
     clock: &dyn Clock,
     schedule: &Schedule,
 ) -> Result<CronSummary, StoreError> {
@@ -137,26 +192,152 @@ pub async fn run_cron(
     let mut stale = StatusQuery::new(TaskStatus::Queued, PAGE_SIZE);
     stale.due_by = Some(stale_before.timestamp());
     stale.updated_before = Some(stale_before);
-    Ok(CronSummary {
-        due: dispatch_all(store, queue, clock, due, Event::Claim).await?,
-        stale: dispatch_all(store, queue, clock, stale, Event::Redispatch).await?,
-    })
+    let mut stuck = StatusQuery::new(TaskStatus::InProgress, PAGE_SIZE);
+    stuck.due_by = Some(schedule.stuck_start_execution_at(now));
+
+    let mut summary = CronSummary::default();
+    let mut pages = Pages::new(store, due);
+    while let Some(tasks) = pages.next(&mut summary.undecodable).await? {
+        summary.due += dispatch(store, queue, clock, tasks, Event::Claim).await.0;
+    }
+    let sweep = Sweep {
+        store,
+        queue,
+        workflow,
+        clock,
+    };
+    let mut pages = Pages::new(store, stale);
+    while let Some(tasks) = pages.next(&mut summary.undecodable).await? {
+        summary.stale += sweep.run(tasks).await;
+    }
+    let mut pages = Pages::new(store, stuck);
+    while let Some(tasks) = pages.next(&mut summary.undecodable).await? {
+        summary.stuck += sweep.run(tasks).await;
+    }
+    Ok(summary)
 }
 
-async fn dispatch_all(
-    store: &dyn TaskStore,
-    queue: &dyn DispatchQueue,
-    clock: &dyn Clock,
-    mut query: StatusQuery,
-    event: Event,
-) -> Result<DispatchSummary, StoreError> {
-    let mut summary = DispatchSummary::default();
-    loop {
-        let page = store.query(&query).await?;
-        summary += dispatch(store, queue, clock, page.tasks, event).await.0;
-        match page.next_token {
-            Some(token) => query.page_token = Some(token),
-            None => return Ok(summary),
+/// Reads a query page by page.
+struct Pages<'a> {
+    store: &'a dyn TaskStore,
+    query: StatusQuery,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    fn new(store: &'a dyn TaskStore, query: StatusQuery) -> Self {
+        Pages {
+            store,
+            query,
+            done: false,
         }
+    }
+
+    /// The next page's tasks; the ids of items that are not valid tasks are added to
+    /// `undecodable` (and logged) instead of failing the run.
+    async fn next(&mut self, undecodable: &mut usize) -> Result<Option<Vec<Task>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.store.query(&self.query).await?;
+        for id in &page.undecodable {
+            tracing::error!(task_id = %id, status = %self.query.status, "skipped an item that is not a valid task");
+        }
+        *undecodable += page.undecodable.len();
+        match page.next_token {
+            Some(token) => self.query.page_token = Some(token),
+            None => self.done = true,
+        }
+        Ok(Some(page.tasks))
+    }
+}
+
+/// Tasks that wait too long: the workflow engine is asked about each one's execution.
+struct Sweep<'a> {
+    store: &'a dyn TaskStore,
+    queue: &'a dyn DispatchQueue,
+    workflow: &'a dyn Workflow,
+    clock: &'a dyn Clock,
+}
+
+enum Found {
+    Requeued(Box<Task>),
+    Failed,
+    Resumed,
+    Running,
+    LostRace,
+}
+
+impl Sweep<'_> {
+    async fn run(&self, tasks: Vec<Task>) -> RecoverySummary {
+        let mut summary = RecoverySummary {
+            found: tasks.len(),
+            ..RecoverySummary::default()
+        };
+        let results: Vec<(String, Result<Found, String>)> = stream::iter(tasks)
+            .map(|task| async move {
+                let result = self.look_after(&task).await;
+                (task.id, result)
+            })
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .collect()
+            .await;
+        let mut requeued = Vec::new();
+        for (id, result) in results {
+            match result {
+                Ok(Found::Requeued(task)) => requeued.push(*task),
+                Ok(Found::Failed) => summary.failed += 1,
+                Ok(Found::Resumed) => summary.resumed += 1,
+                Ok(Found::Running) => summary.running += 1,
+                Ok(Found::LostRace) => summary.lost_races += 1,
+                Err(error) => {
+                    tracing::warn!(task_id = %id, %error, "could not look after a waiting task; the next run tries again");
+                    summary.errors += 1;
+                }
+            }
+        }
+        let attempted = requeued.len();
+        summary.requeued = send_claimed(self.store, self.queue, self.clock, requeued)
+            .await
+            .len();
+        summary.errors += attempted - summary.requeued;
+        summary
+    }
+
+    async fn look_after(&self, task: &Task) -> Result<Found, String> {
+        let name = task.execution_name();
+        let state = self
+            .workflow
+            .state(&name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let recovery = match (&state, task.task_status) {
+            (ExecutionState::Running, TaskStatus::InProgress) => return Ok(Found::Running),
+            // The execution runs but its start was never recorded.
+            (ExecutionState::Running, _) => {
+                let change = Transition::new(Event::Start, self.clock.now());
+                transition_read_task(self.store, task, change).await
+            }
+            (ExecutionState::Missing, TaskStatus::Queued) => {
+                let change = resend_or_give_up(task, self.clock);
+                transition_read_task(self.store, task, change).await
+            }
+            (ExecutionState::Ended(ended), _) => {
+                recover_ended_execution(self.store, self.clock, task, ended).await
+            }
+            (ExecutionState::Missing, _) => {
+                recover_ended_execution(self.store, self.clock, task, "never started").await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        tracing::info!(task_id = %task.id, execution = %name, ?state, ?recovery, "looked after a waiting task");
+        Ok(match recovery {
+            Recovery::Requeued(task) if task.task_status == TaskStatus::Queued => {
+                Found::Requeued(Box::new(task))
+            }
+            Recovery::Requeued(_) => Found::Resumed,
+            Recovery::Failed(_) => Found::Failed,
+            Recovery::LostRace => Found::LostRace,
+        })
     }
 }

@@ -7,11 +7,13 @@ pub mod retry;
 pub mod schedule;
 pub mod status;
 pub mod task;
+pub mod timing;
 
 pub use new_task::{NewTask, ValidationError};
 pub use ports::{
-    Clock, DeliveryError, DispatchQueue, Page, QueueError, StartOutcome, StatusQuery, StoreError,
-    SystemClock, TaskStore, Transition, WebhookCall, WebhookSender, Workflow, WorkflowError,
+    Clock, DeliveryError, DispatchQueue, ExecutionState, Page, QueueError, StartOutcome,
+    StatusQuery, StoreError, SystemClock, TaskStore, Transition, WebhookCall, WebhookSender,
+    Workflow, WorkflowError,
 };
 pub use schedule::Schedule;
 pub use status::{Event, TaskStatus};
@@ -21,3 +23,4 @@ pub mod commands;
 pub mod dispatch;
 pub mod memory;
 pub mod pipeline;
+pub mod recovery;

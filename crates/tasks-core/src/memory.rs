@@ -2,8 +2,8 @@
 //! semantics as the AWS adapters, and can be told to fail.
 
 use crate::ports::{
-    Clock, DispatchQueue, Page, QueueError, StartOutcome, StatusQuery, StoreError, TaskStore,
-    Transition, Workflow, WorkflowError,
+    Clock, DispatchQueue, ExecutionState, Page, QueueError, StartOutcome, StatusQuery, StoreError,
+    TaskStore, Transition, Workflow, WorkflowError,
 };
 use crate::task::{DispatchMessage, ExecutionInput, Task};
 use async_trait::async_trait;
@@ -120,7 +120,11 @@ impl TaskStore for MemoryStore {
             })
             .cloned()
             .collect();
-        Ok(Page { tasks, next_token })
+        Ok(Page {
+            tasks,
+            next_token,
+            undecodable: Vec::new(),
+        })
     }
 
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
@@ -182,9 +186,10 @@ impl DispatchQueue for MemoryQueue {
     }
 }
 
+/// Executions by name, each with the status it ended in (none while it runs).
 #[derive(Debug, Default)]
 pub struct MemoryWorkflow {
-    executions: Mutex<BTreeMap<String, ExecutionInput>>,
+    executions: Mutex<BTreeMap<String, (ExecutionInput, Option<String>)>>,
     stopped: Mutex<Vec<String>>,
     failing: Mutex<BTreeSet<String>>,
 }
@@ -194,17 +199,29 @@ impl MemoryWorkflow {
         Self::default()
     }
 
+    /// Every execution started, in name order.
     pub fn executions(&self) -> Vec<ExecutionInput> {
-        self.executions.lock().unwrap().values().cloned().collect()
+        let executions = self.executions.lock().unwrap();
+        executions
+            .values()
+            .map(|(input, _)| input.clone())
+            .collect()
     }
 
     pub fn stopped(&self) -> Vec<String> {
         self.stopped.lock().unwrap().clone()
     }
 
-    /// Makes starting this task's execution fail.
+    /// Makes starting this task's executions fail.
     pub fn fail_for(&self, task_id: &str) {
         self.failing.lock().unwrap().insert(task_id.to_string());
+    }
+
+    /// Ends a running execution with this status (`SUCCEEDED`, `FAILED`, ...).
+    pub fn end(&self, execution_name: &str, status: &str) {
+        if let Some((_, ended)) = self.executions.lock().unwrap().get_mut(execution_name) {
+            ended.get_or_insert_with(|| status.to_string());
+        }
     }
 }
 
@@ -215,15 +232,30 @@ impl Workflow for MemoryWorkflow {
             return Err(WorkflowError("injected failure".into()));
         }
         let mut executions = self.executions.lock().unwrap();
-        if executions.contains_key(&input.id) {
-            return Ok(StartOutcome::AlreadyStarted);
+        match executions.get(&input.execution_name()) {
+            Some((_, None)) => Ok(StartOutcome::AlreadyRunning),
+            Some((_, Some(_))) => Ok(StartOutcome::AlreadyEnded),
+            None => {
+                executions.insert(input.execution_name(), (input.clone(), None));
+                Ok(StartOutcome::Started)
+            }
         }
-        executions.insert(input.id.clone(), input.clone());
-        Ok(StartOutcome::Started)
     }
 
-    async fn stop(&self, task_id: &str) -> Result<(), WorkflowError> {
-        self.stopped.lock().unwrap().push(task_id.to_string());
+    async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
+        Ok(match self.executions.lock().unwrap().get(execution_name) {
+            None => ExecutionState::Missing,
+            Some((_, None)) => ExecutionState::Running,
+            Some((_, Some(status))) => ExecutionState::Ended(status.clone()),
+        })
+    }
+
+    async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
+        self.stopped
+            .lock()
+            .unwrap()
+            .push(execution_name.to_string());
+        self.end(execution_name, "ABORTED");
         Ok(())
     }
 }

@@ -2,23 +2,32 @@
 //! and record the outcome.
 
 use crate::ports::{
-    Clock, DeliveryError, StartOutcome, StoreError, TaskStore, Transition, WebhookCall,
-    WebhookSender, Workflow, WorkflowError,
+    Clock, DeliveryError, ExecutionState, StartOutcome, StoreError, TaskStore, Transition,
+    WebhookCall, WebhookSender, Workflow, WorkflowError,
 };
+use crate::recovery::{recover_ended_execution, Recovery};
 use crate::retry::{delivery_error_type, store_error_type};
 use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
-use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput};
+use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput, Task};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartReport {
     Started,
-    /// A repeated delivery: the execution named after the task exists already.
+    /// A repeated delivery: the execution of the task's series is running already.
     AlreadyStarted,
-    /// The task is no longer waiting for an execution (cancelled, or given back to SCHEDULED).
+    /// The execution of the task's series had ended without an outcome; the task was started
+    /// again in the given new series.
+    Restarted(u32),
+    /// The execution of the task's series had ended without an outcome and the task was
+    /// recorded FAILED (see `recovery`).
+    Failed,
+    /// The task is no longer waiting for an execution (cancelled, given back to SCHEDULED).
     Skipped(TaskStatus),
+    /// The message is for an older series of the task: a newer message or execution owns it.
+    Superseded,
     Missing,
 }
 
@@ -30,8 +39,10 @@ pub enum StartError {
     Workflow(#[from] WorkflowError),
 }
 
-/// process-sqs-records' step for one message: start the execution named after the task, then
-/// record IN_PROGRESS. Safe to repeat: the execution name makes a second start a no-op.
+/// process-sqs-records' step for one message: start the execution of the task's series, then
+/// record IN_PROGRESS. Safe to repeat: the execution name makes a second start a no-op, and an
+/// execution name found ended is resolved through `recovery` instead of being taken for a
+/// running execution.
 pub async fn start_task(
     store: &dyn TaskStore,
     workflow: &dyn Workflow,
@@ -42,31 +53,62 @@ pub async fn start_task(
     let Some(task) = store.get(&message.id).await? else {
         return Ok(StartReport::Missing);
     };
+    if task.series != message.series {
+        return Ok(StartReport::Superseded);
+    }
     if !matches!(
         task.task_status,
         TaskStatus::Queued | TaskStatus::InProgress
     ) {
         return Ok(StartReport::Skipped(task.task_status));
     }
-    let input = ExecutionInput {
+    let report = match workflow.start(&execution_input(schedule, &task)).await? {
+        StartOutcome::Started => StartReport::Started,
+        StartOutcome::AlreadyRunning => StartReport::AlreadyStarted,
+        StartOutcome::AlreadyEnded => {
+            let ended = match workflow.state(&task.execution_name()).await? {
+                ExecutionState::Ended(status) => status,
+                ExecutionState::Running => "running again".to_string(),
+                ExecutionState::Missing => "missing".to_string(),
+            };
+            match recover_ended_execution(store, clock, &task, &ended).await? {
+                Recovery::Requeued(task) => {
+                    workflow.start(&execution_input(schedule, &task)).await?;
+                    record_start(store, clock, &task).await?;
+                    return Ok(StartReport::Restarted(task.series));
+                }
+                Recovery::Failed(_) => return Ok(StartReport::Failed),
+                Recovery::LostRace => return Ok(StartReport::Superseded),
+            }
+        }
+    };
+    if task.task_status == TaskStatus::Queued {
+        record_start(store, clock, &task).await?;
+    }
+    Ok(report)
+}
+
+pub fn execution_input(schedule: &Schedule, task: &Task) -> ExecutionInput {
+    ExecutionInput {
         id: task.id.clone(),
         timestamp: task.timestamp,
         wake_at: schedule.wake_at(task.timestamp),
-    };
-    let outcome = workflow.start(&input).await?;
-    if task.task_status == TaskStatus::Queued {
-        match store
-            .transition(&task.id, &Transition::new(Event::Start, clock.now()))
-            .await
-        {
-            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
+        series: task.series,
     }
-    Ok(match outcome {
-        StartOutcome::Started => StartReport::Started,
-        StartOutcome::AlreadyStarted => StartReport::AlreadyStarted,
-    })
+}
+
+/// QUEUED -> IN_PROGRESS for the task's series; losing the race is fine (the execution got there
+/// first, or the task moved on).
+async fn record_start(
+    store: &dyn TaskStore,
+    clock: &dyn Clock,
+    task: &Task,
+) -> Result<(), StoreError> {
+    let change = Transition::new(Event::Start, clock.now()).in_series(task.series);
+    match store.transition(&task.id, &change).await {
+        Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +120,9 @@ pub enum Outcome {
     Completed,
     /// The task was no longer waiting to run (cancelled): nothing was done.
     Skipped,
+    /// The task has moved on to a newer series (rescheduled or restarted): this execution is
+    /// stale and did nothing.
+    Superseded,
 }
 
 /// execute-task's result: the state machine keeps it at `$.result` for update-status.
@@ -104,8 +149,16 @@ pub struct ExecutionReport {
 
 impl ExecutionReport {
     fn skipped(status: TaskStatus) -> Self {
+        ExecutionReport::not_run(Outcome::Skipped, status)
+    }
+
+    fn superseded(status: TaskStatus) -> Self {
+        ExecutionReport::not_run(Outcome::Superseded, status)
+    }
+
+    fn not_run(outcome: Outcome, status: TaskStatus) -> Self {
         ExecutionReport {
-            outcome: Outcome::Skipped,
+            outcome,
             status_code: None,
             attempt: 0,
             executed_at: None,
@@ -160,6 +213,9 @@ pub async fn execute_task(
     if !Event::BeginAttempt.allows(task.task_status) {
         return Ok(ExecutionReport::skipped(task.task_status));
     }
+    if task.series != input.series {
+        return Ok(ExecutionReport::superseded(task.task_status));
+    }
     let remaining = task.timestamp - clock.now();
     if remaining > schedule.max_sleep() {
         return Err(ExecuteError {
@@ -178,10 +234,16 @@ pub async fn execute_task(
             .map_err(|error| ExecuteError::delivery(&error, next_attempt))?;
     }
     let task = match store
-        .transition(&task.id, &Transition::new(Event::BeginAttempt, clock.now()))
+        .transition(
+            &task.id,
+            &Transition::new(Event::BeginAttempt, clock.now()).in_series(input.series),
+        )
         .await
     {
         Ok(task) => task,
+        Err(StoreError::Conflict { current }) if current.series != input.series => {
+            return Ok(ExecutionReport::superseded(current.task_status))
+        }
         Err(StoreError::Conflict { current }) => {
             return Ok(ExecutionReport::skipped(current.task_status))
         }
@@ -278,7 +340,9 @@ pub async fn record_outcome(
     let now = clock.now();
     let change = match (&update.error, &update.result) {
         (Some(error), _) => Transition::new(Event::Fail, now).with_error(error.describe()),
-        (None, Some(report)) if report.outcome == Outcome::Skipped => {
+        (None, Some(report))
+            if matches!(report.outcome, Outcome::Skipped | Outcome::Superseded) =>
+        {
             return Ok(report.task_status.unwrap_or(TaskStatus::Cancelled))
         }
         (None, Some(report)) => {
@@ -290,11 +354,12 @@ pub async fn record_outcome(
         }
         (None, None) => Transition::new(Event::Fail, now)
             .with_error("the workflow reported neither a result nor an error"),
-    };
+    }
+    .in_series(update.input.series);
     match store.transition(&update.input.id, &change).await {
         Ok(task) => Ok(task.task_status),
         Err(StoreError::Conflict { current }) => {
-            if current.task_status != change.event.to() {
+            if current.task_status != change.event.to() && current.series == update.input.series {
                 tracing::warn!(
                     task_id = %current.id,
                     status = %current.task_status,

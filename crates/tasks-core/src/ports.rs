@@ -26,11 +26,13 @@ pub enum StoreError {
 }
 
 /// A conditional status change: applied only if the task is in one of `event.from()` (and, for a
-/// cancel, no webhook attempt has begun; for a redispatch, nobody touched it since it was read).
+/// cancel, no webhook attempt has begun; with an expected series, the task is still in that
+/// delivery series; with an expected update time, nobody touched it since it was read).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub event: Event,
     pub at: DateTime<Utc>,
+    pub expected_series: Option<u32>,
     pub expected_last_updated_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub executed_at: Option<DateTime<Utc>>,
@@ -42,11 +44,19 @@ impl Transition {
         Transition {
             event,
             at,
+            expected_series: None,
             expected_last_updated_at: None,
             last_error: None,
             executed_at: None,
             lateness_ms: None,
         }
+    }
+
+    /// Apply only while the task is in this delivery series: an execution of an older series
+    /// (or a message for one) must not move the task.
+    pub fn in_series(mut self, series: u32) -> Self {
+        self.expected_series = Some(series);
+        self
     }
 
     /// Optimistic lock: apply only if the task was last updated at exactly this time.
@@ -76,6 +86,9 @@ impl Transition {
         self.event.allows(task.task_status)
             && (!self.event.requires_no_attempt() || task.attempts == 0)
             && self
+                .expected_series
+                .is_none_or(|series| series == task.series)
+            && self
                 .expected_last_updated_at
                 .is_none_or(|at| at == task.last_updated_at)
     }
@@ -87,6 +100,13 @@ impl Transition {
         next.last_updated_at = self.at;
         if self.increments_attempts() {
             next.attempts += 1;
+            next.attempt_series = next.series;
+        }
+        if self.event.starts_series() {
+            next.series += 1;
+        }
+        if self.event.counts_redispatch() {
+            next.redispatches += 1;
         }
         if let Some(error) = &self.last_error {
             next.last_error = Some(error.clone());
@@ -132,6 +152,9 @@ pub struct Page {
     pub tasks: Vec<Task>,
     /// Opaque; pass it back to read the next page. `None` on the last page.
     pub next_token: Option<String>,
+    /// Ids of items on this page that are not valid tasks: left out and reported, so one bad
+    /// item cannot stop a whole page.
+    pub undecodable: Vec<String>,
 }
 
 #[async_trait]
@@ -158,8 +181,21 @@ pub trait DispatchQueue: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
     Started,
-    /// An execution with the task's name exists already: a repeated delivery.
-    AlreadyStarted,
+    /// The execution of this name is running already: a repeated delivery.
+    AlreadyRunning,
+    /// The execution of this name has ended: its name stays taken, so the task needs a new
+    /// series to run again.
+    AlreadyEnded,
+}
+
+/// What the workflow engine knows of one execution name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutionState {
+    Running,
+    /// Ended: `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`.
+    Ended(String),
+    /// No execution of that name was ever started.
+    Missing,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -168,10 +204,12 @@ pub struct WorkflowError(pub String);
 
 #[async_trait]
 pub trait Workflow: Send + Sync {
-    /// Starts the execution named after the task.
+    /// Starts the execution named `input.execution_name()`.
     async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError>;
-    /// Stops the task's execution if it runs; a missing one is not an error.
-    async fn stop(&self, task_id: &str) -> Result<(), WorkflowError>;
+    /// Whether the named execution runs, has ended, or never existed.
+    async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError>;
+    /// Stops the named execution if it runs; a missing or ended one is not an error.
+    async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError>;
 }
 
 /// Why a webhook attempt failed. Each kind has a stable name: the error type execute-task raises

@@ -12,8 +12,12 @@ pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
 /// execute-task sleeps at most this much beyond the wake-ahead when woken early.
 pub const EARLY_WAKE_ALLOWANCE: Duration = Duration::seconds(3);
 /// The environment variables `Schedule::from_env` reads.
-pub const SCHEDULE_ENVIRONMENT: [&str; 3] =
-    ["LEAD_TIME_SECONDS", "WAKE_AHEAD_MS", "CLAIM_GRACE_SECONDS"];
+pub const SCHEDULE_ENVIRONMENT: [&str; 4] = [
+    "LEAD_TIME_SECONDS",
+    "WAKE_AHEAD_MS",
+    "CLAIM_GRACE_SECONDS",
+    "STUCK_AFTER_SECONDS",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -23,6 +27,10 @@ pub struct Schedule {
     pub wake_ahead: Duration,
     /// How long a claimed (QUEUED) task may wait for its execution before the cron re-sends it.
     pub claim_grace: Duration,
+    /// How long after its time an IN_PROGRESS task may wait for its outcome before the cron asks
+    /// the workflow engine about its execution. At least the longest an execution runs past the
+    /// task's time (`timing::check` holds the relation), so a healthy execution is never disturbed.
+    pub stuck_after: Duration,
 }
 
 impl Default for Schedule {
@@ -30,7 +38,8 @@ impl Default for Schedule {
         Schedule {
             lead_time: Duration::seconds(120),
             wake_ahead: Duration::milliseconds(1000),
-            claim_grace: Duration::seconds(120),
+            claim_grace: Duration::seconds(180),
+            stuck_after: Duration::seconds(600),
         }
     }
 }
@@ -82,10 +91,10 @@ pub fn env_required(name: &'static str) -> Result<String, ConfigError> {
 
 impl Schedule {
     /// `LEAD_TIME_SECONDS` (default 120), `WAKE_AHEAD_MS` (default 1000, 0 turns it off),
-    /// `CLAIM_GRACE_SECONDS` (default 120).
+    /// `CLAIM_GRACE_SECONDS` (default 180), `STUCK_AFTER_SECONDS` (default 600).
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = Schedule::default();
-        let [lead_time, wake_ahead, claim_grace] = SCHEDULE_ENVIRONMENT;
+        let [lead_time, wake_ahead, claim_grace, stuck_after] = SCHEDULE_ENVIRONMENT;
         Ok(Schedule {
             lead_time: Duration::seconds(env_u64(
                 lead_time,
@@ -98,6 +107,10 @@ impl Schedule {
             claim_grace: Duration::seconds(env_u64(
                 claim_grace,
                 defaults.claim_grace.num_seconds() as u64,
+            )? as i64),
+            stuck_after: Duration::seconds(env_u64(
+                stuck_after,
+                defaults.stuck_after.num_seconds() as u64,
             )? as i64),
         })
     }
@@ -120,6 +133,7 @@ impl Schedule {
             id: message.id.clone(),
             timestamp: message.timestamp,
             wake_at: self.wake_at(message.timestamp),
+            series: message.series,
         }
     }
 
@@ -132,6 +146,12 @@ impl Schedule {
     /// The GSI bound for claims that have waited too long for their execution.
     pub fn stale_claim_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now - self.claim_grace
+    }
+
+    /// The GSI bound (`startExecutionAt`) for IN_PROGRESS tasks whose time is more than
+    /// `stuck_after` ago.
+    pub fn stuck_start_execution_at(&self, now: DateTime<Utc>) -> i64 {
+        self.start_execution_at(now - self.stuck_after)
     }
 }
 
@@ -181,6 +201,7 @@ mod tests {
         let input = schedule.execution_input(&DispatchMessage {
             id: "a".into(),
             timestamp: ts,
+            series: 1,
         });
         assert_eq!(input.wake_at, ts - Duration::seconds(1));
         assert_eq!(schedule.max_sleep(), Duration::seconds(4));

@@ -78,6 +78,9 @@ pub enum Event {
     Unclaim,
     /// A claim whose message or start was lost is sent again after the grace period.
     Redispatch,
+    /// The execution of the task's series ended before any attempt began (it found the task
+    /// not yet claimed, or failed before its attempt): the task runs again in a new series.
+    Restart,
     /// process-sqs-records started (or found) the task's execution.
     Start,
     /// execute-task is about to send the webhook: from here on the task cannot be cancelled.
@@ -88,10 +91,11 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 8] = [
+    pub const ALL: [Event; 9] = [
         Event::Claim,
         Event::Unclaim,
         Event::Redispatch,
+        Event::Restart,
         Event::Start,
         Event::BeginAttempt,
         Event::Complete,
@@ -106,6 +110,7 @@ impl Event {
             Event::Claim => &[Scheduled],
             Event::Unclaim => &[Queued],
             Event::Redispatch => &[Queued],
+            Event::Restart => &[Queued, InProgress],
             Event::Start => &[Queued],
             // An execution can reach execute-task before process-sqs-records has recorded its start.
             Event::BeginAttempt => &[Queued, InProgress],
@@ -120,7 +125,7 @@ impl Event {
     pub fn to(self) -> TaskStatus {
         use TaskStatus::*;
         match self {
-            Event::Claim | Event::Redispatch => Queued,
+            Event::Claim | Event::Redispatch | Event::Restart => Queued,
             Event::Unclaim => Scheduled,
             Event::Start | Event::BeginAttempt => InProgress,
             Event::Complete => Completed,
@@ -132,6 +137,16 @@ impl Event {
     /// Cancelling is refused once a webhook attempt has begun, whatever the status says.
     pub fn requires_no_attempt(self) -> bool {
         matches!(self, Event::Cancel)
+    }
+
+    /// A claim or a restart starts a new delivery series (a new execution name).
+    pub fn starts_series(self) -> bool {
+        matches!(self, Event::Claim | Event::Restart)
+    }
+
+    /// Re-sends and restarts count against the task's bound on redispatches.
+    pub fn counts_redispatch(self) -> bool {
+        matches!(self, Event::Redispatch | Event::Restart)
     }
 
     pub fn allows(self, status: TaskStatus) -> bool {
@@ -177,6 +192,7 @@ mod tests {
             (Queued, Scheduled),
             (Queued, Queued),
             (Queued, InProgress),
+            (InProgress, Queued),
             (InProgress, InProgress),
             (InProgress, Completed),
             (InProgress, Failed),

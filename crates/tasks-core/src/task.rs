@@ -85,6 +85,20 @@ pub struct Task {
     /// Webhook attempts begun. Once above zero the task can no longer be cancelled.
     #[serde(default)]
     pub attempts: u32,
+    /// The delivery series the task is in. Every claim starts a new one, and its workflow
+    /// execution is named after it (`<id>-<series>`): Step Functions keeps a name for 90 days
+    /// after its execution ends, so a task that must run again needs a new name, and an
+    /// execution of an older series can never begin an attempt (the write checks the series).
+    #[serde(default)]
+    pub series: u32,
+    /// The series in which the latest attempt began (0: none yet). An ended execution whose
+    /// series has no attempt can safely run again; one with an attempt may have delivered.
+    #[serde(default)]
+    pub attempt_series: u32,
+    /// Times the task was re-sent or restarted because its execution did not start or ended
+    /// without an outcome. Bounded, so a task that cannot be started ends FAILED.
+    #[serde(default)]
+    pub redispatches: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// When the last webhook attempt was sent (or, without a webhook, when the task ran).
@@ -123,6 +137,9 @@ impl Task {
             webhook: None,
             payload: None,
             attempts: 0,
+            series: 0,
+            attempt_series: 0,
+            redispatches: 0,
             last_error: None,
             executed_at: None,
             lateness_ms: None,
@@ -131,10 +148,26 @@ impl Task {
         }
     }
 
+    /// The name of the workflow execution of the task's current series.
+    pub fn execution_name(&self) -> String {
+        execution_name(&self.id, self.series)
+    }
+
+    /// Whether an attempt began in the current series.
+    pub fn attempt_began_in_series(&self) -> bool {
+        self.attempts > 0 && self.attempt_series == self.series
+    }
+
     /// Whole seconds until the task is due, never negative.
     pub fn time_left_seconds(&self, now: DateTime<Utc>) -> i64 {
         (self.timestamp - now).num_seconds().max(0)
     }
+}
+
+/// Step Functions execution names allow 80 characters of letters, digits, `-` and `_`: a UUID,
+/// a dash and a series number fit.
+pub fn execution_name(task_id: &str, series: u32) -> String {
+    format!("{task_id}-{series}")
 }
 
 /// What the queue carries and what each workflow execution receives. One contract shared by the
@@ -149,6 +182,14 @@ pub struct ExecutionInput {
     /// When the workflow's Wait ends: `timestamp` minus the wake-ahead.
     #[serde(with = "rfc3339_millis")]
     pub wake_at: DateTime<Utc>,
+    /// The delivery series this execution belongs to.
+    pub series: u32,
+}
+
+impl ExecutionInput {
+    pub fn execution_name(&self) -> String {
+        execution_name(&self.id, self.series)
+    }
 }
 
 /// What the queue carries for one task.
@@ -158,6 +199,8 @@ pub struct DispatchMessage {
     pub id: String,
     #[serde(with = "rfc3339_millis")]
     pub timestamp: DateTime<Utc>,
+    /// The series the task was claimed for; a message of an older series is stale.
+    pub series: u32,
 }
 
 impl From<&Task> for DispatchMessage {
@@ -165,6 +208,7 @@ impl From<&Task> for DispatchMessage {
         DispatchMessage {
             id: task.id.clone(),
             timestamp: task.timestamp,
+            series: task.series,
         }
     }
 }
@@ -182,10 +226,12 @@ mod tests {
             id: "t".into(),
             timestamp: at,
             wake_at: at,
+            series: 2,
         };
         let json = serde_json::to_value(&input).unwrap();
         assert_eq!(json["timestamp"], "2030-01-02T03:04:05.067Z");
         assert_eq!(json["wakeAt"], "2030-01-02T03:04:05.067Z");
+        assert_eq!(input.execution_name(), "t-2");
         let back: ExecutionInput = serde_json::from_value(json).unwrap();
         assert_eq!(back, input);
     }

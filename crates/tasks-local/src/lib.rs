@@ -135,6 +135,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
     let cron = Cron {
         store: store.clone(),
         queue: queue.clone(),
+        workflow: workflow.clone(),
         clock: clock.clone(),
         schedule: settings.schedule,
     };

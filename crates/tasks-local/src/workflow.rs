@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tasks_core::pipeline::{ExecuteError, StatusUpdate, StepError};
 use tasks_core::retry::{is_retryable, RetryPolicy, STATUS_RETRY, WEBHOOK_RETRY};
-use tasks_core::{Clock, ExecutionInput, StartOutcome, TaskStatus, Workflow, WorkflowError};
+use tasks_core::{
+    Clock, ExecutionInput, ExecutionState, StartOutcome, TaskStatus, Workflow, WorkflowError,
+};
 use tokio::task::JoinHandle;
 use update_status::UpdateStatus;
 
@@ -52,8 +54,10 @@ impl LocalWorkflow {
 impl Workflow for LocalWorkflow {
     async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
         let mut executions = self.executions.lock().unwrap();
-        if executions.contains_key(&input.id) {
-            return Ok(StartOutcome::AlreadyStarted);
+        match executions.get(&input.execution_name()) {
+            Some(handle) if handle.is_finished() => return Ok(StartOutcome::AlreadyEnded),
+            Some(_) => return Ok(StartOutcome::AlreadyRunning),
+            None => {}
         }
         let run = run_execution(
             self.execute.clone(),
@@ -61,12 +65,20 @@ impl Workflow for LocalWorkflow {
             self.clock.clone(),
             input.clone(),
         );
-        executions.insert(input.id.clone(), tokio::spawn(run));
+        executions.insert(input.execution_name(), tokio::spawn(run));
         Ok(StartOutcome::Started)
     }
 
-    async fn stop(&self, task_id: &str) -> Result<(), WorkflowError> {
-        if let Some(handle) = self.executions.lock().unwrap().get(task_id) {
+    async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
+        Ok(match self.executions.lock().unwrap().get(execution_name) {
+            None => ExecutionState::Missing,
+            Some(handle) if handle.is_finished() => ExecutionState::Ended("ENDED".into()),
+            Some(_) => ExecutionState::Running,
+        })
+    }
+
+    async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
+        if let Some(handle) = self.executions.lock().unwrap().get(execution_name) {
             handle.abort();
         }
         Ok(())

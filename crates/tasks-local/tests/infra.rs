@@ -116,3 +116,60 @@ fn every_state_machine_substitution_is_defined_by_the_template() {
     assert!(!used.is_empty());
     assert_eq!(used, defined);
 }
+
+/// The template's timings (defaults of its parameters, the queue, the functions' timeouts) fit
+/// the relations `tasks_core::timing` states.
+#[test]
+fn the_template_timings_fit_together() {
+    let template = template();
+    let number = |value: &Value, what: &str| -> i64 {
+        value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+            .unwrap_or_else(|| panic!("{what} is not a number: {value:?}"))
+    };
+    let parameter = |name: &str| number(&template["Parameters"][name]["Default"], name);
+    let resource = |name: &str| &template["Resources"][name]["Properties"];
+    let seconds = chrono::Duration::seconds;
+    let queue = resource("TasksQueue");
+    let cron_rate = resource("CronFunction")["Events"]["EveryMinute"]["Properties"]["Schedule"]
+        .as_str()
+        .unwrap();
+    assert_eq!(cron_rate, "rate(1 minute)");
+    let timings = tasks_core::timing::Timings {
+        schedule: tasks_core::Schedule {
+            lead_time: seconds(parameter("LeadTimeSeconds")),
+            wake_ahead: chrono::Duration::milliseconds(parameter("WakeAheadMs")),
+            claim_grace: seconds(parameter("ClaimGraceSeconds")),
+            stuck_after: seconds(parameter("StuckAfterSeconds")),
+        },
+        cron_period: seconds(60),
+        visibility_timeout: seconds(number(&queue["VisibilityTimeout"], "VisibilityTimeout")),
+        max_receive_count: number(
+            &queue["RedrivePolicy"]["maxReceiveCount"],
+            "maxReceiveCount",
+        ) as u32,
+        start_timeout: seconds(number(
+            &resource("ProcessSqsRecordsFunction")["Timeout"],
+            "process-sqs-records Timeout",
+        )),
+        execute_timeout: seconds(number(
+            &resource("ExecuteTaskFunction")["Timeout"],
+            "execute-task Timeout",
+        )),
+        update_timeout: seconds(number(
+            &resource("UpdateStatusFunction")["Timeout"],
+            "update-status Timeout",
+        )),
+        webhook_timeout: chrono::Duration::milliseconds(number(
+            &resource("ExecuteTaskFunction")["Environment"]["Variables"]["WEBHOOK_TIMEOUT_MS"],
+            "WEBHOOK_TIMEOUT_MS",
+        )),
+    };
+    assert_eq!(timings.violations(), Vec::<String>::new());
+    assert_eq!(
+        timings.schedule,
+        tasks_core::Schedule::default(),
+        "the template's defaults are the code's"
+    );
+}

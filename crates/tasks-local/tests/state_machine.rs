@@ -235,6 +235,7 @@ fn the_local_workflow_follows_the_state_machine() {
         id: "task".into(),
         timestamp: Utc::now(),
         wake_at: Utc::now(),
+        series: 1,
     };
     assert!(
         serde_json::to_value(&input).unwrap()["wakeAt"].is_string(),
@@ -322,6 +323,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
         id: uuid::Uuid::new_v4().to_string(),
         timestamp,
         wake_at: Schedule::default().wake_at(timestamp),
+        series: 1,
     };
     let report = ExecutionReport {
         outcome: Outcome::Delivered,
@@ -337,7 +339,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
 
     let started = Instant::now();
     assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
-    let arn = workflow.execution_arn(&input.id).unwrap();
+    let arn = workflow.execution_arn(&input.execution_name()).unwrap();
     let execution = wait_until_closed(&sfn, &arn, input.wake_at + EXECUTION_DEADLINE).await;
     let elapsed = started.elapsed();
     assert_eq!(
@@ -346,7 +348,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
         "{:?}",
         execution.error
     );
-    assert_eq!(execution.name.as_deref(), Some(input.id.as_str()));
+    assert_eq!(execution.name, Some(input.execution_name()));
 
     let history: Vec<HistoryEvent> = sfn
         .get_execution_history()
@@ -390,7 +392,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
     let output: Value =
         serde_json::from_str(execution.output.as_deref().expect("an output")).unwrap();
     let sent = serde_json::to_value(&input).unwrap();
-    for field in ["id", "timestamp", "wakeAt"] {
+    for field in ["id", "timestamp", "wakeAt", "series"] {
         assert_eq!(output[field], sent[field], "{field} in {output}");
     }
     assert_eq!(output["result"], report_json, "{output}");

@@ -153,10 +153,13 @@ async fn optional_fields_that_are_absent_are_not_stored() {
     assert_eq!(
         names,
         [
+            "attemptSeries",
             "attempts",
             "createdAt",
             "id",
             "lastUpdatedAt",
+            "redispatches",
+            "series",
             "startExecutionAt",
             "taskStatus",
             "timestamp"

@@ -11,6 +11,7 @@ fn message(id: &str) -> DispatchMessage {
     DispatchMessage {
         id: id.to_string(),
         timestamp: Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap(),
+        series: 1,
     }
 }
 
@@ -60,7 +61,7 @@ async fn the_message_body_is_the_dispatch_contract() {
     let received = queue.receive(1, 1).await.unwrap();
     assert_eq!(
         received[0].body,
-        r#"{"id":"a","timestamp":"2030-06-01T12:00:00.000Z"}"#
+        r#"{"id":"a","timestamp":"2030-06-01T12:00:00.000Z","series":1}"#
     );
 }
 

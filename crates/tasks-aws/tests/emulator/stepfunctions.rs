@@ -5,7 +5,7 @@ use chrono::{TimeZone, Utc};
 use std::time::Duration;
 use tasks_aws::bootstrap::ensure_state_machine;
 use tasks_aws::StepFunctionsWorkflow;
-use tasks_core::{ExecutionInput, StartOutcome, Workflow};
+use tasks_core::{ExecutionInput, ExecutionState, StartOutcome, Workflow};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/tasks-local";
 const PASS: &str = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}"#;
@@ -26,6 +26,7 @@ fn input(seconds: u32) -> ExecutionInput {
         id: uuid::Uuid::new_v4().to_string(),
         timestamp,
         wake_at: timestamp - chrono::Duration::seconds(1),
+        series: 1,
     }
 }
 
@@ -60,11 +61,11 @@ async fn status_becomes(client: &Client, arn: &str, wanted: ExecutionStatus) {
 }
 
 #[tokio::test]
-async fn an_execution_named_after_the_task_runs_with_its_input() {
+async fn an_execution_named_after_the_task_and_series_runs_with_its_input() {
     let (workflow, client) = workflow(PASS).await;
     let input = input(0);
     assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
-    let arn = workflow.execution_arn(&input.id).unwrap();
+    let arn = workflow.execution_arn(&input.execution_name()).unwrap();
     status_becomes(&client, &arn, ExecutionStatus::Succeeded).await;
     let execution = client
         .describe_execution()
@@ -72,39 +73,55 @@ async fn an_execution_named_after_the_task_runs_with_its_input() {
         .send()
         .await
         .unwrap();
-    assert_eq!(execution.name.as_deref(), Some(input.id.as_str()));
+    assert_eq!(execution.name, Some(format!("{}-1", input.id)));
     let received: serde_json::Value =
         serde_json::from_str(execution.input.as_deref().unwrap()).unwrap();
     assert_eq!(received, serde_json::to_value(&input).unwrap());
 }
 
+/// Step Functions keeps an ended execution's name (90 days): starting it again is not a
+/// repeated delivery of a running execution, and the adapter must say so.
 #[tokio::test]
-async fn restarting_a_finished_task_is_already_started() {
+async fn restarting_an_ended_execution_is_reported_as_ended() {
     let (workflow, client) = workflow(PASS).await;
     let input = input(0);
+    let name = input.execution_name();
+    assert_eq!(workflow.state(&name).await, Ok(ExecutionState::Missing));
     workflow.start(&input).await.unwrap();
     status_becomes(
         &client,
-        &workflow.execution_arn(&input.id).unwrap(),
+        &workflow.execution_arn(&name).unwrap(),
         ExecutionStatus::Succeeded,
     )
     .await;
     assert_eq!(
-        workflow.start(&input).await,
-        Ok(StartOutcome::AlreadyStarted)
+        workflow.state(&name).await,
+        Ok(ExecutionState::Ended("SUCCEEDED".into()))
     );
-    assert_eq!(executions(&client, &workflow).await, [input.id.as_str()]);
+    assert_eq!(workflow.start(&input).await, Ok(StartOutcome::AlreadyEnded));
+    assert_eq!(executions(&client, &workflow).await, [name.as_str()]);
+
+    let next_series = ExecutionInput {
+        series: input.series + 1,
+        ..input.clone()
+    };
+    assert_eq!(
+        workflow.start(&next_series).await,
+        Ok(StartOutcome::Started)
+    );
 }
 
 #[tokio::test]
 async fn a_repeated_start_of_a_running_task_makes_no_second_execution() {
     let (workflow, client) = workflow(WAIT).await;
     let input = input(0);
+    let name = input.execution_name();
     assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
+    assert_eq!(workflow.state(&name).await, Ok(ExecutionState::Running));
     let again = workflow.start(&input).await.unwrap();
     assert!(matches!(
         again,
-        StartOutcome::Started | StartOutcome::AlreadyStarted
+        StartOutcome::Started | StartOutcome::AlreadyRunning
     ));
     let changed = ExecutionInput {
         timestamp: input.timestamp + chrono::Duration::seconds(5),
@@ -112,24 +129,31 @@ async fn a_repeated_start_of_a_running_task_makes_no_second_execution() {
     };
     assert_eq!(
         workflow.start(&changed).await,
-        Ok(StartOutcome::AlreadyStarted)
+        Ok(StartOutcome::AlreadyRunning)
     );
-    assert_eq!(executions(&client, &workflow).await, [input.id.as_str()]);
-    workflow.stop(&input.id).await.unwrap();
+    assert_eq!(executions(&client, &workflow).await, [name.as_str()]);
+    workflow.stop(&name).await.unwrap();
 }
 
 #[tokio::test]
 async fn stop_aborts_a_running_execution_and_ignores_a_missing_one() {
     let (workflow, client) = workflow(WAIT).await;
     let input = input(0);
+    let name = input.execution_name();
     workflow.start(&input).await.unwrap();
-    let arn = workflow.execution_arn(&input.id).unwrap();
+    let arn = workflow.execution_arn(&name).unwrap();
     status_becomes(&client, &arn, ExecutionStatus::Running).await;
-    assert_eq!(workflow.stop(&input.id).await, Ok(()));
+    assert_eq!(workflow.stop(&name).await, Ok(()));
     status_becomes(&client, &arn, ExecutionStatus::Aborted).await;
-    assert_eq!(workflow.stop(&input.id).await, Ok(()));
     assert_eq!(
-        workflow.stop("00000000-0000-0000-0000-000000000000").await,
+        workflow.state(&name).await,
+        Ok(ExecutionState::Ended("ABORTED".into()))
+    );
+    assert_eq!(workflow.stop(&name).await, Ok(()));
+    assert_eq!(
+        workflow
+            .stop("00000000-0000-0000-0000-000000000000-1")
+            .await,
         Ok(())
     );
 }

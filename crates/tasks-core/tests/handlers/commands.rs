@@ -3,7 +3,7 @@ use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
 use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::{Schedule, StoreError, TaskStatus};
+use tasks_core::{Schedule, StoreError, Task, TaskStatus};
 
 fn now() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
@@ -157,15 +157,18 @@ async fn cancelling_a_waiting_task_stops_its_execution() {
         ("q", TaskStatus::Queued),
         ("p", TaskStatus::InProgress),
     ] {
-        world
-            .store
-            .put(task(id, now() + Duration::minutes(1), status));
+        // A task never claimed has no execution to stop; a claimed one is in series 1.
+        let series = u32::from(status != TaskStatus::Scheduled);
+        world.store.put(Task {
+            series,
+            ..task(id, now() + Duration::minutes(1), status)
+        });
         let cancelled = cancel_task(&world.store, &world.workflow, &world.clock, id)
             .await
             .unwrap();
         assert_eq!(cancelled.task_status, TaskStatus::Cancelled);
     }
-    assert_eq!(world.workflow.stopped(), vec!["s", "q", "p"]);
+    assert_eq!(world.workflow.stopped(), vec!["q-1", "p-1"]);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 use crate::support::{status_of, task};
 use chrono::{Duration, TimeZone, Utc};
 use tasks_core::dispatch::run_cron;
-use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore};
+use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::{Schedule, TaskStatus};
 
 fn now() -> chrono::DateTime<Utc> {
@@ -32,9 +32,15 @@ async fn cron_sends_exactly_the_due_tasks_once() {
     let store = seeded(1200, 300);
     let queue = MemoryQueue::new();
     let clock = FixedClock::new(now());
-    let summary = run_cron(&store, &queue, &clock, &Schedule::default())
-        .await
-        .unwrap();
+    let summary = run_cron(
+        &store,
+        &queue,
+        &MemoryWorkflow::new(),
+        &clock,
+        &Schedule::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.due.found, 1200);
     assert_eq!(summary.due.dispatched, 1200);
     assert_eq!(summary.due.errors, 0);
@@ -46,9 +52,15 @@ async fn cron_sends_exactly_the_due_tasks_once() {
     assert_eq!(status_of(&store, "due-0000"), TaskStatus::Queued);
     assert_eq!(status_of(&store, "later-0000"), TaskStatus::Scheduled);
 
-    let again = run_cron(&store, &queue, &clock, &Schedule::default())
-        .await
-        .unwrap();
+    let again = run_cron(
+        &store,
+        &queue,
+        &MemoryWorkflow::new(),
+        &clock,
+        &Schedule::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.due.found, 0);
     assert_eq!(queue.messages().len(), 1200);
 }
@@ -59,9 +71,10 @@ async fn racing_cron_runs_dispatch_each_task_once() {
     let queue = MemoryQueue::new();
     let clock = FixedClock::new(now());
     let schedule = Schedule::default();
+    let workflow = MemoryWorkflow::new();
     let (a, b) = tokio::join!(
-        run_cron(&store, &queue, &clock, &schedule),
-        run_cron(&store, &queue, &clock, &schedule)
+        run_cron(&store, &queue, &workflow, &clock, &schedule),
+        run_cron(&store, &queue, &workflow, &clock, &schedule)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.due.dispatched + b.due.dispatched, 500);
@@ -78,17 +91,29 @@ async fn a_claim_whose_send_failed_is_given_back() {
     let queue = MemoryQueue::new();
     queue.reject("due-0001");
     let clock = FixedClock::new(now());
-    let summary = run_cron(&store, &queue, &clock, &Schedule::default())
-        .await
-        .unwrap();
+    let summary = run_cron(
+        &store,
+        &queue,
+        &MemoryWorkflow::new(),
+        &clock,
+        &Schedule::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.due.dispatched, 2);
     assert_eq!(summary.due.errors, 1);
     assert_eq!(status_of(&store, "due-0001"), TaskStatus::Scheduled);
 
     let queue = MemoryQueue::new();
-    let retry = run_cron(&store, &queue, &clock, &Schedule::default())
-        .await
-        .unwrap();
+    let retry = run_cron(
+        &store,
+        &queue,
+        &MemoryWorkflow::new(),
+        &clock,
+        &Schedule::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(retry.due.dispatched, 1);
     assert_eq!(queue.messages()[0].id, "due-0001");
 }
@@ -99,9 +124,15 @@ async fn a_queue_outage_leaves_every_task_scheduled() {
     let queue = MemoryQueue::new();
     queue.set_unavailable(true);
     let clock = FixedClock::new(now());
-    let summary = run_cron(&store, &queue, &clock, &Schedule::default())
-        .await
-        .unwrap();
+    let summary = run_cron(
+        &store,
+        &queue,
+        &MemoryWorkflow::new(),
+        &clock,
+        &Schedule::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.due.dispatched, 0);
     assert_eq!(summary.due.errors, 25);
     assert!(store
@@ -116,24 +147,31 @@ async fn a_stranded_claim_is_sent_again_after_the_grace_period() {
     let queue = MemoryQueue::new();
     let clock = FixedClock::new(now());
     let schedule = Schedule::default();
-    run_cron(&store, &queue, &clock, &schedule).await.unwrap();
+    run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &schedule)
+        .await
+        .unwrap();
     assert_eq!(queue.messages().len(), 1);
 
     clock.set(now() + schedule.claim_grace - Duration::seconds(1));
-    let early = run_cron(&store, &queue, &clock, &schedule).await.unwrap();
-    assert_eq!(early.stale.dispatched, 0);
+    let early = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &schedule)
+        .await
+        .unwrap();
+    assert_eq!(early.stale.requeued, 0);
 
     clock.set(now() + schedule.claim_grace + Duration::seconds(1));
-    let late = run_cron(&store, &queue, &clock, &schedule).await.unwrap();
-    assert_eq!(late.stale.dispatched, 1);
+    let late = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &schedule)
+        .await
+        .unwrap();
+    assert_eq!(late.stale.requeued, 1);
     assert_eq!(queue.messages().len(), 2);
     assert_eq!(status_of(&store, "due-0000"), TaskStatus::Queued);
 
+    let workflow = MemoryWorkflow::new();
     let (a, b) = tokio::join!(
-        run_cron(&store, &queue, &clock, &schedule),
-        run_cron(&store, &queue, &clock, &schedule)
+        run_cron(&store, &queue, &workflow, &clock, &schedule),
+        run_cron(&store, &queue, &workflow, &clock, &schedule)
     );
-    assert_eq!(a.unwrap().stale.dispatched + b.unwrap().stale.dispatched, 0);
+    assert_eq!(a.unwrap().stale.requeued + b.unwrap().stale.requeued, 0);
 }
 
 #[tokio::test]
@@ -143,6 +181,7 @@ async fn a_store_outage_fails_the_run() {
     let result = run_cron(
         &store,
         &MemoryQueue::new(),
+        &MemoryWorkflow::new(),
         &FixedClock::new(now()),
         &Schedule::default(),
     )

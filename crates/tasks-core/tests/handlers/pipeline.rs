@@ -16,6 +16,7 @@ fn message(id: &str) -> DispatchMessage {
     DispatchMessage {
         id: id.into(),
         timestamp: at(),
+        series: 0,
     }
 }
 
@@ -317,6 +318,7 @@ fn the_status_update_contract_reads_the_state_machine_output() {
         "id": "a",
         "timestamp": "2030-06-01T12:00:00.000Z",
         "wakeAt": "2030-06-01T11:59:59.000Z",
+        "series": 1,
         "result": {"outcome": "DELIVERED", "statusCode": 200, "attempt": 1,
                    "executedAt": "2030-06-01T12:00:00.004Z", "latenessMs": 4}
     });
@@ -324,7 +326,7 @@ fn the_status_update_contract_reads_the_state_machine_output() {
     assert_eq!(parsed.result.unwrap().lateness_ms, Some(4));
     let failed: StatusUpdate = serde_json::from_value(serde_json::json!({
         "id": "a", "timestamp": "2030-06-01T12:00:00.000Z", "wakeAt": "2030-06-01T11:59:59.000Z",
-        "error": {"Error": "WebhookTimeout", "Cause": "no answer"}
+        "series": 1, "error": {"Error": "WebhookTimeout", "Cause": "no answer"}
     }))
     .unwrap();
     assert_eq!(

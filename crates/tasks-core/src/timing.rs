@@ -1,0 +1,168 @@
+//! How the pipeline's timings must relate, in one place. The values live in the SAM template
+//! (and, for local mode, in `tasks-local`'s settings); a test reads them from the template and
+//! runs [`Timings::violations`], so changing one value without the others fails the build.
+
+use crate::retry::{RetryPolicy, STATUS_RETRY, WEBHOOK_RETRY};
+use crate::schedule::Schedule;
+use chrono::Duration;
+
+/// Step Functions ends a Wait at the start of the second, so it may wake up to a second early.
+pub const WAIT_TRUNCATION: Duration = Duration::seconds(1);
+/// The longest one DynamoDB call may take in execute-task, retries included (the SDK's
+/// operation timeout in Lambda).
+pub const STORE_CALL_TIMEOUT: Duration = Duration::seconds(5);
+/// The longest execute-task waits for the webhook's DNS answer.
+pub const DNS_TIMEOUT: Duration = Duration::seconds(2);
+
+/// Every timing the relations speak of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timings {
+    pub schedule: Schedule,
+    /// How often the cron runs (EventBridge `rate(1 minute)`).
+    pub cron_period: Duration,
+    /// The dispatch queue's visibility timeout.
+    pub visibility_timeout: Duration,
+    /// Deliveries of one message before SQS moves it to the dead-letter queue.
+    pub max_receive_count: u32,
+    /// process-sqs-records' function timeout.
+    pub start_timeout: Duration,
+    /// execute-task's function timeout.
+    pub execute_timeout: Duration,
+    /// update-status' function timeout.
+    pub update_timeout: Duration,
+    pub webhook_timeout: Duration,
+}
+
+impl Timings {
+    /// The longest one execute-task invocation runs: it is woken at most the wake-ahead plus the
+    /// Wait's truncation early; it reads the task, resolves the target and records the attempt
+    /// (all before the task's time when they are quick), sleeps to the time, then sends.
+    pub fn execute_task_worst_case(&self) -> Duration {
+        let before_time = self.schedule.wake_ahead + WAIT_TRUNCATION;
+        let calls = STORE_CALL_TIMEOUT * 2 + DNS_TIMEOUT;
+        before_time.max(calls) + self.webhook_timeout
+    }
+
+    /// The longest an execution runs after its task's time: every execute-task attempt with
+    /// its retry delays, then update-status with its retries.
+    pub fn execution_after_time(&self) -> Duration {
+        series_span(WEBHOOK_RETRY, self.execute_timeout)
+            + series_span(STATUS_RETRY, self.update_timeout)
+    }
+
+    /// Each broken relation, in words; empty when the timings fit together.
+    pub fn violations(&self) -> Vec<String> {
+        let s = &self.schedule;
+        let mut broken = Vec::new();
+        let mut require = |holds: bool, what: String| {
+            if !holds {
+                broken.push(what);
+            }
+        };
+        require(
+            self.visibility_timeout >= self.start_timeout * 6,
+            format!(
+                "the visibility timeout ({}s) must be at least 6x process-sqs-records' timeout ({}s), as AWS recommends for event sources",
+                self.visibility_timeout.num_seconds(),
+                self.start_timeout.num_seconds()
+            ),
+        );
+        require(
+            s.lead_time >= self.cron_period + self.visibility_timeout,
+            format!(
+                "the lead time ({}s) must cover a cron period ({}s) plus one visibility timeout ({}s), so a failed start is tried again before the task's time",
+                s.lead_time.num_seconds(),
+                self.cron_period.num_seconds(),
+                self.visibility_timeout.num_seconds()
+            ),
+        );
+        require(
+            s.claim_grace >= self.visibility_timeout * self.max_receive_count as i32,
+            format!(
+                "the claim grace ({}s) must be at least the visibility timeout times maxReceiveCount ({}s), so the sweep does not race SQS's redeliveries",
+                s.claim_grace.num_seconds(),
+                (self.visibility_timeout * self.max_receive_count as i32).num_seconds()
+            ),
+        );
+        require(
+            self.execute_timeout > self.execute_task_worst_case(),
+            format!(
+                "execute-task's timeout ({}s) must exceed its worst case ({}s): a Lambda timeout after the send would leave the outcome unknown",
+                self.execute_timeout.num_seconds(),
+                self.execute_task_worst_case().num_seconds()
+            ),
+        );
+        require(
+            s.max_sleep() >= s.wake_ahead + WAIT_TRUNCATION,
+            format!(
+                "execute-task must sleep through the wake-ahead plus the Wait's truncation ({}ms), not fail as woken too early",
+                (s.wake_ahead + WAIT_TRUNCATION).num_milliseconds()
+            ),
+        );
+        require(
+            s.stuck_after >= self.execution_after_time(),
+            format!(
+                "stuck-after ({}s) must be at least the longest an execution runs past the task's time ({}s), so a healthy execution is not disturbed",
+                s.stuck_after.num_seconds(),
+                self.execution_after_time().num_seconds()
+            ),
+        );
+        broken
+    }
+}
+
+/// The attempts of one retried Task state at their longest: each times out, then waits.
+fn series_span(policy: RetryPolicy, attempt_timeout: Duration) -> Duration {
+    let waits: Duration = (1..=policy.max_attempts)
+        .map(|retry| Duration::from_std(policy.delay(retry)).unwrap_or(Duration::MAX))
+        .fold(Duration::zero(), |sum, wait| sum + wait);
+    attempt_timeout * (policy.max_attempts as i32 + 1) + waits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployed() -> Timings {
+        Timings {
+            schedule: Schedule::default(),
+            cron_period: Duration::seconds(60),
+            visibility_timeout: Duration::seconds(60),
+            max_receive_count: 3,
+            start_timeout: Duration::seconds(10),
+            execute_timeout: Duration::seconds(30),
+            update_timeout: Duration::seconds(10),
+            webhook_timeout: Duration::seconds(10),
+        }
+    }
+
+    #[test]
+    fn the_defaults_fit_together() {
+        assert_eq!(deployed().violations(), Vec::<String>::new());
+        assert_eq!(deployed().execute_task_worst_case(), Duration::seconds(22));
+    }
+
+    #[test]
+    fn each_relation_is_checked() {
+        let longer_visibility = Timings {
+            visibility_timeout: Duration::seconds(180),
+            ..deployed()
+        };
+        let broken = longer_visibility.violations();
+        assert_eq!(broken.len(), 2, "{broken:?}");
+        assert!(broken[0].contains("lead time") && broken[1].contains("claim grace"));
+        let short_lambda = Timings {
+            execute_timeout: Duration::seconds(20),
+            ..deployed()
+        };
+        assert!(short_lambda.violations()[0].contains("execute-task's timeout"));
+        let eager_sweep = Timings {
+            schedule: Schedule {
+                stuck_after: Duration::seconds(60),
+                ..Schedule::default()
+            },
+            ..deployed()
+        };
+        assert!(eager_sweep.violations()[0].contains("stuck-after"));
+    }
+}
