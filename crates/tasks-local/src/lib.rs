@@ -1,6 +1,7 @@
 //! The whole service in one process, on a local AWS emulator: the api router on a TCP port, the
 //! cron on a timer, an SQS poller feeding process-sqs-records, and an in-process stand-in for
-//! Step Functions that runs execute-task and update-status. Every handler is the Lambdas' own.
+//! Step Functions that runs the state machine's definition, calling execute-task and
+//! update-status. Every handler is the Lambdas' own.
 
 pub mod consumer;
 pub mod workflow;
@@ -117,7 +118,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         store: store.clone(),
         clock: clock.clone(),
     });
-    let workflow = Arc::new(LocalWorkflow::new(execute, update, clock.clone()));
+    let workflow = Arc::new(LocalWorkflow::new(execute, update, clock.clone())?);
 
     let router = api::router(api::AppState {
         store: store.clone(),

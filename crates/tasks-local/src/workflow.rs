@@ -1,29 +1,60 @@
-//! Plays Step Functions locally: runs each task's workflow in-process, in the order and with the
-//! retry policy of `state-machine/tasks.asl.json`, calling the same handlers as the Lambdas.
+//! Plays Step Functions locally: runs `state-machine/tasks.asl.json` for each task through the
+//! `asl` interpreter, with the Lambdas' own handlers behind its Task states.
+//!
+//! Like Step Functions, an execution name starts once and stays taken after its execution
+//! ends, here for [`ENDED_RETENTION`] (Step Functions: 90 days), longer than the cron takes to
+//! settle a task whose execution ended without an outcome. Executions live in this process: a
+//! restart forgets them. The cron's sweeps then find the tasks that waited for them (QUEUED past
+//! the claim grace, IN_PROGRESS past their time plus the stuck margin), see no execution of
+//! their name, and send them again (no attempt began) or record them FAILED with the reason
+//! (an attempt began, so the receiver may have it), as on AWS after an execution is lost.
 
+use asl::{Context, DefinitionError, ExecutionOutcome, Failure, HistoryEvent, Host, StateMachine};
 use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
 use execute_task::ExecuteTask;
-use std::collections::HashMap;
+use lambda_runtime::Diagnostic;
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use tasks_core::pipeline::{ExecuteError, StatusUpdate, StepError};
-use tasks_core::retry::{is_retryable, RetryPolicy, STATUS_RETRY, WEBHOOK_RETRY};
+use std::time::Duration;
 use tasks_core::{
     Clock, ExecutionInput, ExecutionState, StartOutcome, TaskStatus, Workflow, WorkflowError,
 };
 use tokio::task::JoinHandle;
 use update_status::UpdateStatus;
 
-/// The state machine's states, in the order a successful execution enters them.
-pub const STATES: [&str; 3] = ["WaitUntilWakeAt", "ExecuteTask", "MarkCompleted"];
-/// The state the Catch on ExecuteTask leads to.
-pub const CATCH_STATE: &str = "MarkFailed";
+/// The state machine a deployment runs, embedded so that local mode runs the same definition.
+pub const DEFINITION: &str = include_str!("../../../state-machine/tasks.asl.json");
+
+/// The Task `Resource` placeholders the template fills with the functions' ARNs, each answered
+/// here by the function's handler.
+pub const EXECUTE_TASK_RESOURCE: &str = "${ExecuteTaskFunctionArn}";
+pub const UPDATE_STATUS_RESOURCE: &str = "${UpdateStatusFunctionArn}";
+
+/// How long an ended execution's name stays taken.
+pub const ENDED_RETENTION: Duration = Duration::from_secs(3600);
 
 pub struct LocalWorkflow {
+    machine: Arc<StateMachine>,
+    functions: Arc<Functions>,
+    /// Executions by name (`<task id>-<series>`), as Step Functions keeps them.
+    executions: Arc<Mutex<BTreeMap<String, Execution>>>,
+}
+
+enum Execution {
+    Running(JoinHandle<()>),
+    /// Its status (`SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`) and when it ended.
+    Ended(String, tokio::time::Instant),
+}
+
+/// The Lambda handlers the state machine's Task states invoke.
+struct Functions {
     execute: Arc<ExecuteTask>,
     update: Arc<UpdateStatus>,
     clock: Arc<dyn Clock>,
-    /// Executions by name (the task id), as Step Functions keeps them: a name starts once.
-    executions: Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
 impl LocalWorkflow {
@@ -31,13 +62,16 @@ impl LocalWorkflow {
         execute: Arc<ExecuteTask>,
         update: Arc<UpdateStatus>,
         clock: Arc<dyn Clock>,
-    ) -> Self {
-        LocalWorkflow {
-            execute,
-            update,
-            clock,
-            executions: Mutex::new(HashMap::new()),
-        }
+    ) -> Result<Self, DefinitionError> {
+        Ok(LocalWorkflow {
+            machine: Arc::new(StateMachine::parse(DEFINITION)?),
+            functions: Arc::new(Functions {
+                execute,
+                update,
+                clock,
+            }),
+            executions: Arc::new(Mutex::new(BTreeMap::new())),
+        })
     }
 
     /// Executions still waiting or running.
@@ -45,118 +79,175 @@ impl LocalWorkflow {
         let executions = self.executions.lock().unwrap();
         executions
             .values()
-            .filter(|handle| !handle.is_finished())
+            .filter(|execution| matches!(execution, Execution::Running(_)))
             .count()
+    }
+}
+
+/// Records how an execution ended, and forgets the names that ended long enough ago.
+fn end(executions: &Mutex<BTreeMap<String, Execution>>, name: &str, status: &str) {
+    let now = tokio::time::Instant::now();
+    let mut executions = executions.lock().unwrap();
+    executions.retain(|_, execution| match execution {
+        Execution::Ended(_, at) => now.duration_since(*at) < ENDED_RETENTION,
+        Execution::Running(_) => true,
+    });
+    if let Some(execution) = executions.get_mut(name) {
+        *execution = Execution::Ended(status.to_string(), now);
     }
 }
 
 #[async_trait]
 impl Workflow for LocalWorkflow {
     async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
+        let name = input.execution_name();
         let mut executions = self.executions.lock().unwrap();
-        match executions.get(&input.execution_name()) {
-            Some(handle) if handle.is_finished() => return Ok(StartOutcome::AlreadyEnded),
-            Some(_) => return Ok(StartOutcome::AlreadyRunning),
+        match executions.get(&name) {
+            Some(Execution::Running(_)) => return Ok(StartOutcome::AlreadyRunning),
+            Some(Execution::Ended(..)) => return Ok(StartOutcome::AlreadyEnded),
             None => {}
         }
-        let run = run_execution(
-            self.execute.clone(),
-            self.update.clone(),
-            self.clock.clone(),
-            input.clone(),
-        );
-        executions.insert(input.execution_name(), tokio::spawn(run));
+        let execution_input = serde_json::to_value(input)
+            .map_err(|error| WorkflowError(format!("the execution input: {error}")))?;
+        let host = ExecutionHost {
+            functions: self.functions.clone(),
+            name: name.clone(),
+        };
+        let machine = self.machine.clone();
+        let registry = self.executions.clone();
+        let run = async move {
+            let context = Context {
+                execution_name: host.name.clone(),
+                start_time: host.now(),
+            };
+            let outcome = asl::execute(&machine, &host, execution_input, context).await;
+            let status = report(&host.name, outcome);
+            end(&registry, &host.name, status);
+        };
+        executions.insert(name, Execution::Running(tokio::spawn(run)));
         Ok(StartOutcome::Started)
     }
 
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
         Ok(match self.executions.lock().unwrap().get(execution_name) {
             None => ExecutionState::Missing,
-            Some(handle) if handle.is_finished() => ExecutionState::Ended("ENDED".into()),
-            Some(_) => ExecutionState::Running,
+            Some(Execution::Running(_)) => ExecutionState::Running,
+            Some(Execution::Ended(status, _)) => ExecutionState::Ended(status.clone()),
         })
     }
 
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
-        if let Some(handle) = self.executions.lock().unwrap().get(execution_name) {
-            handle.abort();
+        let aborted = match self.executions.lock().unwrap().get(execution_name) {
+            Some(Execution::Running(handle)) => {
+                handle.abort();
+                true
+            }
+            _ => false,
+        };
+        if aborted {
+            end(&self.executions, execution_name, "ABORTED");
         }
         Ok(())
     }
 }
 
-async fn run_execution(
-    execute: Arc<ExecuteTask>,
-    update: Arc<UpdateStatus>,
-    clock: Arc<dyn Clock>,
-    input: ExecutionInput,
-) {
-    let id = input.id.clone();
-    tracing::debug!(task_id = %id, state = STATES[0], wake_at = %input.wake_at, "waiting");
-    if let Ok(wait) = (input.wake_at - clock.now()).to_std() {
-        tokio::time::sleep(wait).await;
-    }
-    tracing::debug!(task_id = %id, state = STATES[1], "executing");
-    let outcome = with_retries(WEBHOOK_RETRY, || async {
-        execute.handle(input.clone()).await.map_err(|error| error.0)
-    })
-    .await;
-    let (state, status_update) = match outcome {
-        Ok(report) => (
-            STATES[2],
-            StatusUpdate {
-                input,
-                result: Some(report),
-                error: None,
-            },
-        ),
-        Err(error) => (
-            CATCH_STATE,
-            StatusUpdate {
-                input,
-                result: None,
-                error: Some(StepError {
-                    error: error.error_type.to_string(),
-                    cause: error.message,
-                }),
-            },
-        ),
-    };
-    tracing::debug!(task_id = %id, state, "recording the outcome");
-    let recorded = with_retries(STATUS_RETRY, || async {
-        update
-            .handle(status_update.clone())
-            .await
-            .map_err(|error| ExecuteError {
-                error_type: tasks_core::retry::store_error_type(&error.0),
-                message: error.0.to_string(),
-            })
-    })
-    .await;
-    match recorded {
-        Ok(TaskStatus::Completed) | Ok(TaskStatus::Failed) | Ok(TaskStatus::Cancelled) => {}
-        Ok(status) => {
-            tracing::warn!(task_id = %id, %status, "execution ended with the task not final")
+/// Logs how an execution ended and returns its Step Functions status. TaskFailed is the state
+/// machine's own end for a task it recorded FAILED; any other failure means the outcome could
+/// not be recorded.
+fn report(name: &str, outcome: ExecutionOutcome) -> &'static str {
+    match outcome {
+        ExecutionOutcome::Succeeded(output) => {
+            match serde_json::from_value::<TaskStatus>(output["status"].clone()) {
+                Ok(TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled) => {}
+                status => {
+                    tracing::warn!(execution = %name, ?status, "execution ended with the task not final")
+                }
+            }
+            "SUCCEEDED"
         }
-        Err(error) => tracing::error!(task_id = %id, %error, "could not record the outcome"),
+        ExecutionOutcome::Failed(failure) if failure.error == "TaskFailed" => {
+            tracing::debug!(execution = %name, "execution failed: the task is recorded FAILED");
+            "FAILED"
+        }
+        ExecutionOutcome::Failed(failure) => {
+            tracing::error!(execution = %name, error = %failure.error, cause = ?failure.cause, "could not record the outcome");
+            "FAILED"
+        }
+        ExecutionOutcome::TimedOut => {
+            tracing::error!(execution = %name, "execution timed out");
+            "TIMED_OUT"
+        }
     }
 }
 
-/// Step Functions' Retry: on a retryable error, wait `interval * rate^(n-1)` and try again, at
-/// most `max_attempts` times.
-async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut attempt: F) -> Result<T, ExecuteError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ExecuteError>>,
-{
-    let mut retries = 0;
-    loop {
-        match attempt().await {
-            Err(error) if is_retryable(error.error_type) && retries < policy.max_attempts => {
-                retries += 1;
-                tokio::time::sleep(policy.delay(retries)).await;
-            }
-            result => return result,
+/// One execution's view of the world: the real clock, tokio's timer, the in-process handlers.
+struct ExecutionHost {
+    functions: Arc<Functions>,
+    name: String,
+}
+
+#[async_trait]
+impl Host for ExecutionHost {
+    fn now(&self) -> DateTime<Utc> {
+        self.functions.clock.now()
+    }
+
+    /// Step Functions ends a wait at the start of the second it is due in, up to a second early
+    /// (measured on the emulator; execute-task sleeps the rest before it sends).
+    async fn sleep_until(&self, at: DateTime<Utc>) {
+        if let Ok(wait) = (at.trunc_subsecs(0) - self.now()).to_std() {
+            tokio::time::sleep(wait).await;
         }
     }
+
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
+        let functions = &self.functions;
+        match resource {
+            EXECUTE_TASK_RESOURCE => {
+                invoke_lambda(input, |input| functions.execute.handle(input)).await
+            }
+            UPDATE_STATUS_RESOURCE => {
+                invoke_lambda(input, |update| functions.update.handle(update)).await
+            }
+            other => Err(Failure::new(
+                "Lambda.ResourceNotFoundException",
+                format!("no local function answers {other}"),
+            )),
+        }
+    }
+
+    fn record(&self, event: HistoryEvent) {
+        tracing::debug!(execution = %self.name, ?event, "workflow");
+    }
+}
+
+/// Calls a handler as Lambda does: the payload through JSON both ways, and a handler error
+/// as Step Functions sees it, `Error` = its errorType, `Cause` = `{"errorType", "errorMessage"}`.
+async fn invoke_lambda<I, O, E, F, Fut>(input: Value, handler: F) -> Result<Value, Failure>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    E: Into<Diagnostic>,
+    F: FnOnce(I) -> Fut,
+    Fut: Future<Output = Result<O, E>>,
+{
+    let failure = |diagnostic: Diagnostic| {
+        let cause = serde_json::to_string(&diagnostic).unwrap_or_default();
+        Failure::new(diagnostic.error_type, cause)
+    };
+    let payload = serde_json::from_value(input).map_err(|error| {
+        failure(Diagnostic {
+            error_type: "InvalidEventDataError".into(),
+            error_message: error.to_string(),
+        })
+    })?;
+    let output = handler(payload)
+        .await
+        .map_err(|error| failure(error.into()))?;
+    serde_json::to_value(output).map_err(|error| {
+        failure(Diagnostic {
+            error_type: "InvalidResponseError".into(),
+            error_message: error.to_string(),
+        })
+    })
 }

@@ -1,6 +1,6 @@
 //! `state-machine/tasks.asl.json` against the code it must agree with: the error types
-//! execute-task raises, the retry policies in tasks-core, the local runner's stand-in for Step
-//! Functions; and the machine itself run on the emulator's Step Functions engine.
+//! execute-task raises, the retry policies in tasks-core, the local runner (which runs this very
+//! definition); and the machine itself run on the emulator's Step Functions engine.
 
 use aws_sdk_sfn::primitives::DateTime as SdkDateTime;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
@@ -18,7 +18,7 @@ use tasks_core::retry::{
     PERMANENT_ERRORS, RETRYABLE_ERRORS, STATUS_RETRY, WEBHOOK_RETRY,
 };
 use tasks_core::{ExecutionInput, Schedule, StartOutcome, TaskStatus, Workflow};
-use tasks_local::workflow::{CATCH_STATE, STATES};
+use tasks_local::workflow::{DEFINITION, EXECUTE_TASK_RESOURCE, UPDATE_STATUS_RESOURCE};
 
 const ASL: &str = include_str!("../../../state-machine/tasks.asl.json");
 const EXECUTE_TASK_ARN: &str = "ExecuteTaskFunctionArn";
@@ -28,6 +28,10 @@ const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/tasks-workflow";
 /// How long the execution may take beyond its wakeAt.
 const EXECUTION_DEADLINE: Duration = Duration::seconds(30);
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// The states a successful execution enters.
+const SUCCESS_PATH: [&str; 3] = ["WaitUntilWakeAt", "ExecuteTask", "MarkCompleted"];
+/// Where ExecuteTask's Catch sends an error.
+const CATCH_STATE: &str = "MarkFailed";
 
 /// An ARN of the form the deployment substitutes. The emulator's Lambda stub (`use_docker`
 /// off) answers an invocation of any function name without looking the function up, so the
@@ -216,11 +220,24 @@ fn execute_task_retries_exactly_the_retryable_errors() {
 }
 
 #[test]
-fn the_local_workflow_follows_the_state_machine() {
+fn the_local_workflow_runs_the_state_machine() {
+    assert_eq!(
+        DEFINITION, ASL,
+        "local mode embeds state-machine/tasks.asl.json"
+    );
+    let machine = asl::StateMachine::parse(DEFINITION).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        machine.task_resources(),
+        [EXECUTE_TASK_RESOURCE, UPDATE_STATUS_RESOURCE],
+        "local mode answers every Task resource"
+    );
+    assert_eq!(EXECUTE_TASK_RESOURCE, format!("${{{EXECUTE_TASK_ARN}}}"));
+    assert_eq!(UPDATE_STATUS_RESOURCE, format!("${{{UPDATE_STATUS_ARN}}}"));
+
     let asl = asl();
-    assert_eq!(asl["StartAt"], STATES[0]);
-    assert_eq!(success_path(&asl), STATES);
-    assert_eq!(state(&asl, STATES[2])["End"], true);
+    assert_eq!(asl["StartAt"], SUCCESS_PATH[0]);
+    assert_eq!(success_path(&asl), SUCCESS_PATH);
+    assert_eq!(state(&asl, SUCCESS_PATH[2])["End"], true);
 
     let catchers = rules(state(&asl, "ExecuteTask"), "Catch");
     assert!(
@@ -364,7 +381,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
         .filter_map(|event| event.state_entered_event_details.as_ref())
         .map(|details| details.name.as_str())
         .collect();
-    assert_eq!(entered, STATES);
+    assert_eq!(entered, SUCCESS_PATH);
 
     let wait_ended = history
         .iter()
@@ -372,7 +389,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
             event
                 .state_exited_event_details
                 .as_ref()
-                .is_some_and(|details| details.name == STATES[0])
+                .is_some_and(|details| details.name == SUCCESS_PATH[0])
         })
         .map(|event| chrono_time(&event.timestamp))
         .expect("the Wait state exited");

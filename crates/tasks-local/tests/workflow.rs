@@ -1,0 +1,127 @@
+//! The local workflow runs the state machine on the Lambdas' handlers: a delivered webhook ends
+//! COMPLETED, a rejected one FAILED with the handler's error, and neither is sent early.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use execute_task::ExecuteTask;
+use std::sync::{Arc, Mutex};
+use tasks_core::memory::MemoryStore;
+use tasks_core::{
+    Clock, DeliveryError, ExecutionInput, Schedule, StartOutcome, SystemClock, Task, TaskStatus,
+    Webhook, WebhookCall, WebhookSender, Workflow,
+};
+use tasks_local::workflow::LocalWorkflow;
+use update_status::UpdateStatus;
+
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A receiver that answers every call the same way and records when each was sent.
+struct Receiver {
+    answer: Result<u16, DeliveryError>,
+    sent: Mutex<Vec<DateTime<Utc>>>,
+}
+
+#[async_trait]
+impl WebhookSender for Receiver {
+    async fn prepare(&self, _: &Webhook) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+
+    async fn send(&self, _: WebhookCall<'_>) -> Result<u16, DeliveryError> {
+        self.sent.lock().unwrap().push(Utc::now());
+        self.answer.clone()
+    }
+}
+
+/// Runs one IN_PROGRESS task due in a second and a half through the local workflow and returns
+/// it once final, with the times its webhook was sent.
+async fn run(answer: Result<u16, DeliveryError>) -> (Task, Vec<DateTime<Utc>>) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let schedule = Schedule::default();
+    let store = Arc::new(MemoryStore::new());
+    let receiver = Arc::new(Receiver {
+        answer,
+        sent: Mutex::new(Vec::new()),
+    });
+    let timestamp = clock.now() + Duration::milliseconds(1500);
+    store.put(Task {
+        task_status: TaskStatus::InProgress,
+        webhook: Some(Webhook {
+            url: "https://receiver.example/hook".into(),
+            method: "POST".into(),
+            headers: Default::default(),
+            body: None,
+        }),
+        ..Task::new("task-1", timestamp, &schedule, clock.now())
+    });
+    let execute = Arc::new(ExecuteTask {
+        store: store.clone(),
+        sender: receiver.clone(),
+        clock: clock.clone(),
+        schedule,
+        emit_metrics: false,
+    });
+    let update = Arc::new(UpdateStatus {
+        store: store.clone(),
+        clock: clock.clone(),
+    });
+    let workflow = LocalWorkflow::new(execute, update, clock).expect("the definition parses");
+    let input = ExecutionInput {
+        id: "task-1".into(),
+        timestamp,
+        wake_at: schedule.wake_at(timestamp),
+        series: 0,
+    };
+    assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
+    assert_eq!(
+        workflow.start(&input).await,
+        Ok(StartOutcome::AlreadyRunning)
+    );
+
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let task = store.tasks().pop().expect("the task");
+        if matches!(task.task_status, TaskStatus::Completed | TaskStatus::Failed)
+            && workflow.running() == 0
+        {
+            assert_eq!(
+                workflow.start(&input).await,
+                Ok(StartOutcome::AlreadyEnded),
+                "an ended execution's name stays taken"
+            );
+            let sent = receiver.sent.lock().unwrap().clone();
+            return (task, sent);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} after {DEADLINE:?}",
+            task.task_status
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivered_webhook_completes_the_task() {
+    let (task, sent) = run(Ok(200)).await;
+    assert_eq!(task.task_status, TaskStatus::Completed, "{task:?}");
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0] >= task.timestamp,
+        "sent {} before {}",
+        sent[0],
+        task.timestamp
+    );
+    assert_eq!(task.attempts, 1);
+}
+
+#[tokio::test]
+async fn a_rejected_webhook_fails_the_task_with_the_handlers_error() {
+    let (task, sent) = run(Err(DeliveryError::Rejected(410))).await;
+    assert_eq!(task.task_status, TaskStatus::Failed, "{task:?}");
+    assert_eq!(sent.len(), 1, "a permanent error is not retried");
+    let error = task.last_error.expect("a FAILED task has a lastError");
+    assert!(error.starts_with("WebhookRejected: "), "{error}");
+    assert!(error.contains("410"), "{error}");
+}
