@@ -20,4 +20,5 @@ pub use task::{DispatchMessage, ExecutionInput, Task, Webhook};
 pub mod commands;
 pub mod dispatch;
 pub mod memory;
+pub mod metrics;
 pub mod pipeline;
