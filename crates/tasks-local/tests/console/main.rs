@@ -12,15 +12,17 @@ use webdriver::{which, Driver};
 
 const SCREENSHOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/console.png");
 
+/// `CHROMIUM` and `CHROMEDRIVER` name the binaries; otherwise they are looked up on PATH.
 fn browser() -> (PathBuf, PathBuf) {
-    let chromium = which("chromium").or_else(|| which("chromium-browser"));
-    let chromedriver = which("chromedriver");
+    let named = |variable: &str| std::env::var_os(variable).map(PathBuf::from);
+    let chromium = named("CHROMIUM").or_else(|| which("chromium"));
+    let chromedriver = named("CHROMEDRIVER").or_else(|| which("chromedriver"));
     match (chromium, chromedriver) {
         (Some(chromium), Some(chromedriver)) => (chromium, chromedriver),
         (chromium, chromedriver) => panic!(
-            "the console test needs Chromium and chromedriver on PATH (chromium: {chromium:?}, \
-             chromedriver: {chromedriver:?}); `make browser` installs Debian's chromium and \
-             chromium-driver"
+            "the console test needs Chromium and chromedriver (found chromium: {chromium:?}, \
+             chromedriver: {chromedriver:?}): `make browser` installs Debian's chromium and \
+             chromium-driver, or set CHROMIUM and CHROMEDRIVER"
         ),
     }
 }
