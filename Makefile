@@ -37,7 +37,7 @@ E2E_ARGS ?=
 BENCH_ARGS ?=
 CARGO_TEST ?= cargo test --workspace
 
-.PHONY: help venv rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
+.PHONY: help venv browser rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
 	bench run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
 
 help: ## List the targets
@@ -63,6 +63,17 @@ $(VENV_STAMP): $(REQUIREMENTS)
 
 clean-venv: ## Remove .venv (next `make venv` reinstalls)
 	rm -rf $(VENV)
+
+# The console's browser test drives headless Chromium through chromedriver. CHROMIUM and
+# CHROMEDRIVER name other binaries (e.g. Google Chrome and its driver); otherwise Debian's packages.
+browser: ## Chromium + chromedriver for the console test (apt-get install chromium chromium-driver, only if missing)
+	@if { [[ -n "$${CHROMIUM:-}" ]] || command -v chromium >/dev/null; } && \
+		{ [[ -n "$${CHROMEDRIVER:-}" ]] || command -v chromedriver >/dev/null; }; then :; else \
+		echo "==> installing chromium and chromium-driver (apt-get)"; \
+		sudo=; [[ $$(id -u) -eq 0 ]] || sudo=sudo; \
+		$$sudo apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 rust-tools: ## rustfmt + clippy components (added only if missing)
 	@if command -v rustup >/dev/null; then \
@@ -99,7 +110,7 @@ check-infra: venv ## sam validate --lint, cfn-lint, statelint (all offline)
 
 test: venv lint unit-test e2e-ci ## Everything CI runs: venv, lint, check-infra, cargo test, e2e-ci
 
-unit-test: venv ## cargo test --workspace (CARGO_TEST overrides, e.g. 'cargo nextest run --workspace')
+unit-test: venv browser ## cargo test --workspace (CARGO_TEST overrides, e.g. 'cargo nextest run --workspace')
 	$(WITH_VENV) $(CARGO_TEST)
 
 e2e-ci: venv ## Short e2e against tasks-local on a free port (E2E_ARGS, CRON_INTERVAL_SECONDS)

@@ -5,6 +5,7 @@
 mod api;
 mod bounded;
 mod config;
+mod histogram;
 mod plan;
 mod precision;
 mod progress;

@@ -4,6 +4,7 @@
 use crate::api::{format_time, Api, Task};
 use crate::bounded::try_for_each;
 use crate::config::Config;
+use crate::histogram;
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::receiver::Receiver;
@@ -12,6 +13,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
+
+/// Where the lateness histogram is written, relative to the working directory.
+const HISTOGRAM_DIR: &str = "target/e2e";
 
 /// The first task comes due at least this long after the last create has finished.
 const LEAD_MS: i64 = 2000;
@@ -81,6 +85,13 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<Vec<String>
     );
     println!();
     print!("{}", report.markdown());
+    if let Some(stats) = &report.lateness_us {
+        let dir = std::path::Path::new(HISTOGRAM_DIR);
+        match histogram::write(dir, run_id, &report.lateness_samples_us, stats) {
+            Ok(path) => println!("\nLateness histogram: {}", path.display()),
+            Err(error) => println!("\nThe lateness histogram was not written: {error}"),
+        }
+    }
     if !report.details.is_empty() {
         println!();
         for line in &report.details {

@@ -79,6 +79,8 @@ pub struct Report {
     pub retried: usize,
     /// Receiver arrival minus the task's time, in microseconds, first delivery per task.
     pub lateness_us: Option<Stats>,
+    /// The samples behind `lateness_us`, for the histogram.
+    pub lateness_samples_us: Vec<i64>,
     pub service_lateness_ms: Option<Stats>,
     pub max_p99_ms: u64,
     pub details: Vec<String>,
@@ -229,6 +231,7 @@ impl Report {
             unknown,
             retried,
             lateness_us: Stats::of(&lateness),
+            lateness_samples_us: lateness,
             service_lateness_ms: Stats::of(&service),
             max_p99_ms,
             details: details.finish(),

@@ -1,6 +1,7 @@
 //! The HTTP API: an axum router that runs unchanged behind API Gateway (via lambda_http) and on a
 //! TCP port in the local runner.
 
+mod console;
 mod error;
 mod view;
 
@@ -49,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}", get(get_task).delete(cancel))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
+        .route("/console", get(console::page))
+        .route("/console/", get(console::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // One byte over the limit is enough to tell an oversized body; the handler answers 413.

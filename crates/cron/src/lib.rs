@@ -3,6 +3,7 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use std::sync::Arc;
 use tasks_core::dispatch::{run_cron, CronSummary};
+use tasks_core::metrics;
 use tasks_core::{Clock, DispatchQueue, Schedule, StoreError, TaskStore, Workflow};
 
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
@@ -35,6 +36,11 @@ impl Cron {
             &self.schedule,
         )
         .await;
+        let record = match &result {
+            Ok(summary) => metrics::cron_run(summary),
+            Err(_) => metrics::cron_failure(),
+        };
+        record.emit(self.clock.now().timestamp_millis());
         match &result {
             Ok(summary) => tracing::info!(
                 found = summary.due.found,

@@ -4,6 +4,7 @@ pub mod webhook;
 
 use lambda_runtime::Diagnostic;
 use std::sync::Arc;
+use tasks_core::metrics;
 use tasks_core::pipeline::{execute_task, ExecuteError, ExecutionReport};
 use tasks_core::{Clock, ExecutionInput, Schedule, TaskStore, WebhookSender};
 
@@ -17,8 +18,6 @@ pub struct ExecuteTask {
     pub sender: Arc<dyn WebhookSender>,
     pub clock: Arc<dyn Clock>,
     pub schedule: Schedule,
-    /// Print the lateness as a CloudWatch embedded metric (in Lambda, not in local mode).
-    pub emit_metrics: bool,
 }
 
 /// The Lambda error: its `errorType` is the name the state machine's Retry and Catch match.
@@ -37,6 +36,7 @@ impl From<TaskError> for Diagnostic {
 
 impl ExecuteTask {
     pub async fn handle(&self, input: ExecutionInput) -> Result<ExecutionReport, TaskError> {
+        let started = self.clock.now();
         let result = execute_task(
             self.store.as_ref(),
             self.sender.as_ref(),
@@ -45,14 +45,11 @@ impl ExecuteTask {
             &input,
         )
         .await;
+        let ended = self.clock.now();
+        let attempt_ms = (ended - started.max(input.timestamp)).num_milliseconds();
+        metrics::execution(&input.id, &result, attempt_ms.max(0)).emit(ended.timestamp_millis());
         match &result {
             Ok(report) => {
-                if let (true, Some(lateness_ms)) = (self.emit_metrics, report.lateness_ms) {
-                    println!(
-                        "{}",
-                        lateness_metric(lateness_ms, self.clock.now().timestamp_millis())
-                    );
-                }
                 tracing::info!(
                     task_id = %input.id,
                     outcome = ?report.outcome,
@@ -71,21 +68,4 @@ impl ExecuteTask {
         }
         Ok(result?)
     }
-}
-
-/// A CloudWatch embedded-metric-format line: CloudWatch turns it into the `LatenessMs` metric
-/// without an API call.
-pub fn lateness_metric(lateness_ms: i64, now_ms: i64) -> String {
-    serde_json::json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "TasksService",
-                "Dimensions": [[]],
-                "Metrics": [{"Name": "LatenessMs", "Unit": "Milliseconds"}]
-            }]
-        },
-        "LatenessMs": lateness_ms
-    })
-    .to_string()
 }

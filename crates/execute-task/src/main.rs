@@ -19,7 +19,6 @@ async fn main() -> Result<(), Error> {
         sender: Arc::new(sender),
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
-        emit_metrics: true,
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         let handler = handler.clone();

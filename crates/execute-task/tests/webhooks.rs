@@ -79,7 +79,6 @@ async fn fixture(allow_private: bool) -> Fixture {
         ),
         clock: Arc::new(SystemClock),
         schedule: Schedule::default(),
-        emit_metrics: false,
     };
     Fixture { resources, handler }
 }

@@ -3,6 +3,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use std::sync::Arc;
+use tasks_core::metrics::{self, StartCounts};
 use tasks_core::pipeline::{start_task, StartReport};
 use tasks_core::{Clock, DispatchMessage, Schedule, TaskStore, Workflow};
 
@@ -24,15 +25,24 @@ impl ProcessRecords {
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         let results = join_all(event.records.iter().map(|record| self.process(record))).await;
         let mut response = SqsBatchResponse::default();
-        for (record, ok) in event.records.iter().zip(results) {
-            if !ok {
-                response.add_failure(record.message_id.clone().unwrap_or_default());
+        let mut counts = StartCounts::default();
+        for (record, result) in event.records.iter().zip(results) {
+            match result {
+                Ok(report) => counts.add(report),
+                Err(failure) => {
+                    match failure {
+                        RecordFailure::Malformed => counts.malformed += 1,
+                        RecordFailure::StartFailed => counts.failed += 1,
+                    }
+                    response.add_failure(record.message_id.clone().unwrap_or_default());
+                }
             }
         }
+        metrics::starts(&counts).emit(self.clock.now().timestamp_millis());
         response
     }
 
-    async fn process(&self, record: &SqsMessage) -> bool {
+    async fn process(&self, record: &SqsMessage) -> Result<StartReport, RecordFailure> {
         let message_id = record.message_id.as_deref().unwrap_or_default();
         let message: DispatchMessage = match serde_json::from_str(
             record.body.as_deref().unwrap_or_default(),
@@ -40,7 +50,7 @@ impl ProcessRecords {
             Ok(message) => message,
             Err(error) => {
                 tracing::error!(message_id, %error, "malformed record; it goes to the DLQ after its last delivery");
-                return false;
+                return Err(RecordFailure::Malformed);
             }
         };
         let report = start_task(
@@ -51,7 +61,7 @@ impl ProcessRecords {
             &message,
         )
         .await;
-        match report {
+        match &report {
             Ok(StartReport::Started) => tracing::info!(task_id = %message.id, "execution started"),
             Ok(StartReport::AlreadyStarted) => {
                 tracing::info!(task_id = %message.id, "execution already started (repeated delivery)")
@@ -73,9 +83,14 @@ impl ProcessRecords {
             }
             Err(error) => {
                 tracing::warn!(task_id = %message.id, %error, "start failed; the record will be redelivered");
-                return false;
             }
         }
-        true
+        report.map_err(|_| RecordFailure::StartFailed)
     }
+}
+
+/// Why a record is reported back to SQS for another delivery.
+enum RecordFailure {
+    Malformed,
+    StartFailed,
 }

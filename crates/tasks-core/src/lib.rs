@@ -22,5 +22,6 @@ pub use task::{DispatchMessage, ExecutionInput, Task, Webhook};
 pub mod commands;
 pub mod dispatch;
 pub mod memory;
+pub mod metrics;
 pub mod pipeline;
 pub mod recovery;

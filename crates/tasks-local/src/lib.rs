@@ -112,7 +112,6 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         )?),
         clock: clock.clone(),
         schedule: settings.schedule,
-        emit_metrics: false,
     });
     let update = Arc::new(UpdateStatus {
         store: store.clone(),

@@ -28,6 +28,7 @@ async fn run() -> Result<(), tasks_local::Error> {
         service.endpoint,
         settings.cron_interval.as_secs()
     );
+    tracing::info!("Console: http://{}/console", service.addr);
     let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -60,7 +60,6 @@ async fn run(answer: Result<u16, DeliveryError>) -> (Task, Vec<DateTime<Utc>>) {
         sender: receiver.clone(),
         clock: clock.clone(),
         schedule,
-        emit_metrics: false,
     });
     let update = Arc::new(UpdateStatus {
         store: store.clone(),

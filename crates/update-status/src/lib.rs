@@ -2,6 +2,7 @@
 
 use lambda_runtime::Diagnostic;
 use std::sync::Arc;
+use tasks_core::metrics;
 use tasks_core::pipeline::{record_outcome, StatusUpdate};
 use tasks_core::retry::store_error_type;
 use tasks_core::{Clock, StoreError, TaskStatus, TaskStore};
@@ -32,6 +33,7 @@ impl From<UpdateError> for Diagnostic {
 impl UpdateStatus {
     pub async fn handle(&self, update: StatusUpdate) -> Result<TaskStatus, UpdateError> {
         let status = record_outcome(self.store.as_ref(), self.clock.as_ref(), &update).await?;
+        metrics::outcome(&update.input.id, status).emit(self.clock.now().timestamp_millis());
         tracing::info!(
             task_id = %update.input.id,
             %status,

@@ -1,0 +1,331 @@
+//! The handlers' metrics as CloudWatch embedded metric format (EMF) lines: one JSON object per
+//! line on stdout, which CloudWatch Logs turns into metrics without an API call. Local mode prints
+//! the same lines.
+//!
+//! Every metric is in the `TasksService` namespace with one dimension, `FunctionName` (the Lambda
+//! function's name, so that stages stay apart; the handler's name in local mode).
+
+use crate::dispatch::CronSummary;
+use crate::pipeline::{ExecuteError, ExecutionReport, Outcome, StartReport};
+use crate::retry::RETRYABLE_ERRORS;
+use crate::status::TaskStatus;
+use serde_json::{json, Map, Value};
+
+pub const NAMESPACE: &str = "TasksService";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+/// One EMF record: the metrics of one handler invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    function: String,
+    metrics: Vec<(&'static str, Unit, f64)>,
+    properties: Map<String, Value>,
+}
+
+impl Record {
+    /// `handler` names the record when not running in Lambda.
+    pub fn new(handler: &str) -> Self {
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| handler.to_string());
+        Record {
+            function,
+            metrics: Vec::new(),
+            properties: Map::new(),
+        }
+    }
+
+    pub fn count(mut self, name: &'static str, value: usize) -> Self {
+        self.metrics.push((name, Unit::Count, value as f64));
+        self
+    }
+
+    pub fn milliseconds(mut self, name: &'static str, value: i64) -> Self {
+        self.metrics.push((name, Unit::Milliseconds, value as f64));
+        self
+    }
+
+    /// A searchable field of the log line that is not a metric (e.g. the task id).
+    pub fn property(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.properties.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// The EMF JSON object, timestamped `now_ms` (milliseconds since the epoch).
+    pub fn to_json(&self, now_ms: i64) -> Value {
+        let mut root = self.properties.clone();
+        root.insert("FunctionName".into(), self.function.clone().into());
+        let mut definitions = Vec::with_capacity(self.metrics.len());
+        for (name, unit, value) in &self.metrics {
+            definitions.push(json!({"Name": name, "Unit": unit.as_str()}));
+            root.insert((*name).into(), json!(value));
+        }
+        root.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": definitions,
+                }],
+            }),
+        );
+        Value::Object(root)
+    }
+
+    /// Prints the record as one line on stdout, where Lambda's log capture picks it up.
+    pub fn emit(&self, now_ms: i64) {
+        println!("{}", self.to_json(now_ms));
+    }
+}
+
+/// execute-task: the attempt's outcome, its lateness, and how long the attempt took from the
+/// task's time (or from the start of the handler, if later) to its end.
+pub fn execution(
+    task_id: &str,
+    result: &Result<ExecutionReport, ExecuteError>,
+    attempt_ms: i64,
+) -> Record {
+    let record = Record::new("execute-task")
+        .property("taskId", task_id)
+        .milliseconds("AttemptDurationMs", attempt_ms);
+    match result {
+        Ok(report) => {
+            let record = match report.outcome {
+                Outcome::Delivered => record.count("Delivered", 1),
+                Outcome::Completed => record.count("Completed", 1),
+                Outcome::Skipped | Outcome::Superseded => record.count("Skipped", 1),
+            };
+            match report.lateness_ms {
+                Some(lateness) => record.milliseconds("LatenessMs", lateness),
+                None => record,
+            }
+        }
+        Err(error) if RETRYABLE_ERRORS.contains(&error.error_type) => record
+            .count("Retried", 1)
+            .property("errorType", error.error_type),
+        Err(error) => record
+            .count("Failed", 1)
+            .property("errorType", error.error_type),
+    }
+}
+
+/// cron: one run's summary. A new summary field is one line here.
+pub fn cron_run(summary: &CronSummary) -> Record {
+    Record::new("cron")
+        .count("DueFound", summary.due.found)
+        .count("Dispatched", summary.due.dispatched)
+        .count(
+            "LostRaces",
+            summary.due.lost_races + summary.stale.lost_races + summary.stuck.lost_races,
+        )
+        .count(
+            "Errors",
+            summary.due.errors + summary.stale.errors + summary.stuck.errors,
+        )
+        .count("StaleClaimsFound", summary.stale.found)
+        .count("StaleClaimsResent", summary.stale.requeued)
+        .count("StuckTasksFound", summary.stuck.found)
+        .count("StuckTasksStillRunning", summary.stuck.running)
+        .count(
+            "RecoveredTasks",
+            summary.stale.requeued
+                + summary.stale.resumed
+                + summary.stuck.requeued
+                + summary.stuck.resumed,
+        )
+        .count(
+            "RecoveryFailed",
+            summary.stale.failed + summary.stuck.failed,
+        )
+        .count("UndecodableItems", summary.undecodable)
+}
+
+/// cron: a run that could not read the index at all.
+pub fn cron_failure() -> Record {
+    Record::new("cron").count("RunFailures", 1)
+}
+
+/// process-sqs-records: one batch's starts, by result.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StartCounts {
+    pub started: usize,
+    pub already_started: usize,
+    pub skipped: usize,
+    /// Starts that failed (throttled or unavailable): those records are delivered again.
+    pub failed: usize,
+    pub malformed: usize,
+}
+
+impl StartCounts {
+    pub fn add(&mut self, report: StartReport) {
+        match report {
+            StartReport::Started | StartReport::Restarted(_) => self.started += 1,
+            StartReport::AlreadyStarted => self.already_started += 1,
+            StartReport::Skipped(_)
+            | StartReport::Superseded
+            | StartReport::Missing
+            | StartReport::Failed => self.skipped += 1,
+        }
+    }
+}
+
+pub fn starts(counts: &StartCounts) -> Record {
+    Record::new("process-sqs-records")
+        .count("Started", counts.started)
+        .count("AlreadyStarted", counts.already_started)
+        .count("NotStarted", counts.skipped)
+        .count("StartFailures", counts.failed)
+        .count("MalformedRecords", counts.malformed)
+}
+
+/// update-status: the outcome recorded for a task.
+pub fn outcome(task_id: &str, status: TaskStatus) -> Record {
+    let record = Record::new("update-status").property("taskId", task_id);
+    match status {
+        TaskStatus::Completed => record.count("TasksCompleted", 1),
+        TaskStatus::Failed => record.count("TasksFailed", 1),
+        _ => record,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::DispatchSummary;
+
+    fn metric_names(record: &Value) -> Vec<String> {
+        record["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_record_is_embedded_metric_format() {
+        let record = Record::new("execute-task")
+            .count("Delivered", 1)
+            .milliseconds("LatenessMs", 3)
+            .property("taskId", "t-1")
+            .to_json(1_700_000_000_000);
+        let metadata = &record["_aws"];
+        assert_eq!(metadata["Timestamp"], 1_700_000_000_000i64);
+        let directive = &metadata["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([
+                {"Name": "Delivered", "Unit": "Count"},
+                {"Name": "LatenessMs", "Unit": "Milliseconds"}
+            ])
+        );
+        // Every metric and dimension named in the metadata is a member of the root object.
+        assert_eq!(record["Delivered"], 1.0);
+        assert_eq!(record["LatenessMs"], 3.0);
+        assert!(record["FunctionName"].is_string());
+        assert_eq!(record["taskId"], "t-1");
+        assert!(!record.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn execution_outcomes_are_counted_by_kind() {
+        let report = ExecutionReport {
+            outcome: Outcome::Delivered,
+            status_code: Some(200),
+            attempt: 1,
+            executed_at: None,
+            lateness_ms: Some(2),
+            task_status: None,
+        };
+        let delivered = execution("t", &Ok(report), 40).to_json(0);
+        assert_eq!(
+            metric_names(&delivered),
+            ["AttemptDurationMs", "Delivered", "LatenessMs"]
+        );
+        let retried = execution(
+            "t",
+            &Err(ExecuteError {
+                error_type: "WebhookTimeout",
+                message: "timed out".into(),
+            }),
+            10_000,
+        )
+        .to_json(0);
+        assert_eq!(metric_names(&retried), ["AttemptDurationMs", "Retried"]);
+        assert_eq!(retried["errorType"], "WebhookTimeout");
+        let failed = execution(
+            "t",
+            &Err(ExecuteError {
+                error_type: "WebhookRejected",
+                message: "HTTP 404".into(),
+            }),
+            5,
+        )
+        .to_json(0);
+        assert_eq!(metric_names(&failed), ["AttemptDurationMs", "Failed"]);
+    }
+
+    #[test]
+    fn the_cron_record_carries_every_summary_count() {
+        let summary = CronSummary {
+            due: DispatchSummary {
+                found: 5,
+                dispatched: 3,
+                lost_races: 1,
+                errors: 1,
+            },
+            stale: DispatchSummary {
+                found: 2,
+                dispatched: 2,
+                lost_races: 0,
+                errors: 0,
+            },
+        };
+        let record = cron_run(&summary).to_json(0);
+        assert_eq!(record["DueFound"], 5.0);
+        assert_eq!(record["Dispatched"], 3.0);
+        assert_eq!(record["LostRaces"], 1.0);
+        assert_eq!(record["Errors"], 1.0);
+        assert_eq!(record["StaleClaimsFound"], 2.0);
+        assert_eq!(record["StaleClaimsResent"], 2.0);
+    }
+
+    #[test]
+    fn starts_are_counted_by_report() {
+        let mut counts = StartCounts::default();
+        for report in [
+            StartReport::Started,
+            StartReport::Started,
+            StartReport::AlreadyStarted,
+            StartReport::Missing,
+            StartReport::Skipped(TaskStatus::Cancelled),
+        ] {
+            counts.add(report);
+        }
+        counts.failed += 1;
+        let record = starts(&counts).to_json(0);
+        assert_eq!(record["Started"], 2.0);
+        assert_eq!(record["AlreadyStarted"], 1.0);
+        assert_eq!(record["NotStarted"], 2.0);
+        assert_eq!(record["StartFailures"], 1.0);
+    }
+}
