@@ -208,7 +208,7 @@ pub fn outcome(task_id: &str, status: TaskStatus) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::DispatchSummary;
+    use crate::dispatch::{DispatchSummary, RecoverySummary};
 
     fn metric_names(record: &Value) -> Vec<String> {
         record["_aws"]["CloudWatchMetrics"][0]["Metrics"]
@@ -293,14 +293,26 @@ mod tests {
                 lost_races: 1,
                 errors: 1,
             },
-            stale: DispatchSummary {
+            stale: RecoverySummary {
                 found: 2,
-                dispatched: 2,
-                lost_races: 0,
-                errors: 0,
+                requeued: 2,
+                ..RecoverySummary::default()
             },
+            stuck: RecoverySummary {
+                found: 4,
+                requeued: 1,
+                failed: 1,
+                running: 2,
+                ..RecoverySummary::default()
+            },
+            undecodable: 1,
         };
         let record = cron_run(&summary).to_json(0);
+        assert_eq!(record["StuckTasksFound"], 4.0);
+        assert_eq!(record["StuckTasksStillRunning"], 2.0);
+        assert_eq!(record["RecoveredTasks"], 3.0);
+        assert_eq!(record["RecoveryFailed"], 1.0);
+        assert_eq!(record["UndecodableItems"], 1.0);
         assert_eq!(record["DueFound"], 5.0);
         assert_eq!(record["Dispatched"], 3.0);
         assert_eq!(record["LostRaces"], 1.0);
