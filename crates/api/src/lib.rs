@@ -2,6 +2,7 @@
 //! TCP port in the local runner.
 
 mod error;
+pub mod lambda;
 mod view;
 
 pub use error::ApiError;
