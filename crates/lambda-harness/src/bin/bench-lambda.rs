@@ -286,7 +286,7 @@ async fn cron_hotspot(binary: PathBuf) -> (Duration, Duration, f64) {
     )
     .await;
     let before = process.usage();
-    let elapsed = invoke_ok(cron, &process, events::scheduled()).await;
+    let elapsed = invoke_ok(&cron, &process, events::scheduled()).await;
     let after = process.usage();
     process.stop().await;
     stop.notify_one();
