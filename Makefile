@@ -35,10 +35,11 @@ PORT ?= 3000
 API_URL ?= http://127.0.0.1:$(PORT)
 E2E_ARGS ?=
 BENCH_ARGS ?=
+BENCH_LAMBDA_WARM ?= 300
 CARGO_TEST ?= cargo test --workspace
 
 .PHONY: help venv browser rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
-	bench run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
+	bench bench-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
 
 help: ## List the targets
 	@echo "Tasks Service — make targets:"
@@ -126,6 +127,12 @@ dev: venv ## Run the whole service locally (tasks-local + its moto) on 127.0.0.1
 
 bench: venv ## cargo run --release -p tasks-local --bin tasks-bench -- BENCH_ARGS
 	exec env $(WITH_VENV) cargo run --release -p tasks-local --bin tasks-bench -- $(BENCH_ARGS)
+
+bench-lambda: venv ## Each release Lambda binary as a Lambda process on moto: cold start, latency, CPU, RSS
+	cargo build --release $(addprefix -p ,$(LAMBDA_BINS)) -p lambda-harness --bins
+	@target="$$(cargo metadata --no-deps --format-version 1 | \
+		$(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"; \
+	$(WITH_VENV) "$$target/bench-lambda" "$$target" $(BENCH_LAMBDA_WARM)
 
 run-e2e-test: ## e2e client against API_URL (default http://127.0.0.1:3000); E2E_ARGS passed on
 	exec env API_URL=$(API_URL) cargo run -p e2e --bin e2e -- $(E2E_ARGS)

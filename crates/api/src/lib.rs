@@ -3,6 +3,7 @@
 
 mod console;
 mod error;
+pub mod lambda;
 mod view;
 
 pub use error::ApiError;

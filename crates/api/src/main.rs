@@ -2,7 +2,7 @@ use api::{router, AppState};
 use std::sync::Arc;
 use tasks_core::{Schedule, SystemClock};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = tasks_aws::load_config().await;
@@ -13,5 +13,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
     };
-    lambda_http::run(router(state)).await
+    api::lambda::run(router(state)).await
 }

@@ -1,28 +1,23 @@
 use execute_task::webhook::HttpSender;
 use execute_task::ExecuteTask;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 use std::time::Duration;
 use tasks_core::schedule::{env_bool, env_u64};
-use tasks_core::{Schedule, SystemClock};
+use tasks_core::{ExecutionInput, Schedule, SystemClock};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = tasks_aws::load_config().await;
     let sender = HttpSender::new(
         Duration::from_millis(env_u64("WEBHOOK_TIMEOUT_MS", 10_000)?),
         env_bool("WEBHOOK_ALLOW_PRIVATE", false)?,
     )?;
-    let handler = Arc::new(ExecuteTask {
+    let handler = ExecuteTask {
         store: Arc::new(tasks_aws::store_from_env(&config)?),
         sender: Arc::new(sender),
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
-    });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
-        let handler = handler.clone();
-        async move { handler.handle(event.payload).await }
-    }))
-    .await
+    };
+    tasks_lambda::run(|input: ExecutionInput| handler.handle(input)).await
 }

@@ -1,21 +1,22 @@
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use aws_lambda_events::event::sqs::SqsEvent;
 use process_sqs_records::ProcessRecords;
 use std::sync::Arc;
 use tasks_core::{Schedule, SystemClock};
+use tasks_lambda::FunctionError;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = tasks_aws::load_config().await;
-    let handler = Arc::new(ProcessRecords {
+    let handler = ProcessRecords {
         store: Arc::new(tasks_aws::store_from_env(&config)?),
         workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
-    });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
-        let handler = handler.clone();
-        async move { Ok::<_, Error>(handler.handle(event.payload).await) }
-    }))
+    };
+    // A failed record is reported in the batch response, never as a function error.
+    tasks_lambda::run(|event: SqsEvent| async {
+        Ok::<_, FunctionError>(handler.handle(event).await)
+    })
     .await
 }

@@ -1,19 +1,15 @@
-use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
+use tasks_core::pipeline::StatusUpdate;
 use tasks_core::SystemClock;
 use update_status::UpdateStatus;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = tasks_aws::load_config().await;
-    let handler = Arc::new(UpdateStatus {
+    let handler = UpdateStatus {
         store: Arc::new(tasks_aws::store_from_env(&config)?),
         clock: Arc::new(SystemClock),
-    });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
-        let handler = handler.clone();
-        async move { handler.handle(event.payload).await }
-    }))
-    .await
+    };
+    tasks_lambda::run(|update: StatusUpdate| handler.handle(update)).await
 }
