@@ -1,9 +1,11 @@
 //! The HTTP API: an axum router that runs unchanged behind API Gateway (via lambda_http) and on a
 //! TCP port in the local runner.
 
+mod access;
 mod error;
 mod view;
 
+pub use access::require_api_key;
 pub use error::ApiError;
 pub use view::{TaskView, WebhookView, REDACTED};
 

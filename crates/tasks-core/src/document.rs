@@ -40,7 +40,11 @@ fn check_value(value: &Value, depth: usize, max: usize) -> Result<(), Unstorable
             // Integers (i64/u64) always fit; a float must be zero or within the range. serde_dynamo
             // writes the shortest decimal that reads back as the same f64, so comparing the f64
             // with the bounds' nearest f64 values gives the same answer as DynamoDB on that text.
-            Some(f) if number.is_f64() && f != 0.0 && !(MIN_NUMBER..NUMBER_LIMIT).contains(&f.abs()) => {
+            Some(f)
+                if number.is_f64()
+                    && f != 0.0
+                    && !(MIN_NUMBER..NUMBER_LIMIT).contains(&f.abs()) =>
+            {
                 Err(Unstorable::NumberOutOfRange(number.to_string()))
             }
             _ => Ok(()),
@@ -49,7 +53,9 @@ fn check_value(value: &Value, depth: usize, max: usize) -> Result<(), Unstorable
             if depth == max {
                 return Err(Unstorable::TooDeep { max });
             }
-            items.iter().try_for_each(|item| check_value(item, depth + 1, max))
+            items
+                .iter()
+                .try_for_each(|item| check_value(item, depth + 1, max))
         }
         Value::Object(fields) => {
             if depth == max {
@@ -71,7 +77,12 @@ pub fn stored_size(value: &Value) -> usize {
         Value::Null | Value::Bool(_) => 1,
         Value::String(text) => text.len(),
         Value::Number(number) => number_size(&number.to_string()),
-        Value::Array(items) => 3 + items.iter().map(|item| stored_size(item) + 1).sum::<usize>(),
+        Value::Array(items) => {
+            3 + items
+                .iter()
+                .map(|item| stored_size(item) + 1)
+                .sum::<usize>()
+        }
         Value::Object(fields) => {
             3 + fields
                 .iter()
@@ -99,7 +110,11 @@ fn number_size(text: &str) -> usize {
         .next()
         .unwrap_or_default();
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+    let significant = digits
+        .trim_start_matches('0')
+        .trim_end_matches('0')
+        .len()
+        .max(1);
     significant.div_ceil(2) + 1
 }
 
@@ -127,7 +142,13 @@ mod tests {
 
     #[test]
     fn numbers_outside_dynamodb_range_are_named() {
-        for ok in [json!(0), json!(0.0), json!(-1.5), json!(u64::MAX), json!(i64::MIN)] {
+        for ok in [
+            json!(0),
+            json!(0.0),
+            json!(-1.5),
+            json!(u64::MAX),
+            json!(i64::MIN),
+        ] {
             assert_eq!(check_storable(&ok, 0), Ok(()), "{ok}");
         }
         // serde_json may read a decimal one unit in the last place off (its fast float parser):
@@ -136,7 +157,14 @@ mod tests {
             let value: Value = serde_json::from_str(text).unwrap();
             assert_eq!(check_storable(&value, 0), Ok(()), "{text}");
         }
-        for text in ["1e200", "-1e200", "1e-200", "1e126", "1e-131", "123456789e130"] {
+        for text in [
+            "1e200",
+            "-1e200",
+            "1e-200",
+            "1e126",
+            "1e-131",
+            "123456789e130",
+        ] {
             let value: Value = serde_json::from_str(&format!("{{\"a\": [{text}]}}")).unwrap();
             assert!(
                 matches!(

@@ -254,7 +254,10 @@ fn storable(value: &Value, field: &str, levels_above: usize) -> Result<(), Valid
 
 /// The task as stored must fit in one item; the request's own limit does not guarantee it (a
 /// list of empty lists takes more room stored than as JSON).
-fn check_item_size(webhook: Option<&Webhook>, payload: Option<&Value>) -> Result<(), ValidationError> {
+fn check_item_size(
+    webhook: Option<&Webhook>,
+    payload: Option<&Value>,
+) -> Result<(), ValidationError> {
     let item = serde_json::json!({ "webhook": webhook, "payload": payload });
     let size = item_size(&item) + SERVICE_ATTRIBUTES_BYTES;
     if size > MAX_ITEM_BYTES {
@@ -600,7 +603,11 @@ mod tests {
             "Webhook-Signature",
             "Content-Length",
         ] {
-            assert!(named.contains(name), "{name} not named in {}", error.message);
+            assert!(
+                named.contains(name),
+                "{name} not named in {}",
+                error.message
+            );
         }
         assert!(!named.contains("X-Fine"));
         parse(json!({"seconds": 5, "webhook": {"url": "https://example.com",

@@ -234,7 +234,8 @@ pub async fn unknown_routes_and_methods_answer_json(app: &TestApp) {
 }
 
 pub async fn every_bad_body_is_a_4xx_naming_the_field_and_writes_nothing(app: &TestApp) {
-    let cases: Vec<(String, &str, Option<&str>)> = vec![
+    let cases: Vec<(String, &str, Option<&str>)> =
+        vec![
         ("{\"minutes\": ".into(), "malformed_json", None),
         ("[1]".into(), "invalid_body", None),
         (
