@@ -57,6 +57,55 @@ async fn a_store_outage_is_503_with_a_request_id() {
     assert_eq!(status, 503);
 }
 
+#[tokio::test]
+async fn with_api_keys_every_task_route_needs_one_and_health_stays_open() {
+    let app = app::TestApp::memory()
+        .await
+        .with_api_keys(&["key-one", "key-two"]);
+    let body = Some(r#"{"minutes": 5}"#);
+    for key in [
+        None,
+        Some(""),
+        Some("key-on"),
+        Some("key-one "),
+        Some("KEY-ONE"),
+    ] {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+        for (method, uri, body) in [
+            ("POST", "/tasks", body),
+            ("GET", "/tasks", None),
+            ("GET", "/tasks/abc", None),
+            ("DELETE", "/tasks/abc", None),
+            ("GET", "/nope", None),
+        ] {
+            let (status, error) = app.call(method, uri, body, &headers).await;
+            assert_eq!(status, 403, "{method} {uri} with {key:?}: {error}");
+            assert_eq!(error["error"]["code"], "forbidden");
+        }
+    }
+    assert_eq!(app.stored().await, 0, "a refused request changes nothing");
+    for path in ["/health", "/openapi.json"] {
+        let (status, _) = app.call("GET", path, None, &[]).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    for key in ["key-one", "key-two"] {
+        let (status, created) = app
+            .call("POST", "/tasks", body, &[("x-api-key", key)])
+            .await;
+        assert_eq!(status, 201, "{created}");
+    }
+    assert_eq!(app.stored().await, 2);
+}
+
+#[tokio::test]
+async fn without_api_keys_the_api_is_open() {
+    let app = app::TestApp::memory().await.with_api_keys(&[]);
+    let (status, _) = app
+        .call("POST", "/tasks", Some(r#"{"minutes": 5}"#), &[])
+        .await;
+    assert_eq!(status, 201);
+}
+
 /// Every operation in `openapi.json` is routed, and each documented status is produced by a request.
 #[tokio::test]
 async fn the_openapi_document_matches_the_router() {
