@@ -3,6 +3,7 @@
 
 mod app;
 mod cases;
+mod fuzz;
 
 macro_rules! backend_tests {
     ($backend:ident: $($case:ident),* $(,)?) => {

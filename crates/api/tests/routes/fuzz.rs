@@ -2,10 +2,7 @@
 //! with the error JSON; never a 5xx or a panic; and a refused request writes nothing.
 //! Runs a bounded number of cases (`FUZZ_CASES`, default 2,000) against the in-memory adapters.
 
-#[path = "routes/app.rs"]
-mod app;
-
-use app::TestApp;
+use crate::app::TestApp;
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
