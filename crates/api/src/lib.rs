@@ -1,13 +1,15 @@
 //! The HTTP API: an axum router that runs unchanged behind API Gateway (via lambda_http) and on a
 //! TCP port in the local runner.
 
+mod access;
 mod console;
 mod error;
 pub mod lambda;
 mod view;
 
+pub use access::require_api_key;
 pub use error::ApiError;
-pub use view::TaskView;
+pub use view::{TaskView, WebhookView, REDACTED};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -19,6 +21,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
+use tasks_core::document::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
 use tasks_core::{
     Clock, DispatchQueue, Schedule, StatusQuery, StoreError, TaskStatus, TaskStore, Workflow,
@@ -124,13 +127,11 @@ async fn create(
     .await
     .map_err(|error| match error {
         CreateError::Invalid(invalid) => ApiError::from(invalid),
-        CreateError::IdempotencyConflict(existing) => ApiError::new(
+        // The other task is not the caller's business: its id is not told.
+        CreateError::IdempotencyConflict(_) => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_conflict",
-            format!(
-                "the Idempotency-Key was already used for task {} with a different request",
-                existing.id
-            ),
+            "the Idempotency-Key was already used with a different request body",
         ),
         CreateError::Store(error) => ApiError::from(error),
     })?;
@@ -151,10 +152,19 @@ async fn create(
     Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
 }
 
+/// An id longer than a key may be names no task; asking the store would only earn a refusal.
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.len() > MAX_KEY_BYTES {
+        return Err(ApiError::task_not_found(&id[..id.floor_char_boundary(64)]));
+    }
+    Ok(())
+}
+
 async fn get_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
+    check_id(&id)?;
     match state.store.get(&id).await? {
         Some(task) => Ok(Json(TaskView::new(&task, state.clock.now()))),
         None => Err(ApiError::task_not_found(&id)),
@@ -165,6 +175,7 @@ async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
+    check_id(&id)?;
     let cancelled = cancel_task(
         state.store.as_ref(),
         state.workflow.as_ref(),

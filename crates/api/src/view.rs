@@ -1,8 +1,13 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use tasks_core::task::rfc3339_millis;
 use tasks_core::{Task, TaskStatus, Webhook};
+
+/// What the API shows in place of a webhook header's value: values are write-only, as they often
+/// carry credentials.
+pub const REDACTED: &str = "<redacted>";
 
 /// A task as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -15,7 +20,7 @@ pub struct TaskView {
     pub start_execution_at: i64,
     pub time_left_seconds: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<Webhook>,
+    pub webhook: Option<WebhookView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
     #[serde(with = "rfc3339_millis")]
@@ -42,7 +47,7 @@ impl TaskView {
             timestamp: task.timestamp,
             start_execution_at: task.start_execution_at,
             time_left_seconds: task.time_left_seconds(now),
-            webhook: task.webhook.clone(),
+            webhook: task.webhook.as_ref().map(WebhookView::new),
             payload: task.payload.clone(),
             created_at: task.created_at,
             last_updated_at: task.last_updated_at,
@@ -50,6 +55,33 @@ impl TaskView {
             last_error: task.last_error.clone(),
             executed_at: task.executed_at,
             lateness_ms: task.lateness_ms,
+        }
+    }
+}
+
+/// A task's webhook as the API shows it: header names, never their values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    pub url: String,
+    pub method: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, &'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+impl WebhookView {
+    pub fn new(webhook: &Webhook) -> Self {
+        WebhookView {
+            url: webhook.url.clone(),
+            method: webhook.method.clone(),
+            headers: webhook
+                .headers
+                .keys()
+                .map(|name| (name.clone(), REDACTED))
+                .collect(),
+            body: webhook.body.clone(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! execute-task: woken by the workflow at `wakeAt`, runs the task's webhook at its second.
 
+pub mod signing;
 pub mod webhook;
 
 use lambda_runtime::Diagnostic;
@@ -11,7 +12,12 @@ use tasks_core::{Clock, ExecutionInput, Schedule, TaskStore, WebhookSender};
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
 /// one (a test checks).
-pub const ENVIRONMENT: [&str; 3] = ["TABLE_NAME", "WEBHOOK_TIMEOUT_MS", "WEBHOOK_ALLOW_PRIVATE"];
+pub const ENVIRONMENT: [&str; 4] = [
+    "TABLE_NAME",
+    "WEBHOOK_TIMEOUT_MS",
+    "WEBHOOK_ALLOW_PRIVATE",
+    "WEBHOOK_SIGNING_SECRET_ARN",
+];
 
 pub struct ExecuteTask {
     pub store: Arc<dyn TaskStore>,

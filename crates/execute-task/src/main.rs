@@ -1,3 +1,4 @@
+use execute_task::signing::SigningKeys;
 use execute_task::webhook::HttpSender;
 use execute_task::ExecuteTask;
 use std::sync::Arc;
@@ -9,9 +10,12 @@ use tasks_core::{ExecutionInput, Schedule, SystemClock};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = tasks_aws::load_config().await;
+    let secret_arn = std::env::var("WEBHOOK_SIGNING_SECRET_ARN")
+        .map_err(|_| "WEBHOOK_SIGNING_SECRET_ARN is not set")?;
     let sender = HttpSender::new(
         Duration::from_millis(env_u64("WEBHOOK_TIMEOUT_MS", 10_000)?),
         env_bool("WEBHOOK_ALLOW_PRIVATE", false)?,
+        SigningKeys::from_secrets_manager(&config, &secret_arn).await?,
     )?;
     let handler = ExecuteTask {
         store: Arc::new(tasks_aws::store_from_env(&config)?),

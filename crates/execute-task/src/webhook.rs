@@ -1,45 +1,92 @@
-//! Sends webhooks with reqwest, refusing targets inside private networks.
+//! Sends signed webhooks with reqwest, refusing targets inside private networks.
 //!
 //! Every name is resolved by [`GuardedResolver`], which checks every address it returns, and
 //! reqwest connects only to the addresses it was given: a name that resolves to a private address
 //! cannot slip through on a second lookup. Literal IP addresses skip resolvers, so they are
-//! checked before sending. Redirects are not followed (a redirect could point anywhere).
+//! checked before sending. Redirects are not followed (a redirect could point anywhere), and no
+//! proxy is used, whatever the environment says (a proxy would connect on our behalf, unchecked).
+//!
+//! Error texts never carry the URL: it may hold a token in its query string, and the text becomes
+//! the task's `lastError`, a log line and the execution's Cause.
 
+use crate::signing::SigningKeys;
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tasks_core::new_task::is_reserved_header;
 use tasks_core::task::rfc3339_millis;
 use tasks_core::{DeliveryError, Webhook, WebhookCall, WebhookSender};
 
-/// Whether an address is reachable only from inside a network: loopback, private, link-local
-/// (169.254.0.0/16, with the instance metadata endpoint), shared, unspecified, unique-local.
+/// IANA's IPv4 Special-Purpose Address Registry (every entry, globally reachable or not: none is
+/// a webhook receiver), plus multicast, which the registry leaves to its own.
+const SPECIAL_IPV4: [([u8; 4], u8); 19] = [
+    ([0, 0, 0, 0], 8),       // "this network"
+    ([10, 0, 0, 0], 8),      // private
+    ([100, 64, 0, 0], 10),   // shared address space (carrier-grade NAT)
+    ([127, 0, 0, 0], 8),     // loopback
+    ([169, 254, 0, 0], 16),  // link-local, with the instance metadata endpoint
+    ([172, 16, 0, 0], 12),   // private
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments
+    ([192, 0, 2, 0], 24),    // documentation (TEST-NET-1)
+    ([192, 31, 196, 0], 24), // AS112-v4
+    ([192, 52, 193, 0], 24), // AMT
+    ([192, 88, 99, 0], 24),  // deprecated 6to4 relay anycast
+    ([192, 168, 0, 0], 16),  // private
+    ([192, 175, 48, 0], 24), // direct delegation AS112
+    ([198, 18, 0, 0], 15),   // benchmarking
+    ([198, 51, 100, 0], 24), // documentation (TEST-NET-2)
+    ([203, 0, 113, 0], 24),  // documentation (TEST-NET-3)
+    ([224, 0, 0, 0], 4),     // multicast
+    ([240, 0, 0, 0], 4),     // reserved, and the limited broadcast address
+    ([255, 255, 255, 255], 32),
+];
+
+/// The special-purpose blocks of IANA's IPv6 registry that lie inside global unicast (2000::/3);
+/// everything outside 2000::/3 is refused as a whole (loopback, unspecified, IPv4-compatible
+/// ::a.b.c.d, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, discard-only 100::/64, unique-local,
+/// link-local, site-local, multicast, SRv6 5f00::/16).
+const SPECIAL_IPV6_GLOBAL: [([u16; 8], u8); 5] = [
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), // IETF protocol assignments (Teredo, ORCHID, ...)
+    ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation
+    ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), // 6to4: embeds any IPv4 address
+    ([0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0], 48), // direct delegation AS112
+    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), // documentation
+];
+
+/// Whether an address must not be a webhook target: anything in the IANA special-purpose
+/// registries (loopback, private, link-local, shared, documentation, benchmarking, multicast,
+/// translation prefixes, ...). IPv4-mapped IPv6 addresses are judged by their IPv4 address.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
+        IpAddr::V4(v4) => SPECIAL_IPV4
+            .iter()
+            .any(|(network, prefix)| in_v4(v4, Ipv4Addr::from(*network), *prefix)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_private(IpAddr::V4(v4)),
+            None => {
+                !in_v6(v6, Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3)
+                    || SPECIAL_IPV6_GLOBAL.iter().any(|(network, prefix)| {
+                        let [a, b, c, d, e, f, g, h] = *network;
+                        in_v6(v6, Ipv6Addr::new(a, b, c, d, e, f, g, h), *prefix)
+                    })
+            }
+        },
     }
+}
+
+fn in_v4(ip: Ipv4Addr, network: Ipv4Addr, prefix: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(network) & mask
+}
+
+fn in_v6(ip: Ipv6Addr, network: Ipv6Addr, prefix: u8) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(network) & mask
 }
 
 /// How long a checked answer is reused: long enough to cover the wake-ahead between `prepare`
@@ -68,13 +115,11 @@ impl GuardedResolver {
         if addrs.is_empty() {
             return Err(DeliveryError::Connection(format!("{host} has no address")));
         }
-        if !self.allow_private {
-            if let Some(private) = addrs.iter().find(|addr| is_private(addr.ip())) {
-                return Err(DeliveryError::Refused(format!(
-                    "{host} resolves to {}, a private address",
-                    private.ip()
-                )));
-            }
+        // The refusal does not say which address: that would tell what is inside the network.
+        if !self.allow_private && addrs.iter().any(|addr| is_private(addr.ip())) {
+            return Err(DeliveryError::Refused(format!(
+                "{host} resolves to a private or special-purpose address"
+            )));
         }
         self.resolved
             .lock()
@@ -101,10 +146,15 @@ pub struct HttpSender {
     client: reqwest::Client,
     resolver: Arc<GuardedResolver>,
     timeout: Duration,
+    keys: SigningKeys,
 }
 
 impl HttpSender {
-    pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        timeout: Duration,
+        allow_private: bool,
+        keys: SigningKeys,
+    ) -> Result<Self, reqwest::Error> {
         let resolver = Arc::new(GuardedResolver {
             allow_private,
             ..GuardedResolver::default()
@@ -112,6 +162,7 @@ impl HttpSender {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .dns_resolver(Arc::new(SharedResolver(resolver.clone())))
             .user_agent(concat!("tasks-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -119,6 +170,7 @@ impl HttpSender {
             client,
             resolver,
             timeout,
+            keys,
         })
     }
 
@@ -149,11 +201,36 @@ impl WebhookSender for HttpSender {
 
     async fn send(&self, call: WebhookCall<'_>) -> Result<u16, DeliveryError> {
         self.check_target(call.webhook).await?;
-        let method = reqwest::Method::from_bytes(call.webhook.method.as_bytes())
+        let webhook = call.webhook;
+        let method = reqwest::Method::from_bytes(webhook.method.as_bytes())
             .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
+        // The body is made here, not by reqwest, because the signature covers its exact bytes.
+        let (body, is_json) = match &webhook.body {
+            Some(serde_json::Value::String(text)) => (text.clone(), false),
+            Some(body) => (body.to_string(), true),
+            None if method == reqwest::Method::GET || method == reqwest::Method::DELETE => {
+                (String::new(), false)
+            }
+            None => (
+                json!({
+                    "id": call.task.id,
+                    "timestamp": rfc3339_millis::format(&call.task.timestamp),
+                    "payload": call.task.payload,
+                })
+                .to_string(),
+                true,
+            ),
+        };
+        let timestamp = chrono::Utc::now().timestamp();
         let mut request = self
             .client
-            .request(method.clone(), &call.webhook.url)
+            .request(method, &webhook.url)
+            .header("webhook-id", &call.task.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                self.keys.signature(&call.task.id, timestamp, &body),
+            )
             .header("Idempotency-Key", &call.task.id)
             .header("X-Task-Id", &call.task.id)
             .header("X-Task-Attempt", call.attempt.to_string())
@@ -161,26 +238,32 @@ impl WebhookSender for HttpSender {
                 "X-Task-Timestamp",
                 rfc3339_millis::format(&call.task.timestamp),
             );
-        for (name, value) in &call.webhook.headers {
+        // Create refuses the service's own headers; tasks stored before that rule are filtered.
+        for (name, value) in webhook
+            .headers
+            .iter()
+            .filter(|(name, _)| !is_reserved_header(name))
+        {
             request = request.header(name, value);
         }
-        request = match &call.webhook.body {
-            Some(serde_json::Value::String(text)) => request.body(text.clone()),
-            Some(body) => request.json(body),
-            None if method == reqwest::Method::GET || method == reqwest::Method::DELETE => request,
-            None => request.json(&json!({
-                "id": call.task.id,
-                "timestamp": rfc3339_millis::format(&call.task.timestamp),
-                "payload": call.task.payload,
-            })),
-        };
+        let sets_type = webhook
+            .headers
+            .keys()
+            .any(|name| name.eq_ignore_ascii_case(CONTENT_TYPE.as_str()));
+        if is_json && !sets_type {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        if !body.is_empty() {
+            request = request.body(body);
+        }
         let response = request.send().await.map_err(|error| {
             if error.is_timeout() {
                 DeliveryError::Timeout(self.timeout.as_millis() as u64)
             } else if error.is_builder() {
-                DeliveryError::Invalid(error.to_string())
+                DeliveryError::Invalid(describe(error, &webhook.url))
             } else {
-                refusal_in(&error).unwrap_or_else(|| DeliveryError::Connection(error.to_string()))
+                refusal_in(&error)
+                    .unwrap_or_else(|| DeliveryError::Connection(describe(error, &webhook.url)))
             }
         })?;
         let status = response.status().as_u16();
@@ -190,6 +273,20 @@ impl WebhookSender for HttpSender {
             _ => Err(DeliveryError::Rejected(status)),
         }
     }
+}
+
+/// The error and its causes, without the URL (reqwest puts it in its text; the causes should not
+/// have it, but the text is scrubbed of it all the same).
+fn describe(error: reqwest::Error, url: &str) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text.replace(url, "<url>")
 }
 
 /// A refusal raised inside the resolver reaches us wrapped in reqwest's connect error.
@@ -209,30 +306,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_ranges_are_recognised() {
-        for private in [
-            "127.0.0.1",
+    fn every_special_purpose_range_is_refused() {
+        for special in [
+            "0.1.2.3",
             "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
             "100.64.0.1",
-            "::1",
+            "100.127.255.254",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.9",
+            "192.0.2.1",
+            "192.31.196.1",
+            "192.52.193.1",
+            "192.88.99.1",
+            "192.168.1.1",
+            "192.175.48.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
             "::",
-            "fd00::1",
-            "fe80::1",
+            "::1",
+            "::127.0.0.1",
+            "::8.8.8.8",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::ffff:198.18.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::808:808",
+            "64:ff9b:1::1",
+            "100::1",
+            "2001::1",
+            "2001:2::1",
+            "2001:db8::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2620:4f:8000::1",
+            "3fff::1",
+            "5f00::1",
+            "fc00::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
         ] {
-            assert!(is_private(private.parse().unwrap()), "{private}");
+            assert!(is_private(special.parse().unwrap()), "{special}");
         }
         for public in [
             "8.8.8.8",
             "1.1.1.1",
             "172.32.0.1",
             "100.128.0.1",
+            "198.20.0.1",
+            "223.255.255.255",
+            "::ffff:8.8.8.8",
             "2606:4700::1111",
+            "2001:4860:4860::8888",
+            "2a00:1450::1",
         ] {
             assert!(!is_private(public.parse().unwrap()), "{public}");
         }

@@ -1,23 +1,30 @@
 //! execute-task against a local webhook receiver, with the task store on the emulator.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
+use execute_task::signing::SigningKeys;
 use execute_task::webhook::HttpSender;
 use execute_task::ExecuteTask;
 use lambda_runtime::Diagnostic;
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tasks_aws::testing::{unique, Resources};
 use tasks_core::pipeline::Outcome;
 use tasks_core::{ExecutionInput, Schedule, SystemClock, Task, TaskStatus, TaskStore, Webhook};
+
+mod verifier;
+use verifier::verify;
 
 #[derive(Clone, Debug)]
 struct Arrival {
     at: DateTime<Utc>,
     path: String,
     headers: HeaderMap,
+    body: Bytes,
 }
 
 #[derive(Clone, Default)]
@@ -46,6 +53,7 @@ async fn answer(
     State(receiver): State<Receiver>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    body: Bytes,
 ) -> StatusCode {
     let at = Utc::now();
     let path = uri.path().to_string();
@@ -53,6 +61,7 @@ async fn answer(
         at,
         path: path.clone(),
         headers,
+        body,
     });
     match path.as_str() {
         "/reject" => StatusCode::NOT_FOUND,
@@ -70,12 +79,19 @@ struct Fixture {
     handler: ExecuteTask,
 }
 
+/// A fixed secret, so that a failing test can be reproduced by hand.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 async fn fixture(allow_private: bool) -> Fixture {
+    fixture_signing(allow_private, SigningKeys::parse(SECRET).unwrap()).await
+}
+
+async fn fixture_signing(allow_private: bool, keys: SigningKeys) -> Fixture {
     let resources = Resources::create().await;
     let handler = ExecuteTask {
         store: Arc::new(resources.store()),
         sender: Arc::new(
-            HttpSender::new(std::time::Duration::from_millis(800), allow_private).unwrap(),
+            HttpSender::new(std::time::Duration::from_millis(800), allow_private, keys).unwrap(),
         ),
         clock: Arc::new(SystemClock),
         schedule: Schedule::default(),
@@ -87,15 +103,20 @@ impl Fixture {
     /// Stores an IN_PROGRESS task due in `in_ms` with a webhook to `url`; returns its input as
     /// the workflow would pass it at `wakeAt`.
     async fn task(&self, url: &str, in_ms: i64, status: TaskStatus) -> ExecutionInput {
+        let webhook = Webhook {
+            url: url.to_string(),
+            method: "POST".into(),
+            headers: [("X-Custom".to_string(), "yes".to_string())].into(),
+            body: None,
+        };
+        self.task_with(webhook, in_ms, status).await
+    }
+
+    async fn task_with(&self, webhook: Webhook, in_ms: i64, status: TaskStatus) -> ExecutionInput {
         let timestamp = Utc::now() + Duration::milliseconds(in_ms);
         let task = Task {
             task_status: status,
-            webhook: Some(Webhook {
-                url: url.to_string(),
-                method: "POST".into(),
-                headers: [("X-Custom".to_string(), "yes".to_string())].into(),
-                body: None,
-            }),
+            webhook: Some(webhook),
             payload: Some(serde_json::json!({"order": 7})),
             ..Task::new(unique("task"), timestamp, &Schedule::default(), Utc::now())
         };
@@ -109,8 +130,11 @@ impl Fixture {
     }
 
     async fn error_type(&self, input: ExecutionInput) -> String {
-        let error = self.handler.handle(input).await.unwrap_err();
-        Diagnostic::from(error).error_type
+        self.error(input).await.error_type
+    }
+
+    async fn error(&self, input: ExecutionInput) -> Diagnostic {
+        Diagnostic::from(self.handler.handle(input).await.unwrap_err())
     }
 }
 
@@ -267,4 +291,222 @@ async fn private_targets_are_refused_unless_allowed() {
         assert_eq!(stored.attempts, 0, "{url}: no attempt may begin");
     }
     assert!(receiver.arrivals().is_empty());
+}
+
+#[tokio::test]
+async fn every_request_is_signed_and_verifies_with_the_reference_implementation() {
+    let (receiver, base) = Receiver::start().await;
+    let fixture = fixture(true).await;
+    let input = fixture
+        .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
+        .await;
+    let before = Utc::now().timestamp();
+    fixture.handler.handle(input.clone()).await.unwrap();
+    let arrival = &receiver.arrivals()[0];
+    let headers = &arrival.headers;
+    assert_eq!(headers["webhook-id"], input.id.as_str());
+    let timestamp: i64 = headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((before..=Utc::now().timestamp()).contains(&timestamp));
+    assert!(headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .starts_with("v1,"));
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(verify(SECRET, headers, &arrival.body), Ok(()));
+    let mut tampered = arrival.body.to_vec();
+    tampered.extend_from_slice(b" ");
+    let refused = verify(SECRET, headers, &tampered).unwrap_err();
+    assert!(refused.contains("No matching signature"), "{refused}");
+    let other = SigningKeys::generate().unwrap().secrets()[0].clone();
+    assert!(verify(&other, headers, &arrival.body).is_err());
+}
+
+#[tokio::test]
+async fn with_two_secrets_a_receiver_holding_either_one_verifies() {
+    let (receiver, base) = Receiver::start().await;
+    let new = SigningKeys::generate().unwrap().secrets()[0].clone();
+    let keys = SigningKeys::parse(&format!("{new},{SECRET}")).unwrap();
+    let fixture = fixture_signing(true, keys).await;
+    let input = fixture
+        .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
+        .await;
+    fixture.handler.handle(input).await.unwrap();
+    let arrival = &receiver.arrivals()[0];
+    let signature = arrival.headers["webhook-signature"].to_str().unwrap();
+    assert_eq!(signature.split(' ').count(), 2, "{signature}");
+    assert_eq!(verify(&new, &arrival.headers, &arrival.body), Ok(()));
+    assert_eq!(verify(SECRET, &arrival.headers, &arrival.body), Ok(()));
+}
+
+#[tokio::test]
+async fn a_stale_timestamp_is_refused_by_the_reference_implementation() {
+    let keys = SigningKeys::parse(SECRET).unwrap();
+    let body = br#"{"id":"t"}"#;
+    let signed_at = |timestamp: i64| {
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", "t".parse().unwrap());
+        headers.insert("webhook-timestamp", timestamp.to_string().parse().unwrap());
+        let signature = keys.signature("t", timestamp, std::str::from_utf8(body).unwrap());
+        headers.insert("webhook-signature", signature.parse().unwrap());
+        headers
+    };
+    let now = Utc::now().timestamp();
+    assert_eq!(verify(SECRET, &signed_at(now), body), Ok(()));
+    let refused = verify(SECRET, &signed_at(now - 600), body).unwrap_err();
+    assert!(refused.contains("too old"), "{refused}");
+}
+
+#[tokio::test]
+async fn string_bodies_and_bodiless_requests_are_signed_as_sent() {
+    let (receiver, base) = Receiver::start().await;
+    let fixture = fixture(true).await;
+    for (method, body) in [("PUT", Some(json!("plain text, as is"))), ("GET", None)] {
+        let webhook = Webhook {
+            url: format!("{base}/ok"),
+            method: method.into(),
+            headers: Default::default(),
+            body,
+        };
+        let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
+        fixture.handler.handle(input).await.unwrap();
+    }
+    let arrivals = receiver.arrivals();
+    assert_eq!(&arrivals[0].body[..], b"plain text, as is");
+    assert!(arrivals[0].headers.get("content-type").is_none());
+    assert!(arrivals[1].body.is_empty());
+    for arrival in &arrivals {
+        assert_eq!(verify(SECRET, &arrival.headers, &arrival.body), Ok(()));
+    }
+}
+
+#[tokio::test]
+async fn a_stored_task_cannot_override_the_service_s_headers() {
+    let (receiver, base) = Receiver::start().await;
+    let fixture = fixture(true).await;
+    let webhook = Webhook {
+        url: format!("{base}/ok"),
+        method: "POST".into(),
+        headers: [
+            ("idempotency-key".to_string(), "forged".to_string()),
+            ("Webhook-Signature".to_string(), "v1,forged".to_string()),
+            ("X-Task-Attempt".to_string(), "99".to_string()),
+        ]
+        .into(),
+        body: None,
+    };
+    let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
+    fixture.handler.handle(input.clone()).await.unwrap();
+    let headers = &receiver.arrivals()[0].headers;
+    for name in ["idempotency-key", "webhook-signature", "x-task-attempt"] {
+        assert_eq!(headers.get_all(name).iter().count(), 1, "{name}");
+    }
+    assert_eq!(headers["idempotency-key"], input.id.as_str());
+    assert_eq!(headers["x-task-attempt"], "1");
+}
+
+#[tokio::test]
+async fn error_texts_never_carry_the_url_or_its_query() {
+    let (_receiver, base) = Receiver::start().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let fixture = fixture(true).await;
+    for (url, error_type) in [
+        (
+            format!("http://127.0.0.1:{closed}/x?token=SECRET-TOKEN"),
+            "WebhookConnectionError",
+        ),
+        (format!("{base}/slow?token=SECRET-TOKEN"), "WebhookTimeout"),
+        (
+            "http://no-such-host.invalid/hook?token=SECRET-TOKEN".to_string(),
+            "WebhookConnectionError",
+        ),
+    ] {
+        let input = fixture.task(&url, 0, TaskStatus::InProgress).await;
+        let error = fixture.error(input).await;
+        assert_eq!(
+            error.error_type, error_type,
+            "{url}: {}",
+            error.error_message
+        );
+        for secret in ["SECRET-TOKEN", "?token", "/x", "/slow", "/hook"] {
+            assert!(
+                !error.error_message.contains(secret),
+                "{url}: the error tells `{secret}`: {}",
+                error.error_message
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_does_not_tell_what_a_name_resolves_to() {
+    let fixture = fixture(false).await;
+    let input = fixture
+        .task("http://localhost:9/hook", 0, TaskStatus::InProgress)
+        .await;
+    let error = fixture.error(input).await;
+    assert_eq!(error.error_type, "WebhookRefused");
+    for address in ["127.0.0.1", "::1"] {
+        assert!(
+            !error.error_message.contains(address),
+            "{}",
+            error.error_message
+        );
+    }
+}
+
+#[tokio::test]
+async fn special_purpose_literal_targets_are_refused_before_any_attempt() {
+    let fixture = fixture(false).await;
+    for url in [
+        "http://198.18.0.1/hook",
+        "http://224.0.0.1/hook",
+        "http://240.0.0.1/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[2002:7f00:1::1]/hook",
+        "http://[::127.0.0.1]/hook",
+        "http://[::ffff:a9fe:a9fe]/hook",
+    ] {
+        let input = fixture.task(url, 0, TaskStatus::InProgress).await;
+        assert_eq!(
+            fixture.error_type(input.clone()).await,
+            "WebhookRefused",
+            "{url}"
+        );
+        let stored = fixture
+            .resources
+            .store()
+            .get(&input.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.attempts, 0, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn the_signing_secret_is_read_from_secrets_manager() {
+    let config = tasks_aws::testing::emulator_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let bare = SECRET.strip_prefix("whsec_").unwrap();
+    let created = client
+        .create_secret()
+        .name(unique("signing"))
+        .secret_string(bare)
+        .send()
+        .await
+        .unwrap();
+    let arn = created.arn().unwrap();
+    let keys = SigningKeys::from_secrets_manager(&config, arn)
+        .await
+        .unwrap();
+    assert_eq!(keys.secrets(), vec![SECRET.to_string()]);
+    let missing = SigningKeys::from_secrets_manager(&config, "no-such-secret").await;
+    assert!(missing.is_err());
 }

@@ -1,6 +1,7 @@
 //! The Tasks Service domain: the task model, the rules every handler follows, and the ports
 //! (capability traits) the handlers are written against.
 
+pub mod document;
 pub mod new_task;
 pub mod ports;
 pub mod retry;

@@ -1,5 +1,6 @@
 //! Validation of a create request: the one place that decides what a valid task is.
 
+use crate::document::{check_storable, item_size, Unstorable, MAX_ITEM_BYTES};
 use crate::schedule::{Schedule, MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
 use crate::task::{Task, Webhook};
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -11,6 +12,24 @@ use std::collections::BTreeMap;
 /// Largest accepted request body, in bytes (the limit of an SQS message and a Step Functions input).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const WEBHOOK_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// Headers the service sets on every webhook request (and HTTP's framing headers): a task may not
+/// set them, or a receiver could see two values. Names are compared case-insensitively.
+pub const RESERVED_WEBHOOK_HEADERS: [&str; 9] = [
+    "Idempotency-Key",
+    "Webhook-Id",
+    "Webhook-Timestamp",
+    "Webhook-Signature",
+    "Host",
+    "Content-Length",
+    "Transfer-Encoding",
+    "Connection",
+    "Upgrade",
+];
+/// Every header starting with this is the service's too (`X-Task-Id`, `X-Task-Attempt`, ...).
+pub const RESERVED_WEBHOOK_HEADER_PREFIX: &str = "X-Task-";
+/// Room kept in an item for the attributes the service adds to the request's (id, times,
+/// status, digest, idempotency key, last error).
+const SERVICE_ATTRIBUTES_BYTES: usize = 4 * 1024;
 
 /// A rejected request: a stable machine-readable code, the field at fault and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +123,14 @@ impl NewTask {
         })?;
         let timestamp = resolve_time(&parsed, now)?;
         let webhook = parsed.webhook.map(validate_webhook).transpose()?;
+        if let Some(payload) = &parsed.payload {
+            storable(payload, "payload", 0)?;
+        }
+        if let Some(body) = webhook.as_ref().and_then(|w| w.body.as_ref()) {
+            // The body is a field of the `webhook` map: one level below the item's top.
+            storable(body, "webhook.body", 1)?;
+        }
+        check_item_size(webhook.as_ref(), parsed.payload.as_ref())?;
         Ok(NewTask {
             timestamp,
             webhook,
@@ -207,6 +234,45 @@ fn too_far() -> ValidationError {
     )
 }
 
+fn storable(value: &Value, field: &str, levels_above: usize) -> Result<(), ValidationError> {
+    check_storable(value, levels_above).map_err(|unstorable| match unstorable {
+        Unstorable::TooDeep { max } => ValidationError::new(
+            "too_deeply_nested",
+            Some(field),
+            format!("`{field}` nests arrays and objects deeper than {max} levels"),
+        ),
+        Unstorable::NumberOutOfRange(number) => ValidationError::new(
+            "number_out_of_range",
+            Some(field),
+            format!(
+                "`{field}` holds the number {number}: numbers must be 0 or between 1e-130 and \
+                 9.99e125 in magnitude"
+            ),
+        ),
+    })
+}
+
+/// The task as stored must fit in one item; the request's own limit does not guarantee it (a
+/// list of empty lists takes more room stored than as JSON).
+fn check_item_size(
+    webhook: Option<&Webhook>,
+    payload: Option<&Value>,
+) -> Result<(), ValidationError> {
+    let item = serde_json::json!({ "webhook": webhook, "payload": payload });
+    let size = item_size(&item) + SERVICE_ATTRIBUTES_BYTES;
+    if size > MAX_ITEM_BYTES {
+        return Err(ValidationError::new(
+            "payload_too_large",
+            None,
+            format!(
+                "stored, this task would take about {size} bytes, more than the {MAX_ITEM_BYTES} \
+                 bytes a task may take: send a smaller `payload` or `webhook`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
     let url = url::Url::parse(&body.url).map_err(|e| {
         ValidationError::new(
@@ -222,6 +288,14 @@ fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
             "`webhook.url` must be an http or https URL with a host",
         ));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ValidationError::new(
+            "invalid_webhook_url",
+            Some("webhook.url"),
+            "`webhook.url` may not carry a user name or password: send credentials in \
+             `webhook.headers`, whose values are never shown again",
+        ));
+    }
     let method = body.method.unwrap_or_else(|| "POST".to_string());
     if !WEBHOOK_METHODS.contains(&method.as_str()) {
         return Err(ValidationError::new(
@@ -234,25 +308,71 @@ fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
         ));
     }
     let headers = body.headers.unwrap_or_default();
-    for (name, value) in &headers {
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !valid_name || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(ValidationError::new(
-                "invalid_webhook_header",
-                Some(&format!("webhook.headers.{name}")),
-                format!("`webhook.headers.{name}` is not a valid HTTP header"),
-            ));
-        }
-    }
+    validate_headers(&headers)?;
     Ok(Webhook {
         url: url.to_string(),
         method,
         headers,
         body: body.body,
     })
+}
+
+/// Names and values as HTTP allows them (what the sender will accept), no name given twice, and
+/// none of the service's own.
+fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in headers {
+        let field = format!("webhook.headers.{name}");
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ValidationError::new(
+                "invalid_webhook_header",
+                Some(&field),
+                format!("`{field}`: the name is not a valid HTTP header name"),
+            ));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(ValidationError::new(
+                "invalid_webhook_header",
+                Some(&field),
+                format!("`{field}`: the value holds control characters HTTP does not allow"),
+            ));
+        }
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(ValidationError::new(
+                "invalid_webhook_header",
+                Some(&field),
+                format!("`{field}`: the header is given twice (names are case-insensitive)"),
+            ));
+        }
+    }
+    let reserved: Vec<&str> = headers
+        .keys()
+        .map(String::as_str)
+        .filter(|name| is_reserved_header(name))
+        .collect();
+    if !reserved.is_empty() {
+        return Err(ValidationError::new(
+            "reserved_webhook_header",
+            Some("webhook.headers"),
+            format!(
+                "`webhook.headers` may not set {}: the service sets {} and {}* itself",
+                reserved.join(", "),
+                RESERVED_WEBHOOK_HEADERS.join(", "),
+                RESERVED_WEBHOOK_HEADER_PREFIX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn is_reserved_header(name: &str) -> bool {
+    let prefix = RESERVED_WEBHOOK_HEADER_PREFIX;
+    RESERVED_WEBHOOK_HEADERS
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(name))
+        || name
+            .get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
 }
 
 #[cfg(test)]
@@ -268,6 +388,11 @@ mod tests {
 
     fn parse(body: Value) -> Result<NewTask, ValidationError> {
         NewTask::parse(body.to_string().as_bytes(), now())
+    }
+
+    /// `levels` objects nested in each other around a string.
+    fn deep(levels: usize) -> Value {
+        (0..levels).fold(json!("leaf"), |inner, _| json!({ "n": inner }))
     }
 
     fn rejected(body: Value) -> ValidationError {
@@ -380,6 +505,56 @@ mod tests {
                 "invalid_field",
                 Some("webhook.headers"),
             ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"X-A": "a\u{7}b"}}}),
+                "invalid_webhook_header",
+                Some("webhook.headers.X-A"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"X-A": "a\nb"}}}),
+                "invalid_webhook_header",
+                Some("webhook.headers.X-A"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": {"X-A": "1", "x-a": "2"}}}),
+                "invalid_webhook_header",
+                Some("webhook.headers.x-a"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://user:pw@example.com/hook"}}),
+                "invalid_webhook_url",
+                Some("webhook.url"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://token@example.com/hook"}}),
+                "invalid_webhook_url",
+                Some("webhook.url"),
+            ),
+            (
+                json!({"seconds": 5, "payload": {"n": [1e200]}}),
+                "number_out_of_range",
+                Some("payload"),
+            ),
+            (
+                json!({"seconds": 5, "payload": 1e-200}),
+                "number_out_of_range",
+                Some("payload"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "body": {"n": -1e200}}}),
+                "number_out_of_range",
+                Some("webhook.body"),
+            ),
+            (
+                json!({"seconds": 5, "payload": deep(32)}),
+                "too_deeply_nested",
+                Some("payload"),
+            ),
+            (
+                json!({"seconds": 5, "webhook": {"url": "https://example.com", "body": deep(31)}}),
+                "too_deeply_nested",
+                Some("webhook.body"),
+            ),
         ];
         for (body, code, field) in cases {
             let error = rejected(body.clone());
@@ -399,6 +574,59 @@ mod tests {
         );
         let error = NewTask::parse(big.as_bytes(), now()).unwrap_err();
         assert_eq!(error.code, "payload_too_large");
+    }
+
+    #[test]
+    fn the_deepest_storable_documents_are_accepted() {
+        parse(json!({"seconds": 5, "payload": deep(31)})).unwrap();
+        parse(json!({"seconds": 5, "webhook": {"url": "https://example.com", "body": deep(30)}}))
+            .unwrap();
+    }
+
+    #[test]
+    fn every_reserved_header_is_refused_and_named() {
+        let headers = json!({
+            "idempotency-key": "k", "HOST": "h", "X-Task-Attempt": "9", "x-task-anything": "v",
+            "Webhook-Signature": "v1,x", "Content-Length": "1", "X-Fine": "ok"
+        });
+        let error = rejected(
+            json!({"seconds": 5, "webhook": {"url": "https://example.com", "headers": headers}}),
+        );
+        assert_eq!(error.code, "reserved_webhook_header");
+        assert_eq!(error.field.as_deref(), Some("webhook.headers"));
+        let named = error.message.split(':').next().unwrap();
+        for name in [
+            "idempotency-key",
+            "HOST",
+            "X-Task-Attempt",
+            "x-task-anything",
+            "Webhook-Signature",
+            "Content-Length",
+        ] {
+            assert!(
+                named.contains(name),
+                "{name} not named in {}",
+                error.message
+            );
+        }
+        assert!(!named.contains("X-Fine"));
+        parse(json!({"seconds": 5, "webhook": {"url": "https://example.com",
+            "headers": {"Authorization": "Bearer x", "Content-Type": "text/plain", "X-Tasks": "ok"}}}))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_task_too_large_to_store_is_refused_though_its_body_fits() {
+        // `[[[]]]` takes 5 bytes of JSON and 8 stored (two lists, two elements).
+        let body = |lists: usize| {
+            let payload = vec!["[[]]"; lists].join(",");
+            format!(r#"{{"seconds": 5, "payload": [{payload}]}}"#)
+        };
+        let big = body(51_000);
+        assert!(big.len() < MAX_BODY_BYTES);
+        let code = |body: String| NewTask::parse(body.as_bytes(), now()).err().map(|e| e.code);
+        assert_eq!(code(big), Some("payload_too_large"));
+        assert_eq!(code(body(20_000)), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod consumer;
 pub mod workflow;
 
 use cron::Cron;
+use execute_task::signing::SigningKeys;
 use execute_task::webhook::HttpSender;
 use execute_task::ExecuteTask;
 use local_emulator::Moto;
@@ -31,6 +32,11 @@ pub struct Settings {
     pub queue_name: String,
     pub webhook_timeout: Duration,
     pub allow_private_webhooks: bool,
+    /// From `WEBHOOK_SIGNING_SECRETS`, or generated at start (`signing_secret_generated`).
+    pub signing_keys: SigningKeys,
+    pub signing_secret_generated: bool,
+    /// From `API_KEYS`: when any is given, the API requires one in `x-api-key`.
+    pub api_keys: Vec<String>,
     pub schedule: Schedule,
     /// An emulator to use instead of starting one (`AWS_ENDPOINT_URL`).
     pub endpoint: Option<String>,
@@ -39,8 +45,30 @@ pub struct Settings {
 impl Settings {
     /// `PORT` (3000), `CRON_INTERVAL_SECONDS` (60), `WEBHOOK_TIMEOUT_MS` (10000),
     /// `WEBHOOK_ALLOW_PRIVATE` (true here: local receivers are the point of local mode),
-    /// `AWS_ENDPOINT_URL`, and the schedule's variables.
+    /// `WEBHOOK_SIGNING_SECRETS` (one or two comma-separated `whsec_` secrets; one is generated
+    /// when unset), `API_KEYS` (comma-separated; none by default), `AWS_ENDPOINT_URL`, and the
+    /// schedule's variables.
     pub fn from_env() -> Result<Self, ConfigError> {
+        let configured = std::env::var("WEBHOOK_SIGNING_SECRETS")
+            .ok()
+            .filter(|secrets| !secrets.trim().is_empty());
+        let signing_secret_generated = configured.is_none();
+        let signing_keys = match configured {
+            Some(secrets) => SigningKeys::parse(&secrets),
+            None => SigningKeys::generate(),
+        }
+        .map_err(|_| ConfigError {
+            name: "WEBHOOK_SIGNING_SECRETS",
+            expected: "one or two comma-separated whsec_ secrets of 24 to 64 bytes",
+            value: "(not shown)".into(),
+        })?;
+        let api_keys = std::env::var("API_KEYS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_string)
+            .collect();
         Ok(Settings {
             port: u16::try_from(env_u64("PORT", 3000)?).map_err(|_| ConfigError {
                 name: "PORT",
@@ -52,6 +80,9 @@ impl Settings {
             queue_name: "tasksQueue-local".into(),
             webhook_timeout: Duration::from_millis(env_u64("WEBHOOK_TIMEOUT_MS", 10_000)?),
             allow_private_webhooks: env_bool("WEBHOOK_ALLOW_PRIVATE", true)?,
+            signing_keys,
+            signing_secret_generated,
+            api_keys,
             schedule: Schedule::from_env()?,
             endpoint: std::env::var("AWS_ENDPOINT_URL")
                 .ok()
@@ -109,6 +140,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         sender: Arc::new(HttpSender::new(
             settings.webhook_timeout,
             settings.allow_private_webhooks,
+            settings.signing_keys.clone(),
         )?),
         clock: clock.clone(),
         schedule: settings.schedule,
@@ -126,6 +158,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         clock: clock.clone(),
         schedule: settings.schedule,
     });
+    let router = api::require_api_key(router, &settings.api_keys);
     let server = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, "the HTTP server stopped");

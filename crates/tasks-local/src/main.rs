@@ -22,6 +22,19 @@ async fn main() {
 async fn run() -> Result<(), tasks_local::Error> {
     let settings = Settings::from_env()?;
     let service = start(settings.clone()).await?;
+    if settings.signing_secret_generated {
+        // Printed once, on stdout: receivers need it to verify webhooks; it is never logged.
+        println!(
+            "Webhook signing secret for this run (set WEBHOOK_SIGNING_SECRETS to keep one): {}",
+            settings.signing_keys.secrets()[0]
+        );
+    }
+    if !settings.api_keys.is_empty() {
+        tracing::info!(
+            keys = settings.api_keys.len(),
+            "API keys required (x-api-key) on /tasks"
+        );
+    }
     tracing::info!(
         "Tasks Service listening on http://{} (emulator {}, cron every {} s). Ctrl-C stops it.",
         service.addr,

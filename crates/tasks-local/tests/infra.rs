@@ -173,3 +173,24 @@ fn the_template_timings_fit_together() {
         "the template's defaults are the code's"
     );
 }
+
+/// The secret Secrets Manager generates is what execute-task reads: characters of the base64
+/// alphabet only (all punctuation but `+` and `/` excluded), a length that decodes to 24..=64 bytes.
+#[test]
+fn the_generated_signing_secret_is_base64_execute_task_accepts() {
+    let template = template();
+    let generate =
+        &template["Resources"]["WebhookSigningSecret"]["Properties"]["GenerateSecretString"];
+    let length = generate["PasswordLength"].as_u64().unwrap() as usize;
+    let excluded = generate["ExcludeCharacters"].as_str().unwrap();
+    // Secrets Manager's punctuation set.
+    let kept: String = r##"!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~"##
+        .chars()
+        .filter(|c| !excluded.contains(*c))
+        .collect();
+    assert_eq!(kept, "+/");
+    assert_eq!(length % 4, 0, "no padding needed");
+    assert!((24..=64).contains(&(length / 4 * 3)));
+    let example: String = "Ab9+/".chars().cycle().take(length).collect();
+    assert!(execute_task::signing::SigningKeys::parse(&example).is_ok());
+}

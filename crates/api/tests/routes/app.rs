@@ -55,6 +55,13 @@ impl TestApp {
         }
     }
 
+    /// The same app behind the `x-api-key` check.
+    pub fn with_api_keys(mut self, keys: &[&str]) -> Self {
+        let keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
+        self.router = api::require_api_key(self.router, &keys);
+        self
+    }
+
     pub fn memory_store(&self) -> &MemoryStore {
         match &self.backend {
             Backend::Memory { store, .. } => store,

@@ -50,13 +50,14 @@ pub async fn create_with_relative_time_answers_201_and_can_be_read_back(app: &Te
     assert_eq!(app.stored().await, 1);
 }
 
-pub async fn create_with_absolute_time_and_webhook_echoes_it(app: &TestApp) {
+pub async fn create_with_absolute_time_and_webhook_hides_header_values(app: &TestApp) {
     let day = (chrono::Utc::now() + chrono::Duration::days(200)).date_naive();
     let created = create(
         app,
         json!({
             "timestamp": format!("{day}T01:00:00.5+01:00"),
-            "webhook": {"url": "https://example.com/hook", "headers": {"X-Token": "abc"},
+            "webhook": {"url": "https://example.com/hook?v=2",
+                        "headers": {"Authorization": "Bearer s3cret", "X-Token": "abc"},
                         "body": {"hello": "world"}},
             "payload": {"order": 42}
         }),
@@ -64,19 +65,23 @@ pub async fn create_with_absolute_time_and_webhook_echoes_it(app: &TestApp) {
     .await;
     assert_eq!(created["timestamp"], format!("{day}T00:00:00.500Z"));
     assert_eq!(created["webhook"]["method"], "POST");
-    assert_eq!(created["webhook"]["headers"]["X-Token"], "abc");
+    assert_eq!(created["webhook"]["url"], "https://example.com/hook?v=2");
+    assert_eq!(
+        created["webhook"]["headers"],
+        json!({"Authorization": api::REDACTED, "X-Token": api::REDACTED})
+    );
     assert_eq!(created["webhook"]["body"]["hello"], "world");
     assert_eq!(created["payload"]["order"], 42);
-    let (_, fetched) = app
-        .call(
-            "GET",
-            &format!("/tasks/{}", created["id"].as_str().unwrap()),
-            None,
-            &[],
-        )
-        .await;
+    let id = created["id"].as_str().unwrap();
+    let (_, fetched) = app.call("GET", &format!("/tasks/{id}"), None, &[]).await;
     assert_eq!(fetched["webhook"], created["webhook"]);
     assert_eq!(fetched["payload"], created["payload"]);
+    let (_, listed) = app.call("GET", "/tasks", None, &[]).await;
+    assert_eq!(listed["tasks"][0]["webhook"], created["webhook"]);
+    for shown in [&created, &fetched, &listed] {
+        let text = shown.to_string();
+        assert!(!text.contains("s3cret") && !text.contains("abc"), "{text}");
+    }
 }
 
 pub async fn a_task_due_within_the_lead_time_is_queued_at_once(app: &TestApp) {
@@ -99,6 +104,10 @@ pub async fn idempotency_key_replays_or_conflicts(app: &TestApp) {
     let other = json!({"timestamp": ts(700)}).to_string();
     let (status, conflict) = app.call("POST", "/tasks", Some(&other), &headers).await;
     assert_error(status, &conflict, 409, "idempotency_conflict");
+    assert!(
+        !conflict.to_string().contains(first["id"].as_str().unwrap()),
+        "a conflict does not tell the other task's id: {conflict}"
+    );
     let (status, bad) = app
         .call("POST", "/tasks", Some(&body), &[("Idempotency-Key", "")])
         .await;
@@ -118,6 +127,12 @@ pub async fn unknown_task_is_404(app: &TestApp) {
     assert_error(status, &body, 404, "task_not_found");
     let (status, body) = app.call("DELETE", "/tasks/nope", None, &[]).await;
     assert_error(status, &body, 404, "task_not_found");
+    // Longer than a DynamoDB key may be: still just not found, never a store error.
+    let long = format!("/tasks/{}", "x".repeat(2049));
+    for method in ["GET", "DELETE"] {
+        let (status, body) = app.call(method, &long, None, &[]).await;
+        assert_error(status, &body, 404, "task_not_found");
+    }
 }
 
 pub async fn list_pages_newest_due_first_with_next_token(app: &TestApp) {
@@ -219,7 +234,8 @@ pub async fn unknown_routes_and_methods_answer_json(app: &TestApp) {
 }
 
 pub async fn every_bad_body_is_a_4xx_naming_the_field_and_writes_nothing(app: &TestApp) {
-    let cases: Vec<(String, &str, Option<&str>)> = vec![
+    let cases: Vec<(String, &str, Option<&str>)> =
+        vec![
         ("{\"minutes\": ".into(), "malformed_json", None),
         ("[1]".into(), "invalid_body", None),
         (
@@ -295,6 +311,48 @@ pub async fn every_bad_body_is_a_4xx_naming_the_field_and_writes_nothing(app: &T
             "invalid_field",
             Some("webhook.headers"),
         ),
+        (
+            json!({"minutes": 1, "webhook": {"url": "https://e.com",
+                "headers": {"Idempotency-Key": "k", "X-Task-Id": "t", "host": "h"}}})
+            .to_string(),
+            "reserved_webhook_header",
+            Some("webhook.headers"),
+        ),
+        (
+            json!({"minutes": 1, "webhook": {"url": "https://e.com", "headers": {"X-A": "a\rb"}}})
+                .to_string(),
+            "invalid_webhook_header",
+            Some("webhook.headers.X-A"),
+        ),
+        (
+            json!({"minutes": 1, "webhook": {"url": "https://u:p@e.com/"}}).to_string(),
+            "invalid_webhook_url",
+            Some("webhook.url"),
+        ),
+        (
+            r#"{"minutes": 1, "payload": {"big": 1e200}}"#.to_string(),
+            "number_out_of_range",
+            Some("payload"),
+        ),
+        (
+            r#"{"minutes": 1, "payload": [1e-200]}"#.to_string(),
+            "number_out_of_range",
+            Some("payload"),
+        ),
+        (
+            format!(r#"{{"minutes": 1, "payload": {}1{}}}"#, "[".repeat(32), "]".repeat(32)),
+            "too_deeply_nested",
+            Some("payload"),
+        ),
+        (
+            format!(
+                r#"{{"minutes": 1, "webhook": {{"url": "https://e.com", "body": {}1{}}}}}"#,
+                "[".repeat(31),
+                "]".repeat(31)
+            ),
+            "too_deeply_nested",
+            Some("webhook.body"),
+        ),
     ];
     for (body, code, field) in cases {
         let (status, error) = app.call("POST", "/tasks", Some(&body), &[]).await;
@@ -309,5 +367,20 @@ pub async fn an_oversized_body_is_413_and_writes_nothing(app: &TestApp) {
     let body = json!({"minutes": 1, "payload": "x".repeat(300 * 1024)}).to_string();
     let (status, error) = app.call("POST", "/tasks", Some(&body), &[]).await;
     assert_error(status, &error, 413, "payload_too_large");
+    // Small enough as JSON, too large as an item: lists of lists take more room stored.
+    let lists = vec!["[[]]"; 51_000].join(",");
+    let body = format!(r#"{{"minutes": 1, "payload": [{lists}]}}"#);
+    let (status, error) = app.call("POST", "/tasks", Some(&body), &[]).await;
+    assert_error(status, &error, 413, "payload_too_large");
     assert_eq!(app.stored().await, 0);
+}
+
+pub async fn the_deepest_payload_the_store_takes_is_accepted(app: &TestApp) {
+    let payload = format!("{}1{}", "[".repeat(31), "]".repeat(31));
+    let body = format!(r#"{{"minutes": 1, "payload": {payload}}}"#);
+    let (status, created) = app.call("POST", "/tasks", Some(&body), &[]).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (_, fetched) = app.call("GET", &format!("/tasks/{id}"), None, &[]).await;
+    assert_eq!(fetched["payload"].to_string(), payload);
 }

@@ -3,6 +3,7 @@
 
 mod app;
 mod cases;
+mod fuzz;
 
 macro_rules! backend_tests {
     ($backend:ident: $($case:ident),* $(,)?) => {
@@ -27,7 +28,7 @@ macro_rules! all_backends {
 
 all_backends!(
     create_with_relative_time_answers_201_and_can_be_read_back,
-    create_with_absolute_time_and_webhook_echoes_it,
+    create_with_absolute_time_and_webhook_hides_header_values,
     a_task_due_within_the_lead_time_is_queued_at_once,
     idempotency_key_replays_or_conflicts,
     unknown_task_is_404,
@@ -38,6 +39,7 @@ all_backends!(
     unknown_routes_and_methods_answer_json,
     every_bad_body_is_a_4xx_naming_the_field_and_writes_nothing,
     an_oversized_body_is_413_and_writes_nothing,
+    the_deepest_payload_the_store_takes_is_accepted,
 );
 
 #[tokio::test]
@@ -54,6 +56,55 @@ async fn a_store_outage_is_503_with_a_request_id() {
         .call("POST", "/tasks", Some(r#"{"minutes": 5}"#), &[])
         .await;
     assert_eq!(status, 503);
+}
+
+#[tokio::test]
+async fn with_api_keys_every_task_route_needs_one_and_health_stays_open() {
+    let app = app::TestApp::memory()
+        .await
+        .with_api_keys(&["key-one", "key-two"]);
+    let body = Some(r#"{"minutes": 5}"#);
+    for key in [
+        None,
+        Some(""),
+        Some("key-on"),
+        Some("key-one "),
+        Some("KEY-ONE"),
+    ] {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+        for (method, uri, body) in [
+            ("POST", "/tasks", body),
+            ("GET", "/tasks", None),
+            ("GET", "/tasks/abc", None),
+            ("DELETE", "/tasks/abc", None),
+            ("GET", "/nope", None),
+        ] {
+            let (status, error) = app.call(method, uri, body, &headers).await;
+            assert_eq!(status, 403, "{method} {uri} with {key:?}: {error}");
+            assert_eq!(error["error"]["code"], "forbidden");
+        }
+    }
+    assert_eq!(app.stored().await, 0, "a refused request changes nothing");
+    for path in ["/health", "/openapi.json"] {
+        let (status, _) = app.call("GET", path, None, &[]).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    for key in ["key-one", "key-two"] {
+        let (status, created) = app
+            .call("POST", "/tasks", body, &[("x-api-key", key)])
+            .await;
+        assert_eq!(status, 201, "{created}");
+    }
+    assert_eq!(app.stored().await, 2);
+}
+
+#[tokio::test]
+async fn without_api_keys_the_api_is_open() {
+    let app = app::TestApp::memory().await.with_api_keys(&[]);
+    let (status, _) = app
+        .call("POST", "/tasks", Some(r#"{"minutes": 5}"#), &[])
+        .await;
+    assert_eq!(status, 201);
 }
 
 /// Every operation in `openapi.json` is routed, and each documented status is produced by a request.
