@@ -35,11 +35,15 @@ PORT ?= 3000
 API_URL ?= http://127.0.0.1:$(PORT)
 E2E_ARGS ?=
 BENCH_ARGS ?=
+# make sim SEED=<n> replays one seed and prints its trace digest; SIM_ARGS adds the flags that
+# crates/tasks-sim/src/bin/tasks-sim.rs lists.
+SEED ?=
+SIM_ARGS ?=
 BENCH_LAMBDA_WARM ?= 300
 CARGO_TEST ?= cargo test --workspace
 
 .PHONY: help venv browser rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
-	bench bench-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
+	sim sim-long bench bench-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
 
 help: ## List the targets
 	@echo "Tasks Service — make targets:"
@@ -109,10 +113,16 @@ check-infra: venv ## sam validate --lint, cfn-lint, statelint (all offline)
 	infra/scripts/lint-asl.sh $(STATE_MACHINE) $(TEMPLATE); \
 	echo "==> check-infra OK in $$(( $$(date +%s) - start ))s"
 
-test: venv lint unit-test e2e-ci ## Everything CI runs: venv, lint, check-infra, cargo test, e2e-ci
+test: venv lint unit-test sim e2e-ci ## Everything CI runs: venv, lint, check-infra, cargo test, sim, e2e-ci
 
 unit-test: venv browser ## cargo test --workspace (CARGO_TEST overrides, e.g. 'cargo nextest run --workspace')
 	$(WITH_VENV) $(CARGO_TEST)
+
+sim: ## Simulate 200 seeds x 300 tasks over an hour with AWS's faults (SEED=<n>: one seed, its digest)
+	cargo run --quiet -p tasks-sim --bin tasks-sim -- $(if $(SEED),--seed $(SEED),--seeds 200) $(SIM_ARGS)
+
+sim-long: ## Simulate 1,000,000 tasks over a day with faults on (release build; not in CI)
+	cargo run --release --quiet -p tasks-sim --bin tasks-sim -- --seed $(or $(SEED),1) --tasks 1000000 --hours 24 --threads 1 $(SIM_ARGS)
 
 e2e-ci: venv ## Short e2e against tasks-local on a free port (E2E_ARGS, CRON_INTERVAL_SECONDS)
 	$(WITH_VENV) infra/scripts/e2e-ci.sh

@@ -1,0 +1,243 @@
+//! DynamoDB as the pipeline sees it, with the semantics AWS documents:
+//! - each item write is atomic and conditional: the condition is checked and the write applied
+//!   as one step (the in-memory store's `Transition::applies_to` / `apply`, which the real
+//!   adapter states as a ConditionExpression);
+//! - `GetItem` with `ConsistentRead` sees every acknowledged write;
+//! - a global secondary index is eventually consistent: a query sees each item as it was up to
+//!   `index_lag_ms` ago (an old status, or not yet there), and a filter is applied after the limit;
+//! - a call may fail (throttled, 500) after the SDK's retries, and a write may be applied while its
+//!   response is lost: the caller sees an error for a write that happened (an ambiguous outcome).
+//!
+//! Items that are not valid tasks can sit in the index (an item of another shape); a query
+//! reports their ids instead of failing.
+
+use crate::world::World;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tasks_core::{Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition};
+
+/// One index entry as a query sees it: a task, or an item that is not a valid task.
+#[derive(Debug, Clone)]
+enum Entry {
+    Task(Box<Task>),
+    Undecodable {
+        status: TaskStatus,
+        start_execution_at: i64,
+    },
+}
+
+impl Entry {
+    fn key(&self, id: &str) -> (TaskStatus, i64, String) {
+        match self {
+            Entry::Task(task) => (task.task_status, task.start_execution_at, id.to_string()),
+            Entry::Undecodable {
+                status,
+                start_execution_at,
+            } => (*status, *start_execution_at, id.to_string()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    items: BTreeMap<String, Task>,
+    /// The index as queries see it.
+    index: BTreeMap<String, Entry>,
+    /// Writes on their way to the index: (visible from, id, entry); per item in write order.
+    pending: Vec<(tokio::time::Instant, String, Entry)>,
+    /// The latest instant a pending write of each item becomes visible, so the index of one
+    /// item never goes back to an older state.
+    visible_from: BTreeMap<String, tokio::time::Instant>,
+}
+
+pub struct SimStore {
+    world: Arc<World>,
+    tables: Mutex<Tables>,
+}
+
+impl SimStore {
+    pub fn new(world: Arc<World>) -> Self {
+        SimStore {
+            world,
+            tables: Mutex::new(Tables::default()),
+        }
+    }
+
+    /// An item of another shape (say, the original service's, without `createdAt`) in the index.
+    pub fn put_undecodable(&self, id: &str, status: TaskStatus, start_execution_at: i64) {
+        let mut tables = self.tables.lock().unwrap();
+        tables.index.insert(
+            id.to_string(),
+            Entry::Undecodable {
+                status,
+                start_execution_at,
+            },
+        );
+    }
+
+    /// Every task as the table holds it (for the invariants, not through a fault).
+    pub fn tasks(&self) -> Vec<Task> {
+        self.tables.lock().unwrap().items.values().cloned().collect()
+    }
+
+    fn fail(&self) -> Result<(), StoreError> {
+        if self.world.fault("dynamodb.error", self.world.faults.store_error) {
+            return Err(unavailable("ProvisionedThroughputExceededException"));
+        }
+        Ok(())
+    }
+
+    /// Stores a write and schedules its arrival in the index.
+    fn write(&self, tables: &mut Tables, task: Task) {
+        let lag = self.world.millis(0, self.world.faults.index_lag_ms + 1);
+        let now = tokio::time::Instant::now();
+        let earliest = tables.visible_from.get(&task.id).copied().unwrap_or(now);
+        let visible = (now + lag).max(earliest);
+        tables.visible_from.insert(task.id.clone(), visible);
+        tables
+            .pending
+            .push((visible, task.id.clone(), Entry::Task(Box::new(task.clone()))));
+        tables.items.insert(task.id.clone(), task);
+    }
+
+    fn ambiguous(&self) -> Result<(), StoreError> {
+        if self
+            .world
+            .fault("dynamodb.ambiguous", self.world.faults.store_ambiguous)
+        {
+            return Err(unavailable("the response was lost"));
+        }
+        Ok(())
+    }
+}
+
+fn unavailable(message: &str) -> StoreError {
+    StoreError::Unavailable {
+        message: message.to_string(),
+        request_id: None,
+    }
+}
+
+#[async_trait]
+impl TaskStore for SimStore {
+    async fn create(&self, task: &Task) -> Result<(), StoreError> {
+        self.world.latency(2, 8).await;
+        self.fail()?;
+        {
+            let mut tables = self.tables.lock().unwrap();
+            if tables.items.contains_key(&task.id) {
+                return Err(StoreError::AlreadyExists(task.id.clone()));
+            }
+            self.write(&mut tables, task.clone());
+        }
+        self.world.record(&task.id, "created");
+        self.ambiguous()
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        self.world.latency(1, 5).await;
+        self.fail()?;
+        Ok(self.tables.lock().unwrap().items.get(id).cloned())
+    }
+
+    async fn query(&self, query: &StatusQuery) -> Result<Page, StoreError> {
+        self.world.latency(5, 20).await;
+        self.fail()?;
+        let mut tables = self.tables.lock().unwrap();
+        let now = tokio::time::Instant::now();
+        let (arrived, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut tables.pending)
+            .into_iter()
+            .partition(|(visible, _, _)| *visible <= now);
+        tables.pending = waiting;
+        for (_, id, entry) in arrived {
+            tables.index.insert(id, entry);
+        }
+        let after = match &query.page_token {
+            None => None,
+            Some(token) => {
+                let (at, id) = token.split_once('|').ok_or(StoreError::InvalidPageToken)?;
+                let at: i64 = at.parse().map_err(|_| StoreError::InvalidPageToken)?;
+                Some((at, id.to_string()))
+            }
+        };
+        let mut keys: Vec<(i64, String)> = tables
+            .index
+            .iter()
+            .map(|(id, entry)| entry.key(id))
+            .filter(|(status, at, _)| {
+                *status == query.status && query.due_by.is_none_or(|due| *at <= due)
+            })
+            .map(|(_, at, id)| (at, id))
+            .collect();
+        keys.sort();
+        if query.newest_first {
+            keys.reverse();
+        }
+        let remaining: Vec<(i64, String)> = keys
+            .into_iter()
+            .filter(|key| {
+                after.as_ref().is_none_or(|after| {
+                    if query.newest_first {
+                        key < after
+                    } else {
+                        key > after
+                    }
+                })
+            })
+            .collect();
+        let read = &remaining[..remaining.len().min(query.limit as usize)];
+        let next_token = (read.len() < remaining.len())
+            .then(|| read.last())
+            .flatten()
+            .map(|(at, id)| format!("{at}|{id}"));
+        let mut page = Page {
+            next_token,
+            ..Page::default()
+        };
+        for (_, id) in read {
+            match &tables.index[id] {
+                Entry::Task(task) => {
+                    if query
+                        .updated_before
+                        .is_none_or(|before| task.last_updated_at < before)
+                    {
+                        page.tasks.push(task.as_ref().clone());
+                    }
+                }
+                Entry::Undecodable { .. } => page.undecodable.push(id.clone()),
+            }
+        }
+        Ok(page)
+    }
+
+    async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
+        self.world.latency(2, 8).await;
+        self.fail()?;
+        let next = {
+            let mut tables = self.tables.lock().unwrap();
+            let current = tables
+                .items
+                .get(id)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            if !change.applies_to(&current) {
+                return Err(StoreError::Conflict {
+                    current: Box::new(current),
+                });
+            }
+            let next = change.apply(&current);
+            self.write(&mut tables, next.clone());
+            next
+        };
+        self.world.record(
+            id,
+            format!(
+                "{:?} -> {} series {} attempts {}",
+                change.event, next.task_status, next.series, next.attempts
+            ),
+        );
+        self.ambiguous()?;
+        Ok(next)
+    }
+}

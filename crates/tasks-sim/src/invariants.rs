@@ -1,0 +1,194 @@
+//! The lifecycle invariants every run is checked against (`shared` task lifecycle):
+//! 1. no webhook request before its task's time;
+//! 2. every task reaches COMPLETED, FAILED or CANCELLED within the settle bound after its time;
+//! 3. a task whose cancel answered 200 is never delivered;
+//! 4. at most one delivery per (task, attempt), every one carrying the task's idempotency key;
+//! 5. FAILED always has a lastError; COMPLETED with a webhook was delivered;
+//! 6. the dead-letter queue holds only tasks the API can show;
+//! 7. no task a client was told exists is lost.
+
+use crate::receiver::Delivery;
+use crate::world::World;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
+use tasks_core::{DispatchMessage, Task, TaskStatus};
+
+/// What the clients were told.
+#[derive(Debug, Default, Clone)]
+pub struct Clients {
+    /// Tasks a create answered 2xx for, with their time.
+    pub accepted: BTreeMap<String, DateTime<Utc>>,
+    /// Tasks a cancel answered 200 for, and when.
+    pub cancelled: BTreeMap<String, DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub task_id: String,
+    pub what: String,
+    pub trace: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Report {
+    pub tasks: usize,
+    pub delivered: usize,
+    pub completed: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+    pub early: usize,
+    pub lost: usize,
+    pub stuck: usize,
+    pub duplicates: usize,
+    /// Deliveries beyond a task's first (retries after a failure or an ambiguous timeout).
+    pub redeliveries: usize,
+    pub dead_letters: usize,
+    /// First deliveries' lateness, sorted (milliseconds).
+    pub lateness_ms: Vec<i64>,
+    /// The longest a task took from its time to its final status.
+    pub max_settle_ms: i64,
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    pub fn percentile(&self, p: f64) -> Option<i64> {
+        if self.lateness_ms.is_empty() {
+            return None;
+        }
+        let rank = ((p / 100.0) * self.lateness_ms.len() as f64).ceil() as usize;
+        Some(self.lateness_ms[rank.clamp(1, self.lateness_ms.len()) - 1])
+    }
+}
+
+pub fn check(
+    world: &World,
+    tasks: &[Task],
+    deliveries: &[Delivery],
+    dead_letters: &[DispatchMessage],
+    clients: &Clients,
+    settle_bound: Duration,
+    end: DateTime<Utc>,
+) -> Report {
+    let mut report = Report {
+        tasks: tasks.len(),
+        dead_letters: dead_letters.len(),
+        ..Report::default()
+    };
+    let mut violations = Vec::new();
+    let (mut completed, mut failed, mut cancelled, mut delivered_tasks) = (0, 0, 0, 0);
+    let mut violate = |task_id: &str, what: String| {
+        violations.push(Violation {
+            task_id: task_id.to_string(),
+            what,
+            trace: world.task_trace(task_id),
+        });
+    };
+    let by_id: BTreeMap<&str, &Task> = tasks.iter().map(|task| (task.id.as_str(), task)).collect();
+    let mut delivered: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
+    for delivery in deliveries {
+        delivered.entry(delivery.task_id.as_str()).or_default().push(delivery);
+    }
+    let mut early = 0;
+    let mut duplicates = 0;
+    let mut lost = 0;
+    let mut stuck = 0;
+    let mut lateness = Vec::new();
+    let mut redeliveries = 0;
+    let mut max_settle = 0;
+    for id in clients.accepted.keys() {
+        if !by_id.contains_key(id.as_str()) {
+            lost += 1;
+            violate(id, "accepted, but not in the table".into());
+        }
+    }
+    for task in tasks {
+        let id = task.id.as_str();
+        let sent = delivered.get(id).cloned().unwrap_or_default();
+        for delivery in &sent {
+            if delivery.at < delivery.due || delivery.at < task.timestamp {
+                early += 1;
+                violate(
+                    id,
+                    format!(
+                        "delivered {} ms before its time",
+                        (task.timestamp - delivery.at).num_milliseconds()
+                    ),
+                );
+            }
+            if delivery.key != task.id {
+                violate(id, format!("delivered with another key: {}", delivery.key));
+            }
+        }
+        let mut attempts: BTreeMap<u32, usize> = BTreeMap::new();
+        for delivery in &sent {
+            *attempts.entry(delivery.attempt).or_default() += 1;
+        }
+        for (attempt, count) in attempts {
+            if count > 1 {
+                duplicates += count - 1;
+                violate(id, format!("attempt {attempt} delivered {count} times"));
+            }
+        }
+        redeliveries += sent.len().saturating_sub(1);
+        if let Some(first) = sent.iter().map(|delivery| delivery.at).min() {
+            lateness.push((first - task.timestamp).num_milliseconds());
+        }
+        if let Some(at) = clients.cancelled.get(id) {
+            if !sent.is_empty() {
+                violate(id, format!("cancelled at {at} (200), then delivered"));
+            }
+        }
+        match task.task_status {
+            TaskStatus::Completed => {
+                completed += 1;
+                if task.webhook.is_some() && sent.is_empty() {
+                    violate(id, "COMPLETED with a webhook that was never called".into());
+                }
+            }
+            TaskStatus::Failed => {
+                failed += 1;
+                if task.last_error.as_deref().is_none_or(str::is_empty) {
+                    violate(id, "FAILED without a lastError".into());
+                }
+            }
+            TaskStatus::Cancelled => cancelled += 1,
+            status => {
+                if task.timestamp + settle_bound <= end {
+                    stuck += 1;
+                    violate(
+                        id,
+                        format!(
+                            "{status} {} s after its time",
+                            (end - task.timestamp).num_seconds()
+                        ),
+                    );
+                }
+            }
+        }
+        if task.task_status.is_terminal() && task.task_status != TaskStatus::Cancelled {
+            max_settle = max_settle.max((task.last_updated_at - task.timestamp).num_milliseconds());
+        }
+        if !sent.is_empty() {
+            delivered_tasks += 1;
+        }
+    }
+    for message in dead_letters {
+        if !by_id.contains_key(message.id.as_str()) {
+            violate(&message.id, "in the DLQ but not visible through the API".into());
+        }
+    }
+    lateness.sort_unstable();
+    report.violations = violations;
+    report.completed = completed;
+    report.failed = failed;
+    report.cancelled = cancelled;
+    report.delivered = delivered_tasks;
+    report.early = early;
+    report.duplicates = duplicates;
+    report.lost = lost;
+    report.stuck = stuck;
+    report.redeliveries = redeliveries;
+    report.lateness_ms = lateness;
+    report.max_settle_ms = max_settle;
+    report
+}

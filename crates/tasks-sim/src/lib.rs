@@ -1,0 +1,443 @@
+//! A deterministic simulation of the whole pipeline: the api's commands, the cron, process-sqs-
+//! records, and the state machine with execute-task and update-status, all the very functions
+//! the Lambdas run, against simulated DynamoDB, SQS, Step Functions, Lambda, EventBridge and
+//! webhook receivers that fail the ways AWS documents. Time is tokio's paused clock (a simulated
+//! hour takes a fraction of a second), every random choice comes from one seeded generator, and
+//! nothing iterates an unordered map: a seed replays a run exactly, and its trace digest says so.
+//! Every run checks the lifecycle invariants ([`invariants`]).
+
+pub mod dynamodb;
+pub mod invariants;
+pub mod receiver;
+pub mod sqs;
+pub mod stepfunctions;
+pub mod world;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use dynamodb::SimStore;
+use futures::future::join_all;
+use receiver::SimReceivers;
+use sqs::SimQueue;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use stepfunctions::{Functions, SimStepFunctions};
+use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
+use tasks_core::dispatch::{run_cron, CronSummary};
+use tasks_core::pipeline::{start_task, StartReport};
+use tasks_core::{Clock, Schedule, TaskStatus};
+pub use world::Faults;
+use world::World;
+
+/// What one run simulates.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub tasks: usize,
+    /// Tasks are due across this span from the start.
+    pub span: Duration,
+    pub faults: Faults,
+    /// Share of tasks cancelled by their client at a random moment before (or just after) their time.
+    pub cancel_share: f64,
+    /// Keep each task's events for the report of a violation (memory grows with the tasks).
+    pub keep_task_traces: bool,
+}
+
+impl Scenario {
+    /// A few hundred tasks over a simulated hour, every fault class on.
+    pub fn standard() -> Self {
+        Scenario {
+            tasks: 300,
+            span: Duration::hours(1),
+            faults: Faults::realistic(),
+            cancel_share: 0.05,
+            keep_task_traces: true,
+        }
+    }
+}
+
+/// The deployment's timings, as the template sets them (`tasks_core::timing` checks them).
+pub const VISIBILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const MAX_RECEIVE_COUNT: u32 = 3;
+pub const CRON_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+pub const EXECUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Lambda's SQS event source polls with (at least) five concurrent pollers.
+const POLLERS: usize = 5;
+
+/// How long after its time a task may take to reach a final status: the stuck sweep's margin,
+/// a cron period for the sweep to come, the longest execution a requeue starts (a start may be
+/// throttled and retried after the visibility timeout), and a cron period more.
+pub fn settle_bound(schedule: &Schedule) -> Duration {
+    schedule.stuck_after
+        + schedule.lead_time
+        + Duration::from_std(CRON_PERIOD * 3 + VISIBILITY_TIMEOUT * MAX_RECEIVE_COUNT)
+            .unwrap_or_default()
+        + Duration::minutes(10)
+}
+
+/// What the pipeline did in one run, besides the invariants.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Activity {
+    pub cron_runs: u64,
+    pub cron_failures: u64,
+    pub stale_requeued: u64,
+    pub stuck_found: u64,
+    pub recovered: u64,
+    pub recovery_failed: u64,
+    pub undecodable_skipped: u64,
+    pub starts: BTreeMap<&'static str, u64>,
+    pub creates_retried: u64,
+    pub cancels: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub seed: u64,
+    pub digest: String,
+    pub events: u64,
+    pub report: invariants::Report,
+    pub injected: BTreeMap<&'static str, u64>,
+    pub activity: Activity,
+}
+
+/// Runs one seed of a scenario on a fresh single-threaded runtime with a paused clock.
+pub fn simulate(seed: u64, scenario: Scenario) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    runtime.block_on(run(seed, scenario))
+}
+
+fn start_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
+}
+
+async fn run(seed: u64, scenario: Scenario) -> Outcome {
+    let start = start_time();
+    let world = Arc::new(World::new(
+        seed,
+        scenario.faults,
+        start,
+        scenario.keep_task_traces,
+    ));
+    let schedule = Schedule::default();
+    let store = Arc::new(SimStore::new(world.clone()));
+    let queue = Arc::new(SimQueue::new(
+        world.clone(),
+        VISIBILITY_TIMEOUT,
+        MAX_RECEIVE_COUNT,
+    ));
+    let receivers = Arc::new(SimReceivers::new(world.clone(), WEBHOOK_TIMEOUT));
+    let workflow = Arc::new(SimStepFunctions::new(
+        world.clone(),
+        Functions {
+            store: store.clone(),
+            sender: receivers.clone(),
+            schedule,
+            execute_timeout: EXECUTE_TIMEOUT,
+            update_timeout: UPDATE_TIMEOUT,
+        },
+    ));
+    let activity = Arc::new(Mutex::new(Activity::default()));
+
+    // Items of another shape in the index: one due among the first tasks, one stuck long ago.
+    store.put_undecodable("legacy-scheduled", TaskStatus::Scheduled, start.timestamp() + 300);
+    store.put_undecodable("legacy-in-progress", TaskStatus::InProgress, start.timestamp() - 86_400);
+
+    let mut background = Vec::new();
+    background.push(tokio::spawn(cron_loop(
+        world.clone(),
+        store.clone(),
+        queue.clone(),
+        workflow.clone(),
+        schedule,
+        activity.clone(),
+    )));
+    for _ in 0..POLLERS {
+        background.push(tokio::spawn(poll(
+            world.clone(),
+            store.clone(),
+            queue.clone(),
+            workflow.clone(),
+            schedule,
+            activity.clone(),
+        )));
+    }
+
+    let plan = plan(&world, &scenario, start);
+    let clients = Arc::new(Mutex::new(invariants::Clients::default()));
+    let mut requests = Vec::new();
+    for planned in plan {
+        world.clock.sleep_until(planned.created_at).await;
+        if planned.receiver_gone {
+            receivers.make_gone(&planned.key);
+        }
+        requests.push(tokio::spawn(client(
+            world.clone(),
+            store.clone(),
+            queue.clone(),
+            workflow.clone(),
+            schedule,
+            planned,
+            clients.clone(),
+            activity.clone(),
+        )));
+    }
+    let end = start + scenario.span + settle_bound(&schedule);
+    world.clock.sleep_until(end).await;
+    join_all(requests).await;
+    for task in background {
+        task.abort();
+    }
+
+    let clients = clients.lock().unwrap().clone();
+    let report = invariants::check(
+        &world,
+        &store.tasks(),
+        &receivers.deliveries(),
+        &queue.dead_letters(),
+        &clients,
+        settle_bound(&schedule),
+        end,
+    );
+    let activity = activity.lock().unwrap().clone();
+    Outcome {
+        seed,
+        digest: world.digest(),
+        events: world.events(),
+        report,
+        injected: world.injected(),
+        activity,
+    }
+}
+
+/// One task a client will ask for.
+struct Planned {
+    key: String,
+    created_at: DateTime<Utc>,
+    timestamp: DateTime<Utc>,
+    webhook: bool,
+    cancel_at: Option<DateTime<Utc>>,
+    receiver_gone: bool,
+}
+
+fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned> {
+    let span_ms = scenario.span.num_milliseconds() as f64;
+    let mut plan: Vec<Planned> = (0..scenario.tasks)
+        .map(|i| {
+            let due_ms = world.uniform(60_000.0, span_ms.max(60_001.0));
+            let timestamp = start + Duration::milliseconds(due_ms as i64);
+            // Created up to 70 minutes ahead: some beyond the lead time (the cron claims them),
+            // some within it (handed off at once).
+            let ahead = Duration::milliseconds(world.uniform(1_000.0, 4_200_000.0) as i64);
+            let created_at = (timestamp - ahead).max(start);
+            let cancel_at = world.chance(scenario.cancel_share).then(|| {
+                let window = (timestamp - created_at).num_milliseconds() as f64 + 5_000.0;
+                created_at + Duration::milliseconds(world.uniform(0.0, window) as i64)
+            });
+            Planned {
+                key: format!("task-{i:07}"),
+                created_at,
+                timestamp,
+                webhook: !world.chance(0.1),
+                cancel_at,
+                receiver_gone: world.chance(scenario.faults.receiver_gone),
+            }
+        })
+        .collect();
+    plan.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
+    plan
+}
+
+/// A client: POST /tasks with an idempotency key, retried on 5xx as a client should, then
+/// maybe DELETE.
+#[allow(clippy::too_many_arguments)]
+async fn client(
+    world: Arc<World>,
+    store: Arc<SimStore>,
+    queue: Arc<SimQueue>,
+    workflow: Arc<SimStepFunctions>,
+    schedule: Schedule,
+    planned: Planned,
+    clients: Arc<Mutex<invariants::Clients>>,
+    activity: Arc<Mutex<Activity>>,
+) {
+    let mut body = serde_json::json!({
+        "timestamp": tasks_core::task::rfc3339_millis::format(&planned.timestamp),
+        "payload": {"key": planned.key},
+    });
+    if planned.webhook {
+        body["webhook"] = serde_json::json!({"url": format!("https://receiver.example/{}", planned.key)});
+    }
+    let body = body.to_string();
+    let mut id = None;
+    for attempt in 0..5 {
+        let created = create_task(
+            store.as_ref(),
+            queue.as_ref(),
+            &world.clock,
+            &schedule,
+            body.as_bytes(),
+            Some(&planned.key),
+        )
+        .await;
+        match created {
+            Ok(created) => {
+                id = Some(created.task.id);
+                break;
+            }
+            Err(CreateError::Store(_)) => {
+                activity.lock().unwrap().creates_retried += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+            }
+            Err(error) => panic!("the simulated client's request was refused: {error}"),
+        }
+    }
+    let Some(id) = id else {
+        return;
+    };
+    world.record(&id, format!("accepted, due {}", planned.timestamp));
+    clients.lock().unwrap().accepted.insert(id.clone(), planned.timestamp);
+    let Some(cancel_at) = planned.cancel_at else {
+        return;
+    };
+    world.clock.sleep_until(cancel_at).await;
+    for _ in 0..3 {
+        match cancel_task(store.as_ref(), workflow.as_ref(), &world.clock, &id).await {
+            Ok(_) => {
+                world.record(&id, "cancel answered 200");
+                activity.lock().unwrap().cancels += 1;
+                clients
+                    .lock()
+                    .unwrap()
+                    .cancelled
+                    .insert(id.clone(), world.clock.now());
+                return;
+            }
+            Err(CancelError::NotCancellable(_) | CancelError::NotFound(_)) => return,
+            Err(CancelError::Store(_)) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// EventBridge `rate(1 minute)`: now and then late, now and then twice.
+async fn cron_loop(
+    world: Arc<World>,
+    store: Arc<SimStore>,
+    queue: Arc<SimQueue>,
+    workflow: Arc<SimStepFunctions>,
+    schedule: Schedule,
+    activity: Arc<Mutex<Activity>>,
+) {
+    let mut next = tokio::time::Instant::now() + world.millis(0, 60_000);
+    loop {
+        tokio::time::sleep_until(next).await;
+        next += CRON_PERIOD;
+        let faults = world.faults;
+        let late = if world.fault("eventbridge.late", faults.cron_late) {
+            world.millis(5_000, 40_000)
+        } else {
+            world.millis(0, 1_000)
+        };
+        let invocations = if world.fault("eventbridge.duplicate", faults.cron_duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..invocations {
+            let (world, store, queue, workflow, activity) = (
+                world.clone(),
+                store.clone(),
+                queue.clone(),
+                workflow.clone(),
+                activity.clone(),
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(late).await;
+                let summary = run_cron(
+                    store.as_ref(),
+                    queue.as_ref(),
+                    workflow.as_ref(),
+                    &world.clock,
+                    &schedule,
+                )
+                .await;
+                count_cron(&mut activity.lock().unwrap(), summary.as_ref().ok());
+            });
+        }
+    }
+}
+
+fn count_cron(activity: &mut Activity, summary: Option<&CronSummary>) {
+    activity.cron_runs += 1;
+    let Some(summary) = summary else {
+        activity.cron_failures += 1;
+        return;
+    };
+    activity.stale_requeued += summary.stale.requeued as u64;
+    activity.stuck_found += summary.stuck.found as u64;
+    activity.recovered += (summary.stale.requeued
+        + summary.stale.resumed
+        + summary.stuck.requeued
+        + summary.stuck.resumed) as u64;
+    activity.recovery_failed += (summary.stale.failed + summary.stuck.failed) as u64;
+    activity.undecodable_skipped += summary.undecodable as u64;
+}
+
+/// Lambda's SQS event source feeding process-sqs-records: a batch of up to ten; the records the
+/// function did not report as failed are deleted, the others come back after the visibility
+/// timeout (and reach the DLQ after the last receive).
+async fn poll(
+    world: Arc<World>,
+    store: Arc<SimStore>,
+    queue: Arc<SimQueue>,
+    workflow: Arc<SimStepFunctions>,
+    schedule: Schedule,
+    activity: Arc<Mutex<Activity>>,
+) {
+    loop {
+        let batch = queue.receive(10, std::time::Duration::from_secs(20)).await;
+        if batch.is_empty() {
+            continue;
+        }
+        let faults = world.faults;
+        if world.fault("lambda.cold_start", faults.cold_start) {
+            world.latency(100, 400).await;
+        }
+        if world.fault("lambda.service_error", faults.lambda_service_error) {
+            continue;
+        }
+        let results = join_all(batch.iter().map(|message| {
+            start_task(
+                store.as_ref(),
+                workflow.as_ref(),
+                &world.clock,
+                &schedule,
+                &message.body,
+            )
+        }))
+        .await;
+        if world.fault("lambda.crash_after", faults.lambda_crash_after) {
+            continue;
+        }
+        for (message, result) in batch.iter().zip(results) {
+            let name = match &result {
+                Ok(StartReport::Started) => "started",
+                Ok(StartReport::AlreadyStarted) => "already started",
+                Ok(StartReport::Restarted(_)) => "restarted in a new series",
+                Ok(StartReport::Failed) => "ended without an outcome: FAILED",
+                Ok(StartReport::Skipped(_)) => "skipped",
+                Ok(StartReport::Superseded) => "superseded",
+                Ok(StartReport::Missing) => "missing",
+                Err(_) => "failed",
+            };
+            *activity.lock().unwrap().starts.entry(name).or_default() += 1;
+            world.record(&message.body.id, format!("start: {name}"));
+            if result.is_ok() {
+                queue.delete(message.receipt);
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Webhook receivers: each request is recorded as received (when the receiver got it), then
+//! answered as the fault rates say: 2xx after a latency, 5xx, 429, an answer slower than the
+//! timeout (received, but the sender sees a timeout: an ambiguous outcome), a refused connection
+//! (not received), or 410 for a receiver that is gone for good.
+
+use crate::world::World;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use tasks_core::{Clock, DeliveryError, Webhook, WebhookCall, WebhookSender};
+
+/// One request a receiver got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub task_id: String,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    /// The task's time when the request was sent.
+    pub due: DateTime<Utc>,
+    /// The `Idempotency-Key` (and `webhook-id`) the request carried: the task id.
+    pub key: String,
+}
+
+pub struct SimReceivers {
+    world: Arc<World>,
+    timeout: std::time::Duration,
+    gone: Mutex<BTreeSet<String>>,
+    deliveries: Mutex<Vec<Delivery>>,
+}
+
+impl SimReceivers {
+    pub fn new(world: Arc<World>, timeout: std::time::Duration) -> Self {
+        SimReceivers {
+            world,
+            timeout,
+            gone: Mutex::new(BTreeSet::new()),
+            deliveries: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The receiver of this task answers 410 Gone.
+    pub fn make_gone(&self, task_id: &str) {
+        self.gone.lock().unwrap().insert(task_id.to_string());
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.deliveries.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl WebhookSender for SimReceivers {
+    async fn prepare(&self, _: &Webhook) -> Result<(), DeliveryError> {
+        self.world.latency(0, 3).await;
+        Ok(())
+    }
+
+    async fn send(&self, call: WebhookCall<'_>) -> Result<u16, DeliveryError> {
+        let faults = self.world.faults;
+        let id = &call.task.id;
+        if self
+            .world
+            .fault("webhook.unreachable", faults.webhook_unreachable)
+        {
+            self.world.latency(1, 5).await;
+            return Err(DeliveryError::Connection("connection refused".into()));
+        }
+        self.world.latency(0, 3).await;
+        let at = self.world.clock.now();
+        self.deliveries.lock().unwrap().push(Delivery {
+            task_id: id.clone(),
+            attempt: call.attempt,
+            at,
+            due: call.task.timestamp,
+            key: id.clone(),
+        });
+        self.world.record(
+            id,
+            format!(
+                "delivered attempt {} {} ms after its time",
+                call.attempt,
+                (at - call.task.timestamp).num_milliseconds()
+            ),
+        );
+        if self.gone.lock().unwrap().contains(id) {
+            self.world.latency(2, 20).await;
+            return Err(DeliveryError::Rejected(410));
+        }
+        if self.world.fault("webhook.slow", faults.webhook_slow) {
+            tokio::time::sleep(self.timeout).await;
+            return Err(DeliveryError::Timeout(self.timeout.as_millis() as u64));
+        }
+        if self.world.fault("webhook.5xx", faults.webhook_error) {
+            self.world.latency(2, 30).await;
+            return Err(DeliveryError::ServerError(503));
+        }
+        if self.world.fault("webhook.429", faults.webhook_throttled) {
+            self.world.latency(2, 30).await;
+            return Err(DeliveryError::ServerError(429));
+        }
+        self.world.latency(5, 60).await;
+        Ok(200)
+    }
+}

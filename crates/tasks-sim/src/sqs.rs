@@ -1,0 +1,166 @@
+//! An SQS standard queue with the semantics AWS documents: at-least-once delivery (a message may
+//! come twice), no order, a visibility timeout after each receive (a message not deleted in time
+//! comes back), `maxReceiveCount` receives and then the dead-letter queue, per-entry failures in
+//! a batch, and a batch accepted whose response was lost (the sender sees an error for messages
+//! that were sent).
+
+use crate::world::World;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tasks_core::{DispatchMessage, DispatchQueue, QueueError};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+struct Message {
+    body: DispatchMessage,
+    visible_at: Instant,
+    receives: u32,
+}
+
+pub struct SimQueue {
+    world: Arc<World>,
+    visibility_timeout: std::time::Duration,
+    max_receive_count: u32,
+    next_id: Mutex<u64>,
+    messages: Mutex<BTreeMap<u64, Message>>,
+    dead_letters: Mutex<Vec<DispatchMessage>>,
+    arrived: Notify,
+}
+
+/// A received message: delete it by `receipt` once handled.
+pub struct Received {
+    pub receipt: u64,
+    pub body: DispatchMessage,
+}
+
+impl SimQueue {
+    pub fn new(
+        world: Arc<World>,
+        visibility_timeout: std::time::Duration,
+        max_receive_count: u32,
+    ) -> Self {
+        SimQueue {
+            world,
+            visibility_timeout,
+            max_receive_count,
+            next_id: Mutex::new(0),
+            messages: Mutex::new(BTreeMap::new()),
+            dead_letters: Mutex::new(Vec::new()),
+            arrived: Notify::new(),
+        }
+    }
+
+    fn enqueue(&self, body: DispatchMessage) {
+        let id = {
+            let mut next = self.next_id.lock().unwrap();
+            *next += 1;
+            *next
+        };
+        self.world.record(
+            &body.id,
+            format!("queued series {} as message {id}", body.series),
+        );
+        self.messages.lock().unwrap().insert(
+            id,
+            Message {
+                body,
+                visible_at: Instant::now(),
+                receives: 0,
+            },
+        );
+        self.arrived.notify_waiters();
+    }
+
+    /// Long-polls for up to `max` visible messages, in no particular order, for at most `wait`.
+    /// A message past its last receive goes to the dead-letter queue instead.
+    pub async fn receive(&self, max: usize, wait: std::time::Duration) -> Vec<Received> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let received = self.take_visible(max);
+            if !received.is_empty() || Instant::now() >= deadline {
+                return received;
+            }
+            let next_visible = self
+                .messages
+                .lock()
+                .unwrap()
+                .values()
+                .map(|message| message.visible_at)
+                .min()
+                .unwrap_or(deadline)
+                .min(deadline);
+            tokio::select! {
+                biased;
+                _ = self.arrived.notified() => {}
+                _ = tokio::time::sleep_until(next_visible.max(Instant::now())) => {}
+            }
+        }
+    }
+
+    fn take_visible(&self, max: usize) -> Vec<Received> {
+        let now = Instant::now();
+        let mut messages = self.messages.lock().unwrap();
+        let mut visible: Vec<u64> = messages
+            .iter()
+            .filter(|(_, message)| message.visible_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut received = Vec::new();
+        while !visible.is_empty() && received.len() < max {
+            let id = visible.swap_remove(self.world.index(visible.len()));
+            let message = messages.get_mut(&id).expect("a visible message");
+            if message.receives >= self.max_receive_count {
+                let message = messages.remove(&id).expect("a visible message");
+                self.world.record(&message.body.id, "moved to the DLQ");
+                self.dead_letters.lock().unwrap().push(message.body);
+                continue;
+            }
+            message.receives += 1;
+            message.visible_at = now + self.visibility_timeout;
+            received.push(Received {
+                receipt: id,
+                body: message.body.clone(),
+            });
+        }
+        received
+    }
+
+    pub fn delete(&self, receipt: u64) {
+        self.messages.lock().unwrap().remove(&receipt);
+    }
+
+    pub fn dead_letters(&self) -> Vec<DispatchMessage> {
+        self.dead_letters.lock().unwrap().clone()
+    }
+
+    pub fn depth(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+}
+
+#[async_trait]
+impl DispatchQueue for SimQueue {
+    async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError> {
+        self.world.latency(5, 20).await;
+        let faults = self.world.faults;
+        if self.world.fault("sqs.error", faults.queue_error) {
+            return Err(QueueError("InternalError".into()));
+        }
+        let mut rejected = Vec::new();
+        for message in messages {
+            if self.world.fault("sqs.entry_error", faults.queue_entry_error) {
+                rejected.push(message.id.clone());
+                continue;
+            }
+            self.enqueue(message.clone());
+            if self.world.fault("sqs.duplicate", faults.queue_duplicate) {
+                self.enqueue(message.clone());
+            }
+        }
+        if self.world.fault("sqs.ambiguous", faults.queue_ambiguous) {
+            return Err(QueueError("the response was lost".into()));
+        }
+        Ok(rejected)
+    }
+}

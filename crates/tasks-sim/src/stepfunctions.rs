@@ -1,0 +1,338 @@
+//! Step Functions Standard and the two Lambdas its state machine calls, with the semantics AWS
+//! documents:
+//! - an execution name is unique for 90 days after its execution ends: starting a taken name
+//!   answers for the running or the ended execution (the adapter asks which);
+//! - `StartExecution` is a token bucket (1,300 burst, 300 per second refill in us-east-1):
+//!   past it, `ThrottlingException`; a start may also fail (500) or be applied with its
+//!   response lost;
+//! - the execution runs `state-machine/tasks.asl.json` through the `asl` interpreter, with its
+//!   Retry and Catch as written; a Wait ends at the start of its second (up to a second early);
+//! - a Lambda invocation may start cold (100-400 ms), fail with a `Lambda.*` service error before
+//!   the handler runs, time out at the function's timeout (`Sandbox.Timedout`, after whatever the
+//!   handler did), or crash after the handler ran (`Lambda.Unknown`);
+//! - `StopExecution` aborts a running execution.
+
+use crate::world::World;
+use asl::{Context, ExecutionOutcome, Failure, HistoryEvent, Host, StateMachine};
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tasks_core::pipeline::{execute_task, record_outcome, StatusUpdate};
+use tasks_core::retry::store_error_type;
+use tasks_core::{
+    Clock, ExecutionInput, ExecutionState, Schedule, StartOutcome, TaskStore, WebhookSender,
+    Workflow, WorkflowError,
+};
+
+pub const DEFINITION: &str = include_str!("../../../state-machine/tasks.asl.json");
+const EXECUTE_TASK: &str = "${ExecuteTaskFunctionArn}";
+const UPDATE_STATUS: &str = "${UpdateStatusFunctionArn}";
+
+/// StartExecution's token bucket in us-east-1.
+pub const START_BURST: f64 = 1300.0;
+pub const START_REFILL_PER_SECOND: f64 = 300.0;
+
+/// What the two functions need, and their timeouts from the template.
+pub struct Functions {
+    pub store: Arc<dyn TaskStore>,
+    pub sender: Arc<dyn WebhookSender>,
+    pub schedule: Schedule,
+    pub execute_timeout: std::time::Duration,
+    pub update_timeout: std::time::Duration,
+}
+
+enum Execution {
+    Running(tokio::task::AbortHandle),
+    Ended(String),
+}
+
+struct Bucket {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+pub struct SimStepFunctions {
+    world: Arc<World>,
+    machine: Arc<StateMachine>,
+    functions: Arc<Functions>,
+    executions: Arc<Mutex<BTreeMap<String, Execution>>>,
+    bucket: Mutex<Bucket>,
+}
+
+impl SimStepFunctions {
+    pub fn new(world: Arc<World>, functions: Functions) -> Self {
+        SimStepFunctions {
+            world,
+            machine: Arc::new(StateMachine::parse(DEFINITION).expect("the state machine parses")),
+            functions: Arc::new(functions),
+            executions: Arc::new(Mutex::new(BTreeMap::new())),
+            bucket: Mutex::new(Bucket {
+                tokens: START_BURST,
+                at: tokio::time::Instant::now(),
+            }),
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        let executions = self.executions.lock().unwrap();
+        executions
+            .values()
+            .filter(|execution| matches!(execution, Execution::Running(_)))
+            .count()
+    }
+
+    fn take_token(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap();
+        let now = tokio::time::Instant::now();
+        let refill = (now - bucket.at).as_secs_f64() * START_REFILL_PER_SECOND;
+        bucket.tokens = (bucket.tokens + refill).min(START_BURST);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn spawn(&self, name: String, input: &ExecutionInput) {
+        let host = ExecutionHost {
+            world: self.world.clone(),
+            functions: self.functions.clone(),
+            task_id: input.id.clone(),
+            wait_until: Mutex::new(None),
+        };
+        let machine = self.machine.clone();
+        let executions = self.executions.clone();
+        let input = serde_json::to_value(input).expect("the execution input is JSON");
+        let world = self.world.clone();
+        let execution_name = name.clone();
+        let run = async move {
+            let context = Context {
+                execution_name: execution_name.clone(),
+                start_time: host.now(),
+            };
+            let outcome = asl::execute(&machine, &host, input, context).await;
+            let status = match &outcome {
+                ExecutionOutcome::Succeeded(_) => "SUCCEEDED",
+                ExecutionOutcome::Failed(_) => "FAILED",
+                ExecutionOutcome::TimedOut => "TIMED_OUT",
+            };
+            world.record(&host.task_id, format!("execution {execution_name} {status}"));
+            executions
+                .lock()
+                .unwrap()
+                .insert(execution_name, Execution::Ended(status.into()));
+        };
+        let handle = tokio::spawn(run).abort_handle();
+        self.world.record(&input_id(&name), format!("execution {name} started"));
+        self.executions
+            .lock()
+            .unwrap()
+            .insert(name, Execution::Running(handle));
+    }
+}
+
+fn input_id(execution_name: &str) -> String {
+    execution_name
+        .rsplit_once('-')
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_else(|| execution_name.to_string())
+}
+
+#[async_trait]
+impl Workflow for SimStepFunctions {
+    async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
+        self.world.latency(10, 40).await;
+        let faults = self.world.faults;
+        if self.world.fault("stepfunctions.error", faults.workflow_error) {
+            return Err(WorkflowError("InternalServerError".into()));
+        }
+        if !self.take_token() {
+            self.world.fault("stepfunctions.throttled", 1.0);
+            return Err(WorkflowError("ThrottlingException: rate exceeded".into()));
+        }
+        let name = input.execution_name();
+        let taken = match self.executions.lock().unwrap().get(&name) {
+            Some(Execution::Running(_)) => Some(StartOutcome::AlreadyRunning),
+            Some(Execution::Ended(_)) => Some(StartOutcome::AlreadyEnded),
+            None => None,
+        };
+        if let Some(outcome) = taken {
+            return Ok(outcome);
+        }
+        self.spawn(name, input);
+        if self
+            .world
+            .fault("stepfunctions.ambiguous", faults.workflow_ambiguous)
+        {
+            return Err(WorkflowError("the response was lost".into()));
+        }
+        Ok(StartOutcome::Started)
+    }
+
+    async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
+        self.world.latency(10, 40).await;
+        if self
+            .world
+            .fault("stepfunctions.error", self.world.faults.workflow_error)
+        {
+            return Err(WorkflowError("InternalServerError".into()));
+        }
+        Ok(match self.executions.lock().unwrap().get(execution_name) {
+            None => ExecutionState::Missing,
+            Some(Execution::Running(_)) => ExecutionState::Running,
+            Some(Execution::Ended(status)) => ExecutionState::Ended(status.clone()),
+        })
+    }
+
+    async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
+        self.world.latency(10, 40).await;
+        let mut executions = self.executions.lock().unwrap();
+        if let Some(Execution::Running(handle)) = executions.get(execution_name) {
+            handle.abort();
+            executions.insert(execution_name.to_string(), Execution::Ended("ABORTED".into()));
+            self.world.record(
+                &input_id(execution_name),
+                format!("execution {execution_name} ABORTED"),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One execution's host: the simulated clock, Step Functions' Wait, the two functions as Lambda
+/// runs them.
+struct ExecutionHost {
+    world: Arc<World>,
+    functions: Arc<Functions>,
+    task_id: String,
+    /// The time the Wait state entered last waits for (a retry delay is not truncated).
+    wait_until: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl ExecutionHost {
+    async fn lambda<F, Fut>(&self, name: &str, timeout: std::time::Duration, handler: F) -> Result<Value, Failure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Value, Failure>>,
+    {
+        let faults = self.world.faults;
+        if self.world.fault("lambda.cold_start", faults.cold_start) {
+            self.world.latency(100, 400).await;
+        } else {
+            self.world.latency(1, 4).await;
+        }
+        if self
+            .world
+            .fault("lambda.service_error", faults.lambda_service_error)
+        {
+            return Err(Failure::new(
+                "Lambda.ServiceException",
+                format!("{name}: the Lambda service failed"),
+            ));
+        }
+        let result = match tokio::time::timeout(timeout, handler()).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.world.fault("lambda.timeout", 1.0);
+                return Err(Failure::new(
+                    "Sandbox.Timedout",
+                    format!("{name}: Task timed out after {} seconds", timeout.as_secs()),
+                ));
+            }
+        };
+        if self
+            .world
+            .fault("lambda.crash_after", faults.lambda_crash_after)
+        {
+            return Err(Failure::new(
+                "Lambda.Unknown",
+                format!("{name}: the function crashed after it ran"),
+            ));
+        }
+        result
+    }
+}
+
+fn lambda_error(error_type: &str, message: String) -> Failure {
+    let cause = serde_json::json!({"errorType": error_type, "errorMessage": message});
+    Failure::new(error_type, cause.to_string())
+}
+
+fn payload<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, Failure> {
+    serde_json::from_value(input).map_err(|error| lambda_error("InvalidInput", error.to_string()))
+}
+
+#[async_trait]
+impl Host for ExecutionHost {
+    fn now(&self) -> DateTime<Utc> {
+        self.world.clock.now()
+    }
+
+    async fn sleep_until(&self, at: DateTime<Utc>) {
+        let wait = self.wait_until.lock().unwrap().take();
+        let at = if wait == Some(at) {
+            // A Wait ends at the start of its second, a little after it as scheduled.
+            at.trunc_subsecs(0) + chrono::Duration::from_std(self.world.millis(0, 80)).unwrap_or_default()
+        } else {
+            at
+        };
+        self.world.clock.sleep_until(at).await;
+    }
+
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
+        let functions = &self.functions;
+        let clock: &dyn Clock = &self.world.clock;
+        match resource {
+            EXECUTE_TASK => {
+                self.lambda("execute-task", functions.execute_timeout, || async {
+                    let input: ExecutionInput = payload(input)?;
+                    let report = execute_task(
+                        functions.store.as_ref(),
+                        functions.sender.as_ref(),
+                        clock,
+                        &functions.schedule,
+                        &input,
+                    )
+                    .await
+                    .map_err(|error| lambda_error(error.error_type, error.message))?;
+                    Ok(serde_json::to_value(report).expect("a report is JSON"))
+                })
+                .await
+            }
+            UPDATE_STATUS => {
+                self.lambda("update-status", functions.update_timeout, || async {
+                    let update: StatusUpdate = payload(input)?;
+                    let status = record_outcome(functions.store.as_ref(), clock, &update)
+                        .await
+                        .map_err(|error| lambda_error(store_error_type(&error), error.to_string()))?;
+                    Ok(serde_json::to_value(status).expect("a status is JSON"))
+                })
+                .await
+            }
+            other => Err(Failure::new(
+                "Lambda.ResourceNotFoundException",
+                format!("no function answers {other}"),
+            )),
+        }
+    }
+
+    fn random_fraction(&self) -> f64 {
+        self.world.uniform(0.0, 1.0)
+    }
+
+    fn record(&self, event: HistoryEvent) {
+        match event {
+            HistoryEvent::WaitStarted { until, .. } => {
+                *self.wait_until.lock().unwrap() = Some(until);
+            }
+            HistoryEvent::StateEntered { state, .. } => {
+                self.world.record(&self.task_id, format!("state {state}"));
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! What every simulated service shares: the simulated clock, the seeded random source, the
+//! fault rates, the count of faults injected, and the event trace whose digest identifies a run.
+
+use chrono::{DateTime, Duration, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use tasks_core::Clock;
+
+/// How often each kind of failure happens, per call (or per invocation, per delivery).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Faults {
+    /// DynamoDB: a call refused (throttled or 500) after the SDK's own retries.
+    pub store_error: f64,
+    /// DynamoDB: a write applied whose response was lost.
+    pub store_ambiguous: f64,
+    /// DynamoDB: the longest a GSI read lags the table.
+    pub index_lag_ms: u64,
+    /// SQS: a SendMessageBatch that fails whole, one entry refused, an accepted batch whose
+    /// response was lost, a message delivered twice.
+    pub queue_error: f64,
+    pub queue_entry_error: f64,
+    pub queue_ambiguous: f64,
+    pub queue_duplicate: f64,
+    /// Step Functions: a StartExecution or DescribeExecution refused (500), a start applied
+    /// whose response was lost.
+    pub workflow_error: f64,
+    pub workflow_ambiguous: f64,
+    /// Lambda: a cold start, a service error before the handler runs, a crash after it ran.
+    pub cold_start: f64,
+    pub lambda_service_error: f64,
+    pub lambda_crash_after: f64,
+    /// EventBridge: a cron invocation that comes late, or twice.
+    pub cron_late: f64,
+    pub cron_duplicate: f64,
+    /// Webhook receivers: a 5xx, a 429 with Retry-After, an answer slower than the timeout, a
+    /// refused connection; the share of receivers that are down for good (410).
+    pub webhook_error: f64,
+    pub webhook_throttled: f64,
+    pub webhook_slow: f64,
+    pub webhook_unreachable: f64,
+    pub receiver_gone: f64,
+}
+
+impl Faults {
+    /// Every class on, at rates well above what AWS shows, so that a few hundred tasks meet
+    /// each one many times.
+    pub fn realistic() -> Self {
+        Faults {
+            store_error: 0.01,
+            store_ambiguous: 0.005,
+            index_lag_ms: 1500,
+            queue_error: 0.02,
+            queue_entry_error: 0.01,
+            queue_ambiguous: 0.01,
+            queue_duplicate: 0.02,
+            workflow_error: 0.02,
+            workflow_ambiguous: 0.01,
+            cold_start: 0.05,
+            lambda_service_error: 0.005,
+            lambda_crash_after: 0.002,
+            cron_late: 0.05,
+            cron_duplicate: 0.02,
+            webhook_error: 0.03,
+            webhook_throttled: 0.01,
+            webhook_slow: 0.005,
+            webhook_unreachable: 0.005,
+            receiver_gone: 0.01,
+        }
+    }
+
+    pub fn none() -> Self {
+        Faults {
+            store_error: 0.0,
+            store_ambiguous: 0.0,
+            index_lag_ms: 0,
+            queue_error: 0.0,
+            queue_entry_error: 0.0,
+            queue_ambiguous: 0.0,
+            queue_duplicate: 0.0,
+            workflow_error: 0.0,
+            workflow_ambiguous: 0.0,
+            cold_start: 0.0,
+            lambda_service_error: 0.0,
+            lambda_crash_after: 0.0,
+            cron_late: 0.0,
+            cron_duplicate: 0.0,
+            webhook_error: 0.0,
+            webhook_throttled: 0.0,
+            webhook_slow: 0.0,
+            webhook_unreachable: 0.0,
+            receiver_gone: 0.0,
+        }
+    }
+}
+
+/// The simulated wall clock: a fixed start plus the paused tokio clock's progress.
+#[derive(Debug)]
+pub struct SimClock {
+    start: DateTime<Utc>,
+    started: tokio::time::Instant,
+}
+
+impl SimClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        SimClock {
+            start,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The tokio instant at which the simulated clock reads `at`.
+    pub fn instant(&self, at: DateTime<Utc>) -> tokio::time::Instant {
+        let offset = (at - self.start).to_std().unwrap_or_default();
+        self.started + offset
+    }
+
+    pub async fn sleep_until(&self, at: DateTime<Utc>) {
+        tokio::time::sleep_until(self.instant(at)).await;
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.started;
+        self.start + Duration::from_std(elapsed).unwrap_or_default()
+    }
+}
+
+pub struct World {
+    pub clock: SimClock,
+    pub faults: Faults,
+    rng: Mutex<ChaCha8Rng>,
+    injected: Mutex<BTreeMap<&'static str, u64>>,
+    trace: Mutex<Trace>,
+}
+
+struct Trace {
+    digest: Sha256,
+    events: u64,
+    /// Each task's events, for the report of a violation (kept for small runs only).
+    by_task: Option<BTreeMap<String, Vec<String>>>,
+}
+
+impl World {
+    pub fn new(seed: u64, faults: Faults, start: DateTime<Utc>, keep_task_traces: bool) -> Self {
+        World {
+            clock: SimClock::new(start),
+            faults,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            injected: Mutex::new(BTreeMap::new()),
+            trace: Mutex::new(Trace {
+                digest: Sha256::new(),
+                events: 0,
+                by_task: keep_task_traces.then(BTreeMap::new),
+            }),
+        }
+    }
+
+    pub fn chance(&self, probability: f64) -> bool {
+        probability > 0.0 && self.rng.lock().unwrap().random::<f64>() < probability
+    }
+
+    /// A fault of `class` happens with `probability`; counted when it does.
+    pub fn fault(&self, class: &'static str, probability: f64) -> bool {
+        let happens = self.chance(probability);
+        if happens {
+            *self.injected.lock().unwrap().entry(class).or_default() += 1;
+        }
+        happens
+    }
+
+    pub fn uniform(&self, low: f64, high: f64) -> f64 {
+        if high <= low {
+            return low;
+        }
+        self.rng.lock().unwrap().random_range(low..high)
+    }
+
+    pub fn millis(&self, low: u64, high: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(self.uniform(low as f64, high as f64) as u64)
+    }
+
+    pub fn index(&self, len: usize) -> usize {
+        self.rng.lock().unwrap().random_range(0..len)
+    }
+
+    /// Sleeps a random service latency.
+    pub async fn latency(&self, low_ms: u64, high_ms: u64) {
+        tokio::time::sleep(self.millis(low_ms, high_ms)).await;
+    }
+
+    pub fn record(&self, task_id: &str, event: impl Into<String>) {
+        let event = event.into();
+        let line = format!("{} {task_id} {event}", self.clock.now().timestamp_millis());
+        let mut trace = self.trace.lock().unwrap();
+        trace.digest.update(line.as_bytes());
+        trace.digest.update(b"\n");
+        trace.events += 1;
+        if let Some(by_task) = &mut trace.by_task {
+            by_task.entry(task_id.to_string()).or_default().push(line);
+        }
+    }
+
+    pub fn task_trace(&self, task_id: &str) -> Vec<String> {
+        let trace = self.trace.lock().unwrap();
+        trace
+            .by_task
+            .as_ref()
+            .and_then(|by_task| by_task.get(task_id).cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn digest(&self) -> String {
+        let trace = self.trace.lock().unwrap();
+        let hash = trace.digest.clone().finalize();
+        hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn events(&self) -> u64 {
+        self.trace.lock().unwrap().events
+    }
+
+    pub fn injected(&self) -> BTreeMap<&'static str, u64> {
+        self.injected.lock().unwrap().clone()
+    }
+}

@@ -1,0 +1,117 @@
+//! The simulator's own checks: a seed replays exactly, and each way a task could once be lost or
+//! stuck has a seed (and a fault profile) that drives the pipeline through it, kept here as a
+//! regression case. Each asserts that the path was taken and that every invariant held.
+
+use tasks_sim::{simulate, Faults, Outcome, Scenario};
+
+fn scenario(tasks: usize, faults: Faults) -> Scenario {
+    Scenario {
+        tasks,
+        faults,
+        ..Scenario::standard()
+    }
+}
+
+fn clean(outcome: &Outcome) {
+    let report = &outcome.report;
+    assert!(
+        report.violations.is_empty(),
+        "seed {}: {:#?}",
+        outcome.seed,
+        report.violations.first()
+    );
+    assert_eq!((report.early, report.lost, report.stuck, report.duplicates), (0, 0, 0, 0));
+}
+
+fn starts(outcome: &Outcome, kind: &str) -> u64 {
+    outcome.activity.starts.get(kind).copied().unwrap_or(0)
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let first = simulate(7, Scenario::standard());
+    let again = simulate(7, Scenario::standard());
+    assert_eq!(first.digest, again.digest);
+    assert_eq!(first.events, again.events);
+    assert_eq!(first.injected, again.injected);
+    assert_ne!(first.digest, simulate(8, Scenario::standard()).digest);
+    clean(&first);
+}
+
+/// Finding 1: Step Functions answers ExecutionAlreadyExists for an ENDED execution too. With the
+/// IN_PROGRESS write and the attempt's writes failing often, executions end with their task still
+/// waiting; the redelivered message meets the ended name, and the task runs again in a new series
+/// (or ends FAILED with the reason) instead of sitting IN_PROGRESS with no execution.
+#[test]
+fn finding_1_an_ended_execution_is_not_taken_for_a_running_one() {
+    let faults = Faults {
+        store_error: 0.25,
+        ..Faults::realistic()
+    };
+    let outcome = simulate(11, scenario(150, faults));
+    clean(&outcome);
+    assert!(
+        starts(&outcome, "restarted in a new series") + outcome.activity.recovered > 0,
+        "{:?}",
+        outcome.activity
+    );
+}
+
+/// Finding 2: an execution that dies without recording the outcome (update-status crashes,
+/// Lambda fails after the handler ran) leaves its task IN_PROGRESS; the cron's stuck sweep finds
+/// it, asks Step Functions, and ends it.
+#[test]
+fn finding_2_a_task_whose_execution_died_is_found_and_ended() {
+    let faults = Faults {
+        lambda_crash_after: 0.08,
+        store_error: 0.05,
+        ..Faults::realistic()
+    };
+    let outcome = simulate(3, scenario(200, faults));
+    clean(&outcome);
+    assert!(outcome.activity.stuck_found > 0, "{:?}", outcome.activity);
+    assert!(
+        outcome.activity.recovered + outcome.activity.recovery_failed > 0,
+        "{:?}",
+        outcome.activity
+    );
+}
+
+/// Finding 3: items that are not valid tasks sit in the index (one due, one IN_PROGRESS long
+/// ago); every cron run skips and counts them, and the due tasks beside them still run.
+#[test]
+fn finding_3_undecodable_items_are_skipped_not_fatal() {
+    let outcome = simulate(5, scenario(100, Faults::none()));
+    clean(&outcome);
+    assert!(outcome.activity.undecodable_skipped > 0);
+    assert_eq!(outcome.report.completed + outcome.report.cancelled, 100);
+}
+
+/// Finding 4: a start that keeps failing is given an end: the message reaches the DLQ after its
+/// receives, the stale-claim sweep re-sends a bounded number of times, then records FAILED.
+#[test]
+fn finding_4_a_start_that_keeps_failing_ends_failed() {
+    let faults = Faults {
+        workflow_error: 0.6,
+        ..Faults::none()
+    };
+    let outcome = simulate(2, scenario(40, faults));
+    clean(&outcome);
+    assert!(outcome.report.dead_letters > 0);
+    assert!(outcome.activity.stale_requeued > 0, "{:?}", outcome.activity);
+}
+
+/// Finding 5: execute-task's worst case (a slow receiver up to the webhook timeout, store calls
+/// before the time) fits its Lambda timeout: it never times out, so a send is never followed by
+/// an unknown outcome.
+#[test]
+fn finding_5_execute_task_finishes_within_its_timeout() {
+    let faults = Faults {
+        webhook_slow: 0.3,
+        ..Faults::realistic()
+    };
+    let outcome = simulate(13, scenario(100, faults));
+    clean(&outcome);
+    assert!(outcome.injected.get("webhook.slow").copied().unwrap_or(0) > 0);
+    assert_eq!(outcome.injected.get("lambda.timeout"), None);
+}
