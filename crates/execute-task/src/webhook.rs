@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tasks_core::new_task::is_reserved_header;
 use tasks_core::task::rfc3339_millis;
+use tasks_core::timing::DNS_TIMEOUT;
 use tasks_core::{DeliveryError, Webhook, WebhookCall, WebhookSender};
 
 /// IANA's IPv4 Special-Purpose Address Registry (every entry, globally reachable or not: none is
@@ -108,10 +109,19 @@ impl GuardedResolver {
                 return Ok(addrs.clone());
             }
         }
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
-            .await
-            .map_err(|e| DeliveryError::Connection(format!("cannot resolve {host}: {e}")))?
-            .collect();
+        // Bounded, so that execute-task's worst case fits its Lambda timeout (`timing`).
+        let dns_timeout = DNS_TIMEOUT.to_std().unwrap_or_default();
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout(dns_timeout, tokio::net::lookup_host((host, 0)))
+                .await
+                .map_err(|_| {
+                    DeliveryError::Connection(format!(
+                        "cannot resolve {host}: no answer within {} ms",
+                        dns_timeout.as_millis()
+                    ))
+                })?
+                .map_err(|e| DeliveryError::Connection(format!("cannot resolve {host}: {e}")))?
+                .collect();
         if addrs.is_empty() {
             return Err(DeliveryError::Connection(format!("{host} has no address")));
         }

@@ -12,9 +12,8 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::time::{Duration, Instant};
+use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
 
-/// Receives of one message before SQS moves it to the dead-letter queue.
-pub const MAX_RECEIVE_COUNT: u32 = 3;
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -170,7 +169,7 @@ pub async fn ensure_queue(
         })?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": MAX_RECEIVE_COUNT,
+        "maxReceiveCount": QUEUE_MAX_RECEIVE_COUNT,
     });
     create_queue(client, name, Some(redrive.to_string())).await
 }
@@ -186,7 +185,13 @@ async fn create_queue(
         request = request.attributes(QueueAttributeName::FifoQueue, "true");
     }
     if let Some(policy) = redrive_policy {
-        request = request.attributes(QueueAttributeName::RedrivePolicy, policy);
+        // The dispatch queue times out as the deployed one does (SQS's default is 30 s).
+        request = request
+            .attributes(QueueAttributeName::RedrivePolicy, policy)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                QUEUE_VISIBILITY_TIMEOUT.num_seconds().to_string(),
+            );
     }
     request
         .send()

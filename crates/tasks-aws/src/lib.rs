@@ -14,16 +14,29 @@ pub use dynamodb::{DynamoDbStore, STATUS_INDEX};
 pub use sqs::{ReceivedMessage, SqsQueue};
 pub use stepfunctions::StepFunctionsWorkflow;
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use std::error::Error as _;
 use tasks_core::schedule::{env_required, ConfigError};
+use tasks_core::timing::STORE_CALL_TIMEOUT;
 
 /// The SDK configuration from the environment (region, credentials, endpoints). Clients made
-/// from it retry throttling and transient errors (standard mode, 3 attempts).
+/// from it retry throttling and transient errors (standard mode, 3 attempts), and give up on a
+/// call, retries included, after `STORE_CALL_TIMEOUT`: execute-task's worst case must fit its
+/// Lambda timeout (`tasks_core::timing`).
 pub async fn load_config() -> SdkConfig {
-    aws_config::load_from_env().await
+    let call_timeout = STORE_CALL_TIMEOUT.to_std().unwrap_or_default();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(call_timeout)
+                .operation_attempt_timeout(call_timeout / 2)
+                .build(),
+        )
+        .load()
+        .await
 }
 
 /// The SDK configuration for a local emulator at `endpoint`: the dummy credentials and region

@@ -13,6 +13,10 @@ pub const WAIT_TRUNCATION: Duration = Duration::seconds(1);
 pub const STORE_CALL_TIMEOUT: Duration = Duration::seconds(5);
 /// The longest execute-task waits for the webhook's DNS answer.
 pub const DNS_TIMEOUT: Duration = Duration::seconds(2);
+/// The dispatch queue's visibility timeout and receives before the dead-letter queue, as the
+/// template sets them (a test checks) and local mode creates its queue.
+pub const QUEUE_VISIBILITY_TIMEOUT: Duration = Duration::seconds(60);
+pub const QUEUE_MAX_RECEIVE_COUNT: u32 = 3;
 
 /// Every timing the relations speak of.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,8 +131,8 @@ mod tests {
         Timings {
             schedule: Schedule::default(),
             cron_period: Duration::seconds(60),
-            visibility_timeout: Duration::seconds(60),
-            max_receive_count: 3,
+            visibility_timeout: QUEUE_VISIBILITY_TIMEOUT,
+            max_receive_count: QUEUE_MAX_RECEIVE_COUNT,
             start_timeout: Duration::seconds(10),
             execute_timeout: Duration::seconds(30),
             update_timeout: Duration::seconds(10),

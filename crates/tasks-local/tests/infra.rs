@@ -168,6 +168,15 @@ fn the_template_timings_fit_together() {
     };
     assert_eq!(timings.violations(), Vec::<String>::new());
     assert_eq!(
+        timings.visibility_timeout,
+        tasks_core::timing::QUEUE_VISIBILITY_TIMEOUT,
+        "local mode's queue times out as the deployed one"
+    );
+    assert_eq!(
+        timings.max_receive_count,
+        tasks_core::timing::QUEUE_MAX_RECEIVE_COUNT
+    );
+    assert_eq!(
         timings.schedule,
         tasks_core::Schedule::default(),
         "the template's defaults are the code's"

@@ -78,11 +78,20 @@ impl SimStore {
 
     /// Every task as the table holds it (for the invariants, not through a fault).
     pub fn tasks(&self) -> Vec<Task> {
-        self.tables.lock().unwrap().items.values().cloned().collect()
+        self.tables
+            .lock()
+            .unwrap()
+            .items
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn fail(&self) -> Result<(), StoreError> {
-        if self.world.fault("dynamodb.error", self.world.faults.store_error) {
+        if self
+            .world
+            .fault("dynamodb.error", self.world.faults.store_error)
+        {
             return Err(unavailable("ProvisionedThroughputExceededException"));
         }
         Ok(())
@@ -95,9 +104,11 @@ impl SimStore {
         let earliest = tables.visible_from.get(&task.id).copied().unwrap_or(now);
         let visible = (now + lag).max(earliest);
         tables.visible_from.insert(task.id.clone(), visible);
-        tables
-            .pending
-            .push((visible, task.id.clone(), Entry::Task(Box::new(task.clone()))));
+        tables.pending.push((
+            visible,
+            task.id.clone(),
+            Entry::Task(Box::new(task.clone())),
+        ));
         tables.items.insert(task.id.clone(), task);
     }
 

@@ -86,7 +86,10 @@ pub fn check(
     let by_id: BTreeMap<&str, &Task> = tasks.iter().map(|task| (task.id.as_str(), task)).collect();
     let mut delivered: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
     for delivery in deliveries {
-        delivered.entry(delivery.task_id.as_str()).or_default().push(delivery);
+        delivered
+            .entry(delivery.task_id.as_str())
+            .or_default()
+            .push(delivery);
     }
     let mut early = 0;
     let mut duplicates = 0;
@@ -174,7 +177,10 @@ pub fn check(
     }
     for message in dead_letters {
         if !by_id.contains_key(message.id.as_str()) {
-            violate(&message.id, "in the DLQ but not visible through the API".into());
+            violate(
+                &message.id,
+                "in the DLQ but not visible through the API".into(),
+            );
         }
     }
     lateness.sort_unstable();

@@ -24,6 +24,7 @@ use stepfunctions::{Functions, SimStepFunctions};
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
 use tasks_core::dispatch::{run_cron, CronSummary};
 use tasks_core::pipeline::{start_task, StartReport};
+use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
 use tasks_core::{Clock, Schedule, TaskStatus};
 pub use world::Faults;
 use world::World;
@@ -55,8 +56,9 @@ impl Scenario {
 }
 
 /// The deployment's timings, as the template sets them (`tasks_core::timing` checks them).
-pub const VISIBILITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-pub const MAX_RECEIVE_COUNT: u32 = 3;
+pub const VISIBILITY_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(QUEUE_VISIBILITY_TIMEOUT.num_seconds() as u64);
+pub const MAX_RECEIVE_COUNT: u32 = QUEUE_MAX_RECEIVE_COUNT;
 pub const CRON_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 pub const EXECUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -143,8 +145,16 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
     let activity = Arc::new(Mutex::new(Activity::default()));
 
     // Items of another shape in the index: one due among the first tasks, one stuck long ago.
-    store.put_undecodable("legacy-scheduled", TaskStatus::Scheduled, start.timestamp() + 300);
-    store.put_undecodable("legacy-in-progress", TaskStatus::InProgress, start.timestamp() - 86_400);
+    store.put_undecodable(
+        "legacy-scheduled",
+        TaskStatus::Scheduled,
+        start.timestamp() + 300,
+    );
+    store.put_undecodable(
+        "legacy-in-progress",
+        TaskStatus::InProgress,
+        start.timestamp() - 86_400,
+    );
 
     let mut background = Vec::new();
     background.push(tokio::spawn(cron_loop(
@@ -269,7 +279,8 @@ async fn client(
         "payload": {"key": planned.key},
     });
     if planned.webhook {
-        body["webhook"] = serde_json::json!({"url": format!("https://receiver.example/{}", planned.key)});
+        body["webhook"] =
+            serde_json::json!({"url": format!("https://receiver.example/{}", planned.key)});
     }
     let body = body.to_string();
     let mut id = None;
@@ -299,7 +310,11 @@ async fn client(
         return;
     };
     world.record(&id, format!("accepted, due {}", planned.timestamp));
-    clients.lock().unwrap().accepted.insert(id.clone(), planned.timestamp);
+    clients
+        .lock()
+        .unwrap()
+        .accepted
+        .insert(id.clone(), planned.timestamp);
     let Some(cancel_at) = planned.cancel_at else {
         return;
     };
@@ -317,7 +332,9 @@ async fn client(
                 return;
             }
             Err(CancelError::NotCancellable(_) | CancelError::NotFound(_)) => return,
-            Err(CancelError::Store(_)) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+            Err(CancelError::Store(_)) => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            }
         }
     }
 }

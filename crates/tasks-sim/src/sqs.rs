@@ -149,7 +149,10 @@ impl DispatchQueue for SimQueue {
         }
         let mut rejected = Vec::new();
         for message in messages {
-            if self.world.fault("sqs.entry_error", faults.queue_entry_error) {
+            if self
+                .world
+                .fault("sqs.entry_error", faults.queue_entry_error)
+            {
                 rejected.push(message.id.clone());
                 continue;
             }

@@ -120,14 +120,18 @@ impl SimStepFunctions {
                 ExecutionOutcome::Failed(_) => "FAILED",
                 ExecutionOutcome::TimedOut => "TIMED_OUT",
             };
-            world.record(&host.task_id, format!("execution {execution_name} {status}"));
+            world.record(
+                &host.task_id,
+                format!("execution {execution_name} {status}"),
+            );
             executions
                 .lock()
                 .unwrap()
                 .insert(execution_name, Execution::Ended(status.into()));
         };
         let handle = tokio::spawn(run).abort_handle();
-        self.world.record(&input_id(&name), format!("execution {name} started"));
+        self.world
+            .record(&input_id(&name), format!("execution {name} started"));
         self.executions
             .lock()
             .unwrap()
@@ -147,7 +151,10 @@ impl Workflow for SimStepFunctions {
     async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
         self.world.latency(10, 40).await;
         let faults = self.world.faults;
-        if self.world.fault("stepfunctions.error", faults.workflow_error) {
+        if self
+            .world
+            .fault("stepfunctions.error", faults.workflow_error)
+        {
             return Err(WorkflowError("InternalServerError".into()));
         }
         if !self.take_token() {
@@ -193,7 +200,10 @@ impl Workflow for SimStepFunctions {
         let mut executions = self.executions.lock().unwrap();
         if let Some(Execution::Running(handle)) = executions.get(execution_name) {
             handle.abort();
-            executions.insert(execution_name.to_string(), Execution::Ended("ABORTED".into()));
+            executions.insert(
+                execution_name.to_string(),
+                Execution::Ended("ABORTED".into()),
+            );
             self.world.record(
                 &input_id(execution_name),
                 format!("execution {execution_name} ABORTED"),
@@ -214,7 +224,12 @@ struct ExecutionHost {
 }
 
 impl ExecutionHost {
-    async fn lambda<F, Fut>(&self, name: &str, timeout: std::time::Duration, handler: F) -> Result<Value, Failure>
+    async fn lambda<F, Fut>(
+        &self,
+        name: &str,
+        timeout: std::time::Duration,
+        handler: F,
+    ) -> Result<Value, Failure>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Value, Failure>>,
@@ -276,7 +291,8 @@ impl Host for ExecutionHost {
         let wait = self.wait_until.lock().unwrap().take();
         let at = if wait == Some(at) {
             // A Wait ends at the start of its second, a little after it as scheduled.
-            at.trunc_subsecs(0) + chrono::Duration::from_std(self.world.millis(0, 80)).unwrap_or_default()
+            at.trunc_subsecs(0)
+                + chrono::Duration::from_std(self.world.millis(0, 80)).unwrap_or_default()
         } else {
             at
         };
@@ -308,7 +324,9 @@ impl Host for ExecutionHost {
                     let update: StatusUpdate = payload(input)?;
                     let status = record_outcome(functions.store.as_ref(), clock, &update)
                         .await
-                        .map_err(|error| lambda_error(store_error_type(&error), error.to_string()))?;
+                        .map_err(|error| {
+                            lambda_error(store_error_type(&error), error.to_string())
+                        })?;
                     Ok(serde_json::to_value(status).expect("a status is JSON"))
                 })
                 .await

@@ -20,7 +20,10 @@ fn clean(outcome: &Outcome) {
         outcome.seed,
         report.violations.first()
     );
-    assert_eq!((report.early, report.lost, report.stuck, report.duplicates), (0, 0, 0, 0));
+    assert_eq!(
+        (report.early, report.lost, report.stuck, report.duplicates),
+        (0, 0, 0, 0)
+    );
 }
 
 fn starts(outcome: &Outcome, kind: &str) -> u64 {
@@ -98,7 +101,11 @@ fn finding_4_a_start_that_keeps_failing_ends_failed() {
     let outcome = simulate(2, scenario(40, faults));
     clean(&outcome);
     assert!(outcome.report.dead_letters > 0);
-    assert!(outcome.activity.stale_requeued > 0, "{:?}", outcome.activity);
+    assert!(
+        outcome.activity.stale_requeued > 0,
+        "{:?}",
+        outcome.activity
+    );
 }
 
 /// Finding 5: execute-task's worst case (a slow receiver up to the webhook timeout, store calls

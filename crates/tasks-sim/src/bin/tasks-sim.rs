@@ -80,7 +80,11 @@ fn main() -> ExitCode {
     if failing.is_empty() {
         ExitCode::SUCCESS
     } else {
-        println!("\n{} of {} seeds broke an invariant", failing.len(), outcomes.len());
+        println!(
+            "\n{} of {} seeds broke an invariant",
+            failing.len(),
+            outcomes.len()
+        );
         ExitCode::FAILURE
     }
 }
@@ -88,7 +92,14 @@ fn main() -> ExitCode {
 /// Seeds run on `threads` threads, each seed on its own single-threaded runtime.
 fn run_all(args: &Args) -> Vec<Outcome> {
     let chunks: Vec<Vec<u64>> = (0..args.threads)
-        .map(|t| args.seeds.iter().copied().skip(t).step_by(args.threads).collect())
+        .map(|t| {
+            args.seeds
+                .iter()
+                .copied()
+                .skip(t)
+                .step_by(args.threads)
+                .collect()
+        })
         .collect();
     std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
@@ -136,7 +147,10 @@ fn print_table(args: &Args, outcomes: &[Outcome], elapsed: std::time::Duration) 
     }
     let activity = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     if let [one] = outcomes {
-        println!("seed {}: trace digest {} ({} events)", one.seed, one.digest, one.events);
+        println!(
+            "seed {}: trace digest {} ({} events)",
+            one.seed, one.digest, one.events
+        );
     }
     println!(
         "simulated {} seed(s) x {} tasks over {} h (+ settling) in {:.1} s",
@@ -148,15 +162,24 @@ fn print_table(args: &Args, outcomes: &[Outcome], elapsed: std::time::Duration) 
     println!("| measure | value |\n|---|---|");
     println!("| seeds | {} |", outcomes.len());
     println!("| tasks | {} |", sum(|o| o.report.tasks));
-    println!("| delivered (tasks with a webhook request) | {} |", sum(|o| o.report.delivered));
+    println!(
+        "| delivered (tasks with a webhook request) | {} |",
+        sum(|o| o.report.delivered)
+    );
     println!("| COMPLETED | {} |", sum(|o| o.report.completed));
     println!("| FAILED (with lastError) | {} |", sum(|o| o.report.failed));
     println!("| CANCELLED | {} |", sum(|o| o.report.cancelled));
     println!("| early | {} |", sum(|o| o.report.early));
     println!("| lost | {} |", sum(|o| o.report.lost));
     println!("| stuck | {} |", sum(|o| o.report.stuck));
-    println!("| duplicate deliveries of one attempt | {} |", sum(|o| o.report.duplicates));
-    println!("| retried deliveries (new attempts) | {} |", sum(|o| o.report.redeliveries));
+    println!(
+        "| duplicate deliveries of one attempt | {} |",
+        sum(|o| o.report.duplicates)
+    );
+    println!(
+        "| retried deliveries (new attempts) | {} |",
+        sum(|o| o.report.redeliveries)
+    );
     println!("| dead letters | {} |", sum(|o| o.report.dead_letters));
     println!(
         "| lateness of first delivery p50 / p99 / max | {} / {} / {} |",
@@ -166,18 +189,40 @@ fn print_table(args: &Args, outcomes: &[Outcome], elapsed: std::time::Duration) 
     );
     println!(
         "| longest time to a final status | {} s |",
-        outcomes.iter().map(|o| o.report.max_settle_ms).max().unwrap_or(0) / 1000
+        outcomes
+            .iter()
+            .map(|o| o.report.max_settle_ms)
+            .max()
+            .unwrap_or(0)
+            / 1000
     );
-    println!("| cron runs (failed) | {} ({}) |", activity(|o| o.activity.cron_runs), activity(|o| o.activity.cron_failures));
+    println!(
+        "| cron runs (failed) | {} ({}) |",
+        activity(|o| o.activity.cron_runs),
+        activity(|o| o.activity.cron_failures)
+    );
     println!(
         "| recovered by the sweeps / recorded FAILED by them | {} / {} |",
         activity(|o| o.activity.recovered),
         activity(|o| o.activity.recovery_failed)
     );
-    println!("| undecodable items skipped | {} |", activity(|o| o.activity.undecodable_skipped));
-    println!("| creates retried by clients / cancels | {} / {} |", activity(|o| o.activity.creates_retried), activity(|o| o.activity.cancels));
-    let starts: Vec<String> = starts.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+    println!(
+        "| undecodable items skipped | {} |",
+        activity(|o| o.activity.undecodable_skipped)
+    );
+    println!(
+        "| creates retried by clients / cancels | {} / {} |",
+        activity(|o| o.activity.creates_retried),
+        activity(|o| o.activity.cancels)
+    );
+    let starts: Vec<String> = starts
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
     println!("| starts by result | {} |", starts.join(", "));
-    let faults: Vec<String> = injected.iter().map(|(class, n)| format!("{class} {n}")).collect();
+    let faults: Vec<String> = injected
+        .iter()
+        .map(|(class, n)| format!("{class} {n}"))
+        .collect();
     println!("| faults injected | {} |", faults.join(", "));
 }
