@@ -69,11 +69,6 @@ pub fn check(
     settle_bound: Duration,
     end: DateTime<Utc>,
 ) -> Report {
-    let mut report = Report {
-        tasks: tasks.len(),
-        dead_letters: dead_letters.len(),
-        ..Report::default()
-    };
     let mut violations = Vec::new();
     let (mut completed, mut failed, mut cancelled, mut delivered_tasks) = (0, 0, 0, 0);
     let mut violate = |task_id: &str, what: String| {
@@ -184,17 +179,20 @@ pub fn check(
         }
     }
     lateness.sort_unstable();
-    report.violations = violations;
-    report.completed = completed;
-    report.failed = failed;
-    report.cancelled = cancelled;
-    report.delivered = delivered_tasks;
-    report.early = early;
-    report.duplicates = duplicates;
-    report.lost = lost;
-    report.stuck = stuck;
-    report.redeliveries = redeliveries;
-    report.lateness_ms = lateness;
-    report.max_settle_ms = max_settle;
-    report
+    Report {
+        tasks: tasks.len(),
+        delivered: delivered_tasks,
+        completed,
+        failed,
+        cancelled,
+        early,
+        lost,
+        stuck,
+        duplicates,
+        redeliveries,
+        dead_letters: dead_letters.len(),
+        lateness_ms: lateness,
+        max_settle_ms: max_settle,
+        violations,
+    }
 }

@@ -142,7 +142,14 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
             update_timeout: UPDATE_TIMEOUT,
         },
     ));
-    let activity = Arc::new(Mutex::new(Activity::default()));
+    let pipeline = Arc::new(Pipeline {
+        world: world.clone(),
+        store: store.clone(),
+        queue: queue.clone(),
+        workflow,
+        schedule,
+        activity: Mutex::new(Activity::default()),
+    });
 
     // Items of another shape in the index: one due among the first tasks, one stuck long ago.
     store.put_undecodable(
@@ -156,24 +163,9 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         start.timestamp() - 86_400,
     );
 
-    let mut background = Vec::new();
-    background.push(tokio::spawn(cron_loop(
-        world.clone(),
-        store.clone(),
-        queue.clone(),
-        workflow.clone(),
-        schedule,
-        activity.clone(),
-    )));
+    let mut background = vec![tokio::spawn(cron_loop(pipeline.clone()))];
     for _ in 0..POLLERS {
-        background.push(tokio::spawn(poll(
-            world.clone(),
-            store.clone(),
-            queue.clone(),
-            workflow.clone(),
-            schedule,
-            activity.clone(),
-        )));
+        background.push(tokio::spawn(poll(pipeline.clone())));
     }
 
     let plan = plan(&world, &scenario, start);
@@ -185,14 +177,9 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
             receivers.make_gone(&planned.key);
         }
         requests.push(tokio::spawn(client(
-            world.clone(),
-            store.clone(),
-            queue.clone(),
-            workflow.clone(),
-            schedule,
+            pipeline.clone(),
             planned,
             clients.clone(),
-            activity.clone(),
         )));
     }
     let end = start + scenario.span + settle_bound(&schedule);
@@ -212,7 +199,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         settle_bound(&schedule),
         end,
     );
-    let activity = activity.lock().unwrap().clone();
+    let activity = pipeline.activity.lock().unwrap().clone();
     Outcome {
         seed,
         digest: world.digest(),
@@ -221,6 +208,16 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         injected: world.injected(),
         activity,
     }
+}
+
+/// The simulated deployment the clients, the cron and the pollers act on.
+struct Pipeline {
+    world: Arc<World>,
+    store: Arc<SimStore>,
+    queue: Arc<SimQueue>,
+    workflow: Arc<SimStepFunctions>,
+    schedule: Schedule,
+    activity: Mutex<Activity>,
 }
 
 /// One task a client will ask for.
@@ -263,17 +260,19 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
 
 /// A client: POST /tasks with an idempotency key, retried on 5xx as a client should, then
 /// maybe DELETE.
-#[allow(clippy::too_many_arguments)]
 async fn client(
-    world: Arc<World>,
-    store: Arc<SimStore>,
-    queue: Arc<SimQueue>,
-    workflow: Arc<SimStepFunctions>,
-    schedule: Schedule,
+    pipeline: Arc<Pipeline>,
     planned: Planned,
     clients: Arc<Mutex<invariants::Clients>>,
-    activity: Arc<Mutex<Activity>>,
 ) {
+    let Pipeline {
+        world,
+        store,
+        queue,
+        workflow,
+        schedule,
+        activity,
+    } = pipeline.as_ref();
     let mut body = serde_json::json!({
         "timestamp": tasks_core::task::rfc3339_millis::format(&planned.timestamp),
         "payload": {"key": planned.key},
@@ -289,7 +288,7 @@ async fn client(
             store.as_ref(),
             queue.as_ref(),
             &world.clock,
-            &schedule,
+            schedule,
             body.as_bytes(),
             Some(&planned.key),
         )
@@ -340,14 +339,8 @@ async fn client(
 }
 
 /// EventBridge `rate(1 minute)`: now and then late, now and then twice.
-async fn cron_loop(
-    world: Arc<World>,
-    store: Arc<SimStore>,
-    queue: Arc<SimQueue>,
-    workflow: Arc<SimStepFunctions>,
-    schedule: Schedule,
-    activity: Arc<Mutex<Activity>>,
-) {
+async fn cron_loop(pipeline: Arc<Pipeline>) {
+    let world = &pipeline.world;
     let mut next = tokio::time::Instant::now() + world.millis(0, 60_000);
     loop {
         tokio::time::sleep_until(next).await;
@@ -364,24 +357,21 @@ async fn cron_loop(
             1
         };
         for _ in 0..invocations {
-            let (world, store, queue, workflow, activity) = (
-                world.clone(),
-                store.clone(),
-                queue.clone(),
-                workflow.clone(),
-                activity.clone(),
-            );
+            let pipeline = pipeline.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(late).await;
                 let summary = run_cron(
-                    store.as_ref(),
-                    queue.as_ref(),
-                    workflow.as_ref(),
-                    &world.clock,
-                    &schedule,
+                    pipeline.store.as_ref(),
+                    pipeline.queue.as_ref(),
+                    pipeline.workflow.as_ref(),
+                    &pipeline.world.clock,
+                    &pipeline.schedule,
                 )
                 .await;
-                count_cron(&mut activity.lock().unwrap(), summary.as_ref().ok());
+                count_cron(
+                    &mut pipeline.activity.lock().unwrap(),
+                    summary.as_ref().ok(),
+                );
             });
         }
     }
@@ -406,14 +396,15 @@ fn count_cron(activity: &mut Activity, summary: Option<&CronSummary>) {
 /// Lambda's SQS event source feeding process-sqs-records: a batch of up to ten; the records the
 /// function did not report as failed are deleted, the others come back after the visibility
 /// timeout (and reach the DLQ after the last receive).
-async fn poll(
-    world: Arc<World>,
-    store: Arc<SimStore>,
-    queue: Arc<SimQueue>,
-    workflow: Arc<SimStepFunctions>,
-    schedule: Schedule,
-    activity: Arc<Mutex<Activity>>,
-) {
+async fn poll(pipeline: Arc<Pipeline>) {
+    let Pipeline {
+        world,
+        store,
+        queue,
+        workflow,
+        schedule,
+        activity,
+    } = pipeline.as_ref();
     loop {
         let batch = queue.receive(10, std::time::Duration::from_secs(20)).await;
         if batch.is_empty() {
@@ -431,7 +422,7 @@ async fn poll(
                 store.as_ref(),
                 workflow.as_ref(),
                 &world.clock,
-                &schedule,
+                schedule,
                 &message.body,
             )
         }))
