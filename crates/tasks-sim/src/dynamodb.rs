@@ -13,7 +13,8 @@
 
 use crate::world::World;
 use async_trait::async_trait;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use tasks_core::{Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition};
 
@@ -27,14 +28,21 @@ enum Entry {
     },
 }
 
+/// The index's key: (taskStatus, startExecutionAt, id), ordered as DynamoDB orders the index.
+type IndexKey = (&'static str, i64, String);
+
 impl Entry {
-    fn key(&self, id: &str) -> (TaskStatus, i64, String) {
+    fn key(&self, id: &str) -> IndexKey {
         match self {
-            Entry::Task(task) => (task.task_status, task.start_execution_at, id.to_string()),
+            Entry::Task(task) => (
+                task.task_status.as_str(),
+                task.start_execution_at,
+                id.to_string(),
+            ),
             Entry::Undecodable {
                 status,
                 start_execution_at,
-            } => (*status, *start_execution_at, id.to_string()),
+            } => (status.as_str(), *start_execution_at, id.to_string()),
         }
     }
 }
@@ -42,8 +50,9 @@ impl Entry {
 #[derive(Default)]
 struct Tables {
     items: BTreeMap<String, Task>,
-    /// The index as queries see it.
+    /// The index as queries see it: each item's entry, and the entries in index order.
     index: BTreeMap<String, Entry>,
+    ordered: BTreeSet<IndexKey>,
     /// Writes on their way to the index: (visible from, id, entry); per item in write order.
     pending: Vec<(tokio::time::Instant, String, Entry)>,
     /// The latest instant a pending write of each item becomes visible, so the index of one
@@ -67,7 +76,7 @@ impl SimStore {
     /// An item of another shape (say, the original service's, without `createdAt`) in the index.
     pub fn put_undecodable(&self, id: &str, status: TaskStatus, start_execution_at: i64) {
         let mut tables = self.tables.lock().unwrap();
-        tables.index.insert(
+        tables.show(
             id.to_string(),
             Entry::Undecodable {
                 status,
@@ -123,6 +132,18 @@ impl SimStore {
     }
 }
 
+impl Tables {
+    /// An entry arrives in the index, replacing the item's older one.
+    fn show(&mut self, id: String, entry: Entry) {
+        if let Some(old) = self.index.get(&id) {
+            let key = old.key(&id);
+            self.ordered.remove(&key);
+        }
+        self.ordered.insert(entry.key(&id));
+        self.index.insert(id, entry);
+    }
+}
+
 fn unavailable(message: &str) -> StoreError {
     StoreError::Unavailable {
         message: message.to_string(),
@@ -162,7 +183,7 @@ impl TaskStore for SimStore {
             .partition(|(visible, _, _)| *visible <= now);
         tables.pending = waiting;
         for (_, id, entry) in arrived {
-            tables.index.insert(id, entry);
+            tables.show(id, entry);
         }
         let after = match &query.page_token {
             None => None,
@@ -172,31 +193,34 @@ impl TaskStore for SimStore {
                 Some((at, id.to_string()))
             }
         };
-        let mut keys: Vec<(i64, String)> = tables
-            .index
-            .iter()
-            .map(|(id, entry)| entry.key(id))
-            .filter(|(status, at, _)| {
-                *status == query.status && query.due_by.is_none_or(|due| *at <= due)
-            })
-            .map(|(_, at, id)| (at, id))
-            .collect();
-        keys.sort();
-        if query.newest_first {
-            keys.reverse();
-        }
-        let remaining: Vec<(i64, String)> = keys
-            .into_iter()
-            .filter(|key| {
-                after.as_ref().is_none_or(|after| {
-                    if query.newest_first {
-                        key < after
-                    } else {
-                        key > after
-                    }
-                })
-            })
-            .collect();
+        let status = query.status.as_str();
+        let lowest: IndexKey = (status, i64::MIN, String::new());
+        let highest: IndexKey = (
+            status,
+            query.due_by.unwrap_or(i64::MAX),
+            "\u{10FFFF}".into(),
+        );
+        let after = after.map(|(at, id)| (status, at, id));
+        // One more than the limit tells whether a next page exists.
+        let wanted = query.limit as usize + 1;
+        let remaining: Vec<(i64, String)> = if query.newest_first {
+            let upper = after.map_or(Bound::Included(highest), Bound::Excluded);
+            tables
+                .ordered
+                .range((Bound::Included(lowest), upper))
+                .rev()
+                .take(wanted)
+                .map(|(_, at, id)| (*at, id.clone()))
+                .collect()
+        } else {
+            let lower = after.map_or(Bound::Included(lowest), Bound::Excluded);
+            tables
+                .ordered
+                .range((lower, Bound::Included(highest)))
+                .take(wanted)
+                .map(|(_, at, id)| (*at, id.clone()))
+                .collect()
+        };
         let read = &remaining[..remaining.len().min(query.limit as usize)];
         let next_token = (read.len() < remaining.len())
             .then(|| read.last())
