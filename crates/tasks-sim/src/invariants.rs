@@ -50,16 +50,6 @@ pub struct Report {
     pub violations: Vec<Violation>,
 }
 
-impl Report {
-    pub fn percentile(&self, p: f64) -> Option<i64> {
-        if self.lateness_ms.is_empty() {
-            return None;
-        }
-        let rank = ((p / 100.0) * self.lateness_ms.len() as f64).ceil() as usize;
-        Some(self.lateness_ms[rank.clamp(1, self.lateness_ms.len()) - 1])
-    }
-}
-
 pub fn check(
     world: &World,
     tasks: &[Task],

@@ -133,10 +133,6 @@ impl SimQueue {
     pub fn dead_letters(&self) -> Vec<DispatchMessage> {
         self.dead_letters.lock().unwrap().clone()
     }
-
-    pub fn depth(&self) -> usize {
-        self.messages.lock().unwrap().len()
-    }
 }
 
 #[async_trait]

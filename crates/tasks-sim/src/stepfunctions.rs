@@ -75,14 +75,6 @@ impl SimStepFunctions {
         }
     }
 
-    pub fn running(&self) -> usize {
-        let executions = self.executions.lock().unwrap();
-        executions
-            .values()
-            .filter(|execution| matches!(execution, Execution::Running(_)))
-            .count()
-    }
-
     fn take_token(&self) -> bool {
         let mut bucket = self.bucket.lock().unwrap();
         let now = tokio::time::Instant::now();
