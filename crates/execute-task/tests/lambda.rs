@@ -30,24 +30,14 @@ async fn receiver() -> String {
     base
 }
 
-/// A signing secret in the emulator's Secrets Manager, as the template creates it (bare base64).
-async fn signing_secret_arn() -> String {
-    let config = tasks_aws::testing::emulator_config().await;
-    let created = aws_sdk_secretsmanager::Client::new(&config)
-        .create_secret()
-        .name(unique("signing"))
-        .secret_string("MfKQ9r0HHJF2ysB1xFpLQ4X5rP7w3cMzqYz5mA8YcSQ=")
-        .send()
-        .await
-        .expect("a secret on the emulator");
-    created.arn().expect("the secret's ARN").to_string()
-}
-
 async fn function(table_name: &str) -> Function {
     Function::on_emulator("execute-task", env!("CARGO_BIN_EXE_execute-task"))
         .await
         .env("TABLE_NAME", table_name)
-        .env("WEBHOOK_SIGNING_SECRET_ARN", &signing_secret_arn().await)
+        .env(
+            "WEBHOOK_SIGNING_SECRET_ARN",
+            lambda_harness::signing_secret_arn().await,
+        )
         .env("WEBHOOK_ALLOW_PRIVATE", "true")
         .env("WEBHOOK_TIMEOUT_MS", "5000")
 }

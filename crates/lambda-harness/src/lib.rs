@@ -153,6 +153,20 @@ fn clock_ticks_per_second() -> u64 {
 }
 
 /// The workspace's root, where the state machine and the event fixtures live.
+/// A webhook signing secret in the emulator's Secrets Manager, as the template creates it (bare
+/// base64): execute-task reads it at start from `WEBHOOK_SIGNING_SECRET_ARN`.
+pub async fn signing_secret_arn() -> String {
+    let config = tasks_aws::testing::emulator_config().await;
+    let created = aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name(tasks_aws::testing::unique("signing"))
+        .secret_string("MfKQ9r0HHJF2ysB1xFpLQ4X5rP7w3cMzqYz5mA8YcSQ=")
+        .send()
+        .await
+        .expect("a secret on the emulator");
+    created.arn().expect("the secret's ARN").to_string()
+}
+
 pub fn workspace_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }

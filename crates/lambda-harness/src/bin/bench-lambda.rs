@@ -153,13 +153,16 @@ async fn main() {
     };
     let resources = Arc::new(Resources::create().await);
     let workflow = resources.waiting_workflow().await;
+    let signing_secret = lambda_harness::signing_secret_arn().await;
     let needed = COLD_STARTS + WARM_UP + warm;
     let function = |name: &'static str, path: PathBuf| {
         let resources = resources.clone();
         let arn = workflow.state_machine_arn().to_string();
+        let signing_secret = signing_secret.clone();
         async move {
             Function::on_emulator(name, path)
                 .await
+                .env("WEBHOOK_SIGNING_SECRET_ARN", signing_secret)
                 .env("TABLE_NAME", &resources.table_name)
                 .env("QUEUE_URL", &resources.queue_url)
                 .env("STATE_MACHINE_ARN", arn)
