@@ -275,10 +275,15 @@ async fn cron_hotspot(binary: PathBuf) -> (Duration, Duration, f64) {
     let resources = Arc::new(Resources::create().await);
     let stop = Arc::new(Notify::new());
     let drainer = drain(resources.clone(), stop.clone());
+    // The tasks are all due, none stale or stuck: the sweeps ask Step Functions about nothing.
     let cron = Function::on_emulator("cron", binary)
         .await
         .env("TABLE_NAME", &resources.table_name)
-        .env("QUEUE_URL", &resources.queue_url);
+        .env("QUEUE_URL", &resources.queue_url)
+        .env(
+            "STATE_MACHINE_ARN",
+            resources.workflow().state_machine_arn().to_string(),
+        );
     let process = cron.spawn();
     invoke_ok(&cron, &process, events::scheduled()).await;
     seed(
