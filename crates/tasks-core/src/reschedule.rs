@@ -20,9 +20,12 @@ pub enum ChangeError {
     Invalid(#[from] ValidationError),
     #[error("task {0} not found")]
     NotFound(String),
-    /// Final, or an attempt of its current series has begun (for a retry: not FAILED).
-    #[error("task {} is {}: the change does not apply", .0.id, .0.task_status)]
+    /// Final, or an attempt of its current series has begun.
+    #[error("task {} is {}: it can no longer change", .0.id, .0.task_status)]
     NotChangeable(Box<Task>),
+    /// Only a FAILED task can be retried.
+    #[error("task {} is {}: only a FAILED task can be retried", .0.id, .0.task_status)]
+    NotRetryable(Box<Task>),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -72,7 +75,7 @@ async fn apply(
     for _ in 0..MAX_TRIES {
         let change = Transition::new(event, ports.clock.now());
         if !change.applies_to(&task) {
-            return Err(ChangeError::NotChangeable(Box::new(task)));
+            return Err(refused(event, task));
         }
         // The merge was computed from this read: write it only if nobody changed the task since.
         let change = change
@@ -85,7 +88,14 @@ async fn apply(
             Err(error) => return Err(ChangeError::Store(error)),
         }
     }
-    Err(ChangeError::NotChangeable(Box::new(task)))
+    Err(refused(event, task))
+}
+
+fn refused(event: Event, task: Task) -> ChangeError {
+    match event {
+        Event::Retry => ChangeError::NotRetryable(Box::new(task)),
+        _ => ChangeError::NotChangeable(Box::new(task)),
+    }
 }
 
 /// Stops the execution of the series the task left (it can no longer deliver, but it would wait

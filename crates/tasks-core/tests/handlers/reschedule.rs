@@ -191,7 +191,7 @@ async fn only_a_failed_task_can_be_retried() {
     ] {
         world.store.put(task("t", now(), status));
         let error = retry_task(&world.ports(), "t", b"").await.unwrap_err();
-        assert!(matches!(error, ChangeError::NotChangeable(ref t) if t.task_status == status));
+        assert!(matches!(error, ChangeError::NotRetryable(ref t) if t.task_status == status));
     }
 }
 
