@@ -8,7 +8,7 @@ use crate::new_task::ValidationError;
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
-use crate::task::{execution_name, Task};
+use crate::task::{execution_name, rfc3339_millis, Task};
 use crate::task_patch::TaskPatch;
 
 /// A read-then-write that keeps losing to concurrent changes gives up after this many tries.
@@ -48,7 +48,7 @@ pub async fn change_task(ports: &Ports<'_>, id: &str, body: &[u8]) -> Result<Tas
 
 /// `POST /tasks/{id}/run`: the task's time becomes now; the same rules as a change.
 pub async fn run_task(ports: &Ports<'_>, id: &str) -> Result<Task, ChangeError> {
-    let patch = TaskPatch::time(Some(ports.clock.now()));
+    let patch = TaskPatch::time(Some(rfc3339_millis::truncate(ports.clock.now())));
     apply(ports, id, Event::Reschedule, &patch).await
 }
 
@@ -56,7 +56,7 @@ pub async fn run_task(ports: &Ports<'_>, id: &str) -> Result<Task, ChangeError> 
 /// body gives (which may also change the webhook or payload). The attempts made keep counting.
 pub async fn retry_task(ports: &Ports<'_>, id: &str, body: &[u8]) -> Result<Task, ChangeError> {
     let now = ports.clock.now();
-    let patch = TaskPatch::parse_optional(body, now)?.at(now);
+    let patch = TaskPatch::parse_optional(body, now)?.at(rfc3339_millis::truncate(now));
     apply(ports, id, Event::Retry, &patch).await
 }
 
