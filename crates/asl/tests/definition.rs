@@ -28,10 +28,12 @@ fn the_service_state_machine_parses() {
     assert_eq!(
         machine.state_names().collect::<Vec<_>>(),
         [
+            "Decide",
             "ExecuteTask",
             "MarkCompleted",
             "MarkFailed",
             "TaskFailed",
+            "WaitForRetry",
             "WaitUntilWakeAt"
         ]
     );

@@ -458,7 +458,7 @@ async fn the_service_machine_runs_wait_execute_complete() {
     assert_eq!(output, expected);
     assert_eq!(
         host.entered(),
-        ["WaitUntilWakeAt", "ExecuteTask", "MarkCompleted"]
+        ["WaitUntilWakeAt", "ExecuteTask", "Decide", "MarkCompleted"]
     );
     assert_eq!(host.call_times(), [8.0, 8.0]);
     let calls = host.calls.lock().unwrap();
@@ -469,9 +469,9 @@ async fn the_service_machine_runs_wait_execute_complete() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_service_machine_retries_after_2_4_8_seconds_then_marks_failed() {
+async fn the_service_machine_retries_its_own_errors_after_2_4_8_seconds_then_marks_failed() {
     let host = FakeHost::new(|resource, _, _| match resource {
-        EXECUTE_TASK => err("WebhookServerError"),
+        EXECUTE_TASK => err("StoreUnavailable"),
         UPDATE_STATUS => ok(json!("FAILED")),
         other => panic!("unexpected resource {other}"),
     });
@@ -485,14 +485,62 @@ async fn the_service_machine_retries_after_2_4_8_seconds_then_marks_failed() {
     let calls = host.calls.lock().unwrap();
     assert_eq!(calls[4].resource, UPDATE_STATUS);
     let mut update = tasks_input();
-    update["error"] = json!({"Error": "WebhookServerError", "Cause": "WebhookServerError cause"});
+    update["error"] = json!({"Error": "StoreUnavailable", "Cause": "StoreUnavailable cause"});
     assert_eq!(calls[4].input, update);
 }
 
+/// A webhook's failure comes back as an outcome: RETRY loops through a Wait until retryAt with
+/// the report beside the input, FAILED goes to MarkFailed with it.
 #[tokio::test(start_paused = true)]
-async fn the_service_machine_sends_a_permanent_error_straight_to_mark_failed() {
+async fn the_service_machine_loops_on_retry_until_the_policy_says_failed() {
+    let mut attempt = 0;
+    let host = FakeHost::new(move |resource, _, _| match resource {
+        EXECUTE_TASK => {
+            attempt += 1;
+            match attempt {
+                1 => ok(json!({"outcome": "RETRY", "retryAt": at(12), "attempt": 1})),
+                2 => ok(json!({"outcome": "RETRY", "retryAt": at(20), "attempt": 2})),
+                _ => ok(json!({"outcome": "FAILED", "error": "WebhookRejected: HTTP 404"})),
+            }
+        }
+        UPDATE_STATUS => ok(json!("FAILED")),
+        other => panic!("unexpected resource {other}"),
+    });
+    let failure = failed(host.run(TASKS, tasks_input()).await);
+    assert_eq!(failure.error, "TaskFailed");
+    assert_eq!(host.call_times(), [8.0, 12.0, 20.0, 20.0]);
+    assert_eq!(
+        host.entered(),
+        [
+            "WaitUntilWakeAt",
+            "ExecuteTask",
+            "Decide",
+            "WaitForRetry",
+            "ExecuteTask",
+            "Decide",
+            "WaitForRetry",
+            "ExecuteTask",
+            "Decide",
+            "MarkFailed",
+            "TaskFailed"
+        ]
+    );
+    let calls = host.calls.lock().unwrap();
+    let mut second = tasks_input();
+    second["result"] = json!({"outcome": "RETRY", "retryAt": at(12), "attempt": 1});
+    assert_eq!(
+        calls[1].input, second,
+        "the next attempt sees the one before"
+    );
+    let mut update = tasks_input();
+    update["result"] = json!({"outcome": "FAILED", "error": "WebhookRejected: HTTP 404"});
+    assert_eq!(calls[3].input, update);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_service_machine_sends_an_error_no_retry_can_cure_straight_to_mark_failed() {
     let host = FakeHost::new(|resource, _, _| match resource {
-        EXECUTE_TASK => err("WebhookRejected"),
+        EXECUTE_TASK => err("InvalidInput"),
         _ => ok(json!("FAILED")),
     });
     assert_eq!(

@@ -6,8 +6,8 @@ pub mod webhook;
 use lambda_runtime::Diagnostic;
 use std::sync::Arc;
 use tasks_core::metrics;
-use tasks_core::pipeline::{execute_task, ExecuteError, ExecutionReport};
-use tasks_core::{Clock, ExecutionInput, Schedule, TaskStore, WebhookSender};
+use tasks_core::pipeline::{execute_task, AttemptInput, ExecuteError, ExecutionReport};
+use tasks_core::{Clock, Schedule, TaskStore, WebhookSender};
 
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
@@ -41,16 +41,17 @@ impl From<TaskError> for Diagnostic {
 }
 
 impl ExecuteTask {
-    pub async fn handle(&self, input: ExecutionInput) -> Result<ExecutionReport, TaskError> {
+    pub async fn handle(&self, attempt: AttemptInput) -> Result<ExecutionReport, TaskError> {
         let started = self.clock.now();
         let result = execute_task(
             self.store.as_ref(),
             self.sender.as_ref(),
             self.clock.as_ref(),
             &self.schedule,
-            &input,
+            &attempt,
         )
         .await;
+        let input = &attempt.input;
         let ended = self.clock.now();
         let attempt_ms = (ended - started.max(input.timestamp)).num_milliseconds();
         metrics::execution(&input.id, &result, attempt_ms.max(0)).emit(ended.timestamp_millis());
@@ -61,6 +62,8 @@ impl ExecuteTask {
                     outcome = ?report.outcome,
                     status_code = report.status_code,
                     attempt = report.attempt,
+                    retry_at = ?report.retry_at,
+                    error = report.error,
                     lateness_ms = report.lateness_ms,
                     "task executed"
                 );

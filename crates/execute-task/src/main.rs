@@ -3,8 +3,9 @@ use execute_task::webhook::HttpSender;
 use execute_task::ExecuteTask;
 use std::sync::Arc;
 use std::time::Duration;
+use tasks_core::pipeline::AttemptInput;
 use tasks_core::schedule::{env_bool, env_u64};
-use tasks_core::{ExecutionInput, Schedule, SystemClock};
+use tasks_core::{Schedule, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -23,5 +24,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
     };
-    tasks_lambda::run(|input: ExecutionInput| handler.handle(input)).await
+    tasks_lambda::run(|attempt: AttemptInput| handler.handle(attempt)).await
 }

@@ -12,16 +12,17 @@
 use crate::signing::SigningKeys;
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tasks_core::new_task::is_reserved_header;
-use tasks_core::task::rfc3339_millis;
+use tasks_core::ports::RESPONSE_BODY_BYTES;
+use tasks_core::task::{rfc3339_millis, truncated};
 use tasks_core::timing::DNS_TIMEOUT;
-use tasks_core::{DeliveryError, Webhook, WebhookCall, WebhookSender};
+use tasks_core::{DeliveryError, Webhook, WebhookCall, WebhookResponse, WebhookSender};
 
 /// IANA's IPv4 Special-Purpose Address Registry (every entry, globally reachable or not: none is
 /// a webhook receiver), plus multicast, which the registry leaves to its own.
@@ -209,7 +210,7 @@ impl WebhookSender for HttpSender {
         self.check_target(webhook).await
     }
 
-    async fn send(&self, call: WebhookCall<'_>) -> Result<u16, DeliveryError> {
+    async fn send(&self, call: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
         self.check_target(call.webhook).await?;
         let webhook = call.webhook;
         let method = reqwest::Method::from_bytes(webhook.method.as_bytes())
@@ -277,12 +278,31 @@ impl WebhookSender for HttpSender {
             }
         })?;
         let status = response.status().as_u16();
-        match status {
-            200..=299 => Ok(status),
-            500..=599 | 429 | 408 => Err(DeliveryError::ServerError(status)),
-            _ => Err(DeliveryError::Rejected(status)),
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse().ok());
+        Ok(WebhookResponse {
+            status,
+            retry_after,
+            body: body_start(response).await,
+        })
+    }
+}
+
+/// The first [`RESPONSE_BODY_BYTES`] of the body, read no further; a body that fails midway
+/// keeps what arrived.
+async fn body_start(mut response: reqwest::Response) -> String {
+    let mut start = Vec::with_capacity(RESPONSE_BODY_BYTES);
+    while start.len() < RESPONSE_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
         }
     }
+    let text = String::from_utf8_lossy(&start);
+    truncated(&text, RESPONSE_BODY_BYTES)
 }
 
 /// The error and its causes, without the URL (reqwest puts it in its text; the causes should not

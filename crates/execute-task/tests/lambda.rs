@@ -9,7 +9,7 @@ use lambda_harness::events::{self, state_errors};
 use lambda_harness::Function;
 use serde_json::json;
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::retry::{PERMANENT_ERRORS, RETRYABLE_ERRORS};
+use tasks_core::retry::RETRYABLE_ERRORS;
 use tasks_core::{Schedule, Task, TaskStatus, TaskStore, Webhook};
 
 /// A receiver on a free loopback port: `/ok` answers 204, `/reject` 404, `/fail` 503.
@@ -106,22 +106,21 @@ async fn errors_carry_the_types_the_state_machine_names() {
         errors.caught
     );
 
+    // A webhook's failure is an outcome the state machine's Choice reads, not an error.
     let server_error = function
         .invoke(&started(&resources, Some(format!("{base}/fail"))).await)
-        .await;
-    assert_eq!(
-        server_error.error_type(),
-        Some("WebhookServerError"),
-        "{server_error:?}"
-    );
+        .await
+        .response();
+    assert_eq!(server_error["outcome"], "RETRY", "{server_error}");
+    assert!(server_error["retryAt"].is_string(), "{server_error}");
+    assert_eq!(server_error["record"]["statusCode"], 503, "{server_error}");
     let rejected = function
         .invoke(&started(&resources, Some(format!("{base}/reject"))).await)
-        .await;
-    assert_eq!(
-        rejected.error_type(),
-        Some("WebhookRejected"),
-        "{rejected:?}"
-    );
+        .await
+        .response();
+    assert_eq!(rejected["outcome"], "FAILED", "{rejected}");
+    let error = rejected["error"].as_str().unwrap();
+    assert!(error.starts_with("WebhookRejected: "), "{error}");
     let malformed = function.invoke(&json!({"id": "x", "timestamp": 5})).await;
     assert_eq!(
         malformed.error_type(),
@@ -143,18 +142,10 @@ async fn errors_carry_the_types_the_state_machine_names() {
     );
     process.stop().await;
 
-    for retried in ["WebhookServerError", "StoreUnavailable"] {
-        assert!(RETRYABLE_ERRORS.contains(&retried));
+    for retried in RETRYABLE_ERRORS {
         assert!(errors.retried.contains(&retried.to_string()), "{retried}");
     }
-    for permanent in ["WebhookRejected", "InvalidInput"] {
-        assert!(!RETRYABLE_ERRORS.contains(&permanent));
-        assert!(
-            !errors.retried.contains(&permanent.to_string()),
-            "{permanent}"
-        );
-    }
-    assert!(PERMANENT_ERRORS.contains(&"WebhookRejected"));
+    assert!(!errors.retried.contains(&"InvalidInput".to_string()));
 }
 
 async fn function_without_table() -> Function {

@@ -64,7 +64,7 @@ async fn a_proxy_in_the_environment_is_ignored() {
         })
         .await
         .unwrap();
-    assert_eq!(status, 204);
+    assert_eq!(status.status, 204);
     assert_eq!(received.load(Ordering::SeqCst), 1);
     assert_eq!(
         proxied.load(Ordering::SeqCst),

@@ -129,12 +129,27 @@ impl Fixture {
         }
     }
 
+    /// The name of the failure: the error the handler raised, or the one its report gives.
     async fn error_type(&self, input: ExecutionInput) -> String {
         self.error(input).await.error_type
     }
 
     async fn error(&self, input: ExecutionInput) -> Diagnostic {
-        Diagnostic::from(self.handler.handle(input).await.unwrap_err())
+        match self.handler.handle(input.into()).await {
+            Err(error) => Diagnostic::from(error),
+            Ok(report) => {
+                let text = report
+                    .record
+                    .and_then(|record| record.error)
+                    .or(report.error)
+                    .unwrap_or_else(|| panic!("{:?}: not a failure", report.outcome));
+                let (name, message) = text.split_once(": ").expect("`Name: message`");
+                Diagnostic {
+                    error_type: name.to_string(),
+                    error_message: message.to_string(),
+                }
+            }
+        }
     }
 }
 
@@ -145,7 +160,7 @@ async fn a_2xx_answer_is_delivered_once_with_the_idempotency_headers() {
     let input = fixture
         .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
         .await;
-    let report = fixture.handler.handle(input.clone()).await.unwrap();
+    let report = fixture.handler.handle(input.clone().into()).await.unwrap();
     assert_eq!(report.outcome, Outcome::Delivered);
     assert_eq!(report.status_code, Some(204));
     let arrivals = receiver.arrivals();
@@ -171,7 +186,7 @@ async fn invoked_at_wake_at_it_sends_just_after_the_second_never_before() {
     let input = fixture
         .task(&format!("{base}/ok"), 1000, TaskStatus::InProgress)
         .await;
-    let report = fixture.handler.handle(input.clone()).await.unwrap();
+    let report = fixture.handler.handle(input.clone().into()).await.unwrap();
     let arrival = receiver.arrivals()[0].at;
     let lateness = arrival - input.timestamp;
     assert!(lateness >= Duration::zero(), "arrived {lateness} early");
@@ -258,7 +273,7 @@ async fn a_cancelled_task_is_skipped_without_a_request() {
     let input = fixture
         .task(&format!("{base}/ok"), 0, TaskStatus::Cancelled)
         .await;
-    let report = fixture.handler.handle(input).await.unwrap();
+    let report = fixture.handler.handle(input.into()).await.unwrap();
     assert_eq!(report.outcome, Outcome::Skipped);
     assert!(receiver.arrivals().is_empty());
 }
@@ -301,7 +316,7 @@ async fn every_request_is_signed_and_verifies_with_the_reference_implementation(
         .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
         .await;
     let before = Utc::now().timestamp();
-    fixture.handler.handle(input.clone()).await.unwrap();
+    fixture.handler.handle(input.clone().into()).await.unwrap();
     let arrival = &receiver.arrivals()[0];
     let headers = &arrival.headers;
     assert_eq!(headers["webhook-id"], input.id.as_str());
@@ -334,7 +349,7 @@ async fn with_two_secrets_a_receiver_holding_either_one_verifies() {
     let input = fixture
         .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
         .await;
-    fixture.handler.handle(input).await.unwrap();
+    fixture.handler.handle(input.into()).await.unwrap();
     let arrival = &receiver.arrivals()[0];
     let signature = arrival.headers["webhook-signature"].to_str().unwrap();
     assert_eq!(signature.split(' ').count(), 2, "{signature}");
@@ -372,7 +387,7 @@ async fn string_bodies_and_bodiless_requests_are_signed_as_sent() {
             body,
         };
         let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
-        fixture.handler.handle(input).await.unwrap();
+        fixture.handler.handle(input.into()).await.unwrap();
     }
     let arrivals = receiver.arrivals();
     assert_eq!(&arrivals[0].body[..], b"plain text, as is");
@@ -399,7 +414,7 @@ async fn a_stored_task_cannot_override_the_service_s_headers() {
         body: None,
     };
     let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
-    fixture.handler.handle(input.clone()).await.unwrap();
+    fixture.handler.handle(input.clone().into()).await.unwrap();
     let headers = &receiver.arrivals()[0].headers;
     for name in ["idempotency-key", "webhook-signature", "x-task-attempt"] {
         assert_eq!(headers.get_all(name).iter().count(), 1, "{name}");

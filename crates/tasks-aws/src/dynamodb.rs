@@ -284,6 +284,8 @@ impl Update {
                 "payload",
                 attribute_change(&change.changes.payload)?,
             ),
+            ("#retry", "retry", attribute_change(&change.changes.retry)?),
+            ("#attemptHistory", "attemptHistory", history_change(change)?),
         ] {
             match value {
                 None => {}
@@ -306,6 +308,21 @@ impl Update {
             names.insert("#attemptSeries".into(), "attemptSeries".into());
             names.insert("#series".into(), "series".into());
             values.insert(":zero".into(), AttributeValue::N("0".into()));
+        }
+        if let (None, Some(record)) = (
+            &change.changes.attempt_history,
+            &change.changes.record_attempt,
+        ) {
+            update.push_str(
+                ", #attemptHistory = list_append(if_not_exists(#attemptHistory, :noHistory), \
+                 :attempt)",
+            );
+            names.insert("#attemptHistory".into(), "attemptHistory".into());
+            values.insert(":noHistory".into(), AttributeValue::L(Vec::new()));
+            values.insert(
+                ":attempt".into(),
+                AttributeValue::L(vec![attribute_value(record)?]),
+            );
         }
         if !removed.is_empty() {
             let names_removed: Vec<&str> = removed.iter().map(|(name, _)| *name).collect();
@@ -342,6 +359,29 @@ impl Update {
             values,
         })
     }
+}
+
+fn attribute_value<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    to_attribute_value(value).map_err(|e| StoreError::Unavailable {
+        message: format!("the change cannot be stored: {e}"),
+        request_id: None,
+    })
+}
+
+/// The history a change sets as a whole (a retry trims it), with any attempt it adds; an empty
+/// one is removed, as a task without attempts is stored. An attempt added alone is appended.
+fn history_change(change: &Transition) -> Result<Option<Option<AttributeValue>>, StoreError> {
+    let Some(history) = &change.changes.attempt_history else {
+        return Ok(None);
+    };
+    let history: Vec<_> = history
+        .iter()
+        .chain(&change.changes.record_attempt)
+        .collect();
+    if history.is_empty() {
+        return Ok(Some(None));
+    }
+    Ok(Some(Some(attribute_value(&history)?)))
 }
 
 /// A field a change sets (`Some(Some)`), removes (`Some(None)`) or leaves (`None`), as the
@@ -568,6 +608,7 @@ mod tests {
                 timestamp: Some((at, 1_906_545_480)),
                 webhook: Some(Some(webhook)),
                 payload: Some(None),
+                ..Default::default()
             });
         let update = Update::from_transition(&change).unwrap();
         assert_eq!(

@@ -5,6 +5,7 @@ pub mod document;
 pub mod new_task;
 pub mod ports;
 pub mod retry;
+pub mod retry_policy;
 pub mod schedule;
 pub mod status;
 pub mod task;
@@ -14,12 +15,12 @@ pub mod timing;
 pub use new_task::{NewTask, ValidationError};
 pub use ports::{
     Changes, Clock, DeliveryError, DispatchQueue, ExecutionState, Page, QueueError, StartOutcome,
-    StatusQuery, StoreError, SystemClock, TaskStore, Transition, WebhookCall, WebhookSender,
-    Workflow, WorkflowError,
+    StatusQuery, StoreError, SystemClock, TaskStore, Transition, WebhookCall, WebhookResponse,
+    WebhookSender, Workflow, WorkflowError,
 };
 pub use schedule::Schedule;
 pub use status::{Event, TaskStatus};
-pub use task::{DispatchMessage, ExecutionInput, Task, Webhook};
+pub use task::{AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook};
 
 pub mod commands;
 pub mod dispatch;

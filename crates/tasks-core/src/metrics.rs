@@ -107,14 +107,26 @@ pub fn execution(
         .milliseconds("AttemptDurationMs", attempt_ms);
     match result {
         Ok(report) => {
+            let failure = report
+                .error
+                .as_deref()
+                .or(report.record.as_ref().and_then(|r| r.error.as_deref()))
+                .and_then(|error| error.split(':').next())
+                .unwrap_or_default()
+                .to_string();
             let record = match report.outcome {
                 Outcome::Delivered => record.count("Delivered", 1),
                 Outcome::Completed => record.count("Completed", 1),
+                Outcome::Retry => record.count("Retried", 1).property("errorType", failure),
+                Outcome::Failed => record.count("Failed", 1).property("errorType", failure),
                 Outcome::Skipped | Outcome::Superseded => record.count("Skipped", 1),
             };
+            // Precision is the first attempt's: a retry is late by its policy's design.
+            let first_delivery = matches!(report.outcome, Outcome::Delivered | Outcome::Completed)
+                && report.attempt_in_series <= 1;
             match report.lateness_ms {
-                Some(lateness) => record.milliseconds("LatenessMs", lateness),
-                None => record,
+                Some(lateness) if first_delivery => record.milliseconds("LatenessMs", lateness),
+                _ => record,
             }
         }
         Err(error) if RETRYABLE_ERRORS.contains(&error.error_type) => record
@@ -248,40 +260,41 @@ mod tests {
 
     #[test]
     fn execution_outcomes_are_counted_by_kind() {
-        let report = ExecutionReport {
-            outcome: Outcome::Delivered,
+        let report = |outcome, error: Option<&str>| ExecutionReport {
+            outcome,
             status_code: Some(200),
             attempt: 1,
+            attempt_in_series: 1,
             executed_at: None,
             lateness_ms: Some(2),
+            retry_at: None,
+            error: error.map(str::to_string),
+            record: None,
             task_status: None,
         };
-        let delivered = execution("t", &Ok(report), 40).to_json(0);
+        let delivered = execution("t", &Ok(report(Outcome::Delivered, None)), 40).to_json(0);
         assert_eq!(
             metric_names(&delivered),
             ["AttemptDurationMs", "Delivered", "LatenessMs"]
         );
-        let retried = execution(
-            "t",
-            &Err(ExecuteError {
-                error_type: "WebhookTimeout",
-                message: "timed out".into(),
-            }),
-            10_000,
-        )
-        .to_json(0);
+        let retried = report(Outcome::Retry, Some("WebhookTimeout: no answer"));
+        let retried = execution("t", &Ok(retried), 10_000).to_json(0);
         assert_eq!(metric_names(&retried), ["AttemptDurationMs", "Retried"]);
         assert_eq!(retried["errorType"], "WebhookTimeout");
-        let failed = execution(
+        let failed = report(Outcome::Failed, Some("WebhookRejected: HTTP 404"));
+        let failed = execution("t", &Ok(failed), 5).to_json(0);
+        assert_eq!(failed["errorType"], "WebhookRejected");
+        assert!(metric_names(&failed).contains(&"Failed".to_string()));
+        let broken = execution(
             "t",
             &Err(ExecuteError {
-                error_type: "WebhookRejected",
-                message: "HTTP 404".into(),
+                error_type: "StoreUnavailable",
+                message: "down".into(),
             }),
             5,
         )
         .to_json(0);
-        assert_eq!(metric_names(&failed), ["AttemptDurationMs", "Failed"]);
+        assert_eq!(metric_names(&broken), ["AttemptDurationMs", "Retried"]);
     }
 
     #[test]

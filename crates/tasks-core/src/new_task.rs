@@ -1,6 +1,7 @@
 //! Validation of a create request: the one place that decides what a valid task is.
 
 use crate::document::{check_storable, item_size, Unstorable, MAX_ITEM_BYTES};
+use crate::retry_policy::RetryPolicy;
 use crate::schedule::{Schedule, MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
 use crate::task::{Task, Webhook};
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -28,8 +29,11 @@ pub const RESERVED_WEBHOOK_HEADERS: [&str; 9] = [
 /// Every header starting with this is the service's too (`X-Task-Id`, `X-Task-Attempt`, ...).
 pub const RESERVED_WEBHOOK_HEADER_PREFIX: &str = "X-Task-";
 /// Room kept in an item for the attributes the service adds to the request's (id, times,
-/// status, digest, idempotency key, last error).
-const SERVICE_ATTRIBUTES_BYTES: usize = 4 * 1024;
+/// status, digest, idempotency key, last error, retry policy) and the attempt history.
+const SERVICE_ATTRIBUTES_BYTES: usize = 4 * 1024 + ATTEMPT_HISTORY_BYTES;
+/// Room kept for the attempt history: at most `MAX_ATTEMPT_HISTORY` records of an attempt's
+/// number, times, status, error (256 bytes) and response body (256 bytes), with their names.
+const ATTEMPT_HISTORY_BYTES: usize = crate::task::MAX_ATTEMPT_HISTORY * 640;
 
 /// A rejected request: a stable machine-readable code, the field at fault and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +63,7 @@ struct CreateTaskBody {
     seconds: Option<u64>,
     webhook: Option<WebhookBody>,
     payload: Option<Value>,
+    retry: Option<RetryPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +81,7 @@ pub struct NewTask {
     pub timestamp: DateTime<Utc>,
     pub webhook: Option<Webhook>,
     pub payload: Option<Value>,
+    pub retry: Option<RetryPolicy>,
     pub request_digest: String,
 }
 
@@ -92,10 +98,14 @@ impl NewTask {
         )?;
         let webhook = parsed.webhook.map(validate_webhook).transpose()?;
         check_contents(webhook.as_ref(), parsed.payload.as_ref())?;
+        if let Some(retry) = &parsed.retry {
+            check_retry(retry)?;
+        }
         Ok(NewTask {
             timestamp,
             webhook,
             payload: parsed.payload,
+            retry: parsed.retry,
             request_digest,
         })
     }
@@ -111,6 +121,7 @@ impl NewTask {
         Task {
             webhook: self.webhook,
             payload: self.payload,
+            retry: self.retry,
             idempotency_key,
             request_digest: Some(self.request_digest),
             ..Task::new(id, self.timestamp, schedule, now)
@@ -244,6 +255,16 @@ fn too_far() -> ValidationError {
             MAX_SCHEDULE_AHEAD.num_days()
         ),
     )
+}
+
+pub(crate) fn check_retry(retry: &RetryPolicy) -> Result<(), ValidationError> {
+    retry.check().map_err(|error| {
+        ValidationError::new(
+            "invalid_retry",
+            Some(&format!("retry.{}", error.field)),
+            error.message,
+        )
+    })
 }
 
 /// The webhook and the payload can be stored, and the task fits in one item.

@@ -9,7 +9,10 @@ use crate::recovery::{recover_ended_execution, Recovery};
 use crate::retry::{delivery_error_type, store_error_type};
 use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
-use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput, Task};
+use crate::task::{
+    rfc3339_millis, truncated, AttemptRecord, DispatchMessage, ExecutionInput, Task,
+    ATTEMPT_ERROR_BYTES,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -118,22 +121,32 @@ pub enum Outcome {
     Delivered,
     /// A task without a webhook ran at its time.
     Completed,
+    /// The attempt failed and the task's policy retries it at `retryAt`: the state machine waits
+    /// until then and runs execute-task again.
+    Retry,
+    /// The attempt failed and the policy does not retry it: the task is FAILED with `error`.
+    Failed,
     /// The task was no longer waiting to run (cancelled): nothing was done.
     Skipped,
-    /// The task has moved on to a newer series (rescheduled or restarted): this execution is
-    /// stale and did nothing.
+    /// The task has moved on to a newer series (changed, retried or restarted): this execution
+    /// is stale and did nothing.
     Superseded,
 }
 
-/// execute-task's result: the state machine keeps it at `$.result` for update-status.
+/// execute-task's result: the state machine keeps it at `$.result`, chooses on its `outcome`,
+/// and passes it to the next attempt (or to update-status).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionReport {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
+    /// The task's attempt number (attempts of every series count).
     #[serde(default)]
     pub attempt: u32,
+    /// The attempt's number in this execution's series, for the retry policy.
+    #[serde(default)]
+    pub attempt_in_series: u32,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -142,6 +155,19 @@ pub struct ExecutionReport {
     pub executed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lateness_ms: Option<i64>,
+    /// For a retry: when the next attempt may start (the state machine's Wait ends then).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_millis::option"
+    )]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// For a retry, why; for a failure, the reason, the task's `lastError`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The attempt as the task's history keeps it (written with the next write the task gets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<AttemptRecord>,
     /// For a skipped task: the status it was found in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_status: Option<TaskStatus>,
@@ -161,14 +187,38 @@ impl ExecutionReport {
             outcome,
             status_code: None,
             attempt: 0,
+            attempt_in_series: 0,
             executed_at: None,
             lateness_ms: None,
+            retry_at: None,
+            error: None,
+            record: None,
             task_status: Some(status),
         }
     }
 }
 
-/// A failed execution attempt. `error_type` is the name the state machine's Retry and Catch match.
+/// execute-task's input: the execution's input and, from the second attempt on, the previous
+/// attempt's report (the state machine's `$.result`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptInput {
+    #[serde(flatten)]
+    pub input: ExecutionInput,
+    #[serde(default, rename = "result", skip_serializing_if = "Option::is_none")]
+    pub previous: Option<ExecutionReport>,
+}
+
+impl From<ExecutionInput> for AttemptInput {
+    fn from(input: ExecutionInput) -> Self {
+        AttemptInput {
+            input,
+            previous: None,
+        }
+    }
+}
+
+/// A failed execution step. `error_type` is the name the state machine's Retry and Catch match.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct ExecuteError {
@@ -177,13 +227,6 @@ pub struct ExecuteError {
 }
 
 impl ExecuteError {
-    fn delivery(error: &DeliveryError, attempt: u32) -> Self {
-        ExecuteError {
-            error_type: delivery_error_type(error),
-            message: format!("{error} (attempt {attempt})"),
-        }
-    }
-
     fn store(error: &StoreError) -> Self {
         ExecuteError {
             error_type: store_error_type(error),
@@ -192,19 +235,22 @@ impl ExecuteError {
     }
 }
 
-/// execute-task: runs one task at its second, never before.
+/// execute-task: runs one attempt of a task at its second (or at the retry time), never before.
 ///
 /// Woken by the workflow at `wakeAt` (up to the wake-ahead before the task's time, or earlier by
-/// an emulator's rounding), it loads the task, checks and resolves the webhook target, records the
-/// attempt (from here on the task can no longer be cancelled), sleeps until the task's time to
-/// the millisecond, and only then sends.
+/// an emulator's rounding) or at the previous attempt's `retryAt`, it loads the task, records the
+/// attempt (from here on the task can no longer be cancelled), checks and resolves the webhook
+/// target, sleeps until the time to the millisecond, and only then sends. A failed attempt is
+/// answered by the task's retry policy: retry at a time, or failed.
 pub async fn execute_task(
     store: &dyn TaskStore,
     sender: &dyn WebhookSender,
     clock: &dyn Clock,
     schedule: &Schedule,
-    input: &ExecutionInput,
+    attempt: &AttemptInput,
 ) -> Result<ExecutionReport, ExecuteError> {
+    let input = &attempt.input;
+    let previous = attempt.previous.as_ref();
     let task = match store.get(&input.id).await {
         Ok(Some(task)) => task,
         Ok(None) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
@@ -216,30 +262,34 @@ pub async fn execute_task(
     if task.series != input.series {
         return Ok(ExecutionReport::superseded(task.task_status));
     }
-    let remaining = task.timestamp - clock.now();
+    let not_before = previous
+        .and_then(|report| report.retry_at)
+        .map_or(task.timestamp, |at| at.max(task.timestamp));
+    let remaining = not_before - clock.now();
     if remaining > schedule.max_sleep() {
         return Err(ExecuteError {
             error_type: "TaskNotDue",
-            message: format!(
-                "woken {} ms before the task's time",
-                remaining.num_milliseconds()
-            ),
+            message: format!("woken {} ms before its time", remaining.num_milliseconds()),
         });
     }
-    let next_attempt = task.attempts + 1;
+    let attempt_in_series = previous.map_or(1, |report| report.attempt_in_series + 1);
+    // The previous attempt's record, not yet written: this attempt's start writes it.
+    let unwritten = previous.and_then(|report| report.record.clone());
     if let Some(webhook) = &task.webhook {
-        sender
-            .prepare(webhook)
-            .await
-            .map_err(|error| ExecuteError::delivery(&error, next_attempt))?;
+        if let Err(failure) = sender.prepare(webhook).await {
+            // Refused or unresolvable before any request: no attempt begins.
+            let mut report = ExecutionReport::not_run(Outcome::Failed, task.task_status);
+            report.task_status = None;
+            report.attempt = task.attempts;
+            report.attempt_in_series = attempt_in_series;
+            report.record = unwritten;
+            decide(&mut report, &task, &failure, clock.now());
+            return Ok(report);
+        }
     }
-    let task = match store
-        .transition(
-            &task.id,
-            &Transition::new(Event::BeginAttempt, clock.now()).in_series(input.series),
-        )
-        .await
-    {
+    let mut begin = Transition::new(Event::BeginAttempt, clock.now()).in_series(input.series);
+    begin.changes.record_attempt = unwritten;
+    let task = match store.transition(&task.id, &begin).await {
         Ok(task) => task,
         Err(StoreError::Conflict { current }) if current.series != input.series => {
             return Ok(ExecutionReport::superseded(current.task_status))
@@ -250,31 +300,78 @@ pub async fn execute_task(
         Err(StoreError::NotFound(_)) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
         Err(error) => return Err(ExecuteError::store(&error)),
     };
-    sleep_until(clock, task.timestamp).await;
+    sleep_until(clock, not_before).await;
     let executed_at = clock.now();
-    let lateness_ms = (executed_at - task.timestamp).num_milliseconds();
     let mut report = ExecutionReport {
         outcome: Outcome::Completed,
         status_code: None,
         attempt: task.attempts,
+        attempt_in_series,
         executed_at: Some(executed_at),
-        lateness_ms: Some(lateness_ms),
+        lateness_ms: Some((executed_at - task.timestamp).num_milliseconds()),
+        retry_at: None,
+        error: None,
+        record: None,
         task_status: None,
     };
-    if let Some(webhook) = &task.webhook {
-        let call = WebhookCall {
-            task: &task,
-            webhook,
-            attempt: task.attempts,
-        };
-        let status = sender
-            .send(call)
-            .await
-            .map_err(|error| ExecuteError::delivery(&error, task.attempts))?;
-        report.outcome = Outcome::Delivered;
-        report.status_code = Some(status);
+    let Some(webhook) = &task.webhook else {
+        return Ok(report);
+    };
+    let call = WebhookCall {
+        task: &task,
+        webhook,
+        attempt: task.attempts,
+    };
+    let answer = sender.send(call).await;
+    let ended = clock.now();
+    let failure = match &answer {
+        Ok(response) => response.failure(),
+        Err(error) => Some(error.clone()),
+    };
+    let response = answer.ok();
+    report.status_code = response.as_ref().map(|r| r.status);
+    report.record = Some(AttemptRecord {
+        attempt: task.attempts,
+        started_at: executed_at,
+        duration_ms: (ended - executed_at).num_milliseconds().max(0) as u64,
+        status_code: report.status_code,
+        error: failure.as_ref().map(describe_failure),
+        response_body: response.map(|r| r.body).filter(|body| !body.is_empty()),
+    });
+    match failure {
+        None => report.outcome = Outcome::Delivered,
+        Some(failure) => decide(&mut report, &task, &failure, ended),
     }
     Ok(report)
+}
+
+/// `WebhookServerError: the receiver answered HTTP 503`, at most [`ATTEMPT_ERROR_BYTES`].
+fn describe_failure(failure: &DeliveryError) -> String {
+    let text = format!("{}: {failure}", delivery_error_type(failure));
+    truncated(&text, ATTEMPT_ERROR_BYTES)
+}
+
+/// The task's retry policy answers a failed try: retry at a time, or failed with the reason.
+fn decide(report: &mut ExecutionReport, task: &Task, failure: &DeliveryError, now: DateTime<Utc>) {
+    match task
+        .retry_policy()
+        .next_attempt(report.attempt_in_series, failure, now)
+    {
+        Some(at) => {
+            report.outcome = Outcome::Retry;
+            report.retry_at = Some(rfc3339_millis::truncate(at));
+            report.error = Some(describe_failure(failure));
+        }
+        None => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(format!(
+                "{} (attempt {}, try {} of this series)",
+                describe_failure(failure),
+                task.attempts,
+                report.attempt_in_series
+            ));
+        }
+    }
 }
 
 /// Sleeps until the wall clock reads `at` or later. Re-checks after waking, because the timer
@@ -338,12 +435,24 @@ pub async fn record_outcome(
     update: &StatusUpdate,
 ) -> Result<TaskStatus, StoreError> {
     let now = clock.now();
-    let change = match (&update.error, &update.result) {
+    let mut change = match (&update.error, &update.result) {
         (Some(error), _) => Transition::new(Event::Fail, now).with_error(error.describe()),
         (None, Some(report))
             if matches!(report.outcome, Outcome::Skipped | Outcome::Superseded) =>
         {
             return Ok(report.task_status.unwrap_or(TaskStatus::Cancelled))
+        }
+        (None, Some(report)) if report.outcome == Outcome::Failed => {
+            Transition::new(Event::Fail, now).with_error(
+                report
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the attempt failed".into()),
+            )
+        }
+        (None, Some(report)) if report.outcome == Outcome::Retry => {
+            Transition::new(Event::Fail, now)
+                .with_error("the workflow recorded a retry as the outcome")
         }
         (None, Some(report)) => {
             let change = Transition::new(Event::Complete, now);
@@ -356,6 +465,17 @@ pub async fn record_outcome(
             .with_error("the workflow reported neither a result nor an error"),
     }
     .in_series(update.input.series);
+    change.changes.record_attempt = update.result.as_ref().and_then(|r| r.record.clone());
+    if change.event == Event::Fail && update.error.is_none() {
+        if let Some(at) = update.result.as_ref().and_then(|r| r.executed_at) {
+            let lateness = update
+                .result
+                .as_ref()
+                .and_then(|r| r.lateness_ms)
+                .unwrap_or(0);
+            change = change.executed(at, lateness);
+        }
+    }
     match store.transition(&update.input.id, &change).await {
         Ok(task) => Ok(task.task_status),
         Err(StoreError::Conflict { current }) => {

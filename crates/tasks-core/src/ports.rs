@@ -1,8 +1,9 @@
 //! The capabilities the handlers need, as small traits. `tasks-aws` implements them on DynamoDB,
 //! SQS and Step Functions; `memory` implements them in memory for tests.
 
+use crate::retry_policy::RetryPolicy;
 use crate::status::{Event, TaskStatus};
-use crate::task::{DispatchMessage, ExecutionInput, Task, Webhook};
+use crate::task::{AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -34,6 +35,11 @@ pub struct Changes {
     pub timestamp: Option<(DateTime<Utc>, i64)>,
     pub webhook: Option<Option<Webhook>>,
     pub payload: Option<Option<Value>>,
+    pub retry: Option<Option<RetryPolicy>>,
+    /// An attempt to add to the task's history.
+    pub record_attempt: Option<AttemptRecord>,
+    /// The history as it is to be (a retry trims it).
+    pub attempt_history: Option<Vec<AttemptRecord>>,
 }
 
 impl Changes {
@@ -146,6 +152,15 @@ impl Transition {
         if let Some(payload) = &self.changes.payload {
             next.payload = payload.clone();
         }
+        if let Some(retry) = &self.changes.retry {
+            next.retry = retry.clone();
+        }
+        if let Some(history) = &self.changes.attempt_history {
+            next.attempt_history = history.clone();
+        }
+        if let Some(record) = &self.changes.record_attempt {
+            next.attempt_history.push(record.clone());
+        }
         if let Some(error) = &self.last_error {
             next.last_error = Some(error.clone());
         }
@@ -250,17 +265,20 @@ pub trait Workflow: Send + Sync {
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError>;
 }
 
-/// Why a webhook attempt failed. Each kind has a stable name: the error type execute-task raises
-/// and the state machine's Retry and Catch match on.
+/// Why a webhook attempt failed. Each kind has a stable name (`retry::delivery_error_type`),
+/// the prefix of the task's `lastError`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DeliveryError {
     /// The target resolves to a loopback, private or link-local address.
     #[error("refused: {0}")]
     Refused(String),
-    #[error("the receiver answered HTTP {0}")]
-    Rejected(u16),
-    #[error("the receiver answered HTTP {0}")]
-    ServerError(u16),
+    /// The receiver answered, but not 2xx.
+    #[error("the receiver answered HTTP {status}")]
+    Status {
+        status: u16,
+        /// `Retry-After` in seconds, when the receiver gave one.
+        retry_after: Option<u32>,
+    },
     #[error("no answer within {0} ms")]
     Timeout(u64),
     #[error("could not connect: {0}")]
@@ -277,13 +295,36 @@ pub struct WebhookCall<'a> {
     pub attempt: u32,
 }
 
+/// The receiver's answer, whatever its status.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WebhookResponse {
+    pub status: u16,
+    /// `Retry-After` in seconds, when given.
+    pub retry_after: Option<u32>,
+    /// The start of the body (at most [`RESPONSE_BODY_BYTES`], cut at a character boundary).
+    pub body: String,
+}
+
+/// How much of a response body an attempt keeps.
+pub const RESPONSE_BODY_BYTES: usize = 256;
+
+impl WebhookResponse {
+    /// A non-2xx answer is a failed attempt.
+    pub fn failure(&self) -> Option<DeliveryError> {
+        (!(200..=299).contains(&self.status)).then_some(DeliveryError::Status {
+            status: self.status,
+            retry_after: self.retry_after,
+        })
+    }
+}
+
 #[async_trait]
 pub trait WebhookSender: Send + Sync {
     /// Checks and resolves the target ahead of time, so that the send at the task's second does
     /// not wait for DNS. A refused target is reported here.
     async fn prepare(&self, webhook: &Webhook) -> Result<(), DeliveryError>;
-    /// Sends the request; `Ok` carries the 2xx status.
-    async fn send(&self, call: WebhookCall<'_>) -> Result<u16, DeliveryError>;
+    /// Sends the request; any HTTP answer is `Ok`, an attempt that got none is `Err`.
+    async fn send(&self, call: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError>;
 }
 
 pub trait Clock: Send + Sync {

@@ -8,7 +8,7 @@ use crate::new_task::ValidationError;
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
-use crate::task::{execution_name, rfc3339_millis, Task};
+use crate::task::{execution_name, rfc3339_millis, Task, ATTEMPT_HISTORY_KEPT_ON_RETRY};
 use crate::task_patch::TaskPatch;
 
 /// A read-then-write that keeps losing to concurrent changes gives up after this many tries.
@@ -78,8 +78,19 @@ async fn apply(
             return Err(refused(event, task));
         }
         // The merge was computed from this read: write it only if nobody changed the task since.
+        let mut changes = patch.changes_for(&task, ports.schedule)?;
+        if event == Event::Retry {
+            // The new series adds its attempts to a history kept within its bound.
+            let excess = task
+                .attempt_history
+                .len()
+                .saturating_sub(ATTEMPT_HISTORY_KEPT_ON_RETRY);
+            if excess > 0 {
+                changes.attempt_history = Some(task.attempt_history[excess..].to_vec());
+            }
+        }
         let change = change
-            .with_changes(patch.changes_for(&task, ports.schedule)?)
+            .with_changes(changes)
             .if_last_updated_at(task.last_updated_at);
         match ports.store.transition(id, &change).await {
             Ok(changed) => return Ok(after_change(ports, &task, changed).await),

@@ -1,5 +1,6 @@
 //! The stored task and the contracts passed between the pipeline's steps.
 
+use crate::retry_policy::RetryPolicy;
 use crate::schedule::Schedule;
 use crate::status::TaskStatus;
 use chrono::{DateTime, Utc};
@@ -117,6 +118,12 @@ pub struct Task {
     /// `executedAt - timestamp` in milliseconds: how late the task ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lateness_ms: Option<i64>,
+    /// The task's own retry policy; `None` is the default (`RetryPolicy::default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// The attempts made, oldest first: at most [`MAX_ATTEMPT_HISTORY`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempt_history: Vec<AttemptRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// A digest of the creating request's body, to tell a retry from a different request that
@@ -149,9 +156,16 @@ impl Task {
             last_error: None,
             executed_at: None,
             lateness_ms: None,
+            retry: None,
+            attempt_history: Vec::new(),
             idempotency_key: None,
             request_digest: None,
         }
+    }
+
+    /// The retry policy that applies: the task's own or the default.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry.clone().unwrap_or_default()
     }
 
     /// The name of the workflow execution of the task's current series.
@@ -168,6 +182,37 @@ impl Task {
     pub fn time_left_seconds(&self, now: DateTime<Utc>) -> i64 {
         (self.timestamp - now).num_seconds().max(0)
     }
+}
+
+/// A retry keeps this many of the attempts already recorded; each series adds at most
+/// `retry_policy::MAX_ATTEMPTS`, so a task holds at most [`MAX_ATTEMPT_HISTORY`].
+pub const ATTEMPT_HISTORY_KEPT_ON_RETRY: usize = 20;
+pub const MAX_ATTEMPT_HISTORY: usize =
+    ATTEMPT_HISTORY_KEPT_ON_RETRY + crate::retry_policy::MAX_ATTEMPTS as usize;
+/// An attempt's error text is cut to this many bytes, as its response body is.
+pub const ATTEMPT_ERROR_BYTES: usize = 256;
+
+/// One webhook attempt, as `GET /tasks/{id}/attempts` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    #[serde(with = "rfc3339_millis")]
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// The failure's name and text (`WebhookTimeout: no answer within 10000 ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The first 256 bytes of the response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub fn truncated(text: &str, max: usize) -> String {
+    text[..text.floor_char_boundary(max)].to_string()
 }
 
 /// Step Functions execution names allow 80 characters of letters, digits, `-` and `_`: a UUID,

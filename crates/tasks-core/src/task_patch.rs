@@ -3,10 +3,11 @@
 //! by the same rules as a new task.
 
 use crate::new_task::{
-    check_contents, deserialize_fields, json_object, resolve_time, validate_webhook,
+    check_contents, check_retry, deserialize_fields, json_object, resolve_time, validate_webhook,
     ValidationError, WebhookBody,
 };
 use crate::ports::Changes;
+use crate::retry_policy::RetryPolicy;
 use crate::schedule::Schedule;
 use crate::task::Task;
 use chrono::{DateTime, Utc};
@@ -27,6 +28,8 @@ struct PatchBody {
     _webhook: Option<IgnoredAny>,
     #[serde(rename = "payload")]
     _payload: Option<IgnoredAny>,
+    #[serde(rename = "retry")]
+    _retry: Option<IgnoredAny>,
 }
 
 /// A change request whose syntax and time passed validation. What it merges into is checked
@@ -34,7 +37,7 @@ struct PatchBody {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskPatch {
     timestamp: Option<DateTime<Utc>>,
-    /// The merge patch of `{"webhook": ..., "payload": ...}`: a `null` member removes the field.
+    /// The merge patch of `{"webhook", "payload", "retry"}`: a `null` member removes the field.
     merge: Map<String, Value>,
 }
 
@@ -60,7 +63,7 @@ impl TaskPatch {
         }
         let raw = json_object(body)?;
         let mut merge = Map::new();
-        for field in ["webhook", "payload"] {
+        for field in ["webhook", "payload", "retry"] {
             if let Some(value) = raw.get(field) {
                 merge.insert(field.to_string(), value.clone());
             }
@@ -133,6 +136,25 @@ impl TaskPatch {
             let mut merged = task.payload.clone().unwrap_or(Value::Null);
             json_patch::merge(&mut merged, patch);
             changes.payload = Some((!merged.is_null()).then_some(merged));
+        }
+        if let Some(patch) = self.merge.get("retry") {
+            let mut merged = serde_json::to_value(task.retry_policy()).unwrap_or(Value::Null);
+            json_patch::merge(&mut merged, patch);
+            changes.retry = Some(match merged {
+                Value::Null => None,
+                merged => {
+                    let retry: RetryPolicy =
+                        deserialize_fields(merged).map_err(|error| ValidationError {
+                            field: Some(match error.field.as_deref() {
+                                None | Some(".") => "retry".to_string(),
+                                Some(field) => format!("retry.{field}"),
+                            }),
+                            ..error
+                        })?;
+                    check_retry(&retry)?;
+                    Some(retry)
+                }
+            });
         }
         let webhook = changes.webhook.as_ref().unwrap_or(&task.webhook);
         let payload = changes.payload.as_ref().unwrap_or(&task.payload);

@@ -2,7 +2,8 @@
 //! (and, for local mode, in `tasks-local`'s settings); a test reads them from the template and
 //! runs [`Timings::violations`], so changing one value without the others fails the build.
 
-use crate::retry::{RetryPolicy, STATUS_RETRY, WEBHOOK_RETRY};
+use crate::retry::{StateRetry, STATUS_RETRY};
+use crate::retry_policy::RetryPolicy;
 use crate::schedule::Schedule;
 use chrono::Duration;
 
@@ -47,10 +48,16 @@ impl Timings {
         before_time.max(calls) + self.webhook_timeout
     }
 
-    /// The longest an execution runs after its task's time: every execute-task attempt with
-    /// its retry delays, then update-status with its retries.
+    /// The longest an execution with the default retry policy runs after its task's time:
+    /// every attempt, the waits between them, then update-status with its retries. (A task's
+    /// own policy may run for hours; the stuck sweep leaves a running execution alone.)
     pub fn execution_after_time(&self) -> Duration {
-        series_span(WEBHOOK_RETRY, self.execute_timeout)
+        let policy = RetryPolicy::default();
+        let waits = (1..policy.max_attempts)
+            .map(|retry| policy.backoff(retry))
+            .fold(Duration::zero(), |sum, wait| sum + wait);
+        self.execute_timeout * policy.max_attempts as i32
+            + waits
             + series_span(STATUS_RETRY, self.update_timeout)
     }
 
@@ -116,7 +123,7 @@ impl Timings {
 }
 
 /// The attempts of one retried Task state at their longest: each times out, then waits.
-fn series_span(policy: RetryPolicy, attempt_timeout: Duration) -> Duration {
+fn series_span(policy: StateRetry, attempt_timeout: Duration) -> Duration {
     let waits: Duration = (1..=policy.max_attempts)
         .map(|retry| Duration::from_std(policy.delay(retry)).unwrap_or(Duration::MAX))
         .fold(Duration::zero(), |sum, wait| sum + wait);

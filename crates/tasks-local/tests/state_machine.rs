@@ -12,10 +12,10 @@ use tasks_aws::bootstrap::ensure_state_machine;
 use tasks_aws::testing::unique;
 use tasks_aws::StepFunctionsWorkflow;
 use tasks_core::pipeline::{ExecutionReport, Outcome};
-use tasks_core::ports::{DeliveryError, StoreError};
+use tasks_core::ports::StoreError;
 use tasks_core::retry::{
-    delivery_error_type, is_retryable, store_error_type, RetryPolicy, LAMBDA_SERVICE_ERRORS,
-    PERMANENT_ERRORS, RETRYABLE_ERRORS, STATUS_RETRY, WEBHOOK_RETRY,
+    is_retryable, store_error_type, StateRetry, EXECUTE_RETRY, LAMBDA_SERVICE_ERRORS,
+    RETRYABLE_ERRORS, STATUS_RETRY, WEBHOOK_FAILURES,
 };
 use tasks_core::{ExecutionInput, Schedule, StartOutcome, TaskStatus, Workflow};
 use tasks_local::workflow::{DEFINITION, EXECUTE_TASK_RESOURCE, UPDATE_STATUS_RESOURCE};
@@ -29,7 +29,7 @@ const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/tasks-workflow";
 const EXECUTION_DEADLINE: Duration = Duration::seconds(30);
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// The states a successful execution enters.
-const SUCCESS_PATH: [&str; 3] = ["WaitUntilWakeAt", "ExecuteTask", "MarkCompleted"];
+const SUCCESS_PATH: [&str; 4] = ["WaitUntilWakeAt", "ExecuteTask", "Decide", "MarkCompleted"];
 /// Where ExecuteTask's Catch sends an error.
 const CATCH_STATE: &str = "MarkFailed";
 
@@ -80,8 +80,8 @@ fn rule_for<'a>(rules: &'a [Value], error: &str) -> Option<(usize, &'a Value)> {
 }
 
 /// A retrier's numbers, with the ASL defaults for fields it leaves out.
-fn policy(retrier: &Value) -> RetryPolicy {
-    RetryPolicy {
+fn policy(retrier: &Value) -> StateRetry {
+    StateRetry {
         interval_seconds: retrier
             .get("IntervalSeconds")
             .map_or(1, |v| v.as_u64().expect("IntervalSeconds is a count")),
@@ -95,13 +95,14 @@ fn policy(retrier: &Value) -> RetryPolicy {
 }
 
 /// The policy of the retrier that handles `error` in `state_name`.
-fn retry_policy_for(asl: &Value, state_name: &str, error: &str) -> RetryPolicy {
+fn retry_policy_for(asl: &Value, state_name: &str, error: &str) -> StateRetry {
     let (_, retrier) = rule_for(rules(state(asl, state_name), "Retry"), error)
         .unwrap_or_else(|| panic!("{state_name} does not retry {error}"));
     policy(retrier)
 }
 
-/// The states a successful execution enters: from StartAt along `Next` to the `End`.
+/// The states a successful execution enters: from StartAt along `Next` (a Choice's `Default`)
+/// to the `End`.
 fn success_path(asl: &Value) -> Vec<&str> {
     let mut path = Vec::new();
     let mut next = asl["StartAt"].as_str();
@@ -111,7 +112,8 @@ fn success_path(asl: &Value) -> Vec<&str> {
             "the success path loops at {name}: {path:?}"
         );
         path.push(name);
-        next = state(asl, name)["Next"].as_str();
+        let entered = state(asl, name);
+        next = entered["Next"].as_str().or(entered["Default"].as_str());
     }
     path
 }
@@ -125,36 +127,14 @@ fn placeholders(template: &str) -> BTreeSet<&str> {
         .collect()
 }
 
-/// Every error type execute-task can end with (its Lambda error's `errorType`).
+/// Every error type execute-task can end with (its Lambda error's `errorType`). A webhook's
+/// failure is an outcome, not among them.
 fn execute_task_error_types() -> Vec<&'static str> {
-    let deliveries = [
-        DeliveryError::Refused("10.0.0.1".into()),
-        DeliveryError::Rejected(404),
-        DeliveryError::ServerError(503),
-        DeliveryError::Timeout(10_000),
-        DeliveryError::Connection("reset".into()),
-        DeliveryError::Invalid("header".into()),
-    ];
-    // Exhaustive: a new variant stops this compiling until the list above has it too.
-    let variants: BTreeSet<u8> = deliveries
-        .iter()
-        .map(|delivery| match delivery {
-            DeliveryError::Refused(_) => 0,
-            DeliveryError::Rejected(_) => 1,
-            DeliveryError::ServerError(_) => 2,
-            DeliveryError::Timeout(_) => 3,
-            DeliveryError::Connection(_) => 4,
-            DeliveryError::Invalid(_) => 5,
-        })
-        .collect();
-    assert_eq!(variants.len(), deliveries.len(), "each variant once");
     let store = StoreError::Unavailable {
         message: "throttled".into(),
         request_id: None,
     };
-    let mut types: Vec<&str> = deliveries.iter().map(delivery_error_type).collect();
-    types.extend(["TaskNotDue", store_error_type(&store)]);
-    types
+    vec!["TaskNotDue", store_error_type(&store), "InvalidInput"]
 }
 
 #[test]
@@ -171,7 +151,7 @@ fn execute_task_retries_exactly_the_retryable_errors() {
         RETRYABLE_ERRORS.len(),
         "duplicates: {retried:?}"
     );
-    assert_eq!(policy(&retriers[0]), WEBHOOK_RETRY);
+    assert_eq!(policy(&retriers[0]), EXECUTE_RETRY);
     let service = names(&retriers[1]["ErrorEquals"]);
     assert_eq!(set(service.clone()), set(LAMBDA_SERVICE_ERRORS));
     assert_eq!(
@@ -180,11 +160,12 @@ fn execute_task_retries_exactly_the_retryable_errors() {
         "duplicates: {service:?}"
     );
 
+    // Webhook failures are the task's policy's business, never the state machine's.
     for (name, state) in asl["States"].as_object().expect("States is an object") {
         for retrier in rules(state, "Retry") {
             for error in names(&retrier["ErrorEquals"]) {
                 assert!(
-                    error != "States.ALL" && !PERMANENT_ERRORS.contains(&error),
+                    error != "States.ALL" && !WEBHOOK_FAILURES.contains(&error),
                     "{name} retries {error}"
                 );
             }
@@ -208,15 +189,60 @@ fn execute_task_retries_exactly_the_retryable_errors() {
     for error in execute_task_error_types() {
         let retrier = rule_for(retriers, error).map(|(index, _)| index);
         if is_retryable(error) {
-            assert_eq!(retrier, Some(0), "{error} is retried with WEBHOOK_RETRY");
+            assert_eq!(retrier, Some(0), "{error} is retried with EXECUTE_RETRY");
         } else {
-            assert!(PERMANENT_ERRORS.contains(&error), "{error} is unclassified");
-            assert_eq!(retrier, None, "{error} is permanent but retried");
+            assert_eq!(retrier, None, "{error} cannot be cured by retrying");
         }
         let (_, catcher) = rule_for(catchers, error)
             .unwrap_or_else(|| panic!("{error} escapes the catch (after its retries)"));
         assert_eq!(catcher["Next"], "MarkFailed", "{error}");
     }
+}
+
+/// The loop the task's retry policy drives: a Choice on the attempt's outcome, a Wait until its
+/// retryAt, and execute-task again; names as the report serializes them.
+#[test]
+fn a_retry_waits_until_retry_at_and_runs_execute_task_again() {
+    let asl = asl();
+    assert_eq!(state(&asl, "ExecuteTask")["Next"], "Decide");
+    let decide = state(&asl, "Decide");
+    assert_eq!(decide["Type"], "Choice");
+    assert_eq!(decide["Default"], "MarkCompleted");
+    let outcome = |outcome| serde_json::to_value(outcome).unwrap();
+    let report = ExecutionReport {
+        outcome: Outcome::Retry,
+        status_code: Some(503),
+        attempt: 1,
+        attempt_in_series: 1,
+        executed_at: None,
+        lateness_ms: None,
+        retry_at: Some(Utc::now()),
+        error: None,
+        record: None,
+        task_status: None,
+    };
+    let result = serde_json::to_value(&report).unwrap();
+    let choices = decide["Choices"].as_array().unwrap();
+    let mut routes = Vec::new();
+    for choice in choices {
+        assert_eq!(choice["Variable"], "$.result.outcome");
+        routes.push((
+            choice["StringEquals"].clone(),
+            choice["Next"].as_str().unwrap(),
+        ));
+    }
+    assert_eq!(
+        routes,
+        [
+            (outcome(Outcome::Retry), "WaitForRetry"),
+            (outcome(Outcome::Failed), "MarkFailed")
+        ]
+    );
+    let wait = state(&asl, "WaitForRetry");
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["TimestampPath"], "$.result.retryAt");
+    assert!(result["retryAt"].is_string(), "{result}");
+    assert_eq!(wait["Next"], "ExecuteTask");
 }
 
 #[test]
@@ -237,7 +263,7 @@ fn the_local_workflow_runs_the_state_machine() {
     let asl = asl();
     assert_eq!(asl["StartAt"], SUCCESS_PATH[0]);
     assert_eq!(success_path(&asl), SUCCESS_PATH);
-    assert_eq!(state(&asl, SUCCESS_PATH[2])["End"], true);
+    assert_eq!(state(&asl, SUCCESS_PATH[3])["End"], true);
 
     let catchers = rules(state(&asl, "ExecuteTask"), "Catch");
     assert!(
@@ -267,7 +293,7 @@ fn the_local_workflow_runs_the_state_machine() {
     for error in RETRYABLE_ERRORS {
         assert_eq!(
             retry_policy_for(&asl, "ExecuteTask", error),
-            WEBHOOK_RETRY,
+            EXECUTE_RETRY,
             "{error}"
         );
     }
@@ -346,8 +372,12 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
         outcome: Outcome::Delivered,
         status_code: Some(200),
         attempt: 1,
+        attempt_in_series: 1,
         executed_at: Some(input.timestamp + Duration::milliseconds(3)),
         lateness_ms: Some(3),
+        retry_at: None,
+        error: None,
+        record: None,
         task_status: None,
     };
     let report_json = serde_json::to_value(&report).unwrap();

@@ -6,9 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use execute_task::ExecuteTask;
 use std::sync::{Arc, Mutex};
 use tasks_core::memory::MemoryStore;
+use tasks_core::retry_policy::{Backoff, RetryPolicy};
 use tasks_core::{
     Clock, DeliveryError, ExecutionInput, Schedule, StartOutcome, SystemClock, Task, TaskStatus,
-    Webhook, WebhookCall, WebhookSender, Workflow,
+    Webhook, WebhookCall, WebhookResponse, WebhookSender, Workflow,
 };
 use tasks_local::workflow::LocalWorkflow;
 use update_status::UpdateStatus;
@@ -28,15 +29,22 @@ impl WebhookSender for Receiver {
         Ok(())
     }
 
-    async fn send(&self, _: WebhookCall<'_>) -> Result<u16, DeliveryError> {
+    async fn send(&self, _: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
         self.sent.lock().unwrap().push(Utc::now());
-        self.answer.clone()
+        self.answer.clone().map(|status| WebhookResponse {
+            status,
+            retry_after: None,
+            body: "ok".into(),
+        })
     }
 }
 
 /// Runs one IN_PROGRESS task due in a second and a half through the local workflow and returns
 /// it once final, with the times its webhook was sent.
-async fn run(answer: Result<u16, DeliveryError>) -> (Task, Vec<DateTime<Utc>>) {
+async fn run(
+    answer: Result<u16, DeliveryError>,
+    retry: Option<RetryPolicy>,
+) -> (Task, Vec<DateTime<Utc>>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let schedule = Schedule::default();
     let store = Arc::new(MemoryStore::new());
@@ -53,6 +61,7 @@ async fn run(answer: Result<u16, DeliveryError>) -> (Task, Vec<DateTime<Utc>>) {
             headers: Default::default(),
             body: None,
         }),
+        retry,
         ..Task::new("task-1", timestamp, &schedule, clock.now())
     });
     let execute = Arc::new(ExecuteTask {
@@ -103,7 +112,7 @@ async fn run(answer: Result<u16, DeliveryError>) -> (Task, Vec<DateTime<Utc>>) {
 
 #[tokio::test]
 async fn a_delivered_webhook_completes_the_task() {
-    let (task, sent) = run(Ok(200)).await;
+    let (task, sent) = run(Ok(200), None).await;
     assert_eq!(task.task_status, TaskStatus::Completed, "{task:?}");
     assert_eq!(sent.len(), 1);
     assert!(
@@ -117,10 +126,38 @@ async fn a_delivered_webhook_completes_the_task() {
 
 #[tokio::test]
 async fn a_rejected_webhook_fails_the_task_with_the_handlers_error() {
-    let (task, sent) = run(Err(DeliveryError::Rejected(410))).await;
+    let (task, sent) = run(Ok(410), None).await;
     assert_eq!(task.task_status, TaskStatus::Failed, "{task:?}");
     assert_eq!(sent.len(), 1, "a permanent error is not retried");
     let error = task.last_error.expect("a FAILED task has a lastError");
     assert!(error.starts_with("WebhookRejected: "), "{error}");
     assert!(error.contains("410"), "{error}");
+}
+
+#[tokio::test]
+async fn a_failing_webhook_is_retried_by_the_task_s_policy_then_fails_with_its_history() {
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        backoff: Backoff {
+            initial_seconds: 1,
+            multiplier: 1.0,
+            max_seconds: 1,
+        },
+        ..RetryPolicy::default()
+    };
+    let (task, sent) = run(Ok(503), Some(policy)).await;
+    assert_eq!(task.task_status, TaskStatus::Failed, "{task:?}");
+    assert_eq!(sent.len(), 3);
+    for pair in sent.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::seconds(1), "{sent:?}");
+    }
+    assert_eq!(task.attempts, 3);
+    let history: Vec<(u32, Option<u16>)> = task
+        .attempt_history
+        .iter()
+        .map(|record| (record.attempt, record.status_code))
+        .collect();
+    assert_eq!(history, [(1, Some(503)), (2, Some(503)), (3, Some(503))]);
+    let error = task.last_error.unwrap();
+    assert!(error.starts_with("WebhookServerError: "), "{error}");
 }

@@ -44,6 +44,8 @@ pub struct Scenario {
     pub change_share: f64,
     /// Share of tasks whose client, finding them FAILED, retries them.
     pub retry_share: f64,
+    /// Share of tasks created with their own retry policy (a few attempts, up to a minute apart).
+    pub policy_share: f64,
     /// Keep each task's events for the report of a violation (memory grows with the tasks).
     pub keep_task_traces: bool,
 }
@@ -58,6 +60,7 @@ impl Scenario {
             cancel_share: 0.05,
             change_share: 0.1,
             retry_share: 0.5,
+            policy_share: 0.2,
             keep_task_traces: true,
         }
     }
@@ -242,6 +245,7 @@ struct Planned {
     cancel_at: Option<DateTime<Utc>>,
     change: Option<PlannedChange>,
     retry: bool,
+    policy: Option<serde_json::Value>,
     receiver_gone: bool,
 }
 
@@ -282,6 +286,18 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
                     }
                 });
             let retry = scenario.retry_share > 0.0 && world.chance(scenario.retry_share);
+            let policy =
+                (scenario.policy_share > 0.0 && world.chance(scenario.policy_share)).then(|| {
+                    serde_json::json!({
+                        "maxAttempts": 1 + world.index(6),
+                        "backoff": {
+                            "initialSeconds": 1 + world.index(10),
+                            "multiplier": 1 + world.index(3),
+                            "maxSeconds": 60
+                        },
+                        "retryOn": ["5xx", 429, "timeout", "connection"]
+                    })
+                });
             Planned {
                 key: format!("task-{i:07}"),
                 created_at,
@@ -290,6 +306,7 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
                 cancel_at,
                 change,
                 retry,
+                policy,
                 receiver_gone,
             }
         })
@@ -323,6 +340,9 @@ async fn client(
     });
     if planned.webhook {
         body["webhook"] = serde_json::json!({"url": receiver_url(&planned.key)});
+    }
+    if let Some(policy) = &planned.policy {
+        body["retry"] = policy.clone();
     }
     let body = body.to_string();
     let mut id = None;

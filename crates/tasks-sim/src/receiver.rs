@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use tasks_core::{Clock, DeliveryError, Webhook, WebhookCall, WebhookSender};
+use tasks_core::{Clock, DeliveryError, Webhook, WebhookCall, WebhookResponse, WebhookSender};
 
 /// One request a receiver got.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +57,7 @@ impl WebhookSender for SimReceivers {
         Ok(())
     }
 
-    async fn send(&self, call: WebhookCall<'_>) -> Result<u16, DeliveryError> {
+    async fn send(&self, call: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
         let faults = self.world.faults;
         let id = &call.task.id;
         if self
@@ -86,7 +86,7 @@ impl WebhookSender for SimReceivers {
         );
         if self.gone.lock().unwrap().contains(&call.webhook.url) {
             self.world.latency(2, 20).await;
-            return Err(DeliveryError::Rejected(410));
+            return Ok(answer(410, None));
         }
         if self.world.fault("webhook.slow", faults.webhook_slow) {
             tokio::time::sleep(self.timeout).await;
@@ -94,13 +94,23 @@ impl WebhookSender for SimReceivers {
         }
         if self.world.fault("webhook.5xx", faults.webhook_error) {
             self.world.latency(2, 30).await;
-            return Err(DeliveryError::ServerError(503));
+            return Ok(answer(503, None));
         }
         if self.world.fault("webhook.429", faults.webhook_throttled) {
             self.world.latency(2, 30).await;
-            return Err(DeliveryError::ServerError(429));
+            // Some throttling receivers say when to come back.
+            let retry_after = self.world.chance(0.5).then_some(5);
+            return Ok(answer(429, retry_after));
         }
         self.world.latency(5, 60).await;
-        Ok(200)
+        Ok(answer(200, None))
+    }
+}
+
+fn answer(status: u16, retry_after: Option<u32>) -> WebhookResponse {
+    WebhookResponse {
+        status,
+        retry_after,
+        body: format!("{{\"status\": {status}}}"),
     }
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tasks_core::pipeline::{execute_task, record_outcome, StatusUpdate};
+use tasks_core::pipeline::{execute_task, record_outcome, AttemptInput, StatusUpdate};
 use tasks_core::retry::store_error_type;
 use tasks_core::{
     Clock, ExecutionInput, ExecutionState, Schedule, StartOutcome, TaskStore, WebhookSender,
@@ -297,7 +297,7 @@ impl Host for ExecutionHost {
         match resource {
             EXECUTE_TASK => {
                 self.lambda("execute-task", functions.execute_timeout, || async {
-                    let input: ExecutionInput = payload(input)?;
+                    let input: AttemptInput = payload(input)?;
                     let report = execute_task(
                         functions.store.as_ref(),
                         functions.sender.as_ref(),

@@ -4,7 +4,8 @@
 
 use tasks_sim::{simulate, Faults, Outcome, Scenario};
 
-/// The findings' seeds were recorded before clients changed and retried tasks: those stay off so
+/// The findings' seeds were recorded before clients changed and retried tasks and set retry
+/// policies: those stay off so
 /// each seed still takes its path.
 fn scenario(tasks: usize, faults: Faults) -> Scenario {
     Scenario {
@@ -12,6 +13,7 @@ fn scenario(tasks: usize, faults: Faults) -> Scenario {
         faults,
         change_share: 0.0,
         retry_share: 0.0,
+        policy_share: 0.0,
         ..Scenario::standard()
     }
 }

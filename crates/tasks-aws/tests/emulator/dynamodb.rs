@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use tasks_aws::bootstrap::ensure_table;
 use tasks_aws::DynamoDbStore;
 use tasks_core::{
-    Changes, Event, Page, Schedule, StatusQuery, StoreError, Task, TaskStatus, TaskStore,
-    Transition, Webhook,
+    AttemptRecord, Changes, Event, Page, Schedule, StatusQuery, StoreError, Task, TaskStatus,
+    TaskStore, Transition, Webhook,
 };
 
 async fn store() -> (DynamoDbStore, Client) {
@@ -308,6 +308,16 @@ async fn every_event_from_every_status_does_what_the_core_says() {
                     timestamp: Some((at(900), at(780).timestamp())),
                     webhook: Some(None),
                     payload: Some(Some(json!({"changed": [1, 2]}))),
+                    retry: Some(Some(tasks_core::retry_policy::RetryPolicy::default())),
+                    record_attempt: Some(AttemptRecord {
+                        attempt: 1,
+                        started_at: at(2),
+                        duration_ms: 35,
+                        status_code: Some(503),
+                        error: Some("WebhookServerError: the receiver answered HTTP 503".into()),
+                        response_body: Some("{\"busy\": true}".into()),
+                    }),
+                    attempt_history: None,
                 };
                 let change = Transition::new(event, at(1) + Duration::milliseconds(7))
                     .with_error("why")

@@ -5,7 +5,7 @@ use tasks_core::pipeline::{
     execute_task, record_outcome, start_task, ExecutionReport, Outcome, StartReport, StatusUpdate,
     StepError,
 };
-use tasks_core::retry::{PERMANENT_ERRORS, RETRYABLE_ERRORS};
+use tasks_core::retry::RETRYABLE_ERRORS;
 use tasks_core::{DeliveryError, DispatchMessage, Schedule, SystemClock, TaskStatus};
 
 fn at() -> chrono::DateTime<Utc> {
@@ -104,7 +104,7 @@ async fn execute(
     let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
     let schedule = Schedule::default();
     let input = schedule.execution_input(&DispatchMessage::from(&task));
-    execute_task(store, sender, &SystemClock, &schedule, &input).await
+    execute_task(store, sender, &SystemClock, &schedule, &input.into()).await
 }
 
 #[tokio::test]
@@ -167,56 +167,112 @@ async fn a_task_without_webhook_just_completes() {
 }
 
 #[tokio::test]
-async fn delivery_failures_raise_their_named_error_types() {
+async fn a_failed_attempt_is_answered_by_the_task_s_retry_policy() {
     let cases = [
-        (DeliveryError::ServerError(503), "WebhookServerError", true),
-        (DeliveryError::Timeout(10_000), "WebhookTimeout", true),
+        (Ok(503), "WebhookServerError", true),
+        (Ok(429), "WebhookServerError", true),
+        (Err(DeliveryError::Timeout(10_000)), "WebhookTimeout", true),
         (
-            DeliveryError::Connection("refused".into()),
+            Err(DeliveryError::Connection("refused".into())),
             "WebhookConnectionError",
             true,
         ),
-        (DeliveryError::Rejected(404), "WebhookRejected", false),
+        (Ok(404), "WebhookRejected", false),
+        (Ok(410), "WebhookRejected", false),
         (
-            DeliveryError::Invalid("bad header".into()),
+            Err(DeliveryError::Invalid("bad header".into())),
             "WebhookInvalid",
             false,
         ),
     ];
-    for (failure, name, retryable) in cases {
+    for (answer, name, retried) in cases {
         let store = MemoryStore::new();
-        let sender = RecordingSender::answering(Err(failure));
+        let sender = RecordingSender::answering(answer.clone());
         store.put(due_soon("a", 0, TaskStatus::InProgress));
-        let error = execute(&store, &sender, "a").await.unwrap_err();
-        assert_eq!(error.error_type, name);
-        assert_eq!(RETRYABLE_ERRORS.contains(&error.error_type), retryable);
-        assert_eq!(PERMANENT_ERRORS.contains(&error.error_type), !retryable);
-        assert!(error.message.contains("attempt 1"), "{}", error.message);
+        let report = execute(&store, &sender, "a").await.unwrap();
+        let record = report.record.clone().unwrap();
+        assert_eq!(record.attempt, 1);
+        assert!(
+            record.error.as_deref().unwrap().starts_with(name),
+            "{record:?}"
+        );
+        assert_eq!(record.status_code, answer.as_ref().ok().copied());
+        if retried {
+            assert_eq!(report.outcome, Outcome::Retry, "{name}");
+            let wait = report.retry_at.unwrap() - record.started_at;
+            assert!((1900..=2100).contains(&wait.num_milliseconds()), "{wait}");
+        } else {
+            assert_eq!(report.outcome, Outcome::Failed, "{name}");
+            let error = report.error.unwrap();
+            assert!(
+                error.starts_with(name) && error.contains("attempt 1"),
+                "{error}"
+            );
+        }
     }
 }
 
 #[tokio::test]
-async fn a_refused_target_fails_before_any_attempt() {
+async fn a_refused_target_is_a_failed_attempt_never_sent() {
     let store = MemoryStore::new();
     let mut sender = RecordingSender::answering(Ok(200));
     sender.refuse_on_prepare = true;
     store.put(due_soon("a", 0, TaskStatus::Queued));
-    let error = execute(&store, &sender, "a").await.unwrap_err();
-    assert_eq!(error.error_type, "WebhookRefused");
-    assert_eq!(store.tasks()[0].attempts, 0);
+    let report = execute(&store, &sender, "a").await.unwrap();
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(report.error.unwrap().starts_with("WebhookRefused"));
     assert!(sender.sent.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
-async fn retries_count_attempts_and_carry_them_to_the_receiver() {
+async fn each_retry_counts_an_attempt_and_records_the_one_before() {
     let store = MemoryStore::new();
-    let sender = RecordingSender::answering(Err(DeliveryError::ServerError(500)));
-    store.put(due_soon("a", 0, TaskStatus::InProgress));
+    let sender = RecordingSender::answering(Ok(500));
+    let mut task = due_soon("a", 0, TaskStatus::InProgress);
+    task.retry = Some(tasks_core::retry_policy::RetryPolicy {
+        max_attempts: 3,
+        backoff: tasks_core::retry_policy::Backoff {
+            initial_seconds: 1,
+            multiplier: 1.0,
+            max_seconds: 1,
+        },
+        ..Default::default()
+    });
+    store.put(task);
+    let schedule = Schedule::default();
+    let mut input: tasks_core::pipeline::AttemptInput = schedule
+        .execution_input(&DispatchMessage::from(&store.tasks()[0]))
+        .into();
+    let mut outcomes = Vec::new();
     for _ in 0..3 {
-        execute(&store, &sender, "a").await.unwrap_err();
+        let report = execute_task(&store, &sender, &SystemClock, &schedule, &input)
+            .await
+            .unwrap();
+        outcomes.push((report.outcome, report.attempt, report.attempt_in_series));
+        input.previous = Some(report);
     }
-    let attempts: Vec<u32> = sender.sent.lock().unwrap().iter().map(|s| s.1).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (Outcome::Retry, 1, 1),
+            (Outcome::Retry, 2, 2),
+            (Outcome::Failed, 3, 3)
+        ]
+    );
+    let sent = sender.sent.lock().unwrap().clone();
+    let attempts: Vec<u32> = sent.iter().map(|s| s.1).collect();
     assert_eq!(attempts, vec![1, 2, 3]);
+    assert!(
+        sent[1].2 - sent[0].2 >= Duration::seconds(1),
+        "retried before its time"
+    );
+    // The first two attempts are recorded by the attempts after them; the last by update-status.
+    let history: Vec<u32> = store.tasks()[0]
+        .attempt_history
+        .iter()
+        .map(|r| r.attempt)
+        .collect();
+    assert_eq!(history, vec![1, 2]);
     assert_eq!(store.tasks()[0].attempts, 3);
 }
 
@@ -233,8 +289,12 @@ fn delivered() -> ExecutionReport {
         outcome: Outcome::Delivered,
         status_code: Some(200),
         attempt: 1,
+        attempt_in_series: 1,
         executed_at: Some(at() + Duration::milliseconds(3)),
         lateness_ms: Some(3),
+        retry_at: None,
+        error: None,
+        record: None,
         task_status: None,
     }
 }

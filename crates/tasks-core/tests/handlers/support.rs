@@ -2,7 +2,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 use tasks_core::memory::MemoryStore;
-use tasks_core::{DeliveryError, Schedule, Task, TaskStatus, Webhook, WebhookCall, WebhookSender};
+use tasks_core::{
+    DeliveryError, Schedule, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender,
+};
 
 pub fn task(id: &str, timestamp: DateTime<Utc>, status: TaskStatus) -> Task {
     let created = timestamp - Duration::hours(1);
@@ -32,15 +34,20 @@ pub fn status_of(store: &MemoryStore, id: &str) -> TaskStatus {
 
 /// A webhook receiver stand-in: answers with a set result and records when each call was sent.
 pub struct RecordingSender {
-    pub answer: Result<u16, DeliveryError>,
+    pub answer: Result<WebhookResponse, DeliveryError>,
     pub refuse_on_prepare: bool,
     pub sent: Mutex<Vec<(String, u32, DateTime<Utc>)>>,
 }
 
 impl RecordingSender {
+    /// Answers with this HTTP status, or fails to get an answer.
     pub fn answering(answer: Result<u16, DeliveryError>) -> Self {
         RecordingSender {
-            answer,
+            answer: answer.map(|status| WebhookResponse {
+                status,
+                retry_after: None,
+                body: format!("answer {status}"),
+            }),
             refuse_on_prepare: false,
             sent: Mutex::new(Vec::new()),
         }
@@ -58,7 +65,7 @@ impl WebhookSender for RecordingSender {
         Ok(())
     }
 
-    async fn send(&self, call: WebhookCall<'_>) -> Result<u16, DeliveryError> {
+    async fn send(&self, call: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
         self.sent
             .lock()
             .unwrap()

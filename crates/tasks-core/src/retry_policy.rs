@@ -1,0 +1,332 @@
+//! A task's own retry policy: how many attempts, how far apart, and which failures are worth
+//! another. execute-task applies it after each failed attempt and answers "retry at T" or
+//! "failed"; the state machine's loop (a Choice and a Wait until T) does the waiting, so a retry
+//! can be hours away without a Lambda waiting for it.
+
+use crate::ports::DeliveryError;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const MAX_ATTEMPTS: u32 = 20;
+/// The longest wait between two attempts: a day.
+pub const MAX_BACKOFF_SECONDS: u32 = 86_400;
+pub const MAX_MULTIPLIER: f64 = 10.0;
+
+/// What `retryOn` may name besides an HTTP status code.
+pub const RETRY_ON_CLASSES: [&str; 3] = ["5xx", "timeout", "connection"];
+
+/// Every field may be left out and takes its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Every attempt of a series counts, the first included.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// HTTP status codes and the words `5xx`, `timeout` and `connection`.
+    pub retry_on: Vec<RetryOn>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Backoff {
+    pub initial_seconds: u32,
+    pub multiplier: f64,
+    pub max_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RetryOn {
+    Status(u16),
+    Class(String),
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial_seconds: 2,
+            multiplier: 2.0,
+            max_seconds: 8,
+        }
+    }
+}
+
+impl Default for RetryPolicy {
+    /// Four attempts, 2, 4 and 8 s apart, on 5xx, 408, 429, timeouts and connection errors.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            backoff: Backoff::default(),
+            retry_on: vec![
+                RetryOn::Class("5xx".into()),
+                RetryOn::Status(408),
+                RetryOn::Status(429),
+                RetryOn::Class("timeout".into()),
+                RetryOn::Class("connection".into()),
+            ],
+        }
+    }
+}
+
+/// Why a policy is not acceptable: the field at fault (below `retry`) and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl RetryPolicy {
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let fail = |field, message: String| Err(PolicyError { field, message });
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return fail(
+                "maxAttempts",
+                format!("`retry.maxAttempts` must be 1 to {MAX_ATTEMPTS}"),
+            );
+        }
+        let backoff = &self.backoff;
+        if !(1..=MAX_BACKOFF_SECONDS).contains(&backoff.initial_seconds) {
+            return fail(
+                "backoff.initialSeconds",
+                format!("`retry.backoff.initialSeconds` must be 1 to {MAX_BACKOFF_SECONDS}"),
+            );
+        }
+        if !(backoff.initial_seconds..=MAX_BACKOFF_SECONDS).contains(&backoff.max_seconds) {
+            return fail(
+                "backoff.maxSeconds",
+                format!(
+                    "`retry.backoff.maxSeconds` must be from `initialSeconds` to \
+                     {MAX_BACKOFF_SECONDS}"
+                ),
+            );
+        }
+        if !(1.0..=MAX_MULTIPLIER).contains(&backoff.multiplier) {
+            return fail(
+                "backoff.multiplier",
+                format!("`retry.backoff.multiplier` must be from 1 to {MAX_MULTIPLIER}"),
+            );
+        }
+        for entry in &self.retry_on {
+            let valid = match entry {
+                RetryOn::Status(code) => (400..=599).contains(code) && *code != 410,
+                RetryOn::Class(class) => RETRY_ON_CLASSES.contains(&class.as_str()),
+            };
+            if !valid {
+                return fail(
+                    "retryOn",
+                    format!(
+                        "`retry.retryOn` takes HTTP status codes from 400 to 599 (but not 410, \
+                         which is always final) and the words {}",
+                        RETRY_ON_CLASSES.join(", ")
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a failed attempt is worth another. A refused target, a request that cannot be
+    /// built, 410 Gone and any status the policy does not name are final.
+    pub fn retries(&self, failure: &DeliveryError) -> bool {
+        let named = |wanted: &RetryOn| match (failure, wanted) {
+            (DeliveryError::Timeout(_), RetryOn::Class(class)) => class == "timeout",
+            (DeliveryError::Connection(_), RetryOn::Class(class)) => class == "connection",
+            (DeliveryError::Status { status, .. }, RetryOn::Status(code)) => status == code,
+            (DeliveryError::Status { status, .. }, RetryOn::Class(class)) => {
+                class == "5xx" && (500..=599).contains(status)
+            }
+            _ => false,
+        };
+        !matches!(failure, DeliveryError::Status { status: 410, .. })
+            && self.retry_on.iter().any(named)
+    }
+
+    /// The wait before retry number `retry` (1-based): `initialSeconds * multiplier^(retry-1)`,
+    /// at most `maxSeconds`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let b = &self.backoff;
+        let seconds = f64::from(b.initial_seconds) * b.multiplier.powi(retry as i32 - 1);
+        let capped = seconds.min(f64::from(b.max_seconds));
+        Duration::milliseconds((capped * 1000.0) as i64)
+    }
+
+    /// After attempt `attempt` (1-based, in its series) failed at `now`: when to try again, or
+    /// `None` when the task has failed. A `Retry-After` the receiver gave is honoured up to
+    /// `maxSeconds`.
+    pub fn next_attempt(
+        &self,
+        attempt: u32,
+        failure: &DeliveryError,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if attempt >= self.max_attempts || !self.retries(failure) {
+            return None;
+        }
+        let mut wait = self.backoff(attempt);
+        if let DeliveryError::Status {
+            retry_after: Some(seconds),
+            ..
+        } = failure
+        {
+            let asked =
+                Duration::seconds(i64::from(*seconds).min(i64::from(self.backoff.max_seconds)));
+            wait = wait.max(asked);
+        }
+        Some(now + wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn status(status: u16, retry_after: Option<u32>) -> DeliveryError {
+        DeliveryError::Status {
+            status,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn the_default_is_four_attempts_after_2_4_and_8_seconds() {
+        let policy = RetryPolicy::default();
+        policy.check().unwrap();
+        let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let error = status(503, None);
+        let waits: Vec<Option<i64>> = (1..=4)
+            .map(|attempt| {
+                policy
+                    .next_attempt(attempt, &error, now)
+                    .map(|at| (at - now).num_seconds())
+            })
+            .collect();
+        assert_eq!(waits, vec![Some(2), Some(4), Some(8), None]);
+        for retried in [
+            status(500, None),
+            status(599, None),
+            status(408, None),
+            status(429, None),
+            DeliveryError::Timeout(10_000),
+            DeliveryError::Connection("refused".into()),
+        ] {
+            assert!(policy.retries(&retried), "{retried:?}");
+        }
+        for last in [
+            status(400, None),
+            status(404, None),
+            status(410, None),
+            status(301, None),
+            DeliveryError::Refused("10.0.0.1".into()),
+            DeliveryError::Invalid("bad".into()),
+        ] {
+            assert!(!policy.retries(&last), "{last:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_max_seconds() {
+        let policy = RetryPolicy::default();
+        let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let wait = |after| {
+            (policy
+                .next_attempt(1, &status(429, Some(after)), now)
+                .unwrap()
+                - now)
+                .num_seconds()
+        };
+        assert_eq!(wait(5), 5);
+        assert_eq!(wait(600), 8);
+        assert_eq!(wait(1), 2);
+    }
+
+    #[test]
+    fn a_policy_names_what_it_retries_and_its_waits_grow_to_the_cap() {
+        let policy: RetryPolicy = serde_json::from_value(serde_json::json!({
+            "maxAttempts": 10,
+            "backoff": {"initialSeconds": 60, "multiplier": 3, "maxSeconds": 3600},
+            "retryOn": [404, "timeout"]
+        }))
+        .unwrap();
+        policy.check().unwrap();
+        assert!(policy.retries(&status(404, None)));
+        assert!(!policy.retries(&status(503, None)));
+        let waits: Vec<i64> = (1..=6).map(|r| policy.backoff(r).num_seconds()).collect();
+        assert_eq!(waits, vec![60, 180, 540, 1620, 3600, 3600]);
+    }
+
+    #[test]
+    fn bad_policies_name_their_field() {
+        let base = RetryPolicy::default();
+        let cases = [
+            (
+                RetryPolicy {
+                    max_attempts: 0,
+                    ..base.clone()
+                },
+                "maxAttempts",
+            ),
+            (
+                RetryPolicy {
+                    max_attempts: 21,
+                    ..base.clone()
+                },
+                "maxAttempts",
+            ),
+            (
+                RetryPolicy {
+                    backoff: Backoff {
+                        initial_seconds: 0,
+                        ..base.backoff
+                    },
+                    ..base.clone()
+                },
+                "backoff.initialSeconds",
+            ),
+            (
+                RetryPolicy {
+                    backoff: Backoff {
+                        max_seconds: 1,
+                        ..base.backoff
+                    },
+                    ..base.clone()
+                },
+                "backoff.maxSeconds",
+            ),
+            (
+                RetryPolicy {
+                    backoff: Backoff {
+                        multiplier: 0.5,
+                        ..base.backoff
+                    },
+                    ..base.clone()
+                },
+                "backoff.multiplier",
+            ),
+            (
+                RetryPolicy {
+                    retry_on: vec![RetryOn::Status(410)],
+                    ..base.clone()
+                },
+                "retryOn",
+            ),
+            (
+                RetryPolicy {
+                    retry_on: vec![RetryOn::Status(200)],
+                    ..base.clone()
+                },
+                "retryOn",
+            ),
+            (
+                RetryPolicy {
+                    retry_on: vec![RetryOn::Class("4xx".into())],
+                    ..base.clone()
+                },
+                "retryOn",
+            ),
+        ];
+        for (policy, field) in cases {
+            assert_eq!(policy.check().unwrap_err().field, field, "{policy:?}");
+        }
+    }
+}
