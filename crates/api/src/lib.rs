@@ -2,6 +2,8 @@
 //! TCP port in the local runner.
 
 mod access;
+mod batch;
+mod bulk_cancel;
 mod console;
 mod error;
 pub mod lambda;
@@ -16,11 +18,11 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
-use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
+use tasks_core::commands::{cancel_task, create_task};
 use tasks_core::document::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
 use tasks_core::{
@@ -51,6 +53,12 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/tasks", get(list_tasks).post(create))
+        // Fixed segments win over `{id}` whatever the order: `/tasks/batch` is never a task id.
+        .route(
+            "/tasks/batch",
+            post(batch::create_batch).layer(DefaultBodyLimit::max(batch::MAX_BATCH_BODY_BYTES + 1)),
+        )
+        .route("/tasks/cancel", post(bulk_cancel::cancel_many))
         .route("/tasks/{id}", get(get_task).delete(cancel))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
@@ -91,21 +99,7 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                rejection.body_text(),
-            )
-        }
-    })?;
+    let body = body.map_err(|rejection| unreadable_body(rejection, MAX_BODY_BYTES))?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => Some(value.to_str().map_err(|_| {
@@ -124,17 +118,7 @@ async fn create(
         &body,
         key,
     )
-    .await
-    .map_err(|error| match error {
-        CreateError::Invalid(invalid) => ApiError::from(invalid),
-        // The other task is not the caller's business: its id is not told.
-        CreateError::IdempotencyConflict(_) => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
-            "the Idempotency-Key was already used with a different request body",
-        ),
-        CreateError::Store(error) => ApiError::from(error),
-    })?;
+    .await?;
     tracing::info!(
         task_id = %created.task.id,
         status = %created.task.task_status,
@@ -150,6 +134,23 @@ async fn create(
     let location = format!("/tasks/{}", created.task.id);
     let view = TaskView::new(&created.task, state.clock.now());
     Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
+}
+
+/// A body too large for the route (`limit` bytes) is a 413, any other unreadable body a 400.
+fn unreadable_body(rejection: BytesRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            rejection.body_text(),
+        )
+    }
 }
 
 /// An id longer than a key may be names no task; asking the store would only earn a refusal.
@@ -182,26 +183,7 @@ async fn cancel(
         state.clock.as_ref(),
         &id,
     )
-    .await
-    .map_err(|error| match error {
-        CancelError::NotFound(id) => ApiError::task_not_found(&id),
-        CancelError::NotCancellable(task) => ApiError::new(
-            StatusCode::CONFLICT,
-            "not_cancellable",
-            format!(
-                "task {} is {}{} and can no longer be cancelled",
-                task.id,
-                task.task_status,
-                if task.task_status.is_terminal() {
-                    ""
-                } else {
-                    ", executing"
-                }
-            ),
-        )
-        .with_status(task.task_status),
-        CancelError::Store(error) => ApiError::from(error),
-    })?;
+    .await?;
     tracing::info!(task_id = %cancelled.id, "task cancelled");
     Ok(Json(TaskView::new(&cancelled, state.clock.now())))
 }

@@ -1,4 +1,5 @@
 use crate::app::TestApp;
+pub use crate::bulk::*;
 use serde_json::{json, Value};
 
 fn ts(seconds_from_now: i64) -> String {

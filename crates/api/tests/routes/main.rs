@@ -2,6 +2,7 @@
 //! DynamoDB / SQS / Step Functions on the emulator.
 
 mod app;
+mod bulk;
 mod cases;
 mod fuzz;
 
@@ -40,6 +41,11 @@ all_backends!(
     every_bad_body_is_a_4xx_naming_the_field_and_writes_nothing,
     an_oversized_body_is_413_and_writes_nothing,
     the_deepest_payload_the_store_takes_is_accepted,
+    batch_create_answers_each_item_as_post_tasks_would,
+    batch_create_takes_a_hundred_items,
+    a_body_that_is_not_a_batch_is_400_and_writes_nothing,
+    bulk_cancel_answers_each_id_as_delete_would,
+    a_body_that_is_not_a_list_of_ids_is_400,
 );
 
 #[tokio::test]
@@ -56,6 +62,23 @@ async fn a_store_outage_is_503_with_a_request_id() {
         .call("POST", "/tasks", Some(r#"{"minutes": 5}"#), &[])
         .await;
     assert_eq!(status, 503);
+    // In a batch the outage is each item's: the answer still says which were not done.
+    let (status, body) = app
+        .call(
+            "POST",
+            "/tasks/batch",
+            Some(r#"{"tasks": [{"minutes": 5}]}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["status"], 503);
+    assert!(body["results"][0]["error"]["requestId"].is_string());
+    let (status, body) = app
+        .call("POST", "/tasks/cancel", Some(r#"{"ids": ["abc"]}"#), &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["status"], 503);
 }
 
 #[tokio::test]
@@ -74,6 +97,12 @@ async fn with_api_keys_every_task_route_needs_one_and_health_stays_open() {
         let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
         for (method, uri, body) in [
             ("POST", "/tasks", body),
+            (
+                "POST",
+                "/tasks/batch",
+                Some(r#"{"tasks": [{"minutes": 5}]}"#),
+            ),
+            ("POST", "/tasks/cancel", Some(r#"{"ids": ["abc"]}"#)),
             ("GET", "/tasks", None),
             ("GET", "/tasks/abc", None),
             ("DELETE", "/tasks/abc", None),
@@ -126,6 +155,7 @@ async fn the_openapi_document_matches_the_router() {
         r#"{{"minutes": 1, "payload": "{}"}}"#,
         "x".repeat(300 * 1024)
     );
+    let huge_batch = format!(r#"{{"tasks": [], "padding": "{}"}}"#, "x".repeat(5 << 20));
     let key = [("Idempotency-Key", "spec-check")];
     // (documented method, documented path, uri, body, headers, expected status)
     type Example<'a> = (
@@ -204,6 +234,46 @@ async fn the_openapi_document_matches_the_router() {
             None,
             &[],
             409,
+        ),
+        (
+            "post",
+            "/tasks/batch",
+            "/tasks/batch".into(),
+            Some(r#"{"tasks": [{"minutes": 5}, {"minutes": -1}]}"#.into()),
+            &[],
+            200,
+        ),
+        (
+            "post",
+            "/tasks/batch",
+            "/tasks/batch".into(),
+            Some(r#"{"tasks": []}"#.into()),
+            &[],
+            400,
+        ),
+        (
+            "post",
+            "/tasks/batch",
+            "/tasks/batch".into(),
+            Some(huge_batch),
+            &[],
+            413,
+        ),
+        (
+            "post",
+            "/tasks/cancel",
+            "/tasks/cancel".into(),
+            Some(format!(r#"{{"ids": ["{id}", "missing"]}}"#)),
+            &[],
+            200,
+        ),
+        (
+            "post",
+            "/tasks/cancel",
+            "/tasks/cancel".into(),
+            Some(r#"{"ids": []}"#.into()),
+            &[],
+            400,
         ),
         ("get", "/health", "/health".into(), None, &[], 200),
         (
