@@ -20,6 +20,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::sync::Arc;
 use tasks_core::commands::{cancel_task, create_task};
@@ -188,8 +189,9 @@ async fn cancel(
     Ok(Json(TaskView::new(&cancelled, state.clock.now())))
 }
 
-/// `GET /tasks?status=SCHEDULED&limit=50&nextToken=...`: one page of the status index,
-/// latest-due first.
+/// `GET /tasks?status=SCHEDULED&limit=50&nextToken=...&from=...&to=...`: one page of the status
+/// index, latest-due first. `from` and `to` bound the tasks' time, both included, to the second:
+/// the index orders by `startExecutionAt`, whole seconds at the lead time before the task's time.
 async fn list_tasks(
     State(state): State<AppState>,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -203,6 +205,7 @@ async fn list_tasks(
     })?;
     let mut query = StatusQuery::new(TaskStatus::Scheduled, DEFAULT_PAGE_SIZE);
     query.newest_first = true;
+    let (mut from, mut to) = (None, None);
     for (name, value) in params {
         match name.as_str() {
             "status" => {
@@ -229,14 +232,28 @@ async fn list_tasks(
                     })?
             }
             "nextToken" => query.page_token = Some(value),
+            "from" => from = Some(window_bound("from", &value)?),
+            "to" => to = Some(window_bound("to", &value)?),
             other => {
                 return Err(invalid_query(
                     other,
-                    format!("unknown query parameter `{other}`; use status, limit and nextToken"),
+                    format!(
+                    "unknown query parameter `{other}`; use status, limit, nextToken, from and to"
+                ),
                 ))
             }
         }
     }
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(invalid_query(
+                "to",
+                "`to` must not be before `from`".to_string(),
+            ));
+        }
+    }
+    query.due_from = from.map(|from| state.schedule.start_execution_at(from));
+    query.due_by = to.map(|to| state.schedule.start_execution_at(to));
     let page = state
         .store
         .query(&query)
@@ -255,6 +272,19 @@ async fn list_tasks(
         .map(|task| TaskView::new(task, now))
         .collect();
     Ok(Json(json!({"tasks": tasks, "nextToken": page.next_token})))
+}
+
+fn window_bound(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| {
+            invalid_query(
+                field,
+                format!(
+                    "`{field}` must be an RFC 3339 date-time such as 2030-01-01T12:00:00Z: {error}"
+                ),
+            )
+        })
 }
 
 fn invalid_query(field: &str, message: String) -> ApiError {

@@ -1,5 +1,6 @@
 use crate::app::TestApp;
 pub use crate::bulk::*;
+pub use crate::window::*;
 use serde_json::{json, Value};
 
 fn ts(seconds_from_now: i64) -> String {

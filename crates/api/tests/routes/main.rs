@@ -5,6 +5,7 @@ mod app;
 mod bulk;
 mod cases;
 mod fuzz;
+mod window;
 
 macro_rules! backend_tests {
     ($backend:ident: $($case:ident),* $(,)?) => {
@@ -46,6 +47,8 @@ all_backends!(
     a_body_that_is_not_a_batch_is_400_and_writes_nothing,
     bulk_cancel_answers_each_id_as_delete_would,
     a_body_that_is_not_a_list_of_ids_is_400,
+    list_reads_a_window_of_task_times_both_ends_included,
+    list_rejects_a_bad_window,
 );
 
 #[tokio::test]
