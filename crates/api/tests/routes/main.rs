@@ -49,6 +49,7 @@ all_backends!(
     a_body_that_is_not_a_list_of_ids_is_400,
     list_reads_a_window_of_task_times_both_ends_included,
     list_rejects_a_bad_window,
+    a_task_may_be_scheduled_ten_years_ahead_and_not_a_second_more,
 );
 
 #[tokio::test]

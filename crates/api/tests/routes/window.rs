@@ -120,3 +120,37 @@ pub async fn list_rejects_a_bad_window(app: &TestApp) {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["field"], "nextToken", "{body}");
 }
+
+/// The horizon: ten years (3,653 days) ahead is accepted and stored, one second more is not.
+pub async fn a_task_may_be_scheduled_ten_years_ahead_and_not_a_second_more(app: &TestApp) {
+    let horizon = 3653 * 86400;
+    let (status, created) = app
+        .call(
+            "POST",
+            "/tasks",
+            Some(&json!({"seconds": horizon}).to_string()),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (_, fetched) = app.call("GET", &format!("/tasks/{id}"), None, &[]).await;
+    assert_eq!(fetched["timestamp"], created["timestamp"]);
+    // An absolute time a second short of the limit: the request takes far less than that second.
+    let at = chrono::Utc::now() + chrono::Duration::seconds(horizon - 1);
+    let body = json!({ "timestamp": at.to_rfc3339() }).to_string();
+    let (status, created) = app.call("POST", "/tasks", Some(&body), &[]).await;
+    assert_eq!(status, 201, "{created}");
+    for beyond in [
+        json!({"seconds": horizon + 1}),
+        json!({"timestamp": (chrono::Utc::now() + chrono::Duration::seconds(horizon + 1)).to_rfc3339()}),
+    ] {
+        let (status, body) = app
+            .call("POST", "/tasks", Some(&beyond.to_string()), &[])
+            .await;
+        assert_eq!(status, 400, "{beyond}: {body}");
+        assert_eq!(body["error"]["code"], "time_too_far");
+        assert_eq!(body["error"]["field"], "timestamp");
+    }
+    assert_eq!(app.stored().await, 2);
+}
