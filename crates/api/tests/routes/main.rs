@@ -5,6 +5,7 @@ mod app;
 mod bulk;
 mod cases;
 mod fuzz;
+mod gateway;
 mod window;
 
 macro_rules! backend_tests {
