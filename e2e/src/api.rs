@@ -221,6 +221,18 @@ impl Api {
         Ok(results.results)
     }
 
+    /// `PATCH /tasks/{id}` with a JSON merge patch.
+    pub async fn change(&self, id: &str, patch: &Value) -> Result<Task, ApiError> {
+        let response = self
+            .client
+            .patch(format!("{}/tasks/{id}", self.base))
+            .json(patch)
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport(describe(&e)))?;
+        decode(response).await
+    }
+
     pub async fn get(&self, id: &str) -> Result<Task, ApiError> {
         let response = self
             .client

@@ -1,5 +1,5 @@
 //! End-to-end checks of a running Tasks Service: the seed scenario (one task followed to
-//! COMPLETED) and the precision run (many webhooks, timed by our own receiver). `e2e --help`
+//! COMPLETED, and beside it two tasks moved earlier and later) and the precision run (many webhooks, timed by our own receiver). `e2e --help`
 //! lists the flags and environment variables.
 
 mod api;
@@ -12,6 +12,7 @@ mod precision;
 mod progress;
 mod receiver;
 mod report;
+mod reschedule;
 mod seed;
 
 use api::Api;
@@ -63,11 +64,24 @@ async fn run(config: &Config) -> Result<Vec<String>, String> {
 
     let mut failures = Vec::new();
     if config.seed {
-        match seed::run(&api, config, &run_id).await {
-            Ok(()) => println!("seed: PASS"),
-            Err(reason) => {
-                println!("seed: FAIL: {reason}");
-                failures.push(format!("seed: {reason}"));
+        let moved = async {
+            if config.seed_seconds < reschedule::MIN_SEED_SECONDS {
+                println!(
+                    "seed: reschedule scenario not run: it needs --seed-seconds {} or more",
+                    reschedule::MIN_SEED_SECONDS
+                );
+                return Ok(());
+            }
+            reschedule::run(&api, config, &run_id).await
+        };
+        let (seed, moved) = tokio::join!(seed::run(&api, config, &run_id), moved);
+        for (name, result) in [("seed", seed), ("seed reschedule", moved)] {
+            match result {
+                Ok(()) => println!("{name}: PASS"),
+                Err(reason) => {
+                    println!("{name}: FAIL: {reason}");
+                    failures.push(format!("{name}: {reason}"));
+                }
             }
         }
     }

@@ -3,6 +3,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use tasks_core::commands::{CancelError, CreateError};
+use tasks_core::reschedule::ChangeError;
 use tasks_core::{StoreError, TaskStatus, ValidationError};
 
 /// Every failure answers `{"error": {"code", "message", ...}}`.
@@ -79,6 +80,38 @@ impl From<StoreError> for ApiError {
             "the task store is unavailable; retry later",
         )
         .with_detail("requestId", json!(request_id))
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(error: ChangeError) -> Self {
+        match error {
+            ChangeError::Invalid(invalid) => invalid.into(),
+            ChangeError::NotFound(id) => ApiError::task_not_found(&id),
+            ChangeError::NotChangeable(task) => {
+                let why = match task.task_status {
+                    TaskStatus::Failed => "is FAILED: retry it with POST /tasks/{id}/retry",
+                    status if status.is_terminal() => "has ended and can no longer change",
+                    _ => "has begun its attempt and can no longer change",
+                };
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_changeable",
+                    format!("task {} {why}", task.id),
+                )
+                .with_status(task.task_status)
+            }
+            ChangeError::NotRetryable(task) => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_retryable",
+                format!(
+                    "task {} is {}: only a FAILED task can be retried",
+                    task.id, task.task_status
+                ),
+            )
+            .with_status(task.task_status),
+            ChangeError::Store(error) => error.into(),
+        }
     }
 }
 

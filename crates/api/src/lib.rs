@@ -26,6 +26,7 @@ use std::sync::Arc;
 use tasks_core::commands::{cancel_task, create_task};
 use tasks_core::document::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
+use tasks_core::reschedule::{change_task, retry_task, run_task, Ports};
 use tasks_core::{
     Clock, DispatchQueue, Schedule, StatusQuery, StoreError, TaskStatus, TaskStore, Workflow,
 };
@@ -60,7 +61,9 @@ pub fn router(state: AppState) -> Router {
             post(batch::create_batch).layer(DefaultBodyLimit::max(batch::MAX_BATCH_BODY_BYTES + 1)),
         )
         .route("/tasks/cancel", post(bulk_cancel::cancel_many))
-        .route("/tasks/{id}", get(get_task).delete(cancel))
+        .route("/tasks/{id}", get(get_task).delete(cancel).patch(change))
+        .route("/tasks/{id}/run", post(run_now))
+        .route("/tasks/{id}/retry", post(retry))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .route("/console", get(console::page))
@@ -95,12 +98,17 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The request body, or 413 / 400 if it could not be read.
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| unreadable_body(rejection, MAX_BODY_BYTES))
+}
+
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| unreadable_body(rejection, MAX_BODY_BYTES))?;
+    let body = read_body(body)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => Some(value.to_str().map_err(|_| {
@@ -187,6 +195,65 @@ async fn cancel(
     .await?;
     tracing::info!(task_id = %cancelled.id, "task cancelled");
     Ok(Json(TaskView::new(&cancelled, state.clock.now())))
+}
+
+impl AppState {
+    fn ports(&self) -> Ports<'_> {
+        Ports {
+            store: self.store.as_ref(),
+            queue: self.queue.as_ref(),
+            workflow: self.workflow.as_ref(),
+            clock: self.clock.as_ref(),
+            schedule: &self.schedule,
+        }
+    }
+}
+
+/// `PATCH /tasks/{id}`: a JSON merge patch of the time, webhook or payload.
+async fn change(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TaskView>, ApiError> {
+    check_id(&id)?;
+    let body = read_body(body)?;
+    let changed = change_task(&state.ports(), &id, &body).await?;
+    tracing::info!(
+        task_id = %changed.id,
+        status = %changed.task_status,
+        timestamp = %tasks_core::task::rfc3339_millis::format(&changed.timestamp),
+        "task changed"
+    );
+    Ok(Json(TaskView::new(&changed, state.clock.now())))
+}
+
+/// `POST /tasks/{id}/run`: run now.
+async fn run_now(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    check_id(&id)?;
+    let run = run_task(&state.ports(), &id).await?;
+    tracing::info!(task_id = %run.id, status = %run.task_status, "task run now");
+    Ok(Json(TaskView::new(&run, state.clock.now())))
+}
+
+/// `POST /tasks/{id}/retry`: a FAILED task runs again, now or at the time the body gives.
+async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TaskView>, ApiError> {
+    check_id(&id)?;
+    let body = read_body(body)?;
+    let retried = retry_task(&state.ports(), &id, &body).await?;
+    tracing::info!(
+        task_id = %retried.id,
+        status = %retried.task_status,
+        timestamp = %tasks_core::task::rfc3339_millis::format(&retried.timestamp),
+        "task retried"
+    );
+    Ok(Json(TaskView::new(&retried, state.clock.now())))
 }
 
 /// `GET /tasks?status=SCHEDULED&limit=50&nextToken=...&from=...&to=...`: one page of the status

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use tasks_core::task::rfc3339_millis;
@@ -153,7 +153,7 @@ impl TaskStore for DynamoDbStore {
     }
 
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
-        let update = Update::from_transition(change);
+        let update = Update::from_transition(change)?;
         let result = self
             .client
             .update_item()
@@ -197,7 +197,7 @@ struct Update {
 }
 
 impl Update {
-    fn from_transition(change: &Transition) -> Update {
+    fn from_transition(change: &Transition) -> Result<Update, StoreError> {
         let s = AttributeValue::S;
         let mut names: HashMap<String, String> = [
             ("#id", "id"),
@@ -224,10 +224,17 @@ impl Update {
             })
             .collect();
         let mut condition = format!("attribute_exists(#id) AND #status IN ({})", from.join(", "));
-        if change.event.requires_no_attempt() {
-            // An item without `attempts` reads as 0 attempts (the field's serde default).
-            condition.push_str(" AND (attribute_not_exists(#attempts) OR #attempts = :zero)");
+        if change.event.requires_no_attempt_in_series() {
+            // An item without `attempts` reads as 0 attempts (the field's serde default); one
+            // with attempts has `attemptSeries`, and one without `series` is in series 0, which
+            // no comparison with a missing attribute can tell apart from its attempt's.
+            condition.push_str(
+                " AND (attribute_not_exists(#attempts) OR #attempts = :zero \
+                 OR #attemptSeries <> #series)",
+            );
             names.insert("#attempts".into(), "attempts".into());
+            names.insert("#attemptSeries".into(), "attemptSeries".into());
+            names.insert("#series".into(), "series".into());
             values.insert(":zero".into(), AttributeValue::N("0".into()));
         }
         if let Some(series) = change.expected_series {
@@ -266,6 +273,44 @@ impl Update {
             let n = AttributeValue::N(lateness.to_string());
             set("#latenessMs", "latenessMs", ":latenessMs", n);
         }
+        if let Some((timestamp, start_execution_at)) = change.changes.timestamp {
+            let at = s(rfc3339_millis::format(&timestamp));
+            set("#timestamp", "timestamp", ":timestamp", at);
+            let start = AttributeValue::N(start_execution_at.to_string());
+            set(
+                "#startExecutionAt",
+                "startExecutionAt",
+                ":startExecutionAt",
+                start,
+            );
+        }
+        let mut removed = Vec::new();
+        for (name, attribute, value) in [
+            (
+                "#webhook",
+                "webhook",
+                attribute_change(&change.changes.webhook)?,
+            ),
+            (
+                "#payload",
+                "payload",
+                attribute_change(&change.changes.payload)?,
+            ),
+        ] {
+            match value {
+                None => {}
+                Some(None) => removed.push((name, attribute)),
+                Some(Some(value)) => set(name, attribute, &format!(":{attribute}"), value),
+            }
+        }
+        if change.event.resets_redispatches() {
+            set(
+                "#redispatches",
+                "redispatches",
+                ":noRedispatches",
+                AttributeValue::N("0".into()),
+            );
+        }
         if change.increments_attempts() {
             // The attempt belongs to the series the task is in (SET reads the item before the
             // update, so this is the series before any ADD below).
@@ -273,6 +318,13 @@ impl Update {
             names.insert("#attemptSeries".into(), "attemptSeries".into());
             names.insert("#series".into(), "series".into());
             values.insert(":zero".into(), AttributeValue::N("0".into()));
+        }
+        if !removed.is_empty() {
+            let names_removed: Vec<&str> = removed.iter().map(|(name, _)| *name).collect();
+            update.push_str(&format!(" REMOVE {}", names_removed.join(", ")));
+            for (name, attribute) in removed {
+                names.insert(name.into(), attribute.into());
+            }
         }
         let mut added = Vec::new();
         if change.increments_attempts() {
@@ -295,13 +347,28 @@ impl Update {
             update.push_str(&format!(" ADD {}", adds.join(", ")));
             values.insert(":one".into(), AttributeValue::N("1".into()));
         }
-        Update {
+        Ok(Update {
             condition,
             update,
             names,
             values,
-        }
+        })
     }
+}
+
+/// A field a change sets (`Some(Some)`), removes (`Some(None)`) or leaves (`None`), as the
+/// attribute value to set.
+fn attribute_change<T: serde::Serialize>(
+    change: &Option<Option<T>>,
+) -> Result<Option<Option<AttributeValue>>, StoreError> {
+    change
+        .as_ref()
+        .map(|value| value.as_ref().map(to_attribute_value).transpose())
+        .transpose()
+        .map_err(|e| StoreError::Unavailable {
+            message: format!("the change cannot be stored: {e}"),
+            request_id: None,
+        })
 }
 
 fn task_to_item(task: &Task) -> Result<Item, StoreError> {
@@ -463,11 +530,13 @@ mod tests {
     fn a_cancel_is_conditional_on_no_attempt_and_the_expected_version() {
         let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
         let update =
-            Update::from_transition(&Transition::new(Event::Cancel, at).if_last_updated_at(at));
+            Update::from_transition(&Transition::new(Event::Cancel, at).if_last_updated_at(at))
+                .unwrap();
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1, :from2) \
-             AND (attribute_not_exists(#attempts) OR #attempts = :zero) AND #updated = :expected"
+             AND (attribute_not_exists(#attempts) OR #attempts = :zero \
+             OR #attemptSeries <> #series) AND #updated = :expected"
         );
         assert_eq!(update.update, "SET #status = :to, #updated = :at");
         assert_eq!(update.values[":to"], AttributeValue::S("CANCELLED".into()));
@@ -484,7 +553,7 @@ mod tests {
             .in_series(3)
             .with_error("boom")
             .executed(at, 5);
-        let update = Update::from_transition(&change);
+        let update = Update::from_transition(&change).unwrap();
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1) AND #series = :series"
@@ -500,12 +569,43 @@ mod tests {
     }
 
     #[test]
+    fn a_reschedule_sets_the_new_time_and_webhook_removes_the_payload_in_one_write() {
+        let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
+        let webhook = tasks_core::Webhook {
+            url: "https://example.com/".into(),
+            method: "POST".into(),
+            headers: Default::default(),
+            body: None,
+        };
+        let change = Transition::new(Event::Reschedule, at)
+            .if_last_updated_at(at)
+            .with_changes(tasks_core::Changes {
+                timestamp: Some((at, 1_906_545_480)),
+                webhook: Some(Some(webhook)),
+                payload: Some(None),
+            });
+        let update = Update::from_transition(&change).unwrap();
+        assert_eq!(
+            update.update,
+            "SET #status = :to, #updated = :at, #timestamp = :timestamp, \
+             #startExecutionAt = :startExecutionAt, #webhook = :webhook, \
+             #redispatches = :noRedispatches REMOVE #payload ADD #series :one"
+        );
+        assert_eq!(update.names["#payload"], "payload");
+        assert_eq!(
+            update.values[":startExecutionAt"],
+            AttributeValue::N("1906545480".into())
+        );
+        assert!(matches!(update.values[":webhook"], AttributeValue::M(_)));
+    }
+
+    #[test]
     fn a_restart_starts_a_new_series_and_counts_a_redispatch() {
         let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
         let change = Transition::new(Event::Restart, at)
             .in_series(0)
             .if_last_updated_at(at);
-        let update = Update::from_transition(&change);
+        let update = Update::from_transition(&change).unwrap();
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1) \

@@ -8,11 +8,12 @@ pub mod retry;
 pub mod schedule;
 pub mod status;
 pub mod task;
+pub mod task_patch;
 pub mod timing;
 
 pub use new_task::{NewTask, ValidationError};
 pub use ports::{
-    Clock, DeliveryError, DispatchQueue, ExecutionState, Page, QueueError, StartOutcome,
+    Changes, Clock, DeliveryError, DispatchQueue, ExecutionState, Page, QueueError, StartOutcome,
     StatusQuery, StoreError, SystemClock, TaskStore, Transition, WebhookCall, WebhookSender,
     Workflow, WorkflowError,
 };
@@ -26,3 +27,4 @@ pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod recovery;
+pub mod reschedule;

@@ -63,7 +63,7 @@ struct CreateTaskBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WebhookBody {
+pub(crate) struct WebhookBody {
     url: String,
     method: Option<String>,
     headers: Option<BTreeMap<String, String>>,
@@ -82,55 +82,16 @@ pub struct NewTask {
 impl NewTask {
     /// Parses and checks a `POST /tasks` body received at `now`.
     pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<NewTask, ValidationError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(ValidationError::new(
-                "payload_too_large",
-                None,
-                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            ));
-        }
-        let raw: Value = serde_json::from_slice(body).map_err(|e| {
-            ValidationError::new(
-                "malformed_json",
-                None,
-                format!("the request body is not valid JSON: {e}"),
-            )
-        })?;
-        if !raw.is_object() {
-            return Err(ValidationError::new(
-                "invalid_body",
-                None,
-                "the request body must be a JSON object",
-            ));
-        }
+        let raw = json_object(body)?;
         let request_digest = digest(&raw);
-        let parsed: CreateTaskBody = serde_path_to_error::deserialize(raw).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            if inner.starts_with("unknown field") {
-                ValidationError::new(
-                    "unknown_field",
-                    Some(&path),
-                    format!("unknown field `{path}`"),
-                )
-            } else {
-                ValidationError::new(
-                    "invalid_field",
-                    Some(&path),
-                    format!("field `{path}`: {inner}"),
-                )
-            }
-        })?;
-        let timestamp = resolve_time(&parsed, now)?;
+        let parsed: CreateTaskBody = deserialize_fields(raw)?;
+        let timestamp = resolve_time(
+            parsed.timestamp.as_deref(),
+            [parsed.hours, parsed.minutes, parsed.seconds],
+            now,
+        )?;
         let webhook = parsed.webhook.map(validate_webhook).transpose()?;
-        if let Some(payload) = &parsed.payload {
-            storable(payload, "payload", 0)?;
-        }
-        if let Some(body) = webhook.as_ref().and_then(|w| w.body.as_ref()) {
-            // The body is a field of the `webhook` map: one level below the item's top.
-            storable(body, "webhook.body", 1)?;
-        }
-        check_item_size(webhook.as_ref(), parsed.payload.as_ref())?;
+        check_contents(webhook.as_ref(), parsed.payload.as_ref())?;
         Ok(NewTask {
             timestamp,
             webhook,
@@ -157,18 +118,69 @@ impl NewTask {
     }
 }
 
+/// A request body that must be one JSON object of at most [`MAX_BODY_BYTES`].
+pub(crate) fn json_object(body: &[u8]) -> Result<Value, ValidationError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ValidationError::new(
+            "payload_too_large",
+            None,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    let raw: Value = serde_json::from_slice(body).map_err(|e| {
+        ValidationError::new(
+            "malformed_json",
+            None,
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    if !raw.is_object() {
+        return Err(ValidationError::new(
+            "invalid_body",
+            None,
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(raw)
+}
+
+/// Reads a JSON document into a request type, naming the field at fault.
+pub(crate) fn deserialize_fields<T: serde::de::DeserializeOwned>(
+    raw: Value,
+) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if inner.starts_with("unknown field") {
+            ValidationError::new(
+                "unknown_field",
+                Some(&path),
+                format!("unknown field `{path}`"),
+            )
+        } else {
+            ValidationError::new(
+                "invalid_field",
+                Some(&path),
+                format!("field `{path}`: {inner}"),
+            )
+        }
+    })
+}
+
 /// serde_json keeps object keys sorted, so equal bodies give equal digests whatever their key order.
 fn digest(body: &Value) -> String {
     let hash = Sha256::digest(body.to_string().as_bytes());
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn resolve_time(
-    body: &CreateTaskBody,
+/// The task's time from `timestamp` (RFC 3339) or from `[hours, minutes, seconds]` after `now`.
+pub(crate) fn resolve_time(
+    timestamp: Option<&str>,
+    [hours, minutes, seconds]: [Option<u64>; 3],
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, ValidationError> {
-    let relative = body.hours.is_some() || body.minutes.is_some() || body.seconds.is_some();
-    let timestamp = match (&body.timestamp, relative) {
+    let relative = hours.is_some() || minutes.is_some() || seconds.is_some();
+    let timestamp = match (timestamp, relative) {
         (Some(_), true) => {
             return Err(ValidationError::new(
                 "conflicting_time",
@@ -193,7 +205,7 @@ fn resolve_time(
             })?
             .with_timezone(&Utc),
         (None, true) => {
-            let seconds = [(body.hours, 3600u64), (body.minutes, 60), (body.seconds, 1)]
+            let seconds = [(hours, 3600u64), (minutes, 60), (seconds, 1)]
                 .iter()
                 .try_fold(0u64, |total, (value, unit)| {
                     value.unwrap_or(0).checked_mul(*unit)?.checked_add(total)
@@ -232,6 +244,21 @@ fn too_far() -> ValidationError {
             MAX_SCHEDULE_AHEAD.num_days()
         ),
     )
+}
+
+/// The webhook and the payload can be stored, and the task fits in one item.
+pub(crate) fn check_contents(
+    webhook: Option<&Webhook>,
+    payload: Option<&Value>,
+) -> Result<(), ValidationError> {
+    if let Some(payload) = payload {
+        storable(payload, "payload", 0)?;
+    }
+    if let Some(body) = webhook.and_then(|w| w.body.as_ref()) {
+        // The body is a field of the `webhook` map: one level below the item's top.
+        storable(body, "webhook.body", 1)?;
+    }
+    check_item_size(webhook, payload)
 }
 
 fn storable(value: &Value, field: &str, levels_above: usize) -> Result<(), ValidationError> {
@@ -273,7 +300,7 @@ fn check_item_size(
     Ok(())
 }
 
-fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
+pub(crate) fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
     let url = url::Url::parse(&body.url).map_err(|e| {
         ValidationError::new(
             "invalid_webhook_url",

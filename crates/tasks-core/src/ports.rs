@@ -5,6 +5,7 @@ use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, ExecutionInput, Task, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
@@ -25,9 +26,26 @@ pub enum StoreError {
     },
 }
 
+/// What a user's change sets along with the status, in the same write. For the webhook and the
+/// payload, `Some(None)` removes the field and `None` leaves it as it is.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Changes {
+    /// The new time and the `startExecutionAt` that goes with it.
+    pub timestamp: Option<(DateTime<Utc>, i64)>,
+    pub webhook: Option<Option<Webhook>>,
+    pub payload: Option<Option<Value>>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self == &Changes::default()
+    }
+}
+
 /// A conditional status change: applied only if the task is in one of `event.from()` (and, for a
-/// cancel, no webhook attempt has begun; with an expected series, the task is still in that
-/// delivery series; with an expected update time, nobody touched it since it was read).
+/// cancel or a reschedule, no webhook attempt of its series has begun; with an expected series,
+/// the task is still in that delivery series; with an expected update time, nobody touched it
+/// since it was read).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub event: Event,
@@ -37,6 +55,7 @@ pub struct Transition {
     pub last_error: Option<String>,
     pub executed_at: Option<DateTime<Utc>>,
     pub lateness_ms: Option<i64>,
+    pub changes: Changes,
 }
 
 impl Transition {
@@ -49,6 +68,7 @@ impl Transition {
             last_error: None,
             executed_at: None,
             lateness_ms: None,
+            changes: Changes::default(),
         }
     }
 
@@ -76,6 +96,11 @@ impl Transition {
         self
     }
 
+    pub fn with_changes(mut self, changes: Changes) -> Self {
+        self.changes = changes;
+        self
+    }
+
     pub fn increments_attempts(&self) -> bool {
         self.event == Event::BeginAttempt
     }
@@ -84,7 +109,7 @@ impl Transition {
     /// ConditionExpression.
     pub fn applies_to(&self, task: &Task) -> bool {
         self.event.allows(task.task_status)
-            && (!self.event.requires_no_attempt() || task.attempts == 0)
+            && (!self.event.requires_no_attempt_in_series() || !task.attempt_began_in_series())
             && self
                 .expected_series
                 .is_none_or(|series| series == task.series)
@@ -107,6 +132,19 @@ impl Transition {
         }
         if self.event.counts_redispatch() {
             next.redispatches += 1;
+        }
+        if self.event.resets_redispatches() {
+            next.redispatches = 0;
+        }
+        if let Some((timestamp, start_execution_at)) = self.changes.timestamp {
+            next.timestamp = timestamp;
+            next.start_execution_at = start_execution_at;
+        }
+        if let Some(webhook) = &self.changes.webhook {
+            next.webhook = webhook.clone();
+        }
+        if let Some(payload) = &self.changes.payload {
+            next.payload = payload.clone();
         }
         if let Some(error) = &self.last_error {
             next.last_error = Some(error.clone());

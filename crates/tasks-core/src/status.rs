@@ -88,10 +88,16 @@ pub enum Event {
     Complete,
     Fail,
     Cancel,
+    /// The user changed the task's time, webhook or payload before its attempt began: it waits
+    /// again in a new series, so an execution started for the old values can never deliver.
+    Reschedule,
+    /// The user runs a FAILED task again: a new series of attempts; the attempts already made
+    /// keep counting.
+    Retry,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 11] = [
         Event::Claim,
         Event::Unclaim,
         Event::Redispatch,
@@ -101,6 +107,8 @@ impl Event {
         Event::Complete,
         Event::Fail,
         Event::Cancel,
+        Event::Reschedule,
+        Event::Retry,
     ];
 
     /// The transition table: the statuses an event may leave from.
@@ -117,7 +125,8 @@ impl Event {
             Event::Complete => &[InProgress],
             // A workflow can fail before its first attempt began (refused target, woken too early).
             Event::Fail => &[Queued, InProgress],
-            Event::Cancel => &[Scheduled, Queued, InProgress],
+            Event::Cancel | Event::Reschedule => &[Scheduled, Queued, InProgress],
+            Event::Retry => &[Failed],
         }
     }
 
@@ -126,7 +135,7 @@ impl Event {
         use TaskStatus::*;
         match self {
             Event::Claim | Event::Redispatch | Event::Restart => Queued,
-            Event::Unclaim => Scheduled,
+            Event::Unclaim | Event::Reschedule | Event::Retry => Scheduled,
             Event::Start | Event::BeginAttempt => InProgress,
             Event::Complete => Completed,
             Event::Fail => Failed,
@@ -134,14 +143,24 @@ impl Event {
         }
     }
 
-    /// Cancelling is refused once a webhook attempt has begun, whatever the status says.
-    pub fn requires_no_attempt(self) -> bool {
-        matches!(self, Event::Cancel)
+    /// Cancelling or changing a task is refused once a webhook attempt of its current series has
+    /// begun, whatever the status says.
+    pub fn requires_no_attempt_in_series(self) -> bool {
+        matches!(self, Event::Cancel | Event::Reschedule)
     }
 
-    /// A claim or a restart starts a new delivery series (a new execution name).
+    /// A claim, a restart, a reschedule or a retry starts a new delivery series (a new execution
+    /// name).
     pub fn starts_series(self) -> bool {
-        matches!(self, Event::Claim | Event::Restart)
+        matches!(
+            self,
+            Event::Claim | Event::Restart | Event::Reschedule | Event::Retry
+        )
+    }
+
+    /// A task the user changed or retried gets the full bound on redispatches again.
+    pub fn resets_redispatches(self) -> bool {
+        matches!(self, Event::Reschedule | Event::Retry)
     }
 
     /// Re-sends and restarts count against the task's bound on redispatches.
@@ -172,10 +191,12 @@ mod tests {
     }
 
     #[test]
-    fn terminal_statuses_have_no_way_out() {
+    fn only_a_retry_leaves_a_terminal_status_and_only_from_failed() {
         for event in Event::ALL {
             for status in event.from() {
-                assert!(!status.is_terminal(), "{event:?} leaves terminal {status}");
+                if status.is_terminal() {
+                    assert_eq!((event, *status), (Event::Retry, TaskStatus::Failed));
+                }
             }
         }
     }
@@ -200,6 +221,9 @@ mod tests {
             (Scheduled, Cancelled),
             (Queued, Cancelled),
             (InProgress, Cancelled),
+            (Queued, Scheduled),
+            (InProgress, Scheduled),
+            (Failed, Scheduled),
         ] {
             assert!(edges.contains(&expected), "missing {expected:?}");
         }
@@ -207,12 +231,17 @@ mod tests {
         assert!(!edges.contains(&(Scheduled, InProgress)));
         assert!(!edges.contains(&(Completed, Failed)));
         assert!(!edges.contains(&(Cancelled, Queued)));
+        assert!(!edges.contains(&(Cancelled, Scheduled)));
+        assert!(!edges.contains(&(Completed, Scheduled)));
     }
 
     #[test]
-    fn only_cancel_requires_that_no_attempt_began() {
+    fn only_the_user_s_changes_require_that_no_attempt_began() {
         for event in Event::ALL {
-            assert_eq!(event.requires_no_attempt(), event == Event::Cancel);
+            assert_eq!(
+                event.requires_no_attempt_in_series(),
+                matches!(event, Event::Cancel | Event::Reschedule)
+            );
         }
         assert!(Event::BeginAttempt.allows(TaskStatus::Queued));
         assert!(!Event::Complete.allows(TaskStatus::Queued));

@@ -10,11 +10,17 @@ use std::collections::BTreeMap;
 /// Timestamps are RFC 3339 UTC with milliseconds and `Z`, everywhere: in items, in the API, in
 /// the execution input (Step Functions' `TimestampPath` accepts only the `Z` form).
 pub mod rfc3339_millis {
-    use chrono::{DateTime, SecondsFormat, Utc};
+    use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn format(at: &DateTime<Utc>) -> String {
         at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    /// The time as stored: to the millisecond.
+    pub fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
+        at.duration_trunc(chrono::Duration::milliseconds(1))
+            .unwrap_or(at)
     }
 
     pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

@@ -1,8 +1,11 @@
 //! The lifecycle invariants every run is checked against (`shared` task lifecycle):
-//! 1. no webhook request before its task's time;
+//! 1. no webhook request before its task's time, and each one for the time its client set last
+//!    before the attempt began: never at a time the task was moved away from (changes, runs now
+//!    and retries);
 //! 2. every task reaches COMPLETED, FAILED or CANCELLED within the settle bound after its time;
-//! 3. a task whose cancel answered 200 is never delivered;
-//! 4. at most one delivery per (task, attempt), every one carrying the task's idempotency key;
+//! 3. a task whose cancel answered 200 is never delivered again;
+//! 4. at most one delivery per (task, attempt), across all its series, every one carrying the
+//!    task's idempotency key;
 //! 5. FAILED always has a lastError; COMPLETED with a webhook was delivered;
 //! 6. the dead-letter queue holds only tasks the API can show;
 //! 7. no task a client was told exists is lost.
@@ -18,8 +21,70 @@ use tasks_core::{DispatchMessage, Task, TaskStatus};
 pub struct Clients {
     /// Tasks a create answered 2xx for, with their time.
     pub accepted: BTreeMap<String, DateTime<Utc>>,
-    /// Tasks a cancel answered 200 for, and when.
-    pub cancelled: BTreeMap<String, DateTime<Utc>>,
+    /// Tasks a cancel answered 200 for.
+    pub cancelled: BTreeMap<String, Cancelled>,
+    /// Every time each task's client set (created, changed, run now, retried), in order.
+    pub times: BTreeMap<String, Vec<SetTime>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cancelled {
+    pub at: DateTime<Utc>,
+    /// The attempts the task had begun when the cancel answered: none may follow.
+    pub attempts: u32,
+}
+
+/// A time a client asked for. Asked but never answered (a 5xx), it may still have been applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SetTime {
+    pub timestamp: DateTime<Utc>,
+    /// The attempts the task had begun when the request answered 200: every later attempt is
+    /// for this time or one asked for after it.
+    pub answered_with_attempts: Option<u32>,
+}
+
+impl Clients {
+    /// Records a time asked for; returns its place, for [`Clients::answer`].
+    pub fn ask(&mut self, id: &str, timestamp: DateTime<Utc>) -> usize {
+        let times = self.times.entry(id.to_string()).or_default();
+        times.push(SetTime {
+            timestamp: tasks_core::task::rfc3339_millis::truncate(timestamp),
+            answered_with_attempts: None,
+        });
+        times.len() - 1
+    }
+
+    pub fn answer(&mut self, id: &str, asked: usize, attempts: u32) {
+        if let Some(time) = self
+            .times
+            .get_mut(id)
+            .and_then(|times| times.get_mut(asked))
+        {
+            time.answered_with_attempts = Some(attempts);
+        }
+    }
+
+    /// Why a delivery of `attempt` for `due` was not for a time the client had set, if it was not.
+    fn stale_time(&self, id: &str, attempt: u32, due: DateTime<Utc>) -> Option<String> {
+        let times = self.times.get(id)?;
+        // The last request answered before the attempt began; it or a later one holds the time.
+        let from = times
+            .iter()
+            .rposition(|time| time.answered_with_attempts.is_some_and(|a| a < attempt))
+            .unwrap_or(0);
+        let current = &times[from..];
+        if current.iter().any(|time| time.timestamp == due) {
+            return None;
+        }
+        let asked: Vec<String> = times
+            .iter()
+            .map(|time| time.timestamp.to_string())
+            .collect();
+        Some(format!(
+            "attempt {attempt} delivered for {due}, not the time set last before it (asked: {})",
+            asked.join(", ")
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,15 +158,19 @@ pub fn check(
         let id = task.id.as_str();
         let sent = delivered.get(id).cloned().unwrap_or_default();
         for delivery in &sent {
-            if delivery.at < delivery.due || delivery.at < task.timestamp {
+            if delivery.at < delivery.due {
                 early += 1;
                 violate(
                     id,
                     format!(
                         "delivered {} ms before its time",
-                        (task.timestamp - delivery.at).num_milliseconds()
+                        (delivery.due - delivery.at).num_milliseconds()
                     ),
                 );
+            }
+            if let Some(why) = clients.stale_time(id, delivery.attempt, delivery.due) {
+                early += 1;
+                violate(id, why);
             }
             if delivery.key != task.id {
                 violate(id, format!("delivered with another key: {}", delivery.key));
@@ -118,12 +187,15 @@ pub fn check(
             }
         }
         redeliveries += sent.len().saturating_sub(1);
-        if let Some(first) = sent.iter().map(|delivery| delivery.at).min() {
-            lateness.push((first - task.timestamp).num_milliseconds());
+        if let Some(first) = sent.iter().min_by_key(|delivery| delivery.at) {
+            lateness.push((first.at - first.due).num_milliseconds());
         }
-        if let Some(at) = clients.cancelled.get(id) {
-            if !sent.is_empty() {
-                violate(id, format!("cancelled at {at} (200), then delivered"));
+        if let Some(cancelled) = clients.cancelled.get(id) {
+            if sent.iter().any(|d| d.attempt > cancelled.attempts) {
+                violate(
+                    id,
+                    format!("cancelled at {} (200), then delivered", cancelled.at),
+                );
             }
         }
         match task.task_status {

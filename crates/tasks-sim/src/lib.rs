@@ -24,6 +24,7 @@ use stepfunctions::{Functions, SimStepFunctions};
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
 use tasks_core::dispatch::{run_cron, CronSummary};
 use tasks_core::pipeline::{start_task, StartReport};
+use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Ports};
 use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
 use tasks_core::{Clock, Schedule, TaskStatus};
 pub use world::Faults;
@@ -38,6 +39,11 @@ pub struct Scenario {
     pub faults: Faults,
     /// Share of tasks cancelled by their client at a random moment before (or just after) their time.
     pub cancel_share: f64,
+    /// Share of tasks their client changes (moves earlier or later, or runs now) at a random
+    /// moment before (or just after) their time.
+    pub change_share: f64,
+    /// Share of tasks whose client, finding them FAILED, retries them.
+    pub retry_share: f64,
     /// Keep each task's events for the report of a violation (memory grows with the tasks).
     pub keep_task_traces: bool,
 }
@@ -50,6 +56,8 @@ impl Scenario {
             span: Duration::hours(1),
             faults: Faults::realistic(),
             cancel_share: 0.05,
+            change_share: 0.1,
+            retry_share: 0.5,
             keep_task_traces: true,
         }
     }
@@ -90,6 +98,11 @@ pub struct Activity {
     pub starts: BTreeMap<&'static str, u64>,
     pub creates_retried: u64,
     pub cancels: u64,
+    /// Changes answered 200 (moves and runs now), and those refused because the attempt had begun.
+    pub changes: u64,
+    pub changes_refused: u64,
+    /// FAILED tasks retried (answered 200).
+    pub retries: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -174,7 +187,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
     for planned in plan {
         world.clock.sleep_until(planned.created_at).await;
         if planned.receiver_gone {
-            receivers.make_gone(&planned.key);
+            receivers.make_gone(&receiver_url(&planned.key));
         }
         requests.push(tokio::spawn(client(
             pipeline.clone(),
@@ -227,7 +240,15 @@ struct Planned {
     timestamp: DateTime<Utc>,
     webhook: bool,
     cancel_at: Option<DateTime<Utc>>,
+    change: Option<PlannedChange>,
+    retry: bool,
     receiver_gone: bool,
+}
+
+/// A client's change of its task: when it asks, and the new time (`None`: run now).
+struct PlannedChange {
+    at: DateTime<Utc>,
+    timestamp: Option<DateTime<Utc>>,
 }
 
 fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned> {
@@ -244,18 +265,41 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
                 let window = (timestamp - created_at).num_milliseconds() as f64 + 5_000.0;
                 created_at + Duration::milliseconds(world.uniform(0.0, window) as i64)
             });
+            let webhook = !world.chance(0.1);
+            let receiver_gone = world.chance(scenario.faults.receiver_gone);
+            // Drawn only when asked for, so a scenario without changes replays as it did.
+            let change =
+                (scenario.change_share > 0.0 && world.chance(scenario.change_share)).then(|| {
+                    let window = (timestamp - created_at).num_milliseconds() as f64 + 5_000.0;
+                    let at = created_at + Duration::milliseconds(world.uniform(0.0, window) as i64);
+                    // Earlier or later, inside or beyond the lead time; one in five runs now.
+                    let new_time = (!world.chance(0.2)).then(|| {
+                        at + Duration::milliseconds(world.uniform(1_000.0, 4_200_000.0) as i64)
+                    });
+                    PlannedChange {
+                        at,
+                        timestamp: new_time,
+                    }
+                });
+            let retry = scenario.retry_share > 0.0 && world.chance(scenario.retry_share);
             Planned {
                 key: format!("task-{i:07}"),
                 created_at,
                 timestamp,
-                webhook: !world.chance(0.1),
+                webhook,
                 cancel_at,
-                receiver_gone: world.chance(scenario.faults.receiver_gone),
+                change,
+                retry,
+                receiver_gone,
             }
         })
         .collect();
     plan.sort_by(|a, b| (a.created_at, &a.key).cmp(&(b.created_at, &b.key)));
     plan
+}
+
+fn receiver_url(key: &str) -> String {
+    format!("https://receiver.example/{key}")
 }
 
 /// A client: POST /tasks with an idempotency key, retried on 5xx as a client should, then
@@ -278,8 +322,7 @@ async fn client(
         "payload": {"key": planned.key},
     });
     if planned.webhook {
-        body["webhook"] =
-            serde_json::json!({"url": format!("https://receiver.example/{}", planned.key)});
+        body["webhook"] = serde_json::json!({"url": receiver_url(&planned.key)});
     }
     let body = body.to_string();
     let mut id = None;
@@ -309,31 +352,167 @@ async fn client(
         return;
     };
     world.record(&id, format!("accepted, due {}", planned.timestamp));
-    clients
-        .lock()
-        .unwrap()
-        .accepted
-        .insert(id.clone(), planned.timestamp);
-    let Some(cancel_at) = planned.cancel_at else {
-        return;
+    {
+        let mut clients = clients.lock().unwrap();
+        clients.accepted.insert(id.clone(), planned.timestamp);
+        clients
+            .times
+            .entry(id.clone())
+            .or_default()
+            .push(invariants::SetTime {
+                timestamp: planned.timestamp,
+                answered_with_attempts: Some(0),
+            });
+    }
+    let ports = Ports {
+        store: store.as_ref(),
+        queue: queue.as_ref(),
+        workflow: workflow.as_ref(),
+        clock: &world.clock,
+        schedule,
     };
-    world.clock.sleep_until(cancel_at).await;
+    let change_first = match (&planned.change, planned.cancel_at) {
+        (Some(change), Some(cancel_at)) => change.at <= cancel_at,
+        _ => true,
+    };
+    if change_first {
+        if let Some(change) = &planned.change {
+            change_time(&ports, world, activity, &clients, &id, change).await;
+        }
+    }
+    if let Some(cancel_at) = planned.cancel_at {
+        if cancel(world, store, workflow, activity, &clients, &id, cancel_at).await {
+            return;
+        }
+    }
+    if !change_first {
+        if let Some(change) = &planned.change {
+            change_time(&ports, world, activity, &clients, &id, change).await;
+        }
+    }
+    if planned.retry {
+        retry_if_failed(&ports, world, activity, &clients, &id, planned.timestamp).await;
+    }
+}
+
+/// DELETE /tasks/{id} at `at`, retried on 5xx; whether it answered 200.
+async fn cancel(
+    world: &World,
+    store: &SimStore,
+    workflow: &SimStepFunctions,
+    activity: &Mutex<Activity>,
+    clients: &Mutex<invariants::Clients>,
+    id: &str,
+    at: DateTime<Utc>,
+) -> bool {
+    world.clock.sleep_until(at).await;
     for _ in 0..3 {
-        match cancel_task(store.as_ref(), workflow.as_ref(), &world.clock, &id).await {
-            Ok(_) => {
-                world.record(&id, "cancel answered 200");
+        match cancel_task(store, workflow, &world.clock, id).await {
+            Ok(cancelled) => {
+                world.record(id, "cancel answered 200");
                 activity.lock().unwrap().cancels += 1;
-                clients
-                    .lock()
-                    .unwrap()
-                    .cancelled
-                    .insert(id.clone(), world.clock.now());
-                return;
+                clients.lock().unwrap().cancelled.insert(
+                    id.to_string(),
+                    invariants::Cancelled {
+                        at: world.clock.now(),
+                        attempts: cancelled.attempts,
+                    },
+                );
+                return true;
             }
-            Err(CancelError::NotCancellable(_) | CancelError::NotFound(_)) => return,
+            Err(CancelError::NotCancellable(_) | CancelError::NotFound(_)) => return false,
             Err(CancelError::Store(_)) => {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await
             }
+        }
+    }
+    false
+}
+
+/// PATCH /tasks/{id} with a new time, or POST /tasks/{id}/run, retried on 5xx. The time is
+/// recorded as asked for before the request: a write that succeeded behind an error may apply it.
+async fn change_time(
+    ports: &Ports<'_>,
+    world: &World,
+    activity: &Mutex<Activity>,
+    clients: &Mutex<invariants::Clients>,
+    id: &str,
+    change: &PlannedChange,
+) {
+    world.clock.sleep_until(change.at).await;
+    for _ in 0..3 {
+        let now = world.clock.now();
+        let timestamp = change.timestamp.unwrap_or(now);
+        let asked = clients.lock().unwrap().ask(id, timestamp);
+        let result = match change.timestamp {
+            Some(at) => {
+                let body =
+                    serde_json::json!({"timestamp": tasks_core::task::rfc3339_millis::format(&at)});
+                change_task(ports, id, body.to_string().as_bytes()).await
+            }
+            None => run_task(ports, id).await,
+        };
+        match result {
+            Ok(changed) => {
+                world.record(
+                    id,
+                    format!("change answered 200, due {}", changed.timestamp),
+                );
+                activity.lock().unwrap().changes += 1;
+                clients.lock().unwrap().answer(id, asked, changed.attempts);
+                return;
+            }
+            Err(ChangeError::NotChangeable(_) | ChangeError::NotFound(_)) => {
+                activity.lock().unwrap().changes_refused += 1;
+                return;
+            }
+            Err(ChangeError::Store(_)) => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            }
+            Err(error) => panic!("the simulated client's change was refused: {error}"),
+        }
+    }
+}
+
+/// Half an hour after the task's time, a client that finds it FAILED retries it, now or a few
+/// minutes later.
+async fn retry_if_failed(
+    ports: &Ports<'_>,
+    world: &World,
+    activity: &Mutex<Activity>,
+    clients: &Mutex<invariants::Clients>,
+    id: &str,
+    timestamp: DateTime<Utc>,
+) {
+    world
+        .clock
+        .sleep_until(timestamp + Duration::minutes(30))
+        .await;
+    let delay = world.uniform(0.0, 300.0) as u64;
+    for _ in 0..3 {
+        match ports.store.get(id).await {
+            Ok(Some(task)) if task.task_status == TaskStatus::Failed => {}
+            Ok(_) => return,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        let at = world.clock.now() + Duration::seconds(delay as i64);
+        let asked = clients.lock().unwrap().ask(id, at);
+        let body = serde_json::json!({"seconds": delay}).to_string();
+        match retry_task(ports, id, body.as_bytes()).await {
+            Ok(retried) => {
+                world.record(id, format!("retry answered 200, due {}", retried.timestamp));
+                activity.lock().unwrap().retries += 1;
+                clients.lock().unwrap().answer(id, asked, retried.attempts);
+                return;
+            }
+            Err(ChangeError::NotRetryable(_) | ChangeError::NotFound(_)) => return,
+            Err(ChangeError::Store(_)) => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            }
+            Err(error) => panic!("the simulated client's retry was refused: {error}"),
         }
     }
 }

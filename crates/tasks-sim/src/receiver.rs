@@ -40,8 +40,9 @@ impl SimReceivers {
     }
 
     /// The receiver of this task answers 410 Gone.
-    pub fn make_gone(&self, task_id: &str) {
-        self.gone.lock().unwrap().insert(task_id.to_string());
+    /// The receiver at `url` answers 410 from now on.
+    pub fn make_gone(&self, url: &str) {
+        self.gone.lock().unwrap().insert(url.to_string());
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -83,7 +84,7 @@ impl WebhookSender for SimReceivers {
                 (at - call.task.timestamp).num_milliseconds()
             ),
         );
-        if self.gone.lock().unwrap().contains(id) {
+        if self.gone.lock().unwrap().contains(&call.webhook.url) {
             self.world.latency(2, 20).await;
             return Err(DeliveryError::Rejected(410));
         }

@@ -6,7 +6,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::Arc;
 use tasks_core::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::{Schedule, SystemClock};
+use tasks_core::{Schedule, SystemClock, Task, TaskStore};
 use tower::ServiceExt;
 
 enum Backend {
@@ -94,6 +94,14 @@ impl TestApp {
             )
         });
         (status, json)
+    }
+
+    /// Stores a task as it is (test set-up: a state the API alone would take long to reach).
+    pub async fn put(&self, task: &Task) {
+        match &self.backend {
+            Backend::Memory { store, .. } => store.put(task.clone()),
+            Backend::Emulator(resources) => resources.store().create(task).await.unwrap(),
+        }
     }
 
     /// How many tasks the store holds.

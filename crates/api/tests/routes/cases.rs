@@ -2,6 +2,7 @@ use crate::app::TestApp;
 pub use crate::bulk::*;
 pub use crate::window::*;
 use serde_json::{json, Value};
+use tasks_core::{Schedule, Task, TaskStatus};
 
 fn ts(seconds_from_now: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(seconds_from_now))
@@ -226,7 +227,9 @@ pub async fn unknown_routes_and_methods_answer_json(app: &TestApp) {
     assert_error(status, &body, 404, "not_found");
     for (method, uri) in [
         ("PUT", "/tasks"),
-        ("PATCH", "/tasks/abc"),
+        ("PUT", "/tasks/abc"),
+        ("GET", "/tasks/abc/run"),
+        ("DELETE", "/tasks/abc/retry"),
         ("POST", "/health"),
     ] {
         let (status, body) = app.call(method, uri, Some("{}"), &[]).await;
@@ -385,4 +388,136 @@ pub async fn the_deepest_payload_the_store_takes_is_accepted(app: &TestApp) {
     let id = created["id"].as_str().unwrap();
     let (_, fetched) = app.call("GET", &format!("/tasks/{id}"), None, &[]).await;
     assert_eq!(fetched["payload"].to_string(), payload);
+}
+
+fn stored_task(id: &str, seconds_from_now: i64, status: TaskStatus) -> Task {
+    let now = chrono::Utc::now();
+    Task {
+        task_status: status,
+        ..Task::new(
+            id,
+            now + chrono::Duration::seconds(seconds_from_now),
+            &Schedule::default(),
+            now,
+        )
+    }
+}
+
+pub async fn patch_moves_a_task_and_hands_it_off_inside_the_lead_time(app: &TestApp) {
+    let created = create(
+        app,
+        json!({"minutes": 30, "webhook": {"url": "https://example.com/a",
+               "headers": {"Authorization": "Bearer s3cret"}}}),
+    )
+    .await;
+    let uri = format!("/tasks/{}", created["id"].as_str().unwrap());
+    let body =
+        json!({"minutes": 45, "webhook": {"url": "https://example.com/b"}, "payload": {"v": 2}});
+    let (status, moved) = app.call("PATCH", &uri, Some(&body.to_string()), &[]).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["status"], "SCHEDULED");
+    assert!(
+        (2690..=2701).contains(&moved["timeLeftSeconds"].as_i64().unwrap()),
+        "{moved}"
+    );
+    assert_eq!(moved["webhook"]["url"], "https://example.com/b");
+    assert_eq!(moved["webhook"]["headers"]["Authorization"], api::REDACTED);
+    assert_eq!(moved["payload"], json!({"v": 2}));
+    assert!(app.queued().await.is_empty());
+
+    let (status, soon) = app
+        .call("PATCH", &uri, Some(r#"{"seconds": 20}"#), &[])
+        .await;
+    assert_eq!(status, 200, "{soon}");
+    assert_eq!(soon["status"], "QUEUED");
+    assert!(soon["timeLeftSeconds"].as_i64().unwrap() <= 20);
+    assert_eq!(app.queued().await, vec![created["id"].as_str().unwrap()]);
+    let (_, fetched) = app.call("GET", &uri, None, &[]).await;
+    assert_eq!(fetched["timestamp"], soon["timestamp"]);
+    assert_eq!(fetched["payload"], json!({"v": 2}));
+}
+
+pub async fn patch_and_run_refuse_bad_input_missing_and_begun_tasks(app: &TestApp) {
+    let created = create(app, json!({"minutes": 30})).await;
+    let uri = format!("/tasks/{}", created["id"].as_str().unwrap());
+    for (body, code) in [
+        ("{}", "empty_change"),
+        ("", "empty_change"),
+        ("{", "malformed_json"),
+        (r#"{"minutes": -1}"#, "invalid_field"),
+        (r#"{"status": "QUEUED"}"#, "unknown_field"),
+        (
+            r#"{"webhook": {"url": "file:///etc/passwd"}}"#,
+            "invalid_webhook_url",
+        ),
+    ] {
+        let (status, error) = app.call("PATCH", &uri, Some(body), &[]).await;
+        assert_error(status, &error, 400, code);
+    }
+    let (_, unchanged) = app.call("GET", &uri, None, &[]).await;
+    assert_eq!(unchanged["timestamp"], created["timestamp"]);
+    for (method, uri) in [("PATCH", "/tasks/missing"), ("POST", "/tasks/missing/run")] {
+        let (status, error) = app.call(method, uri, Some(r#"{"minutes": 5}"#), &[]).await;
+        assert_error(status, &error, 404, "task_not_found");
+    }
+
+    let mut begun = stored_task("begun", 1, TaskStatus::InProgress);
+    (begun.series, begun.attempts, begun.attempt_series) = (1, 1, 1);
+    app.put(&begun).await;
+    for (method, uri) in [("PATCH", "/tasks/begun"), ("POST", "/tasks/begun/run")] {
+        let (status, error) = app.call(method, uri, Some(r#"{"minutes": 5}"#), &[]).await;
+        assert_error(status, &error, 409, "not_changeable");
+        assert_eq!(error["error"]["status"], "IN_PROGRESS");
+    }
+    app.put(&stored_task("done", -60, TaskStatus::Completed))
+        .await;
+    let (status, error) = app
+        .call("PATCH", "/tasks/done", Some(r#"{"minutes": 5}"#), &[])
+        .await;
+    assert_error(status, &error, 409, "not_changeable");
+}
+
+pub async fn run_now_and_retry_a_failed_task(app: &TestApp) {
+    let created = create(app, json!({"hours": 5})).await;
+    let id = created["id"].as_str().unwrap();
+    let (status, run) = app
+        .call("POST", &format!("/tasks/{id}/run"), None, &[])
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "QUEUED");
+    assert_eq!(run["timeLeftSeconds"], 0);
+    let (status, error) = app
+        .call("POST", &format!("/tasks/{id}/retry"), None, &[])
+        .await;
+    assert_error(status, &error, 409, "not_retryable");
+    assert_eq!(error["error"]["status"], "QUEUED");
+
+    let failed = Task {
+        series: 2,
+        attempts: 4,
+        attempt_series: 2,
+        last_error: Some("HttpServerError: the receiver answered HTTP 503".into()),
+        ..stored_task("failed", -600, TaskStatus::Failed)
+    };
+    app.put(&failed).await;
+    let (status, error) = app
+        .call(
+            "POST",
+            "/tasks/failed/retry",
+            Some(r#"{"hours": "1"}"#),
+            &[],
+        )
+        .await;
+    assert_error(status, &error, 400, "invalid_field");
+    let (status, retried) = app
+        .call("POST", "/tasks/failed/retry", Some(r#"{"hours": 1}"#), &[])
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["status"], "SCHEDULED");
+    assert_eq!(retried["attempts"], 4);
+    assert!((3590..=3600).contains(&retried["timeLeftSeconds"].as_i64().unwrap()));
+    let (status, error) = app.call("POST", "/tasks/failed/retry", None, &[]).await;
+    assert_error(status, &error, 409, "not_retryable");
+    let (status, error) = app.call("POST", "/tasks/missing/retry", None, &[]).await;
+    assert_error(status, &error, 404, "task_not_found");
 }

@@ -51,6 +51,9 @@ all_backends!(
     list_reads_a_window_of_task_times_both_ends_included,
     list_rejects_a_bad_window,
     a_task_may_be_scheduled_ten_years_ahead_and_not_a_second_more,
+    patch_moves_a_task_and_hands_it_off_inside_the_lead_time,
+    patch_and_run_refuse_bad_input_missing_and_begun_tasks,
+    run_now_and_retry_a_failed_task,
 );
 
 #[tokio::test]
@@ -156,6 +159,20 @@ async fn the_openapi_document_matches_the_router() {
     let finished = finished["id"].as_str().unwrap().to_string();
     app.call("DELETE", &format!("/tasks/{finished}"), None, &[])
         .await;
+    let (_, runnable) = app
+        .call("POST", "/tasks", Some(r#"{"hours": 2}"#), &[])
+        .await;
+    let runnable = runnable["id"].as_str().unwrap().to_string();
+    let failed = tasks_core::Task {
+        task_status: tasks_core::TaskStatus::Failed,
+        ..tasks_core::Task::new(
+            "failed",
+            chrono::Utc::now(),
+            &tasks_core::Schedule::default(),
+            chrono::Utc::now(),
+        )
+    };
+    app.memory_store().put(failed);
     let big = format!(
         r#"{{"minutes": 1, "payload": "{}"}}"#,
         "x".repeat(300 * 1024)
@@ -208,6 +225,86 @@ async fn the_openapi_document_matches_the_router() {
         ("get", "/tasks", "/tasks?limit=5".into(), None, &[], 200),
         ("get", "/tasks", "/tasks?limit=0".into(), None, &[], 400),
         ("get", "/tasks/{id}", format!("/tasks/{id}"), None, &[], 200),
+        (
+            "patch",
+            "/tasks/{id}",
+            format!("/tasks/{id}"),
+            Some(r#"{"minutes": 8}"#.into()),
+            &[],
+            200,
+        ),
+        (
+            "patch",
+            "/tasks/{id}",
+            format!("/tasks/{id}"),
+            Some("{}".into()),
+            &[],
+            400,
+        ),
+        (
+            "patch",
+            "/tasks/{id}",
+            "/tasks/missing".into(),
+            Some(r#"{"minutes": 8}"#.into()),
+            &[],
+            404,
+        ),
+        (
+            "patch",
+            "/tasks/{id}",
+            format!("/tasks/{finished}"),
+            Some(r#"{"minutes": 8}"#.into()),
+            &[],
+            409,
+        ),
+        (
+            "post",
+            "/tasks/{id}/run",
+            "/tasks/missing/run".into(),
+            None,
+            &[],
+            404,
+        ),
+        (
+            "post",
+            "/tasks/{id}/run",
+            format!("/tasks/{finished}/run"),
+            None,
+            &[],
+            409,
+        ),
+        (
+            "post",
+            "/tasks/{id}/retry",
+            "/tasks/failed/retry".into(),
+            Some("[]".into()),
+            &[],
+            400,
+        ),
+        (
+            "post",
+            "/tasks/{id}/retry",
+            "/tasks/failed/retry".into(),
+            None,
+            &[],
+            200,
+        ),
+        (
+            "post",
+            "/tasks/{id}/retry",
+            "/tasks/missing/retry".into(),
+            None,
+            &[],
+            404,
+        ),
+        (
+            "post",
+            "/tasks/{id}/retry",
+            format!("/tasks/{finished}/retry"),
+            None,
+            &[],
+            409,
+        ),
         (
             "get",
             "/tasks/{id}",
@@ -280,6 +377,14 @@ async fn the_openapi_document_matches_the_router() {
             &[],
             400,
         ),
+        (
+            "post",
+            "/tasks/{id}/run",
+            format!("/tasks/{runnable}/run"),
+            None,
+            &[],
+            200,
+        ),
         ("get", "/health", "/health".into(), None, &[], 200),
         (
             "get",
@@ -304,8 +409,11 @@ async fn the_openapi_document_matches_the_router() {
         ("get", "/tasks", "/tasks".into()),
         ("get", "/tasks/{id}", format!("/tasks/{id}")),
         ("delete", "/tasks/{id}", format!("/tasks/{id}")),
+        ("patch", "/tasks/{id}", format!("/tasks/{id}")),
+        ("post", "/tasks/{id}/run", format!("/tasks/{id}/run")),
+        ("post", "/tasks/{id}/retry", "/tasks/failed/retry".into()),
     ] {
-        let body = (method == "post").then_some(r#"{"minutes": 5}"#);
+        let body = matches!(method, "post" | "patch").then_some(r#"{"minutes": 5}"#);
         let (status, _) = app.call(&method.to_uppercase(), &uri, body, &[]).await;
         assert_eq!(status, 503);
         produced.insert((method.to_string(), path.to_string(), "503".into()));

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use tasks_aws::bootstrap::ensure_table;
 use tasks_aws::DynamoDbStore;
 use tasks_core::{
-    Event, Page, Schedule, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition,
-    Webhook,
+    Changes, Event, Page, Schedule, StatusQuery, StoreError, Task, TaskStatus, TaskStore,
+    Transition, Webhook,
 };
 
 async fn store() -> (DynamoDbStore, Client) {
@@ -325,16 +325,29 @@ async fn every_event_from_every_status_does_what_the_core_says() {
     let (store, _) = store().await;
     for event in Event::ALL {
         for status in TaskStatus::ALL {
-            for attempts in [0, 1] {
-                let id = format!("{event:?}-{status}-{attempts}");
+            // No attempt; an attempt in the task's series; an attempt in an earlier series.
+            for (attempts, series) in [(0, 0), (1, 0), (1, 1)] {
+                let id = format!("{event:?}-{status}-{attempts}-{series}");
                 let before = Task {
                     attempts,
-                    ..task(&id, status, 0)
+                    series,
+                    redispatches: 2,
+                    ..full_task(&id)
+                };
+                let before = Task {
+                    task_status: status,
+                    ..before
                 };
                 store.create(&before).await.unwrap();
+                let changes = Changes {
+                    timestamp: Some((at(900), at(780).timestamp())),
+                    webhook: Some(None),
+                    payload: Some(Some(json!({"changed": [1, 2]}))),
+                };
                 let change = Transition::new(event, at(1) + Duration::milliseconds(7))
                     .with_error("why")
-                    .executed(at(2), 1_000);
+                    .executed(at(2), 1_000)
+                    .with_changes(changes);
                 let outcome = store.transition(&id, &change).await;
                 if change.applies_to(&before) {
                     let after = change.apply(&before);

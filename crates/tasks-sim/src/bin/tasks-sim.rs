@@ -215,6 +215,15 @@ fn print_table(args: &Args, outcomes: &[Outcome], elapsed: std::time::Duration) 
         activity(|o| o.activity.creates_retried),
         activity(|o| o.activity.cancels)
     );
+    println!(
+        "| changes (moved or run now) answered 200 / refused, attempt begun | {} / {} |",
+        activity(|o| o.activity.changes),
+        activity(|o| o.activity.changes_refused)
+    );
+    println!(
+        "| FAILED tasks retried by clients | {} |",
+        activity(|o| o.activity.retries)
+    );
     let starts: Vec<String> = starts
         .iter()
         .map(|(kind, n)| format!("{kind} {n}"))

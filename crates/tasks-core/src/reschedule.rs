@@ -1,0 +1,128 @@
+//! What a user may do to a task after creating it: change it (`PATCH`), run it now, or retry it
+//! after it FAILED. Each is one conditional write that moves the task to a new delivery series,
+//! so an execution started for the old values can never begin an attempt; the old execution is
+//! then stopped as a courtesy, and a task now due is handed off at once, as a new one would be.
+
+use crate::dispatch::dispatch;
+use crate::new_task::ValidationError;
+use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
+use crate::schedule::Schedule;
+use crate::status::{Event, TaskStatus};
+use crate::task::{execution_name, rfc3339_millis, Task};
+use crate::task_patch::TaskPatch;
+
+/// A read-then-write that keeps losing to concurrent changes gives up after this many tries.
+const MAX_TRIES: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("task {0} not found")]
+    NotFound(String),
+    /// Final, or an attempt of its current series has begun.
+    #[error("task {} is {}: it can no longer change", .0.id, .0.task_status)]
+    NotChangeable(Box<Task>),
+    /// Only a FAILED task can be retried.
+    #[error("task {} is {}: only a FAILED task can be retried", .0.id, .0.task_status)]
+    NotRetryable(Box<Task>),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The ports a change needs.
+pub struct Ports<'a> {
+    pub store: &'a dyn TaskStore,
+    pub queue: &'a dyn DispatchQueue,
+    pub workflow: &'a dyn Workflow,
+    pub clock: &'a dyn Clock,
+    pub schedule: &'a Schedule,
+}
+
+/// `PATCH /tasks/{id}`: changes the time, webhook or payload of a task whose current series has
+/// not begun an attempt (SCHEDULED, QUEUED, or IN_PROGRESS still waiting for its time).
+pub async fn change_task(ports: &Ports<'_>, id: &str, body: &[u8]) -> Result<Task, ChangeError> {
+    let patch = TaskPatch::parse(body, ports.clock.now())?;
+    apply(ports, id, Event::Reschedule, &patch).await
+}
+
+/// `POST /tasks/{id}/run`: the task's time becomes now; the same rules as a change.
+pub async fn run_task(ports: &Ports<'_>, id: &str) -> Result<Task, ChangeError> {
+    let patch = TaskPatch::time(Some(rfc3339_millis::truncate(ports.clock.now())));
+    apply(ports, id, Event::Reschedule, &patch).await
+}
+
+/// `POST /tasks/{id}/retry`: a FAILED task starts a new series of attempts, now or at the time the
+/// body gives (which may also change the webhook or payload). The attempts made keep counting.
+pub async fn retry_task(ports: &Ports<'_>, id: &str, body: &[u8]) -> Result<Task, ChangeError> {
+    let now = ports.clock.now();
+    let patch = TaskPatch::parse_optional(body, now)?.at(rfc3339_millis::truncate(now));
+    apply(ports, id, Event::Retry, &patch).await
+}
+
+async fn apply(
+    ports: &Ports<'_>,
+    id: &str,
+    event: Event,
+    patch: &TaskPatch,
+) -> Result<Task, ChangeError> {
+    let mut task = ports
+        .store
+        .get(id)
+        .await
+        .map_err(ChangeError::Store)?
+        .ok_or_else(|| ChangeError::NotFound(id.to_string()))?;
+    for _ in 0..MAX_TRIES {
+        let change = Transition::new(event, ports.clock.now());
+        if !change.applies_to(&task) {
+            return Err(refused(event, task));
+        }
+        // The merge was computed from this read: write it only if nobody changed the task since.
+        let change = change
+            .with_changes(patch.changes_for(&task, ports.schedule)?)
+            .if_last_updated_at(task.last_updated_at);
+        match ports.store.transition(id, &change).await {
+            Ok(changed) => return Ok(after_change(ports, &task, changed).await),
+            Err(StoreError::Conflict { current }) => task = *current,
+            Err(StoreError::NotFound(id)) => return Err(ChangeError::NotFound(id)),
+            Err(error) => return Err(ChangeError::Store(error)),
+        }
+    }
+    Err(refused(event, task))
+}
+
+fn refused(event: Event, task: Task) -> ChangeError {
+    match event {
+        Event::Retry => ChangeError::NotRetryable(Box::new(task)),
+        _ => ChangeError::NotChangeable(Box::new(task)),
+    }
+}
+
+/// Stops the execution of the series the task left (it can no longer deliver, but it would wait
+/// idle until the old time), and hands the task off if its new time is within the lead time.
+async fn after_change(ports: &Ports<'_>, before: &Task, changed: Task) -> Task {
+    if matches!(
+        before.task_status,
+        TaskStatus::Queued | TaskStatus::InProgress
+    ) {
+        let old = execution_name(&before.id, before.series);
+        if let Err(error) = ports.workflow.stop(&old).await {
+            tracing::warn!(task_id = %before.id, %error, "could not stop the execution of the old series");
+        }
+    }
+    if !ports
+        .schedule
+        .is_due(changed.start_execution_at, ports.clock.now())
+    {
+        return changed;
+    }
+    let (_, mut dispatched) = dispatch(
+        ports.store,
+        ports.queue,
+        ports.clock,
+        vec![changed.clone()],
+        Event::Claim,
+    )
+    .await;
+    dispatched.pop().unwrap_or(changed)
+}

@@ -1,0 +1,157 @@
+//! The reschedule scenario, run beside the seed task: a task moved earlier fires at its new time
+//! and never at its old one, and a task moved later fires at its new time only. Both webhooks
+//! point at our own receiver, which tells when each request arrived.
+
+use crate::api::{format_time, Api, Task, COMPLETED};
+use crate::config::Config;
+use crate::receiver::{Delivery, Receiver};
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use serde_json::json;
+use std::time::Duration;
+
+/// After the later of the two old times, wait this long for a delivery that must not come.
+const QUIET_AFTER_OLD_TIME: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(500);
+/// The shortest seed time for which an earlier time, a later one and the margins fit.
+pub const MIN_SEED_SECONDS: u64 = 8;
+
+/// The times the two tasks are created for and moved to, in seconds from now: the seed's time
+/// and about a third of it (+65 s and +20 s by default).
+pub fn times(seed_seconds: u64) -> (u64, u64) {
+    (seed_seconds, (seed_seconds * 20 / 65).max(3))
+}
+
+/// Returns why the scenario failed, as `Err`.
+pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String> {
+    let (late, early) = times(config.seed_seconds);
+    let receiver = Receiver::start(config.receiver_bind, config.receiver_url.clone()).await?;
+    let webhook = json!({"url": receiver.url()});
+    let create = |seconds: u64, name: &str| {
+        let body = json!({"seconds": seconds, "webhook": webhook});
+        let key = format!("e2e-{run_id}-{name}");
+        async move {
+            api.create(&body, &key)
+                .await
+                .map_err(|e| format!("POST /tasks {body}: {e}"))
+        }
+    };
+    let earlier = create(late, "moved-earlier").await?;
+    let later = create(early, "moved-later").await?;
+    let earlier = moved(api, &earlier, early).await?;
+    let later = moved(api, &later, late).await?;
+
+    let old_times_passed = earlier.1.max(later.1) + to_delta(QUIET_AFTER_OLD_TIME);
+    let deadline = old_times_passed + to_delta(config.seed_timeout);
+    let finished = wait_completed(api, &[&earlier.0, &later.0], deadline).await?;
+    sleep_until(old_times_passed).await;
+
+    let deliveries = receiver.deliveries();
+    for ((task, old_time), done) in [earlier, later].iter().zip(&finished) {
+        let arrivals = arrivals(&deliveries, &task.id);
+        let [arrived] = arrivals.as_slice() else {
+            return Err(format!(
+                "task {} (moved from {} to {}) was delivered {} times: {arrivals:?}",
+                task.id,
+                format_time(old_time),
+                format_time(&task.timestamp),
+                arrivals.len()
+            ));
+        };
+        if *arrived < task.timestamp {
+            return Err(format!(
+                "task {} arrived at {}, before its new time {}",
+                task.id,
+                format_time(arrived),
+                format_time(&task.timestamp)
+            ));
+        }
+        if *old_time > task.timestamp && *arrived >= *old_time {
+            return Err(format!(
+                "task {} arrived at {}, at its old time {} rather than its new one",
+                task.id,
+                format_time(arrived),
+                format_time(old_time)
+            ));
+        }
+        println!(
+            "seed: task moved from {} to {} arrived once, {} ms after its new time \
+             (executedAt {}, attempts {})",
+            format_time(old_time),
+            format_time(&task.timestamp),
+            (*arrived - task.timestamp).num_milliseconds(),
+            done.executed_at
+                .map_or_else(|| "-".into(), |at| format_time(&at)),
+            done.attempts
+        );
+    }
+    Ok(())
+}
+
+/// Moves `task` to `seconds` from now; returns the moved task and its old time.
+async fn moved(api: &Api, task: &Task, seconds: u64) -> Result<(Task, DateTime<Utc>), String> {
+    let patch = json!({"seconds": seconds});
+    let changed = api
+        .change(&task.id, &patch)
+        .await
+        .map_err(|e| format!("PATCH /tasks/{} {patch}: {e}", task.id))?;
+    println!(
+        "seed: PATCH /tasks/{} {patch}: {} -> {} ({})",
+        task.id,
+        format_time(&task.timestamp),
+        format_time(&changed.timestamp),
+        changed.status
+    );
+    Ok((changed, task.timestamp))
+}
+
+/// Polls until every task is COMPLETED; any other final status, or the deadline, is a failure.
+async fn wait_completed(
+    api: &Api,
+    tasks: &[&Task],
+    deadline: DateTime<Utc>,
+) -> Result<Vec<Task>, String> {
+    let mut finished = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        loop {
+            match api.get(&task.id).await {
+                Ok(now) if now.status == COMPLETED => {
+                    finished.push(now);
+                    break;
+                }
+                Ok(now) if now.is_terminal() => {
+                    return Err(format!(
+                        "task {} ended {} ({})",
+                        now.id,
+                        now.status,
+                        now.last_error.as_deref().unwrap_or("no lastError")
+                    ))
+                }
+                Ok(_) => {}
+                Err(error) => println!("seed: GET /tasks/{} failed: {error}", task.id),
+            }
+            if Utc::now() >= deadline {
+                return Err(format!("task {} not COMPLETED in time", task.id));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(finished)
+}
+
+fn arrivals(deliveries: &[Delivery], id: &str) -> Vec<DateTime<Utc>> {
+    deliveries
+        .iter()
+        .filter(|delivery| delivery.task_id.as_deref() == Some(id))
+        .map(|delivery| delivery.arrived_at)
+        .collect()
+}
+
+async fn sleep_until(at: DateTime<Utc>) {
+    if let Ok(left) = (at - Utc::now()).to_std() {
+        tokio::time::sleep(left).await;
+    }
+}
+
+fn to_delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
