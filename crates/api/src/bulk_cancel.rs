@@ -2,7 +2,7 @@
 //! do it.
 
 use crate::batch::invalid_batch;
-use crate::{check_id, ApiError, AppState, TaskView};
+use crate::{check_id, unreadable_body, ApiError, AppState, TaskView};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -11,6 +11,7 @@ use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tasks_core::commands::cancel_task;
+use tasks_core::new_task::MAX_BODY_BYTES;
 
 pub const MAX_CANCEL_IDS: usize = 100;
 /// Cancels at the same time: each is a conditional write and, from QUEUED on, a stop.
@@ -27,9 +28,7 @@ pub async fn cancel_many(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|rejection| {
-        crate::unreadable_body(rejection, tasks_core::new_task::MAX_BODY_BYTES)
-    })?;
+    let body = body.map_err(|rejection| unreadable_body(rejection, MAX_BODY_BYTES))?;
     let request: CancelBody = serde_json::from_slice(&body).map_err(|error| {
         invalid_batch(
             "ids",
