@@ -114,6 +114,9 @@ async fn with_api_keys_every_task_route_needs_one_and_health_stays_open() {
             ("GET", "/tasks", None),
             ("GET", "/tasks/abc", None),
             ("DELETE", "/tasks/abc", None),
+            ("PATCH", "/tasks/abc", body),
+            ("POST", "/tasks/abc/run", None),
+            ("POST", "/tasks/abc/retry", None),
             ("GET", "/nope", None),
         ] {
             let (status, error) = app.call(method, uri, body, &headers).await;
