@@ -83,6 +83,20 @@ struct ErrorDetail {
     message: String,
 }
 
+/// One item's outcome in a batch answer: the status a single request would have had, with the
+/// task or the error.
+#[derive(Debug, Deserialize)]
+pub struct ItemResult {
+    pub status: u16,
+    pub task: Option<Task>,
+    pub error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Results {
+    results: Vec<ItemResult>,
+}
+
 #[derive(Deserialize)]
 struct Health {
     status: String,
@@ -181,6 +195,30 @@ impl Api {
             .await
             .map_err(|e| ApiError::Transport(describe(&e)))?;
         decode(response).await
+    }
+
+    /// `POST /tasks/batch`: one result per item, in item order.
+    pub async fn create_batch(&self, tasks: &[Value]) -> Result<Vec<ItemResult>, ApiError> {
+        let body = serde_json::json!({ "tasks": tasks });
+        self.post_results("/tasks/batch", &body).await
+    }
+
+    /// `POST /tasks/cancel`: one result per id, in the order given.
+    pub async fn cancel_many(&self, ids: &[String]) -> Result<Vec<ItemResult>, ApiError> {
+        let body = serde_json::json!({ "ids": ids });
+        self.post_results("/tasks/cancel", &body).await
+    }
+
+    async fn post_results(&self, path: &str, body: &Value) -> Result<Vec<ItemResult>, ApiError> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport(describe(&e)))?;
+        let results: Results = decode(response).await?;
+        Ok(results.results)
     }
 
     /// `PATCH /tasks/{id}` with a JSON merge patch.

@@ -4,6 +4,7 @@
 
 mod api;
 mod bounded;
+mod bulk;
 mod config;
 mod histogram;
 mod plan;

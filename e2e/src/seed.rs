@@ -30,6 +30,8 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String>
         task.status
     );
 
+    let cancelled = crate::bulk::create_and_cancel(api, &body, run_id).await?;
+
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_status = task.status;
@@ -58,7 +60,7 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String>
                             .map_or_else(|| "-".into(), |ms| ms.to_string()),
                         task.attempts
                     );
-                    return Ok(());
+                    return crate::bulk::check_still_cancelled(api, &cancelled).await;
                 }
                 if task.is_terminal() {
                     return Err(format!(

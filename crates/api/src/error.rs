@@ -2,6 +2,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
+use tasks_core::commands::{CancelError, CreateError};
 use tasks_core::reschedule::ChangeError;
 use tasks_core::{StoreError, TaskStatus, ValidationError};
 
@@ -114,12 +115,59 @@ impl From<ChangeError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// `{"code", "message", ...}`: what the response carries under `error`, and a batch result too.
+    pub fn body(self) -> Value {
         let mut body = Map::new();
         body.insert("code".into(), json!(self.code));
         body.insert("message".into(), json!(self.message));
         body.extend(self.details);
-        (self.status, Json(json!({ "error": body }))).into_response()
+        Value::Object(body)
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(error: CreateError) -> Self {
+        match error {
+            CreateError::Invalid(invalid) => ApiError::from(invalid),
+            // The other task is not the caller's business: its id is not told.
+            CreateError::IdempotencyConflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                "the Idempotency-Key was already used with a different request body",
+            ),
+            CreateError::Store(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(error: CancelError) -> Self {
+        match error {
+            CancelError::NotFound(id) => ApiError::task_not_found(&id),
+            CancelError::NotCancellable(task) => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_cancellable",
+                format!(
+                    "task {} is {}{} and can no longer be cancelled",
+                    task.id,
+                    task.task_status,
+                    if task.task_status.is_terminal() {
+                        ""
+                    } else {
+                        ", executing"
+                    }
+                ),
+            )
+            .with_status(task.task_status),
+            CancelError::Store(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        (status, Json(json!({ "error": self.body() }))).into_response()
     }
 }

@@ -2,6 +2,8 @@
 //! TCP port in the local runner.
 
 mod access;
+mod batch;
+mod bulk_cancel;
 mod console;
 mod error;
 pub mod lambda;
@@ -18,9 +20,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::sync::Arc;
-use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
+use tasks_core::commands::{cancel_task, create_task};
 use tasks_core::document::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
 use tasks_core::reschedule::{change_task, retry_task, run_task, Ports};
@@ -52,6 +55,12 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/tasks", get(list_tasks).post(create))
+        // Fixed segments win over `{id}` whatever the order: `/tasks/batch` is never a task id.
+        .route(
+            "/tasks/batch",
+            post(batch::create_batch).layer(DefaultBodyLimit::max(batch::MAX_BATCH_BODY_BYTES + 1)),
+        )
+        .route("/tasks/cancel", post(bulk_cancel::cancel_many))
         .route("/tasks/{id}", get(get_task).delete(cancel).patch(change))
         .route("/tasks/{id}/run", post(run_now))
         .route("/tasks/{id}/retry", post(retry))
@@ -91,21 +100,7 @@ async fn method_not_allowed() -> ApiError {
 
 /// The request body, or 413 / 400 if it could not be read.
 fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                rejection.body_text(),
-            )
-        }
-    })
+    body.map_err(|rejection| unreadable_body(rejection, MAX_BODY_BYTES))
 }
 
 async fn create(
@@ -132,17 +127,7 @@ async fn create(
         &body,
         key,
     )
-    .await
-    .map_err(|error| match error {
-        CreateError::Invalid(invalid) => ApiError::from(invalid),
-        // The other task is not the caller's business: its id is not told.
-        CreateError::IdempotencyConflict(_) => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
-            "the Idempotency-Key was already used with a different request body",
-        ),
-        CreateError::Store(error) => ApiError::from(error),
-    })?;
+    .await?;
     tracing::info!(
         task_id = %created.task.id,
         status = %created.task.task_status,
@@ -158,6 +143,23 @@ async fn create(
     let location = format!("/tasks/{}", created.task.id);
     let view = TaskView::new(&created.task, state.clock.now());
     Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
+}
+
+/// A body too large for the route (`limit` bytes) is a 413, any other unreadable body a 400.
+fn unreadable_body(rejection: BytesRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            rejection.body_text(),
+        )
+    }
 }
 
 /// An id longer than a key may be names no task; asking the store would only earn a refusal.
@@ -190,26 +192,7 @@ async fn cancel(
         state.clock.as_ref(),
         &id,
     )
-    .await
-    .map_err(|error| match error {
-        CancelError::NotFound(id) => ApiError::task_not_found(&id),
-        CancelError::NotCancellable(task) => ApiError::new(
-            StatusCode::CONFLICT,
-            "not_cancellable",
-            format!(
-                "task {} is {}{} and can no longer be cancelled",
-                task.id,
-                task.task_status,
-                if task.task_status.is_terminal() {
-                    ""
-                } else {
-                    ", executing"
-                }
-            ),
-        )
-        .with_status(task.task_status),
-        CancelError::Store(error) => ApiError::from(error),
-    })?;
+    .await?;
     tracing::info!(task_id = %cancelled.id, "task cancelled");
     Ok(Json(TaskView::new(&cancelled, state.clock.now())))
 }
@@ -273,8 +256,9 @@ async fn retry(
     Ok(Json(TaskView::new(&retried, state.clock.now())))
 }
 
-/// `GET /tasks?status=SCHEDULED&limit=50&nextToken=...`: one page of the status index,
-/// latest-due first.
+/// `GET /tasks?status=SCHEDULED&limit=50&nextToken=...&from=...&to=...`: one page of the status
+/// index, latest-due first. `from` and `to` bound the tasks' time, both included, to the second:
+/// the index orders by `startExecutionAt`, whole seconds at the lead time before the task's time.
 async fn list_tasks(
     State(state): State<AppState>,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -288,6 +272,7 @@ async fn list_tasks(
     })?;
     let mut query = StatusQuery::new(TaskStatus::Scheduled, DEFAULT_PAGE_SIZE);
     query.newest_first = true;
+    let (mut from, mut to) = (None, None);
     for (name, value) in params {
         match name.as_str() {
             "status" => {
@@ -314,14 +299,28 @@ async fn list_tasks(
                     })?
             }
             "nextToken" => query.page_token = Some(value),
+            "from" => from = Some(window_bound("from", &value)?),
+            "to" => to = Some(window_bound("to", &value)?),
             other => {
                 return Err(invalid_query(
                     other,
-                    format!("unknown query parameter `{other}`; use status, limit and nextToken"),
+                    format!(
+                    "unknown query parameter `{other}`; use status, limit, nextToken, from and to"
+                ),
                 ))
             }
         }
     }
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(invalid_query(
+                "to",
+                "`to` must not be before `from`".to_string(),
+            ));
+        }
+    }
+    query.due_from = from.map(|from| state.schedule.start_execution_at(from));
+    query.due_by = to.map(|to| state.schedule.start_execution_at(to));
     let page = state
         .store
         .query(&query)
@@ -340,6 +339,19 @@ async fn list_tasks(
         .map(|task| TaskView::new(task, now))
         .collect();
     Ok(Json(json!({"tasks": tasks, "nextToken": page.next_token})))
+}
+
+fn window_bound(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| {
+            invalid_query(
+                field,
+                format!(
+                    "`{field}` must be an RFC 3339 date-time such as 2030-01-01T12:00:00Z: {error}"
+                ),
+            )
+        })
 }
 
 fn invalid_query(field: &str, message: String) -> ApiError {

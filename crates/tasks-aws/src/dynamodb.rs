@@ -97,10 +97,22 @@ impl TaskStore for DynamoDbStore {
             // DynamoDB rejects a limit of 0.
             .limit(i32::try_from(query.limit).unwrap_or(i32::MAX).max(1))
             .set_exclusive_start_key(exclusive_start_key);
-        if let Some(due_by) = query.due_by {
-            key_condition.push_str(" AND #start <= :dueBy");
+        let start_condition = match (query.due_from, query.due_by) {
+            (Some(_), Some(_)) => Some(" AND #start BETWEEN :dueFrom AND :dueBy"),
+            (Some(_), None) => Some(" AND #start >= :dueFrom"),
+            (None, Some(_)) => Some(" AND #start <= :dueBy"),
+            (None, None) => None,
+        };
+        if let Some(condition) = start_condition {
+            key_condition.push_str(condition);
+            request = request.expression_attribute_names("#start", "startExecutionAt");
+        }
+        if let Some(due_from) = query.due_from {
             request = request
-                .expression_attribute_names("#start", "startExecutionAt")
+                .expression_attribute_values(":dueFrom", AttributeValue::N(due_from.to_string()));
+        }
+        if let Some(due_by) = query.due_by {
+            request = request
                 .expression_attribute_values(":dueBy", AttributeValue::N(due_by.to_string()));
         }
         if let Some(before) = query.updated_before {
@@ -473,7 +485,10 @@ fn decode_page_token(token: &str, query: &StatusQuery) -> Result<Item, StoreErro
     let complete = key.len() == KEY_ATTRIBUTES.len()
         && KEY_ATTRIBUTES.iter().all(|name| key.contains_key(*name))
         && matches!(&key["id"], AttributeValue::S(_))
-        && matches!(&key["startExecutionAt"], AttributeValue::N(_))
+        // DynamoDB refuses a start key outside the key condition: a token from another window.
+        && key["startExecutionAt"]
+            .as_n()
+            .is_ok_and(|at| at.parse().is_ok_and(|at| query.covers(at)))
         && key["taskStatus"] == AttributeValue::S(query.status.to_string());
     if complete {
         Ok(key)

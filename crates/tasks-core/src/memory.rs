@@ -73,6 +73,9 @@ impl TaskStore for MemoryStore {
             .map(|token| {
                 let (at, id) = token.split_once('|').ok_or(StoreError::InvalidPageToken)?;
                 let at: i64 = at.parse().map_err(|_| StoreError::InvalidPageToken)?;
+                if !query.covers(at) {
+                    return Err(StoreError::InvalidPageToken);
+                }
                 Ok((at, id.to_string()))
             })
             .transpose()?;
@@ -82,11 +85,7 @@ impl TaskStore for MemoryStore {
             .unwrap()
             .values()
             .filter(|task| task.task_status == query.status)
-            .filter(|task| {
-                query
-                    .due_by
-                    .is_none_or(|due| task.start_execution_at <= due)
-            })
+            .filter(|task| query.covers(task.start_execution_at))
             .cloned()
             .collect();
         matching.sort_by_key(|task| (task.start_execution_at, task.id.clone()));

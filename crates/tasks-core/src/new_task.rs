@@ -465,6 +465,30 @@ mod tests {
     }
 
     #[test]
+    fn the_horizon_is_ten_calendar_years_to_the_second() {
+        // 2030-06-01 to 2040-06-01 holds three leap days.
+        let limit = "2040-06-01T12:00:00Z";
+        assert_eq!(
+            now() + MAX_SCHEDULE_AHEAD,
+            limit.parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse(json!({ "timestamp": limit })).is_ok());
+        assert!(parse(json!({"hours": 87672})).is_ok());
+        for beyond in [
+            json!({"timestamp": "2040-06-01T12:00:01Z"}),
+            json!({"timestamp": "2040-06-01T12:00:00.001Z"}),
+            json!({"hours": 87672, "seconds": 1}),
+        ] {
+            let error = parse(beyond.clone()).unwrap_err();
+            assert_eq!(error.code, "time_too_far", "{beyond}");
+            assert_eq!(
+                error.message,
+                "a task may be scheduled at most 3653 days ahead"
+            );
+        }
+    }
+
+    #[test]
     fn webhook_defaults_to_post() {
         let task =
             parse(json!({"seconds": 5, "webhook": {"url": "https://example.com/hook"}})).unwrap();
@@ -495,11 +519,11 @@ mod tests {
                 Some("timestamp"),
             ),
             (
-                json!({"timestamp": "2031-06-02T12:00:00Z"}),
+                json!({"timestamp": "2040-06-02T12:00:00Z"}),
                 "time_too_far",
                 Some("timestamp"),
             ),
-            (json!({"hours": 8761}), "time_too_far", Some("timestamp")),
+            (json!({"hours": 87673}), "time_too_far", Some("timestamp")),
             (
                 json!({"hours": u64::MAX}),
                 "time_too_far",

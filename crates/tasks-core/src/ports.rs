@@ -178,6 +178,8 @@ impl Transition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusQuery {
     pub status: TaskStatus,
+    /// Only tasks with `startExecutionAt >= due_from`.
+    pub due_from: Option<i64>,
     /// Only tasks with `startExecutionAt <= due_by`.
     pub due_by: Option<i64>,
     /// Only tasks last updated before this time.
@@ -188,9 +190,16 @@ pub struct StatusQuery {
 }
 
 impl StatusQuery {
+    /// Whether a `startExecutionAt` lies within the query's bounds (a page token must).
+    pub fn covers(&self, start_execution_at: i64) -> bool {
+        self.due_from.is_none_or(|from| start_execution_at >= from)
+            && self.due_by.is_none_or(|due| start_execution_at <= due)
+    }
+
     pub fn new(status: TaskStatus, limit: u32) -> Self {
         StatusQuery {
             status,
+            due_from: None,
             due_by: None,
             updated_before: None,
             newest_first: false,

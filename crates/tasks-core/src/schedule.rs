@@ -4,9 +4,10 @@ use crate::task::{DispatchMessage, ExecutionInput};
 use chrono::{DateTime, Duration, Utc};
 use std::env;
 
-/// A task may be scheduled at most this far ahead: Step Functions' Wait (and an execution) lasts
-/// at most a year.
-pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(365);
+/// A task may be scheduled at most this far ahead: ten years, leap days included, so that ten
+/// calendar years from any date fit. Its execution starts only within the lead time, so Step
+/// Functions' one-year limit on an execution does not bound it.
+pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(10 * 365 + 3);
 /// A requested time this close to the past is accepted and runs at once (clock skew, latency).
 pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
 /// execute-task sleeps at most this much beyond the wake-ahead when woken early.

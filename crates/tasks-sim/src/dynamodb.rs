@@ -194,7 +194,7 @@ impl TaskStore for SimStore {
             }
         };
         let status = query.status.as_str();
-        let lowest: IndexKey = (status, i64::MIN, String::new());
+        let lowest: IndexKey = (status, query.due_from.unwrap_or(i64::MIN), String::new());
         let highest: IndexKey = (
             status,
             query.due_by.unwrap_or(i64::MAX),

@@ -2,8 +2,11 @@
 //! DynamoDB / SQS / Step Functions on the emulator.
 
 mod app;
+mod bulk;
 mod cases;
 mod fuzz;
+mod gateway;
+mod window;
 
 macro_rules! backend_tests {
     ($backend:ident: $($case:ident),* $(,)?) => {
@@ -40,6 +43,14 @@ all_backends!(
     every_bad_body_is_a_4xx_naming_the_field_and_writes_nothing,
     an_oversized_body_is_413_and_writes_nothing,
     the_deepest_payload_the_store_takes_is_accepted,
+    batch_create_answers_each_item_as_post_tasks_would,
+    batch_create_takes_a_hundred_items,
+    a_body_that_is_not_a_batch_is_400_and_writes_nothing,
+    bulk_cancel_answers_each_id_as_delete_would,
+    a_body_that_is_not_a_list_of_ids_is_400,
+    list_reads_a_window_of_task_times_both_ends_included,
+    list_rejects_a_bad_window,
+    a_task_may_be_scheduled_ten_years_ahead_and_not_a_second_more,
     patch_moves_a_task_and_hands_it_off_inside_the_lead_time,
     patch_and_run_refuse_bad_input_missing_and_begun_tasks,
     run_now_and_retry_a_failed_task,
@@ -59,6 +70,23 @@ async fn a_store_outage_is_503_with_a_request_id() {
         .call("POST", "/tasks", Some(r#"{"minutes": 5}"#), &[])
         .await;
     assert_eq!(status, 503);
+    // In a batch the outage is each item's: the answer still says which were not done.
+    let (status, body) = app
+        .call(
+            "POST",
+            "/tasks/batch",
+            Some(r#"{"tasks": [{"minutes": 5}]}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["status"], 503);
+    assert!(body["results"][0]["error"]["requestId"].is_string());
+    let (status, body) = app
+        .call("POST", "/tasks/cancel", Some(r#"{"ids": ["abc"]}"#), &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["status"], 503);
 }
 
 #[tokio::test]
@@ -77,9 +105,18 @@ async fn with_api_keys_every_task_route_needs_one_and_health_stays_open() {
         let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
         for (method, uri, body) in [
             ("POST", "/tasks", body),
+            (
+                "POST",
+                "/tasks/batch",
+                Some(r#"{"tasks": [{"minutes": 5}]}"#),
+            ),
+            ("POST", "/tasks/cancel", Some(r#"{"ids": ["abc"]}"#)),
             ("GET", "/tasks", None),
             ("GET", "/tasks/abc", None),
             ("DELETE", "/tasks/abc", None),
+            ("PATCH", "/tasks/abc", body),
+            ("POST", "/tasks/abc/run", None),
+            ("POST", "/tasks/abc/retry", None),
             ("GET", "/nope", None),
         ] {
             let (status, error) = app.call(method, uri, body, &headers).await;
@@ -143,6 +180,7 @@ async fn the_openapi_document_matches_the_router() {
         r#"{{"minutes": 1, "payload": "{}"}}"#,
         "x".repeat(300 * 1024)
     );
+    let huge_batch = format!(r#"{{"tasks": [], "padding": "{}"}}"#, "x".repeat(5 << 20));
     let key = [("Idempotency-Key", "spec-check")];
     // (documented method, documented path, uri, body, headers, expected status)
     type Example<'a> = (
@@ -301,6 +339,46 @@ async fn the_openapi_document_matches_the_router() {
             None,
             &[],
             409,
+        ),
+        (
+            "post",
+            "/tasks/batch",
+            "/tasks/batch".into(),
+            Some(r#"{"tasks": [{"minutes": 5}, {"minutes": -1}]}"#.into()),
+            &[],
+            200,
+        ),
+        (
+            "post",
+            "/tasks/batch",
+            "/tasks/batch".into(),
+            Some(r#"{"tasks": []}"#.into()),
+            &[],
+            400,
+        ),
+        (
+            "post",
+            "/tasks/batch",
+            "/tasks/batch".into(),
+            Some(huge_batch),
+            &[],
+            413,
+        ),
+        (
+            "post",
+            "/tasks/cancel",
+            "/tasks/cancel".into(),
+            Some(format!(r#"{{"ids": ["{id}", "missing"]}}"#)),
+            &[],
+            200,
+        ),
+        (
+            "post",
+            "/tasks/cancel",
+            "/tasks/cancel".into(),
+            Some(r#"{"ids": []}"#.into()),
+            &[],
+            400,
         ),
         (
             "post",

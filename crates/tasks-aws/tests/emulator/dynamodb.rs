@@ -226,6 +226,41 @@ async fn a_status_query_pages_newest_first() {
 }
 
 #[tokio::test]
+async fn a_status_query_reads_a_window_of_start_times_both_ends_included() {
+    let store = seeded_store().await;
+    let window = |from: Option<i64>, to: Option<i64>, newest_first| StatusQuery {
+        due_from: from.map(|minute| at(minute * 60).timestamp()),
+        due_by: to.map(|minute| at(minute * 60).timestamp()),
+        newest_first,
+        ..StatusQuery::new(TaskStatus::Queued, 1)
+    };
+    let cases = [
+        (window(Some(1), Some(3), false), vec!["q1", "q2", "q3"]),
+        (window(Some(1), Some(3), true), vec!["q3", "q2", "q1"]),
+        (window(Some(2), Some(2), false), vec!["q2"]),
+        (window(Some(3), None, false), vec!["q3", "q4", "q9"]),
+        (window(Some(5), Some(8), false), vec![]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(
+            ids(&all_pages(&store, query.clone()).await),
+            expected,
+            "{query:?}"
+        );
+    }
+    // A token is a key of its window: one from outside another window is refused, not sent on.
+    let first = store.query(&window(None, None, false)).await.unwrap();
+    let outside = StatusQuery {
+        page_token: first.next_token,
+        ..window(Some(2), Some(3), false)
+    };
+    assert_eq!(
+        store.query(&outside).await,
+        Err(StoreError::InvalidPageToken)
+    );
+}
+
+#[tokio::test]
 async fn a_query_that_fits_one_page_has_no_next_token() {
     let store = seeded_store().await;
     let page = store
