@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}", get(get_task).delete(cancel).patch(change))
         .route("/tasks/{id}/run", post(run_now))
         .route("/tasks/{id}/retry", post(retry))
+        .route("/tasks/{id}/attempts", get(attempts))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .route("/console", get(console::page))
@@ -207,6 +208,21 @@ impl AppState {
             schedule: &self.schedule,
         }
     }
+}
+
+/// `GET /tasks/{id}/attempts`: the attempts the task keeps, newest first.
+async fn attempts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_id(&id)?;
+    let task = state
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::task_not_found(&id))?;
+    let attempts: Vec<_> = task.attempt_history.iter().rev().collect();
+    Ok(Json(json!({ "attempts": attempts })))
 }
 
 /// `PATCH /tasks/{id}`: a JSON merge patch of the time, webhook or payload.

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use tasks_core::retry_policy::RetryPolicy;
 use tasks_core::task::rfc3339_millis;
 use tasks_core::{Task, TaskStatus, Webhook};
 
@@ -28,6 +29,8 @@ pub struct TaskView {
     #[serde(with = "rfc3339_millis")]
     pub last_updated_at: DateTime<Utc>,
     pub attempts: u32,
+    /// The retry policy that applies (the task's own, or the default).
+    pub retry: RetryPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(
@@ -52,6 +55,7 @@ impl TaskView {
             created_at: task.created_at,
             last_updated_at: task.last_updated_at,
             attempts: task.attempts,
+            retry: task.retry_policy(),
             last_error: task.last_error.clone(),
             executed_at: task.executed_at,
             lateness_ms: task.lateness_ms,

@@ -43,10 +43,11 @@ pub enum RetryOn {
 
 impl Default for Backoff {
     fn default() -> Self {
+        // 2, 4 and 8 s for four attempts; a receiver's Retry-After is honoured up to 5 minutes.
         Backoff {
             initial_seconds: 2,
             multiplier: 2.0,
-            max_seconds: 8,
+            max_seconds: 300,
         }
     }
 }
@@ -236,7 +237,7 @@ mod tests {
                 .num_seconds()
         };
         assert_eq!(wait(5), 5);
-        assert_eq!(wait(600), 8);
+        assert_eq!(wait(600), 300);
         assert_eq!(wait(1), 2);
     }
 

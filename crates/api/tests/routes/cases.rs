@@ -2,7 +2,7 @@ use crate::app::TestApp;
 pub use crate::bulk::*;
 pub use crate::window::*;
 use serde_json::{json, Value};
-use tasks_core::{Schedule, Task, TaskStatus};
+use tasks_core::{AttemptRecord, Schedule, Task, TaskStatus};
 
 fn ts(seconds_from_now: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(seconds_from_now))
@@ -519,5 +519,137 @@ pub async fn run_now_and_retry_a_failed_task(app: &TestApp) {
     let (status, error) = app.call("POST", "/tasks/failed/retry", None, &[]).await;
     assert_error(status, &error, 409, "not_retryable");
     let (status, error) = app.call("POST", "/tasks/missing/retry", None, &[]).await;
+    assert_error(status, &error, 404, "task_not_found");
+}
+
+pub async fn a_task_s_retry_policy_is_checked_shown_and_changed(app: &TestApp) {
+    let created = create(app, json!({"minutes": 30})).await;
+    assert_eq!(created["retry"]["maxAttempts"], 4, "the default is shown");
+    assert_eq!(
+        created["retry"]["retryOn"],
+        json!(["5xx", 408, 429, "timeout", "connection"])
+    );
+    let created = create(
+        app,
+        json!({"minutes": 30, "retry": {"maxAttempts": 10, "backoff": {"initialSeconds": 60}, "retryOn": [404]}}),
+    )
+    .await;
+    assert_eq!(created["retry"]["maxAttempts"], 10);
+    assert_eq!(
+        created["retry"]["backoff"],
+        json!({"initialSeconds": 60, "multiplier": 2.0, "maxSeconds": 300}),
+        "unnamed fields take the default's values"
+    );
+    let uri = format!("/tasks/{}", created["id"].as_str().unwrap());
+    let (status, changed) = app
+        .call(
+            "PATCH",
+            &uri,
+            Some(r#"{"retry": {"backoff": {"maxSeconds": 600}}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["retry"]["backoff"]["maxSeconds"], 600);
+    assert_eq!(changed["retry"]["maxAttempts"], 10, "merged, not replaced");
+    let (status, reset) = app
+        .call("PATCH", &uri, Some(r#"{"retry": null}"#), &[])
+        .await;
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(reset["retry"]["maxAttempts"], 4);
+
+    for (body, field) in [
+        (
+            json!({"minutes": 5, "retry": {"maxAttempts": 0}}),
+            "retry.maxAttempts",
+        ),
+        (
+            json!({"minutes": 5, "retry": {"maxAttempts": 21}}),
+            "retry.maxAttempts",
+        ),
+        (
+            json!({"minutes": 5, "retry": {"retryOn": [410]}}),
+            "retry.retryOn",
+        ),
+        (
+            json!({"minutes": 5, "retry": {"retryOn": ["4xx"]}}),
+            "retry.retryOn",
+        ),
+        (
+            json!({"minutes": 5, "retry": {"backoff": {"initialSeconds": 600}}}),
+            "retry.backoff.maxSeconds",
+        ),
+        (
+            json!({"minutes": 5, "retry": {"backoff": {"multiplier": 0.5}}}),
+            "retry.backoff.multiplier",
+        ),
+    ] {
+        let (status, error) = app
+            .call("POST", "/tasks", Some(&body.to_string()), &[])
+            .await;
+        assert_error(status, &error, 400, "invalid_retry");
+        assert_eq!(error["error"]["field"], field, "{body}");
+    }
+    let (status, error) = app
+        .call(
+            "POST",
+            "/tasks",
+            Some(r#"{"minutes": 5, "retry": {"tries": 3}}"#),
+            &[],
+        )
+        .await;
+    assert_error(status, &error, 400, "unknown_field");
+    let (status, error) = app
+        .call(
+            "PATCH",
+            &uri,
+            Some(r#"{"retry": {"maxAttempts": 99}}"#),
+            &[],
+        )
+        .await;
+    assert_error(status, &error, 400, "invalid_retry");
+    assert_eq!(
+        app.stored().await,
+        2,
+        "only the two valid tasks were stored"
+    );
+}
+
+pub async fn attempts_are_listed_newest_first(app: &TestApp) {
+    let record = |attempt: u32, status: u16| AttemptRecord {
+        attempt,
+        started_at: chrono::Utc::now() - chrono::Duration::seconds(60 - i64::from(attempt)),
+        duration_ms: 20,
+        status_code: Some(status),
+        error: (status >= 300)
+            .then(|| format!("WebhookServerError: the receiver answered HTTP {status}")),
+        response_body: Some(format!("{{\"n\": {attempt}}}")),
+    };
+    let done = Task {
+        attempts: 2,
+        attempt_history: vec![record(1, 503), record(2, 200)],
+        ..stored_task("done", -60, TaskStatus::Completed)
+    };
+    app.put(&done).await;
+    let (status, listed) = app.call("GET", "/tasks/done/attempts", None, &[]).await;
+    assert_eq!(status, 200, "{listed}");
+    let attempts = listed["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["attempt"], 2);
+    assert_eq!(attempts[0]["statusCode"], 200);
+    assert!(attempts[0].get("error").is_none(), "{listed}");
+    assert_eq!(attempts[1]["attempt"], 1);
+    assert_eq!(attempts[1]["responseBody"], "{\"n\": 1}");
+    assert!(attempts[1]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("WebhookServerError"));
+    assert_eq!(attempts[1]["durationMs"], 20);
+
+    let created = create(app, json!({"minutes": 30})).await;
+    let uri = format!("/tasks/{}/attempts", created["id"].as_str().unwrap());
+    let (status, none) = app.call("GET", &uri, None, &[]).await;
+    assert_eq!((status, none), (200, json!({"attempts": []})));
+    let (status, error) = app.call("GET", "/tasks/missing/attempts", None, &[]).await;
     assert_error(status, &error, 404, "task_not_found");
 }

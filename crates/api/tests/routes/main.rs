@@ -54,6 +54,8 @@ all_backends!(
     patch_moves_a_task_and_hands_it_off_inside_the_lead_time,
     patch_and_run_refuse_bad_input_missing_and_begun_tasks,
     run_now_and_retry_a_failed_task,
+    a_task_s_retry_policy_is_checked_shown_and_changed,
+    attempts_are_listed_newest_first,
 );
 
 #[tokio::test]
@@ -117,6 +119,7 @@ async fn with_api_keys_every_task_route_needs_one_and_health_stays_open() {
             ("PATCH", "/tasks/abc", body),
             ("POST", "/tasks/abc/run", None),
             ("POST", "/tasks/abc/retry", None),
+            ("GET", "/tasks/abc/attempts", None),
             ("GET", "/nope", None),
         ] {
             let (status, error) = app.call(method, uri, body, &headers).await;
@@ -259,6 +262,22 @@ async fn the_openapi_document_matches_the_router() {
             Some(r#"{"minutes": 8}"#.into()),
             &[],
             409,
+        ),
+        (
+            "get",
+            "/tasks/{id}/attempts",
+            format!("/tasks/{id}/attempts"),
+            None,
+            &[],
+            200,
+        ),
+        (
+            "get",
+            "/tasks/{id}/attempts",
+            "/tasks/missing/attempts".into(),
+            None,
+            &[],
+            404,
         ),
         (
             "post",
@@ -415,6 +434,11 @@ async fn the_openapi_document_matches_the_router() {
         ("patch", "/tasks/{id}", format!("/tasks/{id}")),
         ("post", "/tasks/{id}/run", format!("/tasks/{id}/run")),
         ("post", "/tasks/{id}/retry", "/tasks/failed/retry".into()),
+        (
+            "get",
+            "/tasks/{id}/attempts",
+            format!("/tasks/{id}/attempts"),
+        ),
     ] {
         let body = matches!(method, "post" | "patch").then_some(r#"{"minutes": 5}"#);
         let (status, _) = app.call(&method.to_uppercase(), &uri, body, &[]).await;
