@@ -38,6 +38,20 @@ impl Task {
     }
 }
 
+/// One webhook attempt, as `GET /tasks/{id}/attempts` lists it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub attempt: u32,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Attempts {
+    attempts: Vec<Attempt>,
+}
+
 /// The API's own format: RFC 3339 in UTC with milliseconds.
 pub fn format_time(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -231,6 +245,40 @@ impl Api {
             .await
             .map_err(|e| ApiError::Transport(describe(&e)))?;
         decode(response).await
+    }
+
+    /// `POST /tasks/{id}/run`: run now.
+    pub async fn run_now(&self, id: &str) -> Result<Task, ApiError> {
+        self.post_task(&format!("/tasks/{id}/run"), None).await
+    }
+
+    /// `POST /tasks/{id}/retry`, now or as the optional body says.
+    pub async fn retry(&self, id: &str, body: Option<&Value>) -> Result<Task, ApiError> {
+        self.post_task(&format!("/tasks/{id}/retry"), body).await
+    }
+
+    async fn post_task(&self, path: &str, body: Option<&Value>) -> Result<Task, ApiError> {
+        let mut request = self.client.post(format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport(describe(&e)))?;
+        decode(response).await
+    }
+
+    /// `GET /tasks/{id}/attempts`, newest first.
+    pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, ApiError> {
+        let response = self
+            .client
+            .get(format!("{}/tasks/{id}/attempts", self.base))
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport(describe(&e)))?;
+        let attempts: Attempts = decode(response).await?;
+        Ok(attempts.attempts)
     }
 
     pub async fn get(&self, id: &str) -> Result<Task, ApiError> {

@@ -1,5 +1,5 @@
 //! The webhook receiver: an HTTP server that records when each request arrived and which task
-//! (and attempt) it was for, and answers 200.
+//! (and attempt) it was for, and answers 200 (or 410 when asked to, by [`gone`]).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -88,10 +88,27 @@ async fn record(State(log): State<Log>, request: Request) -> StatusCode {
         attempt: header(headers, "x-task-attempt"),
         task_timestamp: header(headers, "x-task-timestamp"),
     };
+    let gone = request
+        .uri()
+        .query()
+        .is_some_and(|query| query.split('&').any(|pair| pair == GONE_QUERY));
     lock(&log).push(delivery);
     // Reading the body to its end lets the service keep the connection for its next call.
     let _ = axum::body::to_bytes(request.into_body(), BODY_LIMIT).await;
-    StatusCode::OK
+    if gone {
+        StatusCode::GONE
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// A request whose query has this is answered `410 Gone`, a failure no retry policy retries.
+const GONE_QUERY: &str = "answer=410";
+
+/// `url` with the query that makes the receiver answer 410.
+pub fn gone(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{GONE_QUERY}")
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

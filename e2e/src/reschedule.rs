@@ -1,10 +1,12 @@
 //! The reschedule scenario, run beside the seed task: a task moved earlier fires at its new time
-//! and never at its old one, and a task moved later fires at its new time only. Both webhooks
-//! point at our own receiver, which tells when each request arrived.
+//! and never at its old one, and a task moved later fires at its new time only; a task an hour
+//! away runs now; a task whose receiver answered 410 fails, is retried with another URL and
+//! completes, its two attempts listed. The webhooks point at our own receiver, which tells when
+//! each request arrived.
 
-use crate::api::{format_time, Api, Task, COMPLETED};
+use crate::api::{format_time, Api, Task, COMPLETED, FAILED};
 use crate::config::Config;
-use crate::receiver::{Delivery, Receiver};
+use crate::receiver::{self, Delivery, Receiver};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use serde_json::json;
 use std::time::Duration;
@@ -39,6 +41,13 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String>
     let later = create(early, "moved-later").await?;
     let earlier = moved(api, &earlier, early).await?;
     let later = moved(api, &later, late).await?;
+    let deadline = Utc::now() + to_delta(config.seed_timeout);
+    let (ran, redriven) = tokio::join!(
+        run_now(api, receiver.url(), run_id, deadline),
+        redrive(api, receiver.url(), run_id, deadline)
+    );
+    ran?;
+    redriven?;
 
     let old_times_passed = earlier.1.max(later.1) + to_delta(QUIET_AFTER_OLD_TIME);
     let deadline = old_times_passed + to_delta(config.seed_timeout);
@@ -85,6 +94,119 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String>
         );
     }
     Ok(())
+}
+
+/// A task an hour away, run now: delivered once, its one attempt listed.
+async fn run_now(
+    api: &Api,
+    url: &str,
+    run_id: &str,
+    deadline: DateTime<Utc>,
+) -> Result<(), String> {
+    let body = json!({"hours": 1, "webhook": {"url": url}});
+    let key = format!("e2e-{run_id}-run-now");
+    let task = api
+        .create(&body, &key)
+        .await
+        .map_err(|e| format!("POST /tasks {body}: {e}"))?;
+    let ran = api
+        .run_now(&task.id)
+        .await
+        .map_err(|e| format!("POST /tasks/{}/run: {e}", task.id))?;
+    println!(
+        "seed: POST /tasks/{}/run: {} -> {} ({})",
+        task.id,
+        format_time(&task.timestamp),
+        format_time(&ran.timestamp),
+        ran.status
+    );
+    let done = wait_final(api, &task.id, deadline).await?;
+    if done.status != COMPLETED {
+        return Err(format!("task {} run now ended {}", task.id, done.status));
+    }
+    let attempts = api
+        .attempts(&task.id)
+        .await
+        .map_err(|e| format!("GET /tasks/{}/attempts: {e}", task.id))?;
+    match attempts.as_slice() {
+        [only] if only.status_code == Some(200) => Ok(()),
+        other => Err(format!("task {} run now: attempts {other:?}", task.id)),
+    }
+}
+
+/// A task whose receiver answers 410 fails at its first attempt; retried with another URL it
+/// completes, and its attempts are listed newest first.
+async fn redrive(
+    api: &Api,
+    url: &str,
+    run_id: &str,
+    deadline: DateTime<Utc>,
+) -> Result<(), String> {
+    let body = json!({
+        "seconds": 1,
+        "webhook": {"url": receiver::gone(url)},
+        "retry": {"maxAttempts": 1}
+    });
+    let key = format!("e2e-{run_id}-redrive");
+    let task = api
+        .create(&body, &key)
+        .await
+        .map_err(|e| format!("POST /tasks {body}: {e}"))?;
+    let failed = wait_final(api, &task.id, deadline).await?;
+    if failed.status != FAILED {
+        return Err(format!(
+            "task {} answered 410 but ended {}",
+            task.id, failed.status
+        ));
+    }
+    let fix = json!({"webhook": {"url": url}});
+    api.retry(&task.id, Some(&fix))
+        .await
+        .map_err(|e| format!("POST /tasks/{}/retry {fix}: {e}", task.id))?;
+    let done = wait_final(api, &task.id, deadline).await?;
+    let attempts = api
+        .attempts(&task.id)
+        .await
+        .map_err(|e| format!("GET /tasks/{}/attempts: {e}", task.id))?;
+    let seen: Vec<(u32, Option<u16>)> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.status_code))
+        .collect();
+    let rejected = attempts
+        .get(1)
+        .and_then(|a| a.error.as_deref())
+        .is_some_and(|error| error.starts_with("WebhookRejected"));
+    if done.status != COMPLETED
+        || done.attempts != 2
+        || seen != [(2, Some(200)), (1, Some(410))]
+        || !rejected
+    {
+        return Err(format!(
+            "task {} retried: {} after {} attempts, history {seen:?}",
+            task.id, done.status, done.attempts
+        ));
+    }
+    println!(
+        "seed: task {} FAILED on 410 ({}), retried with another URL: COMPLETED, attempts {seen:?}",
+        task.id,
+        failed.last_error.as_deref().unwrap_or("no lastError")
+    );
+    Ok(())
+}
+
+/// Polls until the task has a final status.
+async fn wait_final(api: &Api, id: &str, deadline: DateTime<Utc>) -> Result<Task, String> {
+    loop {
+        match api.get(id).await {
+            Ok(task) if task.is_terminal() => return Ok(task),
+            Ok(_) => {}
+            Err(error) => println!("seed: GET /tasks/{id} failed: {error}"),
+        }
+        if Utc::now() >= deadline {
+            return Err(format!("task {id} not final in time"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Moves `task` to `seconds` from now; returns the moved task and its old time.
