@@ -234,28 +234,16 @@ async fn wait_completed(
 ) -> Result<Vec<Task>, String> {
     let mut finished = Vec::with_capacity(tasks.len());
     for task in tasks {
-        loop {
-            match api.get(&task.id).await {
-                Ok(now) if now.status == COMPLETED => {
-                    finished.push(now);
-                    break;
-                }
-                Ok(now) if now.is_terminal() => {
-                    return Err(format!(
-                        "task {} ended {} ({})",
-                        now.id,
-                        now.status,
-                        now.last_error.as_deref().unwrap_or("no lastError")
-                    ))
-                }
-                Ok(_) => {}
-                Err(error) => println!("seed: GET /tasks/{} failed: {error}", task.id),
-            }
-            if Utc::now() >= deadline {
-                return Err(format!("task {} not COMPLETED in time", task.id));
-            }
-            tokio::time::sleep(POLL).await;
+        let done = wait_final(api, &task.id, deadline).await?;
+        if done.status != COMPLETED {
+            return Err(format!(
+                "task {} ended {} ({})",
+                done.id,
+                done.status,
+                done.last_error.as_deref().unwrap_or("no lastError")
+            ));
         }
+        finished.push(done);
     }
     Ok(finished)
 }

@@ -28,7 +28,7 @@ use tasks_core::document::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
 use tasks_core::reschedule::{change_task, retry_task, run_task, Ports};
 use tasks_core::{
-    Clock, DispatchQueue, Schedule, StatusQuery, StoreError, TaskStatus, TaskStore, Workflow,
+    Clock, DispatchQueue, Schedule, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Workflow,
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -225,7 +225,7 @@ async fn attempts(
     Ok(Json(json!({ "attempts": attempts })))
 }
 
-/// `PATCH /tasks/{id}`: a JSON merge patch of the time, webhook or payload.
+/// `PATCH /tasks/{id}`: a JSON merge patch of the time, webhook, payload or retry policy.
 async fn change(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -234,13 +234,7 @@ async fn change(
     check_id(&id)?;
     let body = read_body(body)?;
     let changed = change_task(&state.ports(), &id, &body).await?;
-    tracing::info!(
-        task_id = %changed.id,
-        status = %changed.task_status,
-        timestamp = %tasks_core::task::rfc3339_millis::format(&changed.timestamp),
-        "task changed"
-    );
-    Ok(Json(TaskView::new(&changed, state.clock.now())))
+    Ok(changed_view(&state, &changed, "task changed"))
 }
 
 /// `POST /tasks/{id}/run`: run now.
@@ -250,8 +244,7 @@ async fn run_now(
 ) -> Result<Json<TaskView>, ApiError> {
     check_id(&id)?;
     let run = run_task(&state.ports(), &id).await?;
-    tracing::info!(task_id = %run.id, status = %run.task_status, "task run now");
-    Ok(Json(TaskView::new(&run, state.clock.now())))
+    Ok(changed_view(&state, &run, "task run now"))
 }
 
 /// `POST /tasks/{id}/retry`: a FAILED task runs again, now or at the time the body gives.
@@ -263,13 +256,18 @@ async fn retry(
     check_id(&id)?;
     let body = read_body(body)?;
     let retried = retry_task(&state.ports(), &id, &body).await?;
+    Ok(changed_view(&state, &retried, "task retried"))
+}
+
+/// Logs a change a user made and answers with the task as it now is.
+fn changed_view(state: &AppState, task: &Task, what: &'static str) -> Json<TaskView> {
     tracing::info!(
-        task_id = %retried.id,
-        status = %retried.task_status,
-        timestamp = %tasks_core::task::rfc3339_millis::format(&retried.timestamp),
-        "task retried"
+        task_id = %task.id,
+        status = %task.task_status,
+        timestamp = %tasks_core::task::rfc3339_millis::format(&task.timestamp),
+        "{what}"
     );
-    Ok(Json(TaskView::new(&retried, state.clock.now())))
+    Json(TaskView::new(task, state.clock.now()))
 }
 
 /// `GET /tasks?status=SCHEDULED&limit=50&nextToken=...&from=...&to=...`: one page of the status

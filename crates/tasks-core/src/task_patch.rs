@@ -4,7 +4,7 @@
 
 use crate::new_task::{
     check_contents, check_retry, deserialize_fields, json_object, resolve_time, validate_webhook,
-    ValidationError, WebhookBody,
+    ValidationError,
 };
 use crate::ports::Changes;
 use crate::retry_policy::RetryPolicy;
@@ -94,6 +94,15 @@ impl TaskPatch {
         }
     }
 
+    /// The field `name` of the task (`current`) with the request's merge patch applied, if the
+    /// request names it.
+    fn merged(&self, name: &str, current: serde_json::Result<Value>) -> Option<Value> {
+        let patch = self.merge.get(name)?;
+        let mut merged = current.unwrap_or(Value::Null);
+        json_patch::merge(&mut merged, patch);
+        Some(merged)
+    }
+
     /// What the request changes in `task`, checked as a new task would be: the merged webhook
     /// must be a valid webhook, and the task must still fit in one item.
     pub fn changes_for(
@@ -107,9 +116,7 @@ impl TaskPatch {
                 .map(|at| (at, schedule.start_execution_at(at))),
             ..Changes::default()
         };
-        if let Some(patch) = self.merge.get("webhook") {
-            let mut merged = serde_json::to_value(&task.webhook).unwrap_or(Value::Null);
-            json_patch::merge(&mut merged, patch);
+        if let Some(merged) = self.merged("webhook", serde_json::to_value(&task.webhook)) {
             changes.webhook = Some(match merged {
                 Value::Null => None,
                 merged if merged.get("url").is_none() => {
@@ -119,38 +126,17 @@ impl TaskPatch {
                         "`webhook.url` is required: the task has no webhook to change",
                     ))
                 }
-                merged => {
-                    let body: WebhookBody =
-                        deserialize_fields(merged).map_err(|error| ValidationError {
-                            field: Some(match error.field.as_deref() {
-                                None | Some(".") => "webhook".to_string(),
-                                Some(field) => format!("webhook.{field}"),
-                            }),
-                            ..error
-                        })?;
-                    Some(validate_webhook(body)?)
-                }
+                merged => Some(validate_webhook(fields_of("webhook", merged)?)?),
             });
         }
-        if let Some(patch) = self.merge.get("payload") {
-            let mut merged = task.payload.clone().unwrap_or(Value::Null);
-            json_patch::merge(&mut merged, patch);
+        if let Some(merged) = self.merged("payload", Ok(task.payload.clone().into())) {
             changes.payload = Some((!merged.is_null()).then_some(merged));
         }
-        if let Some(patch) = self.merge.get("retry") {
-            let mut merged = serde_json::to_value(task.retry_policy()).unwrap_or(Value::Null);
-            json_patch::merge(&mut merged, patch);
+        if let Some(merged) = self.merged("retry", serde_json::to_value(task.retry_policy())) {
             changes.retry = Some(match merged {
                 Value::Null => None,
                 merged => {
-                    let retry: RetryPolicy =
-                        deserialize_fields(merged).map_err(|error| ValidationError {
-                            field: Some(match error.field.as_deref() {
-                                None | Some(".") => "retry".to_string(),
-                                Some(field) => format!("retry.{field}"),
-                            }),
-                            ..error
-                        })?;
+                    let retry: RetryPolicy = fields_of("retry", merged)?;
                     check_retry(&retry)?;
                     Some(retry)
                 }
@@ -161,6 +147,20 @@ impl TaskPatch {
         check_contents(webhook.as_ref(), payload.as_ref())?;
         Ok(changes)
     }
+}
+
+/// Reads a merged field into its request type, naming the field at fault below `name`.
+fn fields_of<T: serde::de::DeserializeOwned>(
+    name: &str,
+    merged: Value,
+) -> Result<T, ValidationError> {
+    deserialize_fields(merged).map_err(|error| ValidationError {
+        field: Some(match error.field.as_deref() {
+            None | Some(".") => name.to_string(),
+            Some(field) => format!("{name}.{field}"),
+        }),
+        ..error
+    })
 }
 
 #[cfg(test)]

@@ -1,54 +1,29 @@
-use crate::support::{status_of, task};
-use chrono::{Duration, TimeZone, Utc};
+use crate::support::{now, status_of, task, World};
+use chrono::Duration;
 use serde_json::json;
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
-use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::{Schedule, StoreError, Task, TaskStatus};
+use tasks_core::{StoreError, Task, TaskStatus};
 
-fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
-}
-
-struct World {
-    store: MemoryStore,
-    queue: MemoryQueue,
-    workflow: MemoryWorkflow,
-    clock: FixedClock,
-    schedule: Schedule,
-}
-
-impl World {
-    fn new() -> Self {
-        World {
-            store: MemoryStore::new(),
-            queue: MemoryQueue::new(),
-            workflow: MemoryWorkflow::new(),
-            clock: FixedClock::new(now()),
-            schedule: Schedule::default(),
-        }
-    }
-
-    async fn create(
-        &self,
-        body: serde_json::Value,
-        key: Option<&str>,
-    ) -> Result<tasks_core::commands::Created, CreateError> {
-        create_task(
-            &self.store,
-            &self.queue,
-            &self.clock,
-            &self.schedule,
-            body.to_string().as_bytes(),
-            key,
-        )
-        .await
-    }
+async fn create(
+    world: &World,
+    body: serde_json::Value,
+    key: Option<&str>,
+) -> Result<tasks_core::commands::Created, CreateError> {
+    create_task(
+        &world.store,
+        &world.queue,
+        &world.clock,
+        &world.schedule,
+        body.to_string().as_bytes(),
+        key,
+    )
+    .await
 }
 
 #[tokio::test]
 async fn a_later_task_is_stored_scheduled_and_not_queued() {
     let world = World::new();
-    let created = world.create(json!({"minutes": 10}), None).await.unwrap();
+    let created = create(&world, json!({"minutes": 10}), None).await.unwrap();
     assert_eq!(created.task.task_status, TaskStatus::Scheduled);
     assert_eq!(created.task.timestamp, now() + Duration::minutes(10));
     assert!(uuid::Uuid::parse_str(&created.task.id).is_ok());
@@ -59,7 +34,7 @@ async fn a_later_task_is_stored_scheduled_and_not_queued() {
 #[tokio::test]
 async fn a_task_due_within_the_lead_time_is_handed_off_at_once() {
     let world = World::new();
-    let created = world.create(json!({"seconds": 30}), None).await.unwrap();
+    let created = create(&world, json!({"seconds": 30}), None).await.unwrap();
     assert_eq!(created.task.task_status, TaskStatus::Queued);
     assert_eq!(world.queue.messages().len(), 1);
     assert_eq!(world.queue.messages()[0].id, created.task.id);
@@ -69,7 +44,7 @@ async fn a_task_due_within_the_lead_time_is_handed_off_at_once() {
 async fn a_failed_hand_off_leaves_the_task_for_the_cron() {
     let world = World::new();
     world.queue.set_unavailable(true);
-    let created = world.create(json!({"seconds": 30}), None).await.unwrap();
+    let created = create(&world, json!({"seconds": 30}), None).await.unwrap();
     assert_eq!(created.task.task_status, TaskStatus::Scheduled);
     assert_eq!(
         status_of(&world.store, &created.task.id),
@@ -80,22 +55,22 @@ async fn a_failed_hand_off_leaves_the_task_for_the_cron() {
 #[tokio::test]
 async fn the_same_idempotency_key_and_body_return_the_same_task() {
     let world = World::new();
-    let first = world
-        .create(
-            json!({"minutes": 10, "payload": {"a": 1}}),
-            Some("order-42"),
-        )
-        .await
-        .unwrap();
+    let first = create(
+        &world,
+        json!({"minutes": 10, "payload": {"a": 1}}),
+        Some("order-42"),
+    )
+    .await
+    .unwrap();
     assert!(!first.replayed);
     world.clock.set(now() + Duration::seconds(5));
-    let second = world
-        .create(
-            json!({"payload": {"a": 1}, "minutes": 10}),
-            Some("order-42"),
-        )
-        .await
-        .unwrap();
+    let second = create(
+        &world,
+        json!({"payload": {"a": 1}, "minutes": 10}),
+        Some("order-42"),
+    )
+    .await
+    .unwrap();
     assert!(second.replayed);
     assert_eq!(second.task, first.task);
     assert_eq!(world.store.tasks().len(), 1);
@@ -104,12 +79,10 @@ async fn the_same_idempotency_key_and_body_return_the_same_task() {
 #[tokio::test]
 async fn the_same_idempotency_key_with_another_body_conflicts() {
     let world = World::new();
-    world
-        .create(json!({"minutes": 10}), Some("order-42"))
+    create(&world, json!({"minutes": 10}), Some("order-42"))
         .await
         .unwrap();
-    let error = world
-        .create(json!({"minutes": 11}), Some("order-42"))
+    let error = create(&world, json!({"minutes": 11}), Some("order-42"))
         .await
         .unwrap_err();
     assert!(matches!(error, CreateError::IdempotencyConflict(_)));
@@ -119,19 +92,16 @@ async fn the_same_idempotency_key_with_another_body_conflicts() {
 #[tokio::test]
 async fn invalid_requests_and_keys_write_nothing() {
     let world = World::new();
-    let error = world
-        .create(json!({"minutes": -1}), None)
+    let error = create(&world, json!({"minutes": -1}), None)
         .await
         .unwrap_err();
     assert!(matches!(error, CreateError::Invalid(ref e) if e.code == "invalid_field"));
-    let error = world
-        .create(json!({"minutes": 1}), Some(""))
+    let error = create(&world, json!({"minutes": 1}), Some(""))
         .await
         .unwrap_err();
     assert!(matches!(error, CreateError::Invalid(ref e) if e.code == "invalid_idempotency_key"));
     let long = "k".repeat(256);
-    assert!(world
-        .create(json!({"minutes": 1}), Some(&long))
+    assert!(create(&world, json!({"minutes": 1}), Some(&long))
         .await
         .is_err());
     assert!(world.store.tasks().is_empty());
@@ -142,7 +112,9 @@ async fn invalid_requests_and_keys_write_nothing() {
 async fn a_store_outage_surfaces_as_a_store_error() {
     let world = World::new();
     world.store.set_unavailable(true);
-    let error = world.create(json!({"minutes": 1}), None).await.unwrap_err();
+    let error = create(&world, json!({"minutes": 1}), None)
+        .await
+        .unwrap_err();
     assert!(matches!(
         error,
         CreateError::Store(StoreError::Unavailable { .. })

@@ -1,62 +1,32 @@
-use crate::support::{task, webhook};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use crate::support::{now, task, webhook, World};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Ports};
-use tasks_core::{Schedule, StoreError, Task, TaskStatus, TaskStore, Transition};
+use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError};
+use tasks_core::{StoreError, Task, TaskStatus, TaskStore, Transition};
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
+async fn patch(world: &World, id: &str, body: serde_json::Value) -> Result<Task, ChangeError> {
+    change_task(&world.ports(), id, body.to_string().as_bytes()).await
 }
 
-struct World {
-    store: MemoryStore,
-    queue: MemoryQueue,
-    workflow: MemoryWorkflow,
-    clock: FixedClock,
-    schedule: Schedule,
-}
-
-impl World {
-    fn new() -> Self {
-        World {
-            store: MemoryStore::new(),
-            queue: MemoryQueue::new(),
-            workflow: MemoryWorkflow::new(),
-            clock: FixedClock::new(now()),
-            schedule: Schedule::default(),
-        }
-    }
-
-    fn ports(&self) -> Ports<'_> {
-        Ports {
-            store: &self.store,
-            queue: &self.queue,
-            workflow: &self.workflow,
-            clock: &self.clock,
-            schedule: &self.schedule,
-        }
-    }
-
-    async fn patch(&self, id: &str, body: serde_json::Value) -> Result<Task, ChangeError> {
-        change_task(&self.ports(), id, body.to_string().as_bytes()).await
-    }
-
-    /// A task claimed for its first series, as the cron leaves it.
-    fn put_claimed(&self, id: &str, at: DateTime<Utc>, status: TaskStatus) {
-        self.store.put(Task {
-            series: 1,
-            webhook: Some(webhook()),
-            ..task(id, at, status)
-        });
-    }
+/// A task claimed for its first series, as the cron leaves it.
+fn put_claimed(world: &World, id: &str, at: DateTime<Utc>, status: TaskStatus) {
+    world.store.put(Task {
+        series: 1,
+        webhook: Some(webhook()),
+        ..task(id, at, status)
+    });
 }
 
 #[tokio::test]
 async fn moving_a_waiting_task_later_starts_a_new_series_and_stops_the_old_execution() {
     let world = World::new();
-    world.put_claimed("q", now() + Duration::seconds(65), TaskStatus::Queued);
-    let moved = world.patch("q", json!({"minutes": 30})).await.unwrap();
+    put_claimed(
+        &world,
+        "q",
+        now() + Duration::seconds(65),
+        TaskStatus::Queued,
+    );
+    let moved = patch(&world, "q", json!({"minutes": 30})).await.unwrap();
     assert_eq!(moved.task_status, TaskStatus::Scheduled);
     assert_eq!(moved.timestamp, now() + Duration::minutes(30));
     assert_eq!(
@@ -71,8 +41,13 @@ async fn moving_a_waiting_task_later_starts_a_new_series_and_stops_the_old_execu
 #[tokio::test]
 async fn moving_a_task_inside_the_lead_time_hands_it_off_at_once() {
     let world = World::new();
-    world.put_claimed("p", now() + Duration::seconds(65), TaskStatus::InProgress);
-    let moved = world.patch("p", json!({"seconds": 20})).await.unwrap();
+    put_claimed(
+        &world,
+        "p",
+        now() + Duration::seconds(65),
+        TaskStatus::InProgress,
+    );
+    let moved = patch(&world, "p", json!({"seconds": 20})).await.unwrap();
     assert_eq!(moved.task_status, TaskStatus::Queued);
     assert_eq!(moved.timestamp, now() + Duration::seconds(20));
     // The reschedule and the hand-off's claim each start a series.
@@ -88,8 +63,7 @@ async fn a_scheduled_task_has_no_execution_to_stop() {
     world
         .store
         .put(task("s", now() + Duration::hours(2), TaskStatus::Scheduled));
-    let changed = world
-        .patch("s", json!({"payload": {"order": 7}}))
+    let changed = patch(&world, "s", json!({"payload": {"order": 7}}))
         .await
         .unwrap();
     assert_eq!(changed.payload, Some(json!({"order": 7})));
@@ -115,7 +89,7 @@ async fn no_change_once_an_attempt_of_the_series_began_or_the_task_is_final() {
         world.store.put(task(status.as_str(), now(), status));
     }
     for id in ["x", "COMPLETED", "FAILED", "CANCELLED"] {
-        let error = world.patch(id, json!({"minutes": 5})).await.unwrap_err();
+        let error = patch(&world, id, json!({"minutes": 5})).await.unwrap_err();
         assert!(
             matches!(error, ChangeError::NotChangeable(ref t) if t.id == id),
             "{id}: {error:?}"
@@ -123,12 +97,11 @@ async fn no_change_once_an_attempt_of_the_series_began_or_the_task_is_final() {
         let error = run_task(&world.ports(), id).await.unwrap_err();
         assert!(matches!(error, ChangeError::NotChangeable(_)), "{id}");
     }
-    let error = world
-        .patch("nope", json!({"minutes": 5}))
+    let error = patch(&world, "nope", json!({"minutes": 5}))
         .await
         .unwrap_err();
     assert!(matches!(error, ChangeError::NotFound(_)));
-    let error = world.patch("x", json!({"hours": "2"})).await.unwrap_err();
+    let error = patch(&world, "x", json!({"hours": "2"})).await.unwrap_err();
     assert!(matches!(error, ChangeError::Invalid(ref e) if e.code == "invalid_field"));
     assert!(world.workflow.stopped().is_empty());
 }
@@ -218,8 +191,13 @@ async fn after_a_retry_the_task_can_be_cancelled_again_until_its_new_attempt_beg
 #[tokio::test]
 async fn an_execution_of_the_old_series_can_no_longer_begin_an_attempt() {
     let world = World::new();
-    world.put_claimed("q", now() + Duration::seconds(65), TaskStatus::InProgress);
-    world.patch("q", json!({"minutes": 30})).await.unwrap();
+    put_claimed(
+        &world,
+        "q",
+        now() + Duration::seconds(65),
+        TaskStatus::InProgress,
+    );
+    patch(&world, "q", json!({"minutes": 30})).await.unwrap();
     let begin = Transition::new(tasks_core::Event::BeginAttempt, now()).in_series(1);
     let error = world.store.transition("q", &begin).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict { .. }));
@@ -232,7 +210,7 @@ async fn a_store_failure_is_reported_and_nothing_changes() {
         .store
         .put(task("s", now() + Duration::hours(2), TaskStatus::Scheduled));
     world.store.set_unavailable(true);
-    let error = world.patch("s", json!({"minutes": 5})).await.unwrap_err();
+    let error = patch(&world, "s", json!({"minutes": 5})).await.unwrap_err();
     assert!(matches!(
         error,
         ChangeError::Store(StoreError::Unavailable { .. })

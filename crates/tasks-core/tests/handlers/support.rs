@@ -1,10 +1,48 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
-use tasks_core::memory::MemoryStore;
+use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
+use tasks_core::reschedule::Ports;
 use tasks_core::{
     DeliveryError, Schedule, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender,
 };
+
+/// The in-memory deployment the API's commands act on, its clock fixed at [`now`].
+pub struct World {
+    pub store: MemoryStore,
+    pub queue: MemoryQueue,
+    pub workflow: MemoryWorkflow,
+    pub clock: FixedClock,
+    pub schedule: Schedule,
+}
+
+/// The fixed time the command tests run at.
+pub fn now() -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
+}
+
+impl World {
+    pub fn new() -> Self {
+        World {
+            store: MemoryStore::new(),
+            queue: MemoryQueue::new(),
+            workflow: MemoryWorkflow::new(),
+            clock: FixedClock::new(now()),
+            schedule: Schedule::default(),
+        }
+    }
+
+    pub fn ports(&self) -> Ports<'_> {
+        Ports {
+            store: &self.store,
+            queue: &self.queue,
+            workflow: &self.workflow,
+            clock: &self.clock,
+            schedule: &self.schedule,
+        }
+    }
+}
 
 pub fn task(id: &str, timestamp: DateTime<Utc>, status: TaskStatus) -> Task {
     let created = timestamp - Duration::hours(1);
