@@ -26,3 +26,4 @@ pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod recovery;
+pub mod wait;

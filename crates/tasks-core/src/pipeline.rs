@@ -250,7 +250,7 @@ pub async fn execute_task(
         Err(StoreError::NotFound(_)) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
         Err(error) => return Err(ExecuteError::store(&error)),
     };
-    sleep_until(clock, task.timestamp).await;
+    crate::wait::sleep_until(clock, task.timestamp).await;
     let executed_at = clock.now();
     let lateness_ms = (executed_at - task.timestamp).num_milliseconds();
     let mut report = ExecutionReport {
@@ -275,18 +275,6 @@ pub async fn execute_task(
         report.status_code = Some(status);
     }
     Ok(report)
-}
-
-/// Sleeps until the wall clock reads `at` or later. Re-checks after waking, because the timer
-/// runs on the monotonic clock and the wall clock may be adjusted meanwhile.
-async fn sleep_until(clock: &dyn Clock, at: DateTime<Utc>) {
-    loop {
-        let remaining = at - clock.now();
-        match remaining.to_std() {
-            Ok(duration) if !duration.is_zero() => tokio::time::sleep(duration).await,
-            _ => return,
-        }
-    }
 }
 
 /// A Step Functions error caught by `Catch` with `ResultPath: $.error`.
