@@ -40,10 +40,12 @@ BENCH_ARGS ?=
 SEED ?=
 SIM_ARGS ?=
 BENCH_LAMBDA_WARM ?= 300
+# Requests per case under callgrind (make profile-lambda).
+PROFILE_LAMBDA_REQUESTS ?= 50
 CARGO_TEST ?= cargo test --workspace
 
 .PHONY: help venv browser rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
-	sim sim-long bench bench-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
+	sim sim-long bench bench-lambda profile-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
 
 help: ## List the targets
 	@echo "Tasks Service — make targets:"
@@ -143,6 +145,13 @@ bench-lambda: venv ## Each release Lambda binary as a Lambda process on moto: co
 	@target="$$(cargo metadata --no-deps --format-version 1 | \
 		$(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"; \
 	$(WITH_VENV) "$$target/bench-lambda" "$$target" $(BENCH_LAMBDA_WARM)
+
+profile-lambda: venv ## callgrind counts per request of the api's POSTs and the cron's dispatch (needs valgrind)
+	cargo build --profile profiling -p api -p cron
+	cargo build --release -p lambda-harness --bin profile-lambda
+	@target="$$(cargo metadata --no-deps --format-version 1 | \
+		$(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"; \
+	$(WITH_VENV) "$$target/release/profile-lambda" "$$target/profiling" "$$target/callgrind" $(PROFILE_LAMBDA_REQUESTS)
 
 run-e2e-test: ## e2e client against API_URL (default http://127.0.0.1:3000); E2E_ARGS passed on
 	exec env API_URL=$(API_URL) cargo run -p e2e --bin e2e -- $(E2E_ARGS)

@@ -6,7 +6,7 @@ use axum::Router;
 use lambda_http::lambda_runtime::Diagnostic;
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Adapter, LambdaEvent, RequestExt, Service};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Serves `router` to the Lambda Runtime API. An event that is not an API Gateway request fails
 /// with `InvalidInput`; the router itself never fails (every error is an HTTP answer).
@@ -20,17 +20,19 @@ pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
         }
     });
     let mut adapter = Adapter::from(staged);
-    lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event: LambdaEvent<Value>| {
-        let request = tasks_lambda::decode::<LambdaRequest>(event.payload);
-        let response =
-            request.map(|request| adapter.call(LambdaEvent::new(request, event.context)));
-        async move {
-            match response {
-                Ok(response) => response.await.map_err(Diagnostic::from),
-                Err(invalid) => Err(Diagnostic::from(invalid)),
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(
+        move |event: LambdaEvent<Box<RawValue>>| {
+            let request = tasks_lambda::decode::<LambdaRequest>(&event.payload);
+            let response =
+                request.map(|request| adapter.call(LambdaEvent::new(request, event.context)));
+            async move {
+                match response {
+                    Ok(response) => response.await.map_err(Diagnostic::from),
+                    Err(invalid) => Err(Diagnostic::from(invalid)),
+                }
             }
-        }
-    }))
+        },
+    ))
     .await
 }
 

@@ -2,6 +2,7 @@
 //! hands it events and records its responses and errors, and the process's own CPU time and
 //! peak memory are read from /proc. The contract tests and `make bench-lambda` both use it.
 
+pub mod bench;
 pub mod events;
 mod runtime_api;
 

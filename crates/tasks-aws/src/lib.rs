@@ -14,6 +14,7 @@ pub use dynamodb::{DynamoDbStore, STATUS_INDEX};
 pub use sqs::{ReceivedMessage, SqsQueue};
 pub use stepfunctions::StepFunctionsWorkflow;
 
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
@@ -25,10 +26,13 @@ use tasks_core::timing::STORE_CALL_TIMEOUT;
 /// The SDK configuration from the environment (region, credentials, endpoints). Clients made
 /// from it retry throttling and transient errors (standard mode, 3 attempts), and give up on a
 /// call, retries included, after `STORE_CALL_TIMEOUT`: execute-task's worst case must fit its
-/// Lambda timeout (`tasks_core::timing`).
+/// Lambda timeout (`tasks_core::timing`). Those timeouts already bound a stalled call, so the
+/// SDK's stalled-stream protection, which wraps every request and response body in a throughput
+/// monitor (4 % of the api's instructions per POST, 7 % of the cron's per task), is off.
 pub async fn load_config() -> SdkConfig {
     let call_timeout = STORE_CALL_TIMEOUT.to_std().unwrap_or_default();
     aws_config::defaults(BehaviorVersion::latest())
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .operation_timeout(call_timeout)

@@ -29,3 +29,4 @@ pub mod metrics;
 pub mod pipeline;
 pub mod recovery;
 pub mod reschedule;
+pub mod wait;

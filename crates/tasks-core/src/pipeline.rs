@@ -300,7 +300,7 @@ pub async fn execute_task(
         Err(StoreError::NotFound(_)) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
         Err(error) => return Err(ExecuteError::store(&error)),
     };
-    sleep_until(clock, not_before).await;
+    crate::wait::sleep_until(clock, not_before).await;
     let executed_at = clock.now();
     let mut report = ExecutionReport {
         outcome: Outcome::Completed,
@@ -370,18 +370,6 @@ fn decide(report: &mut ExecutionReport, task: &Task, failure: &DeliveryError, no
                 task.attempts,
                 report.attempt_in_series
             ));
-        }
-    }
-}
-
-/// Sleeps until the wall clock reads `at` or later. Re-checks after waking, because the timer
-/// runs on the monotonic clock and the wall clock may be adjusted meanwhile.
-async fn sleep_until(clock: &dyn Clock, at: DateTime<Utc>) {
-    loop {
-        let remaining = at - clock.now();
-        match remaining.to_std() {
-            Ok(duration) if !duration.is_zero() => tokio::time::sleep(duration).await,
-            _ => return,
         }
     }
 }

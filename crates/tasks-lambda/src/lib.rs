@@ -5,7 +5,7 @@
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::future::Future;
 use tasks_core::retry::store_error_type;
 use tasks_core::StoreError;
@@ -53,9 +53,10 @@ impl From<FunctionError> for Diagnostic {
 }
 
 /// Decodes an event the way the function would have had the runtime done it, but with a
-/// malformed event reported as `InvalidInput`.
-pub fn decode<T: DeserializeOwned>(event: Value) -> Result<T, FunctionError> {
-    serde_json::from_value(event).map_err(|error| FunctionError::invalid_input(&error))
+/// malformed event reported as `InvalidInput`. The runtime hands over the event's JSON text,
+/// decoded here once (through a `Value` it would be parsed twice).
+pub fn decode<T: DeserializeOwned>(event: &RawValue) -> Result<T, FunctionError> {
+    serde_json::from_str(event.get()).map_err(|error| FunctionError::invalid_input(&error))
 }
 
 /// Runs `handler` as the Lambda function: each event decoded into `T` (or `InvalidInput`),
@@ -69,9 +70,11 @@ where
     Fut: Future<Output = Result<R, E>>,
 {
     let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let input = decode(event.payload).map_err(Diagnostic::from)?;
-        handler(input).await.map_err(Into::into)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Box<RawValue>>| async move {
+            let input = decode(&event.payload).map_err(Diagnostic::from)?;
+            handler(input).await.map_err(Into::into)
+        },
+    ))
     .await
 }

@@ -5,14 +5,15 @@
 //!
 //! Usage: bench-lambda <directory with the binaries> [warm invocations, default 300]
 
-use chrono::{Duration as Span, Utc};
-use lambda_harness::{events, Function, Process};
+use chrono::Duration as Span;
+use lambda_harness::bench::{drain, invoke_ok, seed};
+use lambda_harness::{events, Function};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::{DispatchMessage, Schedule, Task, TaskStatus, TaskStore};
+use tasks_core::{DispatchMessage, Task, TaskStatus};
 use tokio::sync::Notify;
 
 const COLD_STARTS: usize = 10;
@@ -34,63 +35,6 @@ fn millis(duration: Duration) -> f64 {
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// `count` tasks in `status`, due in `due_in`, written 16 at a time.
-async fn seed(resources: &Resources, count: usize, status: TaskStatus, due_in: Span) -> Vec<Task> {
-    let now = Utc::now();
-    let tasks: Vec<Task> = (0..count)
-        .map(|_| Task {
-            task_status: status,
-            ..Task::new(unique("bench"), now + due_in, &Schedule::default(), now)
-        })
-        .collect();
-    let store = Arc::new(resources.store());
-    for chunk in tasks.chunks(16) {
-        let writes = chunk.iter().cloned().map(|task| {
-            let store = store.clone();
-            tokio::spawn(async move { store.create(&task).await.expect("seed a task") })
-        });
-        for write in writes {
-            write.await.expect("seeding task");
-        }
-    }
-    tasks
-}
-
-/// Keeps the queue shallow while a benchmark sends to it: moto's SQS slows down with depth.
-fn drain(resources: Arc<Resources>, stop: Arc<Notify>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            resources.receive_all().await;
-            tokio::select! {
-                _ = stop.notified() => return,
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
-    })
-}
-
-async fn invoke_ok(function: &Function, process: &Process, event: Value) -> Duration {
-    let (outcome, elapsed) = function
-        .api
-        .timed_invoke(event, Duration::from_secs(120))
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "{} did not answer; its log:\n{}",
-                function.name,
-                process.log()
-            )
-        });
-    if let Some(error_type) = outcome.error_type() {
-        panic!(
-            "{} failed with {error_type}: {outcome:?}\n{}",
-            function.name,
-            process.log()
-        );
-    }
-    elapsed
 }
 
 /// Cold starts, then `warm` invocations on one process; `next_event` gives each invocation's event.
