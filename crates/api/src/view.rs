@@ -32,6 +32,8 @@ pub struct TaskView {
     /// The retry policy that applies (the task's own, or the default).
     pub retry: RetryPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<WebhookView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -56,6 +58,7 @@ impl TaskView {
             last_updated_at: task.last_updated_at,
             attempts: task.attempts,
             retry: task.retry_policy(),
+            on_failure: task.on_failure.as_ref().map(WebhookView::new),
             last_error: task.last_error.clone(),
             executed_at: task.executed_at,
             lateness_ms: task.lateness_ms,

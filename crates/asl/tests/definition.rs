@@ -32,6 +32,7 @@ fn the_service_state_machine_parses() {
             "ExecuteTask",
             "MarkCompleted",
             "MarkFailed",
+            "NotifyFailure",
             "TaskFailed",
             "WaitForRetry",
             "WaitUntilWakeAt"

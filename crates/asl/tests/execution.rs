@@ -441,7 +441,7 @@ async fn a_choice_and_wait_loop_retries_at_the_time_the_task_gives() {
 }
 
 fn tasks_input() -> Value {
-    json!({"id": "task-1", "timestamp": at(10), "wakeAt": at(8)})
+    json!({"id": "task-1", "timestamp": at(10), "wakeAt": at(8), "series": 1})
 }
 
 #[tokio::test(start_paused = true)]
@@ -477,10 +477,16 @@ async fn the_service_machine_retries_its_own_errors_after_2_4_8_seconds_then_mar
     });
     let failure = failed(host.run(TASKS, tasks_input()).await);
     assert_eq!(failure.error, "TaskFailed");
-    assert_eq!(host.call_times(), [8.0, 10.0, 14.0, 22.0, 22.0]);
+    assert_eq!(host.call_times(), [8.0, 10.0, 14.0, 22.0, 22.0, 22.0]);
     assert_eq!(
         host.entered(),
-        ["WaitUntilWakeAt", "ExecuteTask", "MarkFailed", "TaskFailed"]
+        [
+            "WaitUntilWakeAt",
+            "ExecuteTask",
+            "MarkFailed",
+            "NotifyFailure",
+            "TaskFailed"
+        ]
     );
     let calls = host.calls.lock().unwrap();
     assert_eq!(calls[4].resource, UPDATE_STATUS);
@@ -508,7 +514,7 @@ async fn the_service_machine_loops_on_retry_until_the_policy_says_failed() {
     });
     let failure = failed(host.run(TASKS, tasks_input()).await);
     assert_eq!(failure.error, "TaskFailed");
-    assert_eq!(host.call_times(), [8.0, 12.0, 20.0, 20.0]);
+    assert_eq!(host.call_times(), [8.0, 12.0, 20.0, 20.0, 20.0]);
     assert_eq!(
         host.entered(),
         [
@@ -522,6 +528,7 @@ async fn the_service_machine_loops_on_retry_until_the_policy_says_failed() {
             "ExecuteTask",
             "Decide",
             "MarkFailed",
+            "NotifyFailure",
             "TaskFailed"
         ]
     );
@@ -547,7 +554,8 @@ async fn the_service_machine_sends_an_error_no_retry_can_cure_straight_to_mark_f
         failed(host.run(TASKS, tasks_input()).await).error,
         "TaskFailed"
     );
-    assert_eq!(host.call_times(), [8.0, 8.0]);
+    // execute-task, update-status, then execute-task for the failure callback.
+    assert_eq!(host.call_times(), [8.0, 8.0, 8.0]);
 }
 
 #[tokio::test(start_paused = true)]

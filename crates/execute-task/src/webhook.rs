@@ -236,13 +236,13 @@ impl WebhookSender for HttpSender {
         let mut request = self
             .client
             .request(method, &webhook.url)
-            .header("webhook-id", &call.task.id)
+            .header("webhook-id", &call.message_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header(
                 "webhook-signature",
-                self.keys.signature(&call.task.id, timestamp, &body),
+                self.keys.signature(&call.message_id, timestamp, &body),
             )
-            .header("Idempotency-Key", &call.task.id)
+            .header("Idempotency-Key", &call.message_id)
             .header("X-Task-Id", &call.task.id)
             .header("X-Task-Attempt", call.attempt.to_string())
             .header(

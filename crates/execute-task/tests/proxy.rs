@@ -61,6 +61,7 @@ async fn a_proxy_in_the_environment_is_ignored() {
             task: &task,
             webhook: &webhook,
             attempt: 1,
+            message_id: task.id.clone(),
         })
         .await
         .unwrap();

@@ -525,3 +525,69 @@ async fn the_signing_secret_is_read_from_secrets_manager() {
     let missing = SigningKeys::from_secrets_manager(&config, "no-such-secret").await;
     assert!(missing.is_err());
 }
+
+#[tokio::test]
+async fn the_failure_callback_is_signed_as_its_own_message_and_tells_no_secret() {
+    let (receiver, base) = Receiver::start().await;
+    let fixture = fixture(true).await;
+    let now = Utc::now();
+    let task = Task {
+        task_status: TaskStatus::Failed,
+        series: 2,
+        attempts: 4,
+        last_error: Some("WebhookServerError: the receiver answered HTTP 503".into()),
+        webhook: Some(Webhook {
+            url: format!("{base}/hook?token=WEBHOOK-SECRET"),
+            method: "POST".into(),
+            headers: [(
+                "Authorization".to_string(),
+                "Bearer WEBHOOK-SECRET".to_string(),
+            )]
+            .into(),
+            body: None,
+        }),
+        on_failure: Some(Webhook {
+            url: format!("{base}/failed"),
+            method: "POST".into(),
+            headers: [("X-Callback-Key".to_string(), "CALLBACK-SECRET".to_string())].into(),
+            body: None,
+        }),
+        payload: Some(serde_json::json!({"order": 7})),
+        ..Task::new(unique("task"), now, &Schedule::default(), now)
+    };
+    fixture.resources.store().create(&task).await.unwrap();
+    let input = tasks_core::pipeline::AttemptInput {
+        notify: Some(tasks_core::pipeline::Notice::OnFailure),
+        ..ExecutionInput {
+            id: task.id.clone(),
+            timestamp: task.timestamp,
+            wake_at: task.timestamp,
+            series: 2,
+        }
+        .into()
+    };
+    let report = fixture.handler.handle(input).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Delivered);
+    let arrivals = receiver.arrivals();
+    assert_eq!(arrivals.len(), 1);
+    let arrival = &arrivals[0];
+    assert_eq!(arrival.path, "/failed");
+    let headers = &arrival.headers;
+    let message_id = format!("{}-failed-2", task.id);
+    assert_eq!(headers["webhook-id"], message_id.as_str());
+    assert_eq!(headers["idempotency-key"], message_id.as_str());
+    assert_eq!(headers["x-task-id"], task.id.as_str());
+    assert_eq!(headers["x-callback-key"], "CALLBACK-SECRET");
+    assert_eq!(verify(SECRET, headers, &arrival.body), Ok(()));
+    let body: serde_json::Value = serde_json::from_slice(&arrival.body).unwrap();
+    assert_eq!(body["type"], "task.failed");
+    assert_eq!(body["attempts"], 4);
+    assert_eq!(body["payload"], serde_json::json!({"order": 7}));
+    let text = String::from_utf8_lossy(&arrival.body);
+    for secret in ["WEBHOOK-SECRET", "CALLBACK-SECRET", "/hook"] {
+        assert!(
+            !text.contains(secret),
+            "the callback tells {secret}: {text}"
+        );
+    }
+}

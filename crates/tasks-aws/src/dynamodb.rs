@@ -297,6 +297,11 @@ impl Update {
                 attribute_change(&change.changes.payload)?,
             ),
             ("#retry", "retry", attribute_change(&change.changes.retry)?),
+            (
+                "#onFailure",
+                "onFailure",
+                attribute_change(&change.changes.on_failure)?,
+            ),
             ("#attemptHistory", "attemptHistory", history_change(change)?),
         ] {
             match value {

@@ -64,6 +64,17 @@ struct CreateTaskBody {
     webhook: Option<WebhookBody>,
     payload: Option<Value>,
     retry: Option<RetryPolicy>,
+    #[serde(rename = "onFailure")]
+    on_failure: Option<CallbackBody>,
+}
+
+/// `onFailure`: where to tell that the task ended FAILED.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallbackBody {
+    url: String,
+    method: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +93,7 @@ pub struct NewTask {
     pub webhook: Option<Webhook>,
     pub payload: Option<Value>,
     pub retry: Option<RetryPolicy>,
+    pub on_failure: Option<Webhook>,
     pub request_digest: String,
 }
 
@@ -97,15 +109,21 @@ impl NewTask {
             now,
         )?;
         let webhook = parsed.webhook.map(validate_webhook).transpose()?;
-        check_contents(webhook.as_ref(), parsed.payload.as_ref())?;
         if let Some(retry) = &parsed.retry {
             check_retry(retry)?;
         }
+        let on_failure = parsed.on_failure.map(validate_callback).transpose()?;
+        check_contents(Contents {
+            webhook: webhook.as_ref(),
+            payload: parsed.payload.as_ref(),
+            on_failure: on_failure.as_ref(),
+        })?;
         Ok(NewTask {
             timestamp,
             webhook,
             payload: parsed.payload,
             retry: parsed.retry,
+            on_failure,
             request_digest,
         })
     }
@@ -122,6 +140,7 @@ impl NewTask {
             webhook: self.webhook,
             payload: self.payload,
             retry: self.retry,
+            on_failure: self.on_failure,
             idempotency_key,
             request_digest: Some(self.request_digest),
             ..Task::new(id, self.timestamp, schedule, now)
@@ -267,11 +286,19 @@ pub(crate) fn check_retry(retry: &RetryPolicy) -> Result<(), ValidationError> {
     })
 }
 
+/// What a task carries: its webhook, payload and failure callback.
+#[derive(Clone, Copy)]
+pub(crate) struct Contents<'a> {
+    pub webhook: Option<&'a Webhook>,
+    pub payload: Option<&'a Value>,
+    pub on_failure: Option<&'a Webhook>,
+}
+
 /// The webhook and the payload can be stored, and the task fits in one item.
-pub(crate) fn check_contents(
-    webhook: Option<&Webhook>,
-    payload: Option<&Value>,
-) -> Result<(), ValidationError> {
+pub(crate) fn check_contents(contents: Contents<'_>) -> Result<(), ValidationError> {
+    let Contents {
+        webhook, payload, ..
+    } = contents;
     if let Some(payload) = payload {
         storable(payload, "payload", 0)?;
     }
@@ -279,7 +306,7 @@ pub(crate) fn check_contents(
         // The body is a field of the `webhook` map: one level below the item's top.
         storable(body, "webhook.body", 1)?;
     }
-    check_item_size(webhook, payload)
+    check_item_size(contents)
 }
 
 fn storable(value: &Value, field: &str, levels_above: usize) -> Result<(), ValidationError> {
@@ -302,11 +329,12 @@ fn storable(value: &Value, field: &str, levels_above: usize) -> Result<(), Valid
 
 /// The task as stored must fit in one item; the request's own limit does not guarantee it (a
 /// list of empty lists takes more room stored than as JSON).
-fn check_item_size(
-    webhook: Option<&Webhook>,
-    payload: Option<&Value>,
-) -> Result<(), ValidationError> {
-    let item = serde_json::json!({ "webhook": webhook, "payload": payload });
+fn check_item_size(contents: Contents<'_>) -> Result<(), ValidationError> {
+    let item = serde_json::json!({
+        "webhook": contents.webhook,
+        "payload": contents.payload,
+        "onFailure": contents.on_failure,
+    });
     let size = item_size(&item) + SERVICE_ATTRIBUTES_BYTES;
     if size > MAX_ITEM_BYTES {
         return Err(ValidationError::new(
@@ -322,41 +350,51 @@ fn check_item_size(
 }
 
 pub(crate) fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationError> {
-    let url = url::Url::parse(&body.url).map_err(|e| {
-        ValidationError::new(
-            "invalid_webhook_url",
-            Some("webhook.url"),
-            format!("`webhook.url` is not a valid URL: {e}"),
-        )
-    })?;
+    validate_request(body, "webhook")
+}
+
+/// The failure callback: a request as a webhook is, without a body (the task is its body).
+pub(crate) fn validate_callback(body: CallbackBody) -> Result<Webhook, ValidationError> {
+    let request = WebhookBody {
+        url: body.url,
+        method: body.method,
+        headers: body.headers,
+        body: None,
+    };
+    validate_request(request, "onFailure")
+}
+
+/// A webhook-like request named `field` in the body (`webhook`, `onFailure`).
+fn validate_request(body: WebhookBody, field: &str) -> Result<Webhook, ValidationError> {
+    let url_field = format!("{field}.url");
+    let invalid_url =
+        |message: String| ValidationError::new("invalid_webhook_url", Some(&url_field), message);
+    let url = url::Url::parse(&body.url)
+        .map_err(|e| invalid_url(format!("`{url_field}` is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(ValidationError::new(
-            "invalid_webhook_url",
-            Some("webhook.url"),
-            "`webhook.url` must be an http or https URL with a host",
-        ));
+        return Err(invalid_url(format!(
+            "`{url_field}` must be an http or https URL with a host"
+        )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ValidationError::new(
-            "invalid_webhook_url",
-            Some("webhook.url"),
-            "`webhook.url` may not carry a user name or password: send credentials in \
-             `webhook.headers`, whose values are never shown again",
-        ));
+        return Err(invalid_url(format!(
+            "`{url_field}` may not carry a user name or password: send credentials in \
+             `{field}.headers`, whose values are never shown again"
+        )));
     }
     let method = body.method.unwrap_or_else(|| "POST".to_string());
     if !WEBHOOK_METHODS.contains(&method.as_str()) {
         return Err(ValidationError::new(
             "invalid_webhook_method",
-            Some("webhook.method"),
+            Some(&format!("{field}.method")),
             format!(
-                "`webhook.method` must be one of {}",
+                "`{field}.method` must be one of {}",
                 WEBHOOK_METHODS.join(", ")
             ),
         ));
     }
     let headers = body.headers.unwrap_or_default();
-    validate_headers(&headers)?;
+    validate_headers(&headers, &format!("{field}.headers"))?;
     Ok(Webhook {
         url: url.to_string(),
         method,
@@ -367,10 +405,13 @@ pub(crate) fn validate_webhook(body: WebhookBody) -> Result<Webhook, ValidationE
 
 /// Names and values as HTTP allows them (what the sender will accept), no name given twice, and
 /// none of the service's own.
-fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+fn validate_headers(
+    headers: &BTreeMap<String, String>,
+    headers_field: &str,
+) -> Result<(), ValidationError> {
     let mut seen = std::collections::HashSet::new();
     for (name, value) in headers {
-        let field = format!("webhook.headers.{name}");
+        let field = format!("{headers_field}.{name}");
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(ValidationError::new(
                 "invalid_webhook_header",
@@ -401,9 +442,9 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), Validation
     if !reserved.is_empty() {
         return Err(ValidationError::new(
             "reserved_webhook_header",
-            Some("webhook.headers"),
+            Some(headers_field),
             format!(
-                "`webhook.headers` may not set {}: the service sets {} and {}* itself",
+                "`{headers_field}` may not set {}: the service sets {} and {}* itself",
                 reserved.join(", "),
                 RESERVED_WEBHOOK_HEADERS.join(", "),
                 RESERVED_WEBHOOK_HEADER_PREFIX
@@ -496,6 +537,42 @@ mod tests {
         assert_eq!(webhook.method, "POST");
         assert_eq!(webhook.url, "https://example.com/hook");
         assert!(webhook.headers.is_empty());
+    }
+
+    #[test]
+    fn a_failure_callback_is_checked_as_a_webhook_is_and_takes_no_body() {
+        let task = parse(
+            json!({"minutes": 5, "onFailure": {"url": "https://example.com/failed",
+                                "headers": {"Authorization": "k"}}}),
+        )
+        .unwrap();
+        let callback = task.on_failure.unwrap();
+        assert_eq!((callback.method.as_str(), callback.body), ("POST", None));
+        for (on_failure, code, field) in [
+            (
+                json!({"url": "ftp://x"}),
+                "invalid_webhook_url",
+                "onFailure.url",
+            ),
+            (
+                json!({"url": "https://x", "method": "TRACE"}),
+                "invalid_webhook_method",
+                "onFailure.method",
+            ),
+            (
+                json!({"url": "https://x", "headers": {"X-Task-Id": "1"}}),
+                "reserved_webhook_header",
+                "onFailure.headers",
+            ),
+            (
+                json!({"url": "https://x", "body": {}}),
+                "unknown_field",
+                "onFailure.body",
+            ),
+        ] {
+            let error = rejected(json!({"minutes": 5, "onFailure": on_failure}));
+            assert_eq!((error.code, error.field.as_deref()), (code, Some(field)));
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::retry::{delivery_error_type, store_error_type};
 use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
 use crate::task::{
-    rfc3339_millis, truncated, AttemptRecord, DispatchMessage, ExecutionInput, Task,
+    rfc3339_millis, truncated, AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook,
     ATTEMPT_ERROR_BYTES,
 };
 use chrono::{DateTime, Utc};
@@ -199,7 +199,8 @@ impl ExecutionReport {
 }
 
 /// execute-task's input: the execution's input and, from the second attempt on, the previous
-/// attempt's report (the state machine's `$.result`).
+/// attempt's report (the state machine's `$.result`); or, after the task was recorded FAILED,
+/// the request to call its failure callback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptInput {
@@ -207,6 +208,16 @@ pub struct AttemptInput {
     pub input: ExecutionInput,
     #[serde(default, rename = "result", skip_serializing_if = "Option::is_none")]
     pub previous: Option<ExecutionReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notice>,
+}
+
+/// A message execute-task sends about a task rather than its webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// The task ended FAILED: call its `onFailure`.
+    #[serde(rename = "onFailure")]
+    OnFailure,
 }
 
 impl From<ExecutionInput> for AttemptInput {
@@ -214,6 +225,7 @@ impl From<ExecutionInput> for AttemptInput {
         AttemptInput {
             input,
             previous: None,
+            notify: None,
         }
     }
 }
@@ -250,6 +262,9 @@ pub async fn execute_task(
     attempt: &AttemptInput,
 ) -> Result<ExecutionReport, ExecuteError> {
     let input = &attempt.input;
+    if attempt.notify == Some(Notice::OnFailure) {
+        return notify_failure(store, sender, input).await;
+    }
     let previous = attempt.previous.as_ref();
     let task = match store.get(&input.id).await {
         Ok(Some(task)) => task,
@@ -321,6 +336,7 @@ pub async fn execute_task(
         task: &task,
         webhook,
         attempt: task.attempts,
+        message_id: task.id.clone(),
     };
     let answer = sender.send(call).await;
     let ended = clock.now();
@@ -345,6 +361,69 @@ pub async fn execute_task(
     Ok(report)
 }
 
+/// Calls the failure callback of a task this execution recorded FAILED, once: the state machine
+/// runs this step once, after MarkFailed, and does not retry a failed call. The body is the task
+/// without its webhook or callback (their headers may hold credentials); the message id is
+/// `<task id>-failed-<series>`, so a receiver also taking the task's webhook tells them apart.
+async fn notify_failure(
+    store: &dyn TaskStore,
+    sender: &dyn WebhookSender,
+    input: &ExecutionInput,
+) -> Result<ExecutionReport, ExecuteError> {
+    let task = match store.get(&input.id).await {
+        Ok(Some(task)) => task,
+        Ok(None) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
+        Err(error) => return Err(ExecuteError::store(&error)),
+    };
+    let failed_here = task.task_status == TaskStatus::Failed && task.series == input.series;
+    let Some(callback) = task.on_failure.clone().filter(|_| failed_here) else {
+        return Ok(ExecutionReport::skipped(task.task_status));
+    };
+    let request = Webhook {
+        body: Some(failure_notice(&task)),
+        ..callback
+    };
+    let answer = match sender.prepare(&request).await {
+        Ok(()) => {
+            let call = WebhookCall {
+                task: &task,
+                webhook: &request,
+                attempt: task.attempts,
+                message_id: format!("{}-failed-{}", task.id, task.series),
+            };
+            sender.send(call).await
+        }
+        Err(refused) => Err(refused),
+    };
+    let mut report = ExecutionReport::not_run(Outcome::Delivered, task.task_status);
+    report.task_status = None;
+    report.attempt = task.attempts;
+    report.status_code = answer.as_ref().ok().map(|response| response.status);
+    let failure = match answer {
+        Ok(response) => response.failure(),
+        Err(error) => Some(error),
+    };
+    if let Some(failure) = failure {
+        report.outcome = Outcome::Failed;
+        report.error = Some(describe_failure(&failure));
+    }
+    Ok(report)
+}
+
+/// The body of a failure callback.
+fn failure_notice(task: &Task) -> serde_json::Value {
+    serde_json::json!({
+        "type": "task.failed",
+        "id": task.id,
+        "status": task.task_status,
+        "timestamp": rfc3339_millis::format(&task.timestamp),
+        "attempts": task.attempts,
+        "lastError": task.last_error,
+        "executedAt": task.executed_at.as_ref().map(rfc3339_millis::format),
+        "payload": task.payload,
+    })
+}
+
 /// `WebhookServerError: the receiver answered HTTP 503`, at most [`ATTEMPT_ERROR_BYTES`].
 fn describe_failure(failure: &DeliveryError) -> String {
     let text = format!("{}: {failure}", delivery_error_type(failure));
@@ -359,7 +438,14 @@ fn decide(report: &mut ExecutionReport, task: &Task, failure: &DeliveryError, no
     {
         Some(at) => {
             report.outcome = Outcome::Retry;
-            report.retry_at = Some(rfc3339_millis::truncate(at));
+            // Rounded up to the millisecond: the wait is never shorter than the policy's.
+            let stored = rfc3339_millis::truncate(at);
+            let stored = if stored < at {
+                stored + chrono::Duration::milliseconds(1)
+            } else {
+                stored
+            };
+            report.retry_at = Some(stored);
             report.error = Some(describe_failure(failure));
         }
         None => {

@@ -36,6 +36,7 @@ pub struct Changes {
     pub webhook: Option<Option<Webhook>>,
     pub payload: Option<Option<Value>>,
     pub retry: Option<Option<RetryPolicy>>,
+    pub on_failure: Option<Option<Webhook>>,
     /// An attempt to add to the task's history.
     pub record_attempt: Option<AttemptRecord>,
     /// The history as it is to be (a retry trims it).
@@ -154,6 +155,9 @@ impl Transition {
         }
         if let Some(retry) = &self.changes.retry {
             next.retry = retry.clone();
+        }
+        if let Some(on_failure) = &self.changes.on_failure {
+            next.on_failure = on_failure.clone();
         }
         if let Some(history) = &self.changes.attempt_history {
             next.attempt_history = history.clone();
@@ -296,12 +300,15 @@ pub enum DeliveryError {
     Invalid(String),
 }
 
-/// One webhook attempt.
+/// One webhook request: an attempt of the task's webhook, or its failure callback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookCall<'a> {
     pub task: &'a Task,
     pub webhook: &'a Webhook,
     pub attempt: u32,
+    /// The message's id (`webhook-id`, `Idempotency-Key`): the task id for its webhook, another
+    /// for each of its other messages.
+    pub message_id: String,
 }
 
 /// The receiver's answer, whatever its status.

@@ -121,6 +121,9 @@ pub struct Task {
     /// The task's own retry policy; `None` is the default (`RetryPolicy::default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Called once when the task ends FAILED, with the task (without its webhook) as the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Webhook>,
     /// The attempts made, oldest first: at most [`MAX_ATTEMPT_HISTORY`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempt_history: Vec<AttemptRecord>,
@@ -157,6 +160,7 @@ impl Task {
             executed_at: None,
             lateness_ms: None,
             retry: None,
+            on_failure: None,
             attempt_history: Vec::new(),
             idempotency_key: None,
             request_digest: None,

@@ -3,8 +3,8 @@
 //! by the same rules as a new task.
 
 use crate::new_task::{
-    check_contents, check_retry, deserialize_fields, json_object, resolve_time, validate_webhook,
-    ValidationError,
+    check_contents, check_retry, deserialize_fields, json_object, resolve_time, validate_callback,
+    validate_webhook, Contents, ValidationError,
 };
 use crate::ports::Changes;
 use crate::retry_policy::RetryPolicy;
@@ -30,6 +30,8 @@ struct PatchBody {
     _payload: Option<IgnoredAny>,
     #[serde(rename = "retry")]
     _retry: Option<IgnoredAny>,
+    #[serde(rename = "onFailure")]
+    _on_failure: Option<IgnoredAny>,
 }
 
 /// A change request whose syntax and time passed validation. What it merges into is checked
@@ -37,7 +39,7 @@ struct PatchBody {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskPatch {
     timestamp: Option<DateTime<Utc>>,
-    /// The merge patch of `{"webhook", "payload", "retry"}`: a `null` member removes the field.
+    /// The merge patch of `{"webhook", "payload", "retry", "onFailure"}`: a `null` member removes the field.
     merge: Map<String, Value>,
 }
 
@@ -63,7 +65,7 @@ impl TaskPatch {
         }
         let raw = json_object(body)?;
         let mut merge = Map::new();
-        for field in ["webhook", "payload", "retry"] {
+        for field in ["webhook", "payload", "retry", "onFailure"] {
             if let Some(value) = raw.get(field) {
                 merge.insert(field.to_string(), value.clone());
             }
@@ -129,6 +131,12 @@ impl TaskPatch {
                 merged => Some(validate_webhook(fields_of("webhook", merged)?)?),
             });
         }
+        if let Some(merged) = self.merged("onFailure", serde_json::to_value(&task.on_failure)) {
+            changes.on_failure = Some(match merged {
+                Value::Null => None,
+                merged => Some(validate_callback(fields_of("onFailure", merged)?)?),
+            });
+        }
         if let Some(merged) = self.merged("payload", Ok(task.payload.clone().into())) {
             changes.payload = Some((!merged.is_null()).then_some(merged));
         }
@@ -144,7 +152,12 @@ impl TaskPatch {
         }
         let webhook = changes.webhook.as_ref().unwrap_or(&task.webhook);
         let payload = changes.payload.as_ref().unwrap_or(&task.payload);
-        check_contents(webhook.as_ref(), payload.as_ref())?;
+        let on_failure = changes.on_failure.as_ref().unwrap_or(&task.on_failure);
+        check_contents(Contents {
+            webhook: webhook.as_ref(),
+            payload: payload.as_ref(),
+            on_failure: on_failure.as_ref(),
+        })?;
         Ok(changes)
     }
 }

@@ -21,6 +21,8 @@ const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 struct Receiver {
     answer: Result<u16, DeliveryError>,
     sent: Mutex<Vec<DateTime<Utc>>>,
+    /// Each request's URL and body.
+    requests: Mutex<Vec<(String, Option<serde_json::Value>)>>,
 }
 
 #[async_trait]
@@ -29,8 +31,12 @@ impl WebhookSender for Receiver {
         Ok(())
     }
 
-    async fn send(&self, _: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
+    async fn send(&self, call: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
         self.sent.lock().unwrap().push(Utc::now());
+        self.requests
+            .lock()
+            .unwrap()
+            .push((call.webhook.url.clone(), call.webhook.body.clone()));
         self.answer.clone().map(|status| WebhookResponse {
             status,
             retry_after: None,
@@ -45,12 +51,27 @@ async fn run(
     answer: Result<u16, DeliveryError>,
     retry: Option<RetryPolicy>,
 ) -> (Task, Vec<DateTime<Utc>>) {
+    let (task, sent, _) = run_with_callback(answer, retry, None).await;
+    (task, sent)
+}
+
+/// As [`run`], the task with a failure callback; also returns every request's URL and body.
+async fn run_with_callback(
+    answer: Result<u16, DeliveryError>,
+    retry: Option<RetryPolicy>,
+    on_failure: Option<Webhook>,
+) -> (
+    Task,
+    Vec<DateTime<Utc>>,
+    Vec<(String, Option<serde_json::Value>)>,
+) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let schedule = Schedule::default();
     let store = Arc::new(MemoryStore::new());
     let receiver = Arc::new(Receiver {
         answer,
         sent: Mutex::new(Vec::new()),
+        requests: Mutex::new(Vec::new()),
     });
     let timestamp = clock.now() + Duration::milliseconds(1500);
     store.put(Task {
@@ -62,6 +83,7 @@ async fn run(
             body: None,
         }),
         retry,
+        on_failure,
         ..Task::new("task-1", timestamp, &schedule, clock.now())
     });
     let execute = Arc::new(ExecuteTask {
@@ -99,7 +121,8 @@ async fn run(
                 "an ended execution's name stays taken"
             );
             let sent = receiver.sent.lock().unwrap().clone();
-            return (task, sent);
+            let requests = receiver.requests.lock().unwrap().clone();
+            return (task, sent, requests);
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -160,4 +183,51 @@ async fn a_failing_webhook_is_retried_by_the_task_s_policy_then_fails_with_its_h
     assert_eq!(history, [(1, Some(503)), (2, Some(503)), (3, Some(503))]);
     let error = task.last_error.unwrap();
     assert!(error.starts_with("WebhookServerError: "), "{error}");
+}
+
+#[tokio::test]
+async fn a_failed_task_calls_its_failure_callback_once_with_the_task_as_the_body() {
+    let callback = Webhook {
+        url: "https://receiver.example/failed".into(),
+        method: "POST".into(),
+        headers: Default::default(),
+        body: None,
+    };
+    let (task, _, requests) = run_with_callback(Ok(404), None, Some(callback)).await;
+    assert_eq!(task.task_status, TaskStatus::Failed, "{task:?}");
+    let urls: Vec<&str> = requests.iter().map(|(url, _)| url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://receiver.example/hook",
+            "https://receiver.example/failed"
+        ]
+    );
+    let notice = requests[1].1.clone().expect("the callback has a body");
+    assert_eq!(notice["type"], "task.failed");
+    assert_eq!(notice["id"], "task-1");
+    assert_eq!(notice["status"], "FAILED");
+    assert!(notice["lastError"]
+        .as_str()
+        .unwrap()
+        .starts_with("WebhookRejected"));
+    assert!(notice.get("webhook").is_none() && notice.get("onFailure").is_none());
+
+    let (completed, _, requests) = run_with_callback(
+        Ok(200),
+        None,
+        Some(Webhook {
+            url: "https://receiver.example/failed".into(),
+            method: "POST".into(),
+            headers: Default::default(),
+            body: None,
+        }),
+    )
+    .await;
+    assert_eq!(completed.task_status, TaskStatus::Completed);
+    assert_eq!(
+        requests.len(),
+        1,
+        "no callback for a task that did not fail"
+    );
 }

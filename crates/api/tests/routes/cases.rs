@@ -653,3 +653,61 @@ pub async fn attempts_are_listed_newest_first(app: &TestApp) {
     let (status, error) = app.call("GET", "/tasks/missing/attempts", None, &[]).await;
     assert_error(status, &error, 404, "task_not_found");
 }
+
+pub async fn a_failure_callback_is_checked_shown_redacted_and_changed(app: &TestApp) {
+    let created = create(
+        app,
+        json!({"minutes": 30, "onFailure": {"url": "https://example.com/failed",
+               "headers": {"X-Key": "s3cret"}}}),
+    )
+    .await;
+    assert_eq!(created["onFailure"]["url"], "https://example.com/failed");
+    assert_eq!(created["onFailure"]["method"], "POST");
+    assert_eq!(created["onFailure"]["headers"]["X-Key"], api::REDACTED);
+    let uri = format!("/tasks/{}", created["id"].as_str().unwrap());
+    let (status, moved) = app
+        .call(
+            "PATCH",
+            &uri,
+            Some(r#"{"onFailure": {"url": "https://example.org/other"}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["onFailure"]["url"], "https://example.org/other");
+    assert_eq!(
+        moved["onFailure"]["headers"]["X-Key"],
+        api::REDACTED,
+        "merged"
+    );
+    let (status, removed) = app
+        .call("PATCH", &uri, Some(r#"{"onFailure": null}"#), &[])
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    assert!(removed.get("onFailure").is_none(), "{removed}");
+    for (on_failure, code, field) in [
+        (
+            json!({"url": "http://"}),
+            "invalid_webhook_url",
+            "onFailure.url",
+        ),
+        (
+            json!({"url": "https://x", "body": "b"}),
+            "unknown_field",
+            "onFailure.body",
+        ),
+        (
+            json!({"url": "https://x", "headers": {"Webhook-Id": "1"}}),
+            "reserved_webhook_header",
+            "onFailure.headers",
+        ),
+    ] {
+        let body = json!({"minutes": 5, "onFailure": on_failure});
+        let (status, error) = app
+            .call("POST", "/tasks", Some(&body.to_string()), &[])
+            .await;
+        assert_error(status, &error, 400, code);
+        assert_eq!(error["error"]["field"], field, "{body}");
+    }
+    assert_eq!(app.stored().await, 1);
+}

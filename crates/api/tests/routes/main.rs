@@ -56,6 +56,7 @@ all_backends!(
     run_now_and_retry_a_failed_task,
     a_task_s_retry_policy_is_checked_shown_and_changed,
     attempts_are_listed_newest_first,
+    a_failure_callback_is_checked_shown_redacted_and_changed,
 );
 
 #[tokio::test]

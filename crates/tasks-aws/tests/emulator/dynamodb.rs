@@ -344,6 +344,12 @@ async fn every_event_from_every_status_does_what_the_core_says() {
                     webhook: Some(None),
                     payload: Some(Some(json!({"changed": [1, 2]}))),
                     retry: Some(Some(tasks_core::retry_policy::RetryPolicy::default())),
+                    on_failure: Some(Some(Webhook {
+                        url: "https://example.com/failed".into(),
+                        method: "POST".into(),
+                        headers: BTreeMap::from([("X-Key".to_string(), "k".to_string())]),
+                        body: None,
+                    })),
                     record_attempt: Some(AttemptRecord {
                         attempt: 1,
                         started_at: at(2),

@@ -394,3 +394,65 @@ fn the_status_update_contract_reads_the_state_machine_output() {
         "WebhookTimeout: no answer"
     );
 }
+
+fn failed_with_callback(id: &str, series: u32) -> tasks_core::Task {
+    let mut task = task(id, Utc::now() - Duration::minutes(1), TaskStatus::Failed);
+    task.series = series;
+    task.last_error = Some("WebhookRejected: the receiver answered HTTP 404".into());
+    task.webhook = Some(webhook());
+    task.on_failure = Some(tasks_core::Webhook {
+        url: "https://receiver.example/failed".into(),
+        ..webhook()
+    });
+    task
+}
+
+async fn notify(
+    store: &MemoryStore,
+    sender: &RecordingSender,
+    id: &str,
+    series: u32,
+) -> ExecutionReport {
+    let schedule = Schedule::default();
+    let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
+    let mut input: tasks_core::pipeline::AttemptInput = schedule
+        .execution_input(&DispatchMessage {
+            series,
+            ..DispatchMessage::from(&task)
+        })
+        .into();
+    input.notify = Some(tasks_core::pipeline::Notice::OnFailure);
+    execute_task(store, sender, &SystemClock, &schedule, &input)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_failure_callback_is_called_for_the_series_that_failed_only() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(204));
+    store.put(failed_with_callback("a", 2));
+    let report = notify(&store, &sender, "a", 2).await;
+    assert_eq!(
+        (report.outcome, report.status_code),
+        (Outcome::Delivered, Some(204))
+    );
+    assert_eq!(sender.sent.lock().unwrap().len(), 1);
+    assert_eq!(store.tasks()[0].attempts, 0, "a callback is not an attempt");
+
+    let stale = notify(&store, &sender, "a", 1).await;
+    assert_eq!(stale.outcome, Outcome::Skipped);
+    let mut plain = failed_with_callback("b", 1);
+    plain.on_failure = None;
+    store.put(plain);
+    assert_eq!(
+        notify(&store, &sender, "b", 1).await.outcome,
+        Outcome::Skipped
+    );
+    assert_eq!(sender.sent.lock().unwrap().len(), 1);
+
+    let refusing = RecordingSender::answering(Ok(500));
+    let failed = notify(&store, &refusing, "a", 2).await;
+    assert_eq!(failed.outcome, Outcome::Failed);
+    assert!(failed.error.unwrap().starts_with("WebhookServerError"));
+}
