@@ -48,6 +48,13 @@ pub struct Attempt {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskPage {
+    tasks: Vec<Task>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct Attempts {
     attempts: Vec<Attempt>,
 }
@@ -267,6 +274,42 @@ impl Api {
             .await
             .map_err(|e| ApiError::Transport(describe(&e)))?;
         decode(response).await
+    }
+
+    /// `GET /tasks?status=...&from=...&to=...`: every task in one status whose time is in the
+    /// window, following `nextToken` to the last page.
+    pub async fn list_window(
+        &self,
+        status: &str,
+        from: &DateTime<Utc>,
+        to: &DateTime<Utc>,
+    ) -> Result<Vec<Task>, ApiError> {
+        let mut tasks = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("status", status.to_string()),
+                ("from", format_time(from)),
+                ("to", format_time(to)),
+            ];
+            if let Some(token) = token.take() {
+                query.push(("nextToken", token));
+            }
+            let url = url::Url::parse_with_params(&format!("{}/tasks", self.base), &query)
+                .map_err(|e| ApiError::Transport(format!("bad API URL: {e}")))?;
+            let response = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| ApiError::Transport(describe(&e)))?;
+            let page: TaskPage = decode(response).await?;
+            tasks.extend(page.tasks);
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => return Ok(tasks),
+            }
+        }
     }
 
     /// `GET /tasks/{id}/attempts`, newest first.

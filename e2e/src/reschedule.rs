@@ -96,7 +96,8 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String>
     Ok(())
 }
 
-/// A task an hour away, run now: delivered once, its one attempt listed.
+/// A task an hour away, listed in a window around its time, run now: delivered once, its one
+/// attempt listed.
 async fn run_now(
     api: &Api,
     url: &str,
@@ -109,6 +110,22 @@ async fn run_now(
         .create(&body, &key)
         .await
         .map_err(|e| format!("POST /tasks {body}: {e}"))?;
+    let window = (
+        task.timestamp - TimeDelta::seconds(1),
+        task.timestamp + TimeDelta::seconds(1),
+    );
+    let listed = api
+        .list_window("SCHEDULED", &window.0, &window.1)
+        .await
+        .map_err(|e| format!("GET /tasks?status=SCHEDULED&from&to: {e}"))?;
+    if !listed.iter().any(|listed| listed.id == task.id) {
+        return Err(format!(
+            "task {} is not listed in the window {} .. {}",
+            task.id,
+            format_time(&window.0),
+            format_time(&window.1)
+        ));
+    }
     let ran = api
         .run_now(&task.id)
         .await

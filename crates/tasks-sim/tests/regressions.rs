@@ -145,11 +145,15 @@ fn changed_and_retried_tasks_are_delivered_only_at_the_time_set_last() {
         retry_share: 1.0,
         ..Scenario::standard()
     };
-    let outcome = simulate(3, scenario);
-    clean(&outcome);
-    let activity = &outcome.activity;
-    assert!(activity.changes > 50, "{activity:?}");
-    assert!(activity.changes_refused > 0, "{activity:?}");
-    assert!(activity.retries > 5, "{activity:?}");
-    assert!(starts(&outcome, "superseded") > 0, "{activity:?}");
+    // A refused change (the attempt had begun) is rare: a few seeds together take every path.
+    let outcomes: Vec<Outcome> = (1..=5).map(|seed| simulate(seed, scenario)).collect();
+    let total = |count: fn(&Outcome) -> u64| outcomes.iter().map(count).sum::<u64>();
+    for outcome in &outcomes {
+        clean(outcome);
+    }
+    let activities: Vec<_> = outcomes.iter().map(|o| &o.activity).collect();
+    assert!(total(|o| o.activity.changes) > 250, "{activities:?}");
+    assert!(total(|o| o.activity.changes_refused) > 0, "{activities:?}");
+    assert!(total(|o| o.activity.retries) > 25, "{activities:?}");
+    assert!(total(|o| starts(o, "superseded")) > 0, "{activities:?}");
 }
