@@ -1,6 +1,6 @@
 //! `POST /tasks/batch`: many creates in one request, each exactly as `POST /tasks` would do it.
 
-use crate::{unreadable_body, ApiError, AppState, TaskView};
+use crate::{created_status, unreadable_body, ApiError, AppState, TaskView};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -103,11 +103,7 @@ async fn create_one(state: &AppState, mut item: Value) -> Result<(StatusCode, Ta
         replayed = created.replayed,
         "task created in a batch"
     );
-    let status = if created.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = created_status(&created);
     Ok((status, TaskView::new(&created.task, state.clock.now())))
 }
 

@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::sync::Arc;
-use tasks_core::commands::{cancel_task, create_task};
+use tasks_core::commands::{cancel_task, create_task, Created};
 use tasks_core::document::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
 use tasks_core::reschedule::{change_task, retry_task, run_task, Ports};
@@ -136,11 +136,7 @@ async fn create(
         replayed = created.replayed,
         "task created"
     );
-    let status = if created.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = created_status(&created);
     let location = format!("/tasks/{}", created.task.id);
     let view = TaskView::new(&created.task, state.clock.now());
     Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
@@ -163,6 +159,15 @@ fn unreadable_body(rejection: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
+/// 201 for a new task; 200 for a repeat of an earlier request with the same idempotency key.
+fn created_status(created: &Created) -> StatusCode {
+    if created.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    }
+}
+
 /// An id longer than a key may be names no task; asking the store would only earn a refusal.
 fn check_id(id: &str) -> Result<(), ApiError> {
     if id.len() > MAX_KEY_BYTES {
@@ -175,11 +180,18 @@ async fn get_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    check_id(&id)?;
-    match state.store.get(&id).await? {
-        Some(task) => Ok(Json(TaskView::new(&task, state.clock.now()))),
-        None => Err(ApiError::task_not_found(&id)),
-    }
+    let task = stored_task(&state, &id).await?;
+    Ok(Json(TaskView::new(&task, state.clock.now())))
+}
+
+/// The task named in the path, or 404.
+async fn stored_task(state: &AppState, id: &str) -> Result<Task, ApiError> {
+    check_id(id)?;
+    state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::task_not_found(id))
 }
 
 async fn cancel(
@@ -215,12 +227,7 @@ async fn attempts(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_id(&id)?;
-    let task = state
-        .store
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::task_not_found(&id))?;
+    let task = stored_task(&state, &id).await?;
     let attempts: Vec<_> = task.attempt_history.iter().rev().collect();
     Ok(Json(json!({ "attempts": attempts })))
 }

@@ -3,7 +3,7 @@
 
 use crate::ports::{
     Clock, DeliveryError, ExecutionState, StartOutcome, StoreError, TaskStore, Transition,
-    WebhookCall, WebhookSender, Workflow, WorkflowError,
+    WebhookCall, WebhookResponse, WebhookSender, Workflow, WorkflowError,
 };
 use crate::recovery::{recover_ended_execution, Recovery};
 use crate::retry::{delivery_error_type, store_error_type};
@@ -182,6 +182,16 @@ impl ExecutionReport {
         ExecutionReport::not_run(Outcome::Superseded, status)
     }
 
+    /// A report of `task`'s current attempt, not yet run: each path fills in what happened.
+    fn of_attempt(task: &Task, attempt_in_series: u32) -> Self {
+        ExecutionReport {
+            attempt: task.attempts,
+            attempt_in_series,
+            task_status: None,
+            ..ExecutionReport::not_run(Outcome::Completed, task.task_status)
+        }
+    }
+
     fn not_run(outcome: Outcome, status: TaskStatus) -> Self {
         ExecutionReport {
             outcome,
@@ -266,10 +276,8 @@ pub async fn execute_task(
         return notify_failure(store, sender, input).await;
     }
     let previous = attempt.previous.as_ref();
-    let task = match store.get(&input.id).await {
-        Ok(Some(task)) => task,
-        Ok(None) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
-        Err(error) => return Err(ExecuteError::store(&error)),
+    let Some(task) = read_task(store, &input.id).await? else {
+        return Ok(ExecutionReport::skipped(TaskStatus::Cancelled));
     };
     if !Event::BeginAttempt.allows(task.task_status) {
         return Ok(ExecutionReport::skipped(task.task_status));
@@ -293,10 +301,7 @@ pub async fn execute_task(
     if let Some(webhook) = &task.webhook {
         if let Err(failure) = sender.prepare(webhook).await {
             // Refused or unresolvable before any request: no attempt begins.
-            let mut report = ExecutionReport::not_run(Outcome::Failed, task.task_status);
-            report.task_status = None;
-            report.attempt = task.attempts;
-            report.attempt_in_series = attempt_in_series;
+            let mut report = ExecutionReport::of_attempt(&task, attempt_in_series);
             report.record = unwritten;
             decide(&mut report, &task, &failure, clock.now());
             return Ok(report);
@@ -317,18 +322,9 @@ pub async fn execute_task(
     };
     crate::wait::sleep_until(clock, not_before).await;
     let executed_at = clock.now();
-    let mut report = ExecutionReport {
-        outcome: Outcome::Completed,
-        status_code: None,
-        attempt: task.attempts,
-        attempt_in_series,
-        executed_at: Some(executed_at),
-        lateness_ms: Some((executed_at - task.timestamp).num_milliseconds()),
-        retry_at: None,
-        error: None,
-        record: None,
-        task_status: None,
-    };
+    let mut report = ExecutionReport::of_attempt(&task, attempt_in_series);
+    report.executed_at = Some(executed_at);
+    report.lateness_ms = Some((executed_at - task.timestamp).num_milliseconds());
     let Some(webhook) = &task.webhook else {
         return Ok(report);
     };
@@ -340,10 +336,7 @@ pub async fn execute_task(
     };
     let answer = sender.send(call).await;
     let ended = clock.now();
-    let failure = match &answer {
-        Ok(response) => response.failure(),
-        Err(error) => Some(error.clone()),
-    };
+    let failure = failure_of(&answer);
     let response = answer.ok();
     report.status_code = response.as_ref().map(|r| r.status);
     report.record = Some(AttemptRecord {
@@ -370,10 +363,8 @@ async fn notify_failure(
     sender: &dyn WebhookSender,
     input: &ExecutionInput,
 ) -> Result<ExecutionReport, ExecuteError> {
-    let task = match store.get(&input.id).await {
-        Ok(Some(task)) => task,
-        Ok(None) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
-        Err(error) => return Err(ExecuteError::store(&error)),
+    let Some(task) = read_task(store, &input.id).await? else {
+        return Ok(ExecutionReport::skipped(TaskStatus::Cancelled));
     };
     let failed_here = task.task_status == TaskStatus::Failed && task.series == input.series;
     let Some(callback) = task.on_failure.clone().filter(|_| failed_here) else {
@@ -395,19 +386,32 @@ async fn notify_failure(
         }
         Err(refused) => Err(refused),
     };
-    let mut report = ExecutionReport::not_run(Outcome::Delivered, task.task_status);
-    report.task_status = None;
-    report.attempt = task.attempts;
+    let mut report = ExecutionReport::of_attempt(&task, 0);
     report.status_code = answer.as_ref().ok().map(|response| response.status);
-    let failure = match answer {
-        Ok(response) => response.failure(),
-        Err(error) => Some(error),
-    };
-    if let Some(failure) = failure {
-        report.outcome = Outcome::Failed;
-        report.error = Some(describe_failure(&failure));
+    match failure_of(&answer) {
+        None => report.outcome = Outcome::Delivered,
+        Some(failure) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(describe_failure(&failure));
+        }
     }
     Ok(report)
+}
+
+/// The task a step acts on; `None` when it is gone (a deleted task is treated as cancelled).
+async fn read_task(store: &dyn TaskStore, id: &str) -> Result<Option<Task>, ExecuteError> {
+    store
+        .get(id)
+        .await
+        .map_err(|error| ExecuteError::store(&error))
+}
+
+/// A request that got no answer, or an answer that is not 2xx.
+fn failure_of(answer: &Result<WebhookResponse, DeliveryError>) -> Option<DeliveryError> {
+    match answer {
+        Ok(response) => response.failure(),
+        Err(error) => Some(error.clone()),
+    }
 }
 
 /// The body of a failure callback.
