@@ -44,7 +44,7 @@ BENCH_LAMBDA_WARM ?= 300
 PROFILE_LAMBDA_REQUESTS ?= 50
 CARGO_TEST ?= cargo test --workspace
 
-.PHONY: help venv browser rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
+.PHONY: help venv browser valgrind rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
 	sim sim-long bench bench-lambda profile-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
 
 help: ## List the targets
@@ -80,6 +80,14 @@ browser: ## Chromium + chromedriver for the console test (apt-get install chromi
 		sudo=; [[ $$(id -u) -eq 0 ]] || sudo=sudo; \
 		$$sudo apt-get update -qq; \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+valgrind: ## valgrind for make profile-lambda (apt-get install valgrind, only if missing)
+	@if command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then :; else \
+		echo "==> installing valgrind (apt-get)"; \
+		sudo=; [[ $$(id -u) -eq 0 ]] || sudo=sudo; \
+		$$sudo apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq valgrind; \
 	fi
 
 rust-tools: ## rustfmt + clippy components (added only if missing)
@@ -146,7 +154,7 @@ bench-lambda: venv ## Each release Lambda binary as a Lambda process on moto: co
 		$(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"; \
 	$(WITH_VENV) "$$target/bench-lambda" "$$target" $(BENCH_LAMBDA_WARM)
 
-profile-lambda: venv ## callgrind counts per request of the api's POSTs and the cron's dispatch (needs valgrind)
+profile-lambda: venv valgrind ## callgrind counts per request of the api's POSTs and the cron's dispatch (installs valgrind if missing)
 	cargo build --profile profiling -p api -p cron
 	cargo build --release -p lambda-harness --bin profile-lambda
 	@target="$$(cargo metadata --no-deps --format-version 1 | \
