@@ -20,12 +20,15 @@ pub const WEBHOOK_FAILURES: [&str; 5] = [
 ];
 
 /// Failures of the Lambda service itself, retried by the state machine before any Catch.
-pub const LAMBDA_SERVICE_ERRORS: [&str; 4] = [
+pub const LAMBDA_SERVICE_ERRORS: [&str; 3] = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
 ];
+
+/// The account's Lambda concurrency is used up: retried for minutes (`THROTTLE_RETRY`), since
+/// a hotspot's invocations are served in turn and a task must not end FAILED for waiting.
+pub const LAMBDA_THROTTLED: &str = "Lambda.TooManyRequestsException";
 
 /// Step Functions' Retry fields of a Task state.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,6 +36,10 @@ pub struct StateRetry {
     pub interval_seconds: u64,
     pub max_attempts: u32,
     pub backoff_rate: f64,
+    /// `MaxDelaySeconds`: no delay is longer.
+    pub max_delay_seconds: Option<u64>,
+    /// `"JitterStrategy": "FULL"`: each delay is drawn between 0 and the computed one.
+    pub full_jitter: bool,
 }
 
 /// execute-task's retry on its own errors (the store, an early wake): 2 s, 4 s and 8 s apart.
@@ -40,6 +47,8 @@ pub const EXECUTE_RETRY: StateRetry = StateRetry {
     interval_seconds: 2,
     max_attempts: 3,
     backoff_rate: 2.0,
+    max_delay_seconds: None,
+    full_jitter: false,
 };
 
 /// update-status' retry on `StoreUnavailable`: the outcome must not be lost to a store hiccup.
@@ -47,13 +56,29 @@ pub const STATUS_RETRY: StateRetry = StateRetry {
     interval_seconds: 1,
     max_attempts: 5,
     backoff_rate: 2.0,
+    max_delay_seconds: None,
+    full_jitter: false,
+};
+
+/// Every Lambda Task state's retry on `LAMBDA_THROTTLED`: up to 30 s apart with full jitter, so
+/// throttled invocations spread out instead of coming back together; eight minutes at most.
+pub const THROTTLE_RETRY: StateRetry = StateRetry {
+    interval_seconds: 1,
+    max_attempts: 20,
+    backoff_rate: 2.0,
+    max_delay_seconds: Some(30),
+    full_jitter: true,
 };
 
 impl StateRetry {
-    /// The delay before retry number `retry` (1-based), as Step Functions computes it.
+    /// The longest delay before retry number `retry` (1-based), as Step Functions computes it
+    /// (jitter only shortens it).
     pub fn delay(&self, retry: u32) -> std::time::Duration {
         let seconds = self.interval_seconds as f64 * self.backoff_rate.powi(retry as i32 - 1);
-        std::time::Duration::from_secs_f64(seconds)
+        let capped = self
+            .max_delay_seconds
+            .map_or(seconds, |cap| seconds.min(cap as f64));
+        std::time::Duration::from_secs_f64(capped)
     }
 }
 
@@ -115,5 +140,11 @@ mod tests {
         assert_eq!(EXECUTE_RETRY.delay(1).as_secs(), 2);
         assert_eq!(EXECUTE_RETRY.delay(2).as_secs(), 4);
         assert_eq!(EXECUTE_RETRY.delay(3).as_secs(), 8);
+        assert_eq!(THROTTLE_RETRY.delay(5).as_secs(), 16);
+        assert_eq!(THROTTLE_RETRY.delay(6).as_secs(), 30);
+        let longest: u64 = (1..=THROTTLE_RETRY.max_attempts)
+            .map(|retry| THROTTLE_RETRY.delay(retry).as_secs())
+            .sum();
+        assert_eq!(longest, 1 + 2 + 4 + 8 + 16 + 30 * 15);
     }
 }

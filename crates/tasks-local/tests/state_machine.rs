@@ -15,7 +15,7 @@ use tasks_core::pipeline::{ExecutionReport, Outcome};
 use tasks_core::ports::StoreError;
 use tasks_core::retry::{
     is_retryable, store_error_type, StateRetry, EXECUTE_RETRY, LAMBDA_SERVICE_ERRORS,
-    RETRYABLE_ERRORS, STATUS_RETRY, WEBHOOK_FAILURES,
+    LAMBDA_THROTTLED, RETRYABLE_ERRORS, STATUS_RETRY, THROTTLE_RETRY, WEBHOOK_FAILURES,
 };
 use tasks_core::{ExecutionInput, Schedule, StartOutcome, TaskStatus, Workflow};
 use tasks_local::workflow::{DEFINITION, EXECUTE_TASK_RESOURCE, UPDATE_STATUS_RESOURCE};
@@ -91,6 +91,10 @@ fn policy(retrier: &Value) -> StateRetry {
         backoff_rate: retrier
             .get("BackoffRate")
             .map_or(2.0, |v| v.as_f64().expect("BackoffRate is a number")),
+        max_delay_seconds: retrier
+            .get("MaxDelaySeconds")
+            .map(|v| v.as_u64().expect("MaxDelaySeconds is a count")),
+        full_jitter: retrier.get("JitterStrategy").and_then(Value::as_str) == Some("FULL"),
     }
 }
 
@@ -142,7 +146,7 @@ fn execute_task_retries_exactly_the_retryable_errors() {
     let asl = asl();
     let execute = state(&asl, "ExecuteTask");
     let retriers = rules(execute, "Retry");
-    assert_eq!(retriers.len(), 2, "{retriers:?}");
+    assert_eq!(retriers.len(), 3, "{retriers:?}");
 
     let retried = names(&retriers[0]["ErrorEquals"]);
     assert_eq!(set(retried.clone()), set(RETRYABLE_ERRORS));
@@ -159,6 +163,8 @@ fn execute_task_retries_exactly_the_retryable_errors() {
         LAMBDA_SERVICE_ERRORS.len(),
         "duplicates: {service:?}"
     );
+    assert_eq!(names(&retriers[2]["ErrorEquals"]), [LAMBDA_THROTTLED]);
+    assert_eq!(policy(&retriers[2]), THROTTLE_RETRY);
 
     // Webhook failures are the task's policy's business, never the state machine's.
     for (name, state) in asl["States"].as_object().expect("States is an object") {
@@ -183,6 +189,13 @@ fn execute_task_retries_exactly_the_retryable_errors() {
             retry_policy_for(&asl, update, "StoreUnavailable"),
             STATUS_RETRY,
             "{update}"
+        );
+    }
+    for lambda in ["MarkCompleted", "MarkFailed", "NotifyFailure"] {
+        assert_eq!(
+            retry_policy_for(&asl, lambda, LAMBDA_THROTTLED),
+            THROTTLE_RETRY,
+            "{lambda}"
         );
     }
 
