@@ -42,21 +42,24 @@ pub struct StateRetry {
     pub full_jitter: bool,
 }
 
-/// execute-task's retry on its own errors (the store, an early wake): 2 s, 4 s and 8 s apart.
+/// execute-task's retry on its own errors (the store, an early wake): 2, 4, 8, 16, 30 and 30 s
+/// apart, a minute and a half in all, so that a store throttled by a hotspot delays its tasks
+/// instead of failing them (no attempt has begun when these are raised).
 pub const EXECUTE_RETRY: StateRetry = StateRetry {
     interval_seconds: 2,
-    max_attempts: 3,
+    max_attempts: 6,
     backoff_rate: 2.0,
-    max_delay_seconds: None,
+    max_delay_seconds: Some(30),
     full_jitter: false,
 };
 
-/// update-status' retry on `StoreUnavailable`: the outcome must not be lost to a store hiccup.
+/// update-status' retry on `StoreUnavailable`: the outcome must not be lost to a store hiccup
+/// or a hotspot's throttling (three minutes in all).
 pub const STATUS_RETRY: StateRetry = StateRetry {
     interval_seconds: 1,
-    max_attempts: 5,
+    max_attempts: 10,
     backoff_rate: 2.0,
-    max_delay_seconds: None,
+    max_delay_seconds: Some(30),
     full_jitter: false,
 };
 
@@ -140,6 +143,7 @@ mod tests {
         assert_eq!(EXECUTE_RETRY.delay(1).as_secs(), 2);
         assert_eq!(EXECUTE_RETRY.delay(2).as_secs(), 4);
         assert_eq!(EXECUTE_RETRY.delay(3).as_secs(), 8);
+        assert_eq!(EXECUTE_RETRY.delay(6).as_secs(), 30);
         assert_eq!(THROTTLE_RETRY.delay(5).as_secs(), 16);
         assert_eq!(THROTTLE_RETRY.delay(6).as_secs(), 30);
         let longest: u64 = (1..=THROTTLE_RETRY.max_attempts)
