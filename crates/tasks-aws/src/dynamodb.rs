@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::RequestId;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, Select,
+};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -13,7 +15,7 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use tasks_core::task::rfc3339_millis;
-use tasks_core::{Page, StatusQuery, StoreError, Task, TaskStore, Transition};
+use tasks_core::{Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition};
 
 /// The GSI that lists tasks by status, ordered by `startExecutionAt`.
 pub const STATUS_INDEX: &str = "statusStartExecAtIndex";
@@ -150,6 +152,35 @@ impl TaskStore for DynamoDbStore {
             next_token,
             undecodable,
         })
+    }
+
+    /// `Select: COUNT` on the index: DynamoDB counts (and meters the reads), nothing is sent back.
+    async fn count(&self, status: TaskStatus, from: i64, to: i64) -> Result<u64, StoreError> {
+        let mut count = 0;
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table_name)
+                .index_name(STATUS_INDEX)
+                .select(Select::Count)
+                .key_condition_expression("#status = :status AND #start BETWEEN :from AND :to")
+                .expression_attribute_names("#status", "taskStatus")
+                .expression_attribute_names("#start", "startExecutionAt")
+                .expression_attribute_values(":status", AttributeValue::S(status.to_string()))
+                .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+                .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            count += u64::try_from(output.count).unwrap_or_default();
+            match output.last_evaluated_key.filter(|key| !key.is_empty()) {
+                Some(key) => start_key = Some(key),
+                None => return Ok(count),
+            }
+        }
     }
 
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {

@@ -1,5 +1,6 @@
 //! Handing due tasks to the queue: the cron's run and the API's hand-off share this.
 
+use crate::look_ahead;
 use crate::ports::{
     Clock, DispatchQueue, ExecutionState, StatusQuery, StoreError, TaskStore, Transition, Workflow,
 };
@@ -20,6 +21,8 @@ const SEND_CONCURRENCY: usize = 8;
 /// Each waiting task costs a DescribeExecution and a conditional write.
 const SWEEP_CONCURRENCY: usize = 8;
 const PAGE_SIZE: u32 = 500;
+/// The look-ahead's counts (one per coming minute) run a few at a time.
+const COUNT_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,7 +79,10 @@ impl AddAssign for RecoverySummary {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CronSummary {
-    /// SCHEDULED tasks whose start time has come.
+    /// How far past now this run claimed (seconds of `startExecutionAt`): 0 unless a hotspot is
+    /// coming (`look_ahead`).
+    pub look_ahead_seconds: i64,
+    /// SCHEDULED tasks whose start time has come (or, looking ahead, is coming).
     pub due: DispatchSummary,
     /// QUEUED tasks whose execution did not start within the claim grace period.
     pub stale: RecoverySummary,
@@ -186,8 +192,9 @@ pub async fn run_cron(
     schedule: &Schedule,
 ) -> Result<CronSummary, StoreError> {
     let now = clock.now();
+    let claim_through = claim_horizon(store, schedule, now.timestamp()).await;
     let mut due = StatusQuery::new(TaskStatus::Scheduled, PAGE_SIZE);
-    due.due_by = Some(now.timestamp());
+    due.due_by = Some(claim_through);
     let stale_before = schedule.stale_claim_before(now);
     let mut stale = StatusQuery::new(TaskStatus::Queued, PAGE_SIZE);
     stale.due_by = Some(stale_before.timestamp());
@@ -195,7 +202,10 @@ pub async fn run_cron(
     let mut stuck = StatusQuery::new(TaskStatus::InProgress, PAGE_SIZE);
     stuck.due_by = Some(schedule.stuck_start_execution_at(now));
 
-    let mut summary = CronSummary::default();
+    let mut summary = CronSummary {
+        look_ahead_seconds: claim_through - now.timestamp(),
+        ..CronSummary::default()
+    };
     let mut pages = Pages::new(store, due);
     while let Some(tasks) = pages.next(&mut summary.undecodable).await? {
         summary.due += dispatch(store, queue, clock, tasks, Event::Claim).await.0;
@@ -215,6 +225,40 @@ pub async fn run_cron(
         summary.stuck += sweep.run(tasks).await;
     }
     Ok(summary)
+}
+
+/// The latest `startExecutionAt` this run claims: the SCHEDULED tasks of each coming minute are
+/// counted, and a hotspot is claimed early enough to start its executions in time. A failed
+/// count claims within the lead time only, as without look-ahead.
+async fn claim_horizon(store: &dyn TaskStore, schedule: &Schedule, now: i64) -> i64 {
+    if schedule.start_rate == 0 {
+        return now;
+    }
+    let counts: Result<Vec<u64>, StoreError> = stream::iter(look_ahead::buckets(now))
+        .map(|(from, to)| store.count(TaskStatus::Scheduled, from, to))
+        .buffered(COUNT_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect();
+    match counts {
+        Ok(counts) => {
+            let horizon = look_ahead::claim_horizon(now, &counts, schedule);
+            if horizon > now {
+                let coming: u64 = counts.iter().sum();
+                tracing::info!(
+                    coming,
+                    seconds = horizon - now,
+                    "claiming ahead of a hotspot"
+                );
+            }
+            horizon
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not count the coming tasks; claiming within the lead time");
+            now
+        }
+    }
 }
 
 /// Reads a query page by page.

@@ -2,6 +2,7 @@
 //! (capability traits) the handlers are written against.
 
 pub mod document;
+pub mod look_ahead;
 pub mod new_task;
 pub mod ports;
 pub mod retry;

@@ -167,6 +167,7 @@ pub fn cron_run(summary: &CronSummary) -> Record {
             summary.stale.failed + summary.stuck.failed,
         )
         .count("UndecodableItems", summary.undecodable)
+        .milliseconds("LookAheadMs", summary.look_ahead_seconds * 1000)
 }
 
 /// cron: a run that could not read the index at all.
@@ -319,8 +320,10 @@ mod tests {
                 ..RecoverySummary::default()
             },
             undecodable: 1,
+            look_ahead_seconds: 420,
         };
         let record = cron_run(&summary).to_json(0);
+        assert_eq!(record["LookAheadMs"], 420_000.0);
         assert_eq!(record["StuckTasksFound"], 4.0);
         assert_eq!(record["StuckTasksStillRunning"], 2.0);
         assert_eq!(record["RecoveredTasks"], 3.0);

@@ -231,6 +231,23 @@ pub trait TaskStore: Send + Sync {
     async fn query(&self, query: &StatusQuery) -> Result<Page, StoreError>;
     /// Applies a conditional change and returns the task as it now is.
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError>;
+
+    /// How many tasks of `status` have `startExecutionAt` within `from..=to`. Reads them page by
+    /// page; a store that can count on the server does so instead.
+    async fn count(&self, status: TaskStatus, from: i64, to: i64) -> Result<u64, StoreError> {
+        let mut query = StatusQuery::new(status, 1_000);
+        query.due_from = Some(from);
+        query.due_by = Some(to);
+        let mut count = 0;
+        loop {
+            let page = self.query(&query).await?;
+            count += (page.tasks.len() + page.undecodable.len()) as u64;
+            match page.next_token {
+                Some(token) => query.page_token = Some(token),
+                None => return Ok(count),
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

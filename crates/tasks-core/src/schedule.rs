@@ -13,11 +13,12 @@ pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
 /// execute-task sleeps at most this much beyond the wake-ahead when woken early.
 pub const EARLY_WAKE_ALLOWANCE: Duration = Duration::seconds(3);
 /// The environment variables `Schedule::from_env` reads.
-pub const SCHEDULE_ENVIRONMENT: [&str; 4] = [
+pub const SCHEDULE_ENVIRONMENT: [&str; 5] = [
     "LEAD_TIME_SECONDS",
     "WAKE_AHEAD_MS",
     "CLAIM_GRACE_SECONDS",
     "STUCK_AFTER_SECONDS",
+    "START_RATE_PER_SECOND",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,10 @@ pub struct Schedule {
     /// the workflow engine about its execution. At least the longest an execution runs past the
     /// task's time (`timing::check` holds the relation), so a healthy execution is never disturbed.
     pub stuck_after: Duration,
+    /// The executions per second the cron counts on starting when it decides how far ahead to
+    /// claim (`look_ahead`); 0 claims only within the lead time. Below Step Functions'
+    /// StartExecution refill (300/s in the large regions), leaving room for hand-offs and retries.
+    pub start_rate: u32,
 }
 
 impl Default for Schedule {
@@ -41,6 +46,7 @@ impl Default for Schedule {
             wake_ahead: Duration::milliseconds(1000),
             claim_grace: Duration::seconds(180),
             stuck_after: Duration::seconds(600),
+            start_rate: 250,
         }
     }
 }
@@ -92,10 +98,11 @@ pub fn env_required(name: &'static str) -> Result<String, ConfigError> {
 
 impl Schedule {
     /// `LEAD_TIME_SECONDS` (default 120), `WAKE_AHEAD_MS` (default 1000, 0 turns it off),
-    /// `CLAIM_GRACE_SECONDS` (default 180), `STUCK_AFTER_SECONDS` (default 600).
+    /// `CLAIM_GRACE_SECONDS` (default 180), `STUCK_AFTER_SECONDS` (default 600),
+    /// `START_RATE_PER_SECOND` (default 250, 0 turns look-ahead off).
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = Schedule::default();
-        let [lead_time, wake_ahead, claim_grace, stuck_after] = SCHEDULE_ENVIRONMENT;
+        let [lead_time, wake_ahead, claim_grace, stuck_after, start_rate] = SCHEDULE_ENVIRONMENT;
         Ok(Schedule {
             lead_time: Duration::seconds(env_u64(
                 lead_time,
@@ -113,6 +120,8 @@ impl Schedule {
                 stuck_after,
                 defaults.stuck_after.num_seconds() as u64,
             )? as i64),
+            start_rate: u32::try_from(env_u64(start_rate, u64::from(defaults.start_rate))?)
+                .unwrap_or(u32::MAX),
         })
     }
 

@@ -142,6 +142,7 @@ fn the_template_timings_fit_together() {
             wake_ahead: chrono::Duration::milliseconds(parameter("WakeAheadMs")),
             claim_grace: seconds(parameter("ClaimGraceSeconds")),
             stuck_after: seconds(parameter("StuckAfterSeconds")),
+            start_rate: parameter("StartRatePerSecond") as u32,
         },
         cron_period: seconds(60),
         visibility_timeout: seconds(number(&queue["VisibilityTimeout"], "VisibilityTimeout")),

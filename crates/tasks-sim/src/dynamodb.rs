@@ -11,6 +11,7 @@
 //! Items that are not valid tasks can sit in the index (an item of another shape); a query
 //! reports their ids instead of failing.
 
+use crate::quotas::Bucket;
 use crate::world::World;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,17 +61,100 @@ struct Tables {
     visible_from: BTreeMap<String, tokio::time::Instant>,
 }
 
+/// The error a write gets when the table's or an index partition's capacity refused it.
+pub const THROTTLED: &str = "ThrottlingException: write capacity exceeded";
+/// The SDK's attempts at a throttled request before it gives up.
+const SDK_ATTEMPTS: u32 = 3;
+
+/// The capacity each write takes: table units, and index units per index key value.
+struct Capacity {
+    table: u64,
+    index: Vec<(&'static str, u64)>,
+}
+
+struct Throughput {
+    table: Bucket,
+    partitions: BTreeMap<&'static str, Bucket>,
+}
+
 pub struct SimStore {
     world: Arc<World>,
     tables: Mutex<Tables>,
+    throughput: Mutex<Throughput>,
+}
+
+/// 1 KB write units of an item, as the size of its JSON.
+fn write_units(task: &Task) -> u64 {
+    let bytes = serde_json::to_vec(task).map_or(1, |json| json.len());
+    bytes.div_ceil(1024).max(1) as u64
+}
+
+fn read_bytes(task: &Task) -> u64 {
+    serde_json::to_vec(task).map_or(1, |json| json.len()) as u64
 }
 
 impl SimStore {
     pub fn new(world: Arc<World>) -> Self {
+        let table = Bucket::new(world.quotas.table_writes);
         SimStore {
             world,
             tables: Mutex::new(Tables::default()),
+            throughput: Mutex::new(Throughput {
+                table,
+                partitions: BTreeMap::new(),
+            }),
         }
+    }
+
+    /// Takes a write's capacity from the table's and the index partitions' buckets, as the SDK
+    /// does: a throttled attempt is retried after a jittered backoff, and the last one fails.
+    async fn admit(&self, capacity: &Capacity) -> Result<(), StoreError> {
+        let index_units: u64 = capacity.index.iter().map(|(_, units)| units).sum();
+        self.world.usage.lock().unwrap().write_units += capacity.table + index_units;
+        for attempt in 0..SDK_ATTEMPTS {
+            if self.try_take(capacity) {
+                return Ok(());
+            }
+            self.world
+                .usage
+                .lock()
+                .unwrap()
+                .throttle("dynamodb.write_capacity");
+            if attempt + 1 < SDK_ATTEMPTS {
+                let ceiling = 1000.0 * f64::from(1 << attempt);
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    self.world.uniform(0.0, ceiling) as u64,
+                ))
+                .await;
+            }
+        }
+        Err(unavailable(THROTTLED))
+    }
+
+    fn try_take(&self, capacity: &Capacity) -> bool {
+        let quotas = self.world.quotas;
+        let mut throughput = self.throughput.lock().unwrap();
+        let Throughput { table, partitions } = &mut *throughput;
+        for (key, _) in &capacity.index {
+            partitions
+                .entry(key)
+                .or_insert_with(|| Bucket::new(quotas.partition_writes));
+        }
+        let fits = table.has(capacity.table as f64)
+            && capacity.index.iter().all(|(key, units)| {
+                partitions
+                    .get_mut(key)
+                    .is_some_and(|b| b.has(*units as f64))
+            });
+        if fits {
+            table.take(capacity.table as f64);
+            for (key, units) in &capacity.index {
+                if let Some(bucket) = partitions.get_mut(key) {
+                    bucket.take(*units as f64);
+                }
+            }
+        }
+        fits
     }
 
     /// An item of another shape (say, the original service's, without `createdAt`) in the index.
@@ -133,6 +217,18 @@ impl SimStore {
 }
 
 impl Tables {
+    /// The index receives the writes whose lag has passed.
+    fn catch_up(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (arrived, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(visible, _, _)| *visible <= now);
+        self.pending = waiting;
+        for (_, id, entry) in arrived {
+            self.show(id, entry);
+        }
+    }
+
     /// An entry arrives in the index, replacing the item's older one.
     fn show(&mut self, id: String, entry: Entry) {
         if let Some(old) = self.index.get(&id) {
@@ -141,6 +237,30 @@ impl Tables {
         }
         self.ordered.insert(entry.key(&id));
         self.index.insert(id, entry);
+    }
+}
+
+/// An update takes the larger of the item's sizes before and after; its index entry is rewritten
+/// (deleted and put again when its key changes). A failed condition takes the units too.
+fn update_capacity(current: &Task, change: &Transition) -> Capacity {
+    let before = write_units(current);
+    if !change.applies_to(current) {
+        return Capacity {
+            table: before,
+            index: Vec::new(),
+        };
+    }
+    let next = change.apply(current);
+    let after = write_units(&next);
+    let (old_key, new_key) = (current.task_status.as_str(), next.task_status.as_str());
+    let index = if old_key == new_key && current.start_execution_at == next.start_execution_at {
+        vec![(new_key, after)]
+    } else {
+        vec![(old_key, before), (new_key, after)]
+    };
+    Capacity {
+        table: before.max(after),
+        index,
     }
 }
 
@@ -154,8 +274,15 @@ fn unavailable(message: &str) -> StoreError {
 #[async_trait]
 impl TaskStore for SimStore {
     async fn create(&self, task: &Task) -> Result<(), StoreError> {
+        self.world.call("dynamodb.PutItem");
         self.world.latency(2, 8).await;
         self.fail()?;
+        let units = write_units(task);
+        self.admit(&Capacity {
+            table: units,
+            index: vec![(task.task_status.as_str(), units)],
+        })
+        .await?;
         {
             let mut tables = self.tables.lock().unwrap();
             if tables.items.contains_key(&task.id) {
@@ -168,23 +295,22 @@ impl TaskStore for SimStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        self.world.call("dynamodb.GetItem");
         self.world.latency(1, 5).await;
         self.fail()?;
-        Ok(self.tables.lock().unwrap().items.get(id).cloned())
+        let task = self.tables.lock().unwrap().items.get(id).cloned();
+        // A strongly consistent read: one unit (two halves) per 4 KB.
+        let bytes = task.as_ref().map_or(1, read_bytes);
+        self.world.usage.lock().unwrap().read_half_units += 2 * bytes.div_ceil(4096);
+        Ok(task)
     }
 
     async fn query(&self, query: &StatusQuery) -> Result<Page, StoreError> {
+        self.world.call("dynamodb.Query");
         self.world.latency(5, 20).await;
         self.fail()?;
         let mut tables = self.tables.lock().unwrap();
-        let now = tokio::time::Instant::now();
-        let (arrived, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut tables.pending)
-            .into_iter()
-            .partition(|(visible, _, _)| *visible <= now);
-        tables.pending = waiting;
-        for (_, id, entry) in arrived {
-            tables.show(id, entry);
-        }
+        tables.catch_up();
         let after = match &query.page_token {
             None => None,
             Some(token) => {
@@ -230,9 +356,11 @@ impl TaskStore for SimStore {
             next_token,
             ..Page::default()
         };
+        let mut bytes = 0;
         for (_, id) in read {
             match &tables.index[id] {
                 Entry::Task(task) => {
+                    bytes += read_bytes(task);
                     if query
                         .updated_before
                         .is_none_or(|before| task.last_updated_at < before)
@@ -243,12 +371,35 @@ impl TaskStore for SimStore {
                 Entry::Undecodable { .. } => page.undecodable.push(id.clone()),
             }
         }
+        // An eventually consistent read of the index: half a unit per 4 KB read.
+        self.world.usage.lock().unwrap().read_half_units += bytes.div_ceil(4096).max(1);
         Ok(page)
     }
 
+    /// A `Select: COUNT` query: metered as if each item counted were 1 KB.
+    async fn count(&self, status: TaskStatus, from: i64, to: i64) -> Result<u64, StoreError> {
+        self.world.call("dynamodb.Query");
+        self.world.latency(5, 20).await;
+        self.fail()?;
+        let mut tables = self.tables.lock().unwrap();
+        tables.catch_up();
+        let status = status.as_str();
+        let count = tables
+            .ordered
+            .range((status, from, String::new())..=(status, to, "\u{10FFFF}".to_string()))
+            .count() as u64;
+        self.world.usage.lock().unwrap().read_half_units += (count * 1024).div_ceil(4096).max(1);
+        Ok(count)
+    }
+
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
+        self.world.call("dynamodb.UpdateItem");
         self.world.latency(2, 8).await;
         self.fail()?;
+        let current = self.tables.lock().unwrap().items.get(id).cloned();
+        if let Some(current) = current {
+            self.admit(&update_capacity(&current, change)).await?;
+        }
         let next = {
             let mut tables = self.tables.lock().unwrap();
             let current = tables

@@ -112,6 +112,8 @@ pub struct Report {
     pub lateness_ms: Vec<i64>,
     /// The longest a task took from its time to its final status.
     pub max_settle_ms: i64,
+    /// FAILED tasks by the first word of their `lastError`.
+    pub failed_by: BTreeMap<String, usize>,
     pub violations: Vec<Violation>,
 }
 
@@ -126,6 +128,7 @@ pub fn check(
 ) -> Report {
     let mut violations = Vec::new();
     let (mut completed, mut failed, mut cancelled, mut delivered_tasks) = (0, 0, 0, 0);
+    let mut failed_by = BTreeMap::new();
     let mut violate = |task_id: &str, what: String| {
         violations.push(Violation {
             task_id: task_id.to_string(),
@@ -207,6 +210,9 @@ pub fn check(
             }
             TaskStatus::Failed => {
                 failed += 1;
+                let reason = task.last_error.as_deref().unwrap_or_default();
+                let name = reason.split([':', ' ']).next().unwrap_or_default();
+                *failed_by.entry(name.to_string()).or_default() += 1;
                 if task.last_error.as_deref().is_none_or(str::is_empty) {
                     violate(id, "FAILED without a lastError".into());
                 }
@@ -255,6 +261,7 @@ pub fn check(
         dead_letters: dead_letters.len(),
         lateness_ms: lateness,
         max_settle_ms: max_settle,
+        failed_by,
         violations,
     }
 }

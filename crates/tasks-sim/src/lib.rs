@@ -6,16 +6,20 @@
 //! nothing iterates an unordered map: a seed replays a run exactly, and its trace digest says so.
 //! Every run checks the lifecycle invariants ([`invariants`]).
 
+pub mod cost;
 pub mod dynamodb;
 pub mod invariants;
+pub mod quotas;
 pub mod receiver;
 pub mod sqs;
 pub mod stepfunctions;
+pub mod usage;
 pub mod world;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use dynamodb::SimStore;
 use futures::future::join_all;
+use quotas::{Bucket, Quotas};
 use receiver::SimReceivers;
 use sqs::SimQueue;
 use std::collections::BTreeMap;
@@ -27,8 +31,24 @@ use tasks_core::pipeline::{start_task, StartReport};
 use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Ports};
 use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
 use tasks_core::{Clock, Schedule, TaskStatus};
+use usage::{Function, Usage};
 pub use world::Faults;
 use world::World;
+
+/// When the tasks are due and when their clients create them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    /// Due uniformly across the span (from its first minute), each created up to 70 minutes ahead
+    /// (those due in the first 70 minutes all at the start).
+    Spread,
+    /// As `Spread`, but the span begins 70 minutes in, so that creations arrive at a steady rate
+    /// from the start instead of together.
+    Steady,
+    /// All due in one second (at random milliseconds), created uniformly over the hour before.
+    Hotspot,
+    /// Created at `per_second` from the start, each due up to an hour after its creation.
+    Burst { per_second: u64 },
+}
 
 /// What one run simulates.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +56,10 @@ pub struct Scenario {
     pub tasks: usize,
     /// Tasks are due across this span from the start.
     pub span: Duration,
+    pub shape: Shape,
     pub faults: Faults,
+    pub quotas: Quotas,
+    pub schedule: Schedule,
     /// Share of tasks cancelled by their client at a random moment before (or just after) their time.
     pub cancel_share: f64,
     /// Share of tasks their client changes (moves earlier or later, or runs now) at a random
@@ -56,12 +79,49 @@ impl Scenario {
         Scenario {
             tasks: 300,
             span: Duration::hours(1),
+            shape: Shape::Spread,
             faults: Faults::realistic(),
+            quotas: Quotas::DEFAULT,
+            schedule: Schedule::default(),
             cancel_share: 0.05,
             change_share: 0.1,
             retry_share: 0.5,
             policy_share: 0.2,
             keep_task_traces: true,
+        }
+    }
+
+    /// A million tasks over a simulated day: the steady load.
+    pub fn steady() -> Self {
+        Scenario {
+            tasks: 1_000_000,
+            span: Duration::hours(24),
+            shape: Shape::Steady,
+            keep_task_traces: false,
+            ..Scenario::standard()
+        }
+    }
+
+    /// 100,000 tasks due in the same second, an hour from the start, created over that hour.
+    /// Their clients cancel and retry as usual but change none (a change would move it away).
+    pub fn hotspot() -> Self {
+        Scenario {
+            tasks: 100_000,
+            shape: Shape::Hotspot,
+            change_share: 0.0,
+            keep_task_traces: false,
+            ..Scenario::standard()
+        }
+    }
+
+    /// 5,000 POST /tasks per second for a minute, each due within the hour that follows.
+    pub fn burst() -> Self {
+        Scenario {
+            tasks: 300_000,
+            span: Duration::minutes(1),
+            shape: Shape::Burst { per_second: 5_000 },
+            keep_task_traces: false,
+            ..Scenario::standard()
         }
     }
 }
@@ -71,6 +131,7 @@ pub const VISIBILITY_TIMEOUT: std::time::Duration =
     std::time::Duration::from_secs(QUEUE_VISIBILITY_TIMEOUT.num_seconds() as u64);
 pub const MAX_RECEIVE_COUNT: u32 = QUEUE_MAX_RECEIVE_COUNT;
 pub const CRON_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+pub const CRON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 pub const EXECUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -106,6 +167,12 @@ pub struct Activity {
     pub changes_refused: u64,
     /// FAILED tasks retried (answered 200).
     pub retries: u64,
+    /// Client requests answered 429 or 503 because a quota throttled them (the client retried).
+    pub requests_throttled: u64,
+    /// Creates (and changes) still refused when their time had passed: the client gave up.
+    pub creates_too_late: u64,
+    /// Creates never accepted: the client gave up (past its time, or after eight tries).
+    pub creates_abandoned: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +183,7 @@ pub struct Outcome {
     pub report: invariants::Report,
     pub injected: BTreeMap<&'static str, u64>,
     pub activity: Activity,
+    pub usage: Usage,
 }
 
 /// Runs one seed of a scenario on a fresh single-threaded runtime with a paused clock.
@@ -137,10 +205,11 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
     let world = Arc::new(World::new(
         seed,
         scenario.faults,
+        scenario.quotas,
         start,
         scenario.keep_task_traces,
     ));
-    let schedule = Schedule::default();
+    let schedule = scenario.schedule;
     let store = Arc::new(SimStore::new(world.clone()));
     let queue = Arc::new(SimQueue::new(
         world.clone(),
@@ -165,6 +234,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         workflow,
         schedule,
         activity: Mutex::new(Activity::default()),
+        api_requests: Mutex::new(Bucket::new(scenario.quotas.api_requests)),
     });
 
     // Items of another shape in the index: one due among the first tasks, one stuck long ago.
@@ -198,9 +268,11 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
             clients.clone(),
         )));
     }
-    let end = start + scenario.span + settle_bound(&schedule);
+    let end = start + scenario.span + settle_bound(&schedule) + latest_creation(&scenario);
     world.clock.sleep_until(end).await;
-    join_all(requests).await;
+    for request in requests {
+        let _ = request.await;
+    }
     for task in background {
         task.abort();
     }
@@ -216,6 +288,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         end,
     );
     let activity = pipeline.activity.lock().unwrap().clone();
+    let usage = world.usage.lock().unwrap().clone();
     Outcome {
         seed,
         digest: world.digest(),
@@ -223,8 +296,25 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         report,
         injected: world.injected(),
         activity,
+        usage,
     }
 }
+
+/// How long after the start the last task may be created beyond its span (a burst's tasks are
+/// due up to an hour after their creation).
+fn latest_creation(scenario: &Scenario) -> Duration {
+    match scenario.shape {
+        Shape::Burst { per_second } => {
+            Duration::milliseconds((scenario.tasks as u64 * 1000 / per_second.max(1)) as i64)
+                + Duration::hours(1)
+        }
+        Shape::Steady => CREATED_AHEAD,
+        Shape::Spread | Shape::Hotspot => Duration::zero(),
+    }
+}
+
+/// The longest a client creates its task ahead of its time.
+const CREATED_AHEAD: Duration = Duration::minutes(70);
 
 /// The simulated deployment the clients, the cron and the pollers act on.
 struct Pipeline {
@@ -234,6 +324,64 @@ struct Pipeline {
     workflow: Arc<SimStepFunctions>,
     schedule: Schedule,
     activity: Mutex<Activity>,
+    api_requests: Mutex<Bucket>,
+}
+
+impl Pipeline {
+    /// A client's request through API Gateway to the api function: `None` when a quota answered
+    /// it (429 from API Gateway or from Lambda's concurrency), counted for the report.
+    async fn api<T, Fut: std::future::Future<Output = T>>(
+        &self,
+        request: impl FnOnce() -> Fut,
+    ) -> Option<T> {
+        if !self.api_requests.lock().unwrap().try_take(1.0) {
+            self.world
+                .usage
+                .lock()
+                .unwrap()
+                .throttle("apigateway.requests");
+            self.activity.lock().unwrap().requests_throttled += 1;
+            return None;
+        }
+        self.world.call("apigateway.request");
+        let invocation = usage::invoke(
+            &self.world.usage,
+            Function::Api,
+            self.world.quotas.lambda_concurrency,
+        );
+        let Some(_invocation) = invocation else {
+            self.activity.lock().unwrap().requests_throttled += 1;
+            return None;
+        };
+        Some(request().await)
+    }
+
+    /// Runs a Lambda function invoked by a service that retries a throttled invocation.
+    async fn invoke<T, Fut: std::future::Future<Output = T>>(
+        &self,
+        function: Function,
+        run: impl FnOnce() -> Fut,
+    ) -> T {
+        loop {
+            let invocation = usage::invoke(
+                &self.world.usage,
+                function,
+                self.world.quotas.lambda_concurrency,
+            );
+            if let Some(_invocation) = invocation {
+                return run().await;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The validation code of a time that has passed.
+const TIME_IN_PAST: &str = "time_in_past";
+
+/// Whether a store error is a quota's throttling (rather than an injected fault).
+fn throttled(error: &tasks_core::StoreError) -> bool {
+    error.to_string().contains(dynamodb::THROTTLED)
 }
 
 /// One task a client will ask for.
@@ -245,6 +393,8 @@ struct Planned {
     cancel_at: Option<DateTime<Utc>>,
     change: Option<PlannedChange>,
     retry: bool,
+    /// How long after its time the client looks whether the task FAILED.
+    look_after: Duration,
     policy: Option<serde_json::Value>,
     receiver_gone: bool,
 }
@@ -259,12 +409,35 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
     let span_ms = scenario.span.num_milliseconds() as f64;
     let mut plan: Vec<Planned> = (0..scenario.tasks)
         .map(|i| {
-            let due_ms = world.uniform(60_000.0, span_ms.max(60_001.0));
-            let timestamp = start + Duration::milliseconds(due_ms as i64);
-            // Created up to 70 minutes ahead: some beyond the lead time (the cron claims them),
-            // some within it (handed off at once).
-            let ahead = Duration::milliseconds(world.uniform(1_000.0, 4_200_000.0) as i64);
-            let created_at = (timestamp - ahead).max(start);
+            let (timestamp, created_at) = match scenario.shape {
+                Shape::Spread => {
+                    let due_ms = world.uniform(60_000.0, span_ms.max(60_001.0));
+                    let timestamp = start + Duration::milliseconds(due_ms as i64);
+                    // Created up to 70 minutes ahead: some beyond the lead time (the cron
+                    // claims them), some within it (handed off at once).
+                    let ahead = Duration::milliseconds(world.uniform(1_000.0, 4_200_000.0) as i64);
+                    (timestamp, (timestamp - ahead).max(start))
+                }
+                Shape::Steady => {
+                    let due_ms = world.uniform(0.0, span_ms);
+                    let timestamp = start + CREATED_AHEAD + Duration::milliseconds(due_ms as i64);
+                    let ahead = Duration::milliseconds(world.uniform(1_000.0, 4_200_000.0) as i64);
+                    (timestamp, timestamp - ahead)
+                }
+                Shape::Hotspot => {
+                    let timestamp = start
+                        + scenario.span
+                        + Duration::milliseconds(world.uniform(0.0, 1_000.0) as i64);
+                    let ahead = Duration::milliseconds(world.uniform(1_000.0, 3_600_000.0) as i64);
+                    (timestamp, (timestamp - ahead).max(start))
+                }
+                Shape::Burst { per_second } => {
+                    let created_at = start
+                        + Duration::milliseconds((i as u64 * 1000 / per_second.max(1)) as i64);
+                    let ahead = Duration::milliseconds(world.uniform(1_000.0, 3_600_000.0) as i64);
+                    (created_at + ahead, created_at)
+                }
+            };
             let cancel_at = world.chance(scenario.cancel_share).then(|| {
                 let window = (timestamp - created_at).num_milliseconds() as f64 + 5_000.0;
                 created_at + Duration::milliseconds(world.uniform(0.0, window) as i64)
@@ -286,6 +459,13 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
                     }
                 });
             let retry = scenario.retry_share > 0.0 && world.chance(scenario.retry_share);
+            // Half an hour after; a hotspot's or a burst's clients do not all look at once.
+            let look_after = match scenario.shape {
+                Shape::Spread | Shape::Steady => Duration::minutes(30),
+                Shape::Hotspot | Shape::Burst { .. } => {
+                    Duration::minutes(30) + Duration::seconds(world.uniform(0.0, 1_800.0) as i64)
+                }
+            };
             let policy =
                 (scenario.policy_share > 0.0 && world.chance(scenario.policy_share)).then(|| {
                     serde_json::json!({
@@ -306,6 +486,7 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
                 cancel_at,
                 change,
                 retry,
+                look_after,
                 policy,
                 receiver_gone,
             }
@@ -333,6 +514,7 @@ async fn client(
         workflow,
         schedule,
         activity,
+        ..
     } = pipeline.as_ref();
     let mut body = serde_json::json!({
         "timestamp": tasks_core::task::rfc3339_millis::format(&planned.timestamp),
@@ -346,29 +528,45 @@ async fn client(
     }
     let body = body.to_string();
     let mut id = None;
-    for attempt in 0..5 {
-        let created = create_task(
-            store.as_ref(),
-            queue.as_ref(),
-            &world.clock,
-            schedule,
-            body.as_bytes(),
-            Some(&planned.key),
-        )
-        .await;
+    for attempt in 0..8 {
+        let created = pipeline
+            .api(|| {
+                create_task(
+                    store.as_ref(),
+                    queue.as_ref(),
+                    &world.clock,
+                    schedule,
+                    body.as_bytes(),
+                    Some(&planned.key),
+                )
+            })
+            .await;
         match created {
-            Ok(created) => {
+            Some(Ok(created)) => {
                 id = Some(created.task.id);
                 break;
             }
-            Err(CreateError::Store(_)) => {
-                activity.lock().unwrap().creates_retried += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+            Some(Err(CreateError::Store(error))) => {
+                let mut activity = activity.lock().unwrap();
+                activity.creates_retried += 1;
+                activity.requests_throttled += u64::from(throttled(&error));
             }
-            Err(error) => panic!("the simulated client's request was refused: {error}"),
+            None => {}
+            // Retried past its time: the client gives up (counted; never accepted, so not lost).
+            Some(Err(CreateError::Invalid(error))) if error.code == TIME_IN_PAST => {
+                activity.lock().unwrap().creates_too_late += 1;
+                break;
+            }
+            Some(Err(error)) => panic!("the simulated client's request was refused: {error}"),
         }
+        // A client's backoff: half a second, doubling, at most half a minute.
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (500 << attempt).min(30_000),
+        ))
+        .await;
     }
     let Some(id) = id else {
+        activity.lock().unwrap().creates_abandoned += 1;
         return;
     };
     world.record(&id, format!("accepted, due {}", planned.timestamp));
@@ -397,38 +595,46 @@ async fn client(
     };
     if change_first {
         if let Some(change) = &planned.change {
-            change_time(&ports, world, activity, &clients, &id, change).await;
+            change_time(&pipeline, &ports, &clients, &id, change).await;
         }
     }
     if let Some(cancel_at) = planned.cancel_at {
-        if cancel(world, store, workflow, activity, &clients, &id, cancel_at).await {
+        if cancel(&pipeline, &clients, &id, cancel_at).await {
             return;
         }
     }
     if !change_first {
         if let Some(change) = &planned.change {
-            change_time(&ports, world, activity, &clients, &id, change).await;
+            change_time(&pipeline, &ports, &clients, &id, change).await;
         }
     }
     if planned.retry {
-        retry_if_failed(&ports, world, activity, &clients, &id, planned.timestamp).await;
+        let look_at = planned.timestamp + planned.look_after;
+        retry_if_failed(&pipeline, &ports, &clients, &id, look_at).await;
     }
 }
 
 /// DELETE /tasks/{id} at `at`, retried on 5xx; whether it answered 200.
 async fn cancel(
-    world: &World,
-    store: &SimStore,
-    workflow: &SimStepFunctions,
-    activity: &Mutex<Activity>,
+    pipeline: &Pipeline,
     clients: &Mutex<invariants::Clients>,
     id: &str,
     at: DateTime<Utc>,
 ) -> bool {
+    let Pipeline {
+        world,
+        store,
+        workflow,
+        activity,
+        ..
+    } = pipeline;
     world.clock.sleep_until(at).await;
     for _ in 0..3 {
-        match cancel_task(store, workflow, &world.clock, id).await {
-            Ok(cancelled) => {
+        let cancelled = pipeline
+            .api(|| cancel_task(store.as_ref(), workflow.as_ref(), &world.clock, id))
+            .await;
+        match cancelled {
+            Some(Ok(cancelled)) => {
                 world.record(id, "cancel answered 200");
                 activity.lock().unwrap().cancels += 1;
                 clients.lock().unwrap().cancelled.insert(
@@ -440,8 +646,8 @@ async fn cancel(
                 );
                 return true;
             }
-            Err(CancelError::NotCancellable(_) | CancelError::NotFound(_)) => return false,
-            Err(CancelError::Store(_)) => {
+            Some(Err(CancelError::NotCancellable(_) | CancelError::NotFound(_))) => return false,
+            Some(Err(CancelError::Store(_))) | None => {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await
             }
         }
@@ -452,28 +658,35 @@ async fn cancel(
 /// PATCH /tasks/{id} with a new time, or POST /tasks/{id}/run, retried on 5xx. The time is
 /// recorded as asked for before the request: a write that succeeded behind an error may apply it.
 async fn change_time(
+    pipeline: &Pipeline,
     ports: &Ports<'_>,
-    world: &World,
-    activity: &Mutex<Activity>,
     clients: &Mutex<invariants::Clients>,
     id: &str,
     change: &PlannedChange,
 ) {
+    let Pipeline {
+        world, activity, ..
+    } = pipeline;
     world.clock.sleep_until(change.at).await;
     for _ in 0..3 {
         let now = world.clock.now();
         let timestamp = change.timestamp.unwrap_or(now);
         let asked = clients.lock().unwrap().ask(id, timestamp);
-        let result = match change.timestamp {
-            Some(at) => {
-                let body =
-                    serde_json::json!({"timestamp": tasks_core::task::rfc3339_millis::format(&at)});
-                change_task(ports, id, body.to_string().as_bytes()).await
-            }
-            None => run_task(ports, id).await,
-        };
+        let result = pipeline
+            .api(|| async {
+                match change.timestamp {
+                    Some(at) => {
+                        let body = serde_json::json!({
+                            "timestamp": tasks_core::task::rfc3339_millis::format(&at)
+                        });
+                        change_task(ports, id, body.to_string().as_bytes()).await
+                    }
+                    None => run_task(ports, id).await,
+                }
+            })
+            .await;
         match result {
-            Ok(changed) => {
+            Some(Ok(changed)) => {
                 world.record(
                     id,
                     format!("change answered 200, due {}", changed.timestamp),
@@ -482,38 +695,41 @@ async fn change_time(
                 clients.lock().unwrap().answer(id, asked, changed.attempts);
                 return;
             }
-            Err(ChangeError::NotChangeable(_) | ChangeError::NotFound(_)) => {
+            Some(Err(ChangeError::NotChangeable(_) | ChangeError::NotFound(_))) => {
                 activity.lock().unwrap().changes_refused += 1;
                 return;
             }
-            Err(ChangeError::Store(_)) => {
+            Some(Err(ChangeError::Invalid(error))) if error.code == TIME_IN_PAST => {
+                activity.lock().unwrap().changes_refused += 1;
+                return;
+            }
+            Some(Err(ChangeError::Store(_))) | None => {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await
             }
-            Err(error) => panic!("the simulated client's change was refused: {error}"),
+            Some(Err(error)) => panic!("the simulated client's change was refused: {error}"),
         }
     }
 }
 
-/// Half an hour after the task's time, a client that finds it FAILED retries it, now or a few
-/// minutes later.
+/// At `look_at` (half an hour or so after the task's time), a client that finds it FAILED
+/// retries it, now or a few minutes later.
 async fn retry_if_failed(
+    pipeline: &Pipeline,
     ports: &Ports<'_>,
-    world: &World,
-    activity: &Mutex<Activity>,
     clients: &Mutex<invariants::Clients>,
     id: &str,
-    timestamp: DateTime<Utc>,
+    look_at: DateTime<Utc>,
 ) {
-    world
-        .clock
-        .sleep_until(timestamp + Duration::minutes(30))
-        .await;
+    let Pipeline {
+        world, activity, ..
+    } = pipeline;
+    world.clock.sleep_until(look_at).await;
     let delay = world.uniform(0.0, 300.0) as u64;
     for _ in 0..3 {
-        match ports.store.get(id).await {
-            Ok(Some(task)) if task.task_status == TaskStatus::Failed => {}
-            Ok(_) => return,
-            Err(_) => {
+        match pipeline.api(|| ports.store.get(id)).await {
+            Some(Ok(Some(task))) if task.task_status == TaskStatus::Failed => {}
+            Some(Ok(_)) => return,
+            Some(Err(_)) | None => {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
@@ -521,18 +737,21 @@ async fn retry_if_failed(
         let at = world.clock.now() + Duration::seconds(delay as i64);
         let asked = clients.lock().unwrap().ask(id, at);
         let body = serde_json::json!({"seconds": delay}).to_string();
-        match retry_task(ports, id, body.as_bytes()).await {
-            Ok(retried) => {
+        match pipeline
+            .api(|| retry_task(ports, id, body.as_bytes()))
+            .await
+        {
+            Some(Ok(retried)) => {
                 world.record(id, format!("retry answered 200, due {}", retried.timestamp));
                 activity.lock().unwrap().retries += 1;
                 clients.lock().unwrap().answer(id, asked, retried.attempts);
                 return;
             }
-            Err(ChangeError::NotRetryable(_) | ChangeError::NotFound(_)) => return,
-            Err(ChangeError::Store(_)) => {
+            Some(Err(ChangeError::NotRetryable(_) | ChangeError::NotFound(_))) => return,
+            Some(Err(ChangeError::Store(_))) | None => {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await
             }
-            Err(error) => panic!("the simulated client's retry was refused: {error}"),
+            Some(Err(error)) => panic!("the simulated client's retry was refused: {error}"),
         }
     }
 }
@@ -559,17 +778,24 @@ async fn cron_loop(pipeline: Arc<Pipeline>) {
             let pipeline = pipeline.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(late).await;
-                let summary = run_cron(
-                    pipeline.store.as_ref(),
-                    pipeline.queue.as_ref(),
-                    pipeline.workflow.as_ref(),
-                    &pipeline.world.clock,
-                    &pipeline.schedule,
-                )
-                .await;
+                // The function's timeout ends a run that has more to do; the next run goes on.
+                let summary = pipeline
+                    .invoke(Function::Cron, || {
+                        tokio::time::timeout(
+                            CRON_TIMEOUT,
+                            run_cron(
+                                pipeline.store.as_ref(),
+                                pipeline.queue.as_ref(),
+                                pipeline.workflow.as_ref(),
+                                &pipeline.world.clock,
+                                &pipeline.schedule,
+                            ),
+                        )
+                    })
+                    .await;
                 count_cron(
                     &mut pipeline.activity.lock().unwrap(),
-                    summary.as_ref().ok(),
+                    summary.ok().and_then(Result::ok).as_ref(),
                 );
             });
         }
@@ -603,12 +829,21 @@ async fn poll(pipeline: Arc<Pipeline>) {
         workflow,
         schedule,
         activity,
+        ..
     } = pipeline.as_ref();
     loop {
         let batch = queue.receive(10, std::time::Duration::from_secs(20)).await;
         if batch.is_empty() {
             continue;
         }
+        // A throttled invocation leaves the batch to come back after the visibility timeout.
+        let Some(_invocation) = usage::invoke(
+            &world.usage,
+            Function::ProcessSqsRecords,
+            world.quotas.lambda_concurrency,
+        ) else {
+            continue;
+        };
         let faults = world.faults;
         if world.fault("lambda.cold_start", faults.cold_start) {
             world.latency(100, 400).await;
@@ -629,6 +864,7 @@ async fn poll(pipeline: Arc<Pipeline>) {
         if world.fault("lambda.crash_after", faults.lambda_crash_after) {
             continue;
         }
+        let mut handled = Vec::new();
         for (message, result) in batch.iter().zip(results) {
             let name = match &result {
                 Ok(StartReport::Started) => "started",
@@ -643,8 +879,9 @@ async fn poll(pipeline: Arc<Pipeline>) {
             *activity.lock().unwrap().starts.entry(name).or_default() += 1;
             world.record(&message.body.id, format!("start: {name}"));
             if result.is_ok() {
-                queue.delete(message.receipt);
+                handled.push(message.receipt);
             }
         }
+        queue.delete(&handled);
     }
 }

@@ -75,6 +75,7 @@ impl SimQueue {
     /// Long-polls for up to `max` visible messages, in no particular order, for at most `wait`.
     /// A message past its last receive goes to the dead-letter queue instead.
     pub async fn receive(&self, max: usize, wait: std::time::Duration) -> Vec<Received> {
+        self.world.call("sqs.ReceiveMessage");
         let deadline = Instant::now() + wait;
         loop {
             let received = self.take_visible(max);
@@ -126,8 +127,16 @@ impl SimQueue {
         received
     }
 
-    pub fn delete(&self, receipt: u64) {
-        self.messages.lock().unwrap().remove(&receipt);
+    /// DeleteMessageBatch of the handled messages' receipts.
+    pub fn delete(&self, receipts: &[u64]) {
+        if receipts.is_empty() {
+            return;
+        }
+        self.world.call("sqs.DeleteMessageBatch");
+        let mut messages = self.messages.lock().unwrap();
+        for receipt in receipts {
+            messages.remove(receipt);
+        }
     }
 
     pub fn dead_letters(&self) -> Vec<DispatchMessage> {
@@ -138,6 +147,7 @@ impl SimQueue {
 #[async_trait]
 impl DispatchQueue for SimQueue {
     async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError> {
+        self.world.call("sqs.SendMessageBatch");
         self.world.latency(5, 20).await;
         let faults = self.world.faults;
         if self.world.fault("sqs.error", faults.queue_error) {

@@ -2,16 +2,22 @@
 //! documents:
 //! - an execution name is unique for 90 days after its execution ends: starting a taken name
 //!   answers for the running or the ended execution (the adapter asks which);
-//! - `StartExecution` is a token bucket (1,300 burst, 300 per second refill in us-east-1):
+//! - `StartExecution` is a token bucket ([`Quotas::start_execution`](crate::quotas::Quotas)):
 //!   past it, `ThrottlingException`; a start may also fail (500) or be applied with its
 //!   response lost;
+//! - every state entered is a state transition, billed and taken from the account's bucket
+//!   (`state_transitions`): past it, the execution waits for its transitions before it goes on;
 //! - the execution runs `state-machine/tasks.asl.json` through the `asl` interpreter, with its
 //!   Retry and Catch as written; a Wait ends at the start of its second (up to a second early);
-//! - a Lambda invocation may start cold (100-400 ms), fail with a `Lambda.*` service error before
+//! - a Lambda invocation takes one of the account's concurrent executions (`lambda_concurrency`;
+//!   past it, `Lambda.TooManyRequestsException`), and may start cold (100-400 ms), fail with a
+//!   `Lambda.*` service error before
 //!   the handler runs, time out at the function's timeout (`Sandbox.Timedout`, after whatever the
 //!   handler did), or crash after the handler ran (`Lambda.Unknown`);
 //! - `StopExecution` aborts a running execution.
 
+use crate::quotas::Bucket;
+use crate::usage::{self, Function};
 use crate::world::World;
 use asl::{Context, ExecutionOutcome, Failure, HistoryEvent, Host, StateMachine};
 use async_trait::async_trait;
@@ -30,10 +36,6 @@ pub const DEFINITION: &str = include_str!("../../../state-machine/tasks.asl.json
 const EXECUTE_TASK: &str = "${ExecuteTaskFunctionArn}";
 const UPDATE_STATUS: &str = "${UpdateStatusFunctionArn}";
 
-/// StartExecution's token bucket in us-east-1.
-pub const START_BURST: f64 = 1300.0;
-pub const START_REFILL_PER_SECOND: f64 = 300.0;
-
 /// What the two functions need, and their timeouts from the template.
 pub struct Functions {
     pub store: Arc<dyn TaskStore>,
@@ -48,44 +50,24 @@ enum Execution {
     Ended(String),
 }
 
-struct Bucket {
-    tokens: f64,
-    at: tokio::time::Instant,
-}
-
 pub struct SimStepFunctions {
     world: Arc<World>,
     machine: Arc<StateMachine>,
     functions: Arc<Functions>,
     executions: Arc<Mutex<BTreeMap<String, Execution>>>,
-    bucket: Mutex<Bucket>,
+    starts: Mutex<Bucket>,
+    transitions: Arc<Mutex<Bucket>>,
 }
 
 impl SimStepFunctions {
     pub fn new(world: Arc<World>, functions: Functions) -> Self {
         SimStepFunctions {
-            world,
             machine: Arc::new(StateMachine::parse(DEFINITION).expect("the state machine parses")),
             functions: Arc::new(functions),
             executions: Arc::new(Mutex::new(BTreeMap::new())),
-            bucket: Mutex::new(Bucket {
-                tokens: START_BURST,
-                at: tokio::time::Instant::now(),
-            }),
-        }
-    }
-
-    fn take_token(&self) -> bool {
-        let mut bucket = self.bucket.lock().unwrap();
-        let now = tokio::time::Instant::now();
-        let refill = (now - bucket.at).as_secs_f64() * START_REFILL_PER_SECOND;
-        bucket.tokens = (bucket.tokens + refill).min(START_BURST);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
+            starts: Mutex::new(Bucket::new(world.quotas.start_execution)),
+            transitions: Arc::new(Mutex::new(Bucket::new(world.quotas.state_transitions))),
+            world,
         }
     }
 
@@ -95,6 +77,8 @@ impl SimStepFunctions {
             functions: self.functions.clone(),
             task_id: input.id.clone(),
             wait_until: Mutex::new(None),
+            transitions: self.transitions.clone(),
+            owed: Mutex::new(0),
         };
         let machine = self.machine.clone();
         let executions = self.executions.clone();
@@ -141,6 +125,7 @@ fn input_id(execution_name: &str) -> String {
 #[async_trait]
 impl Workflow for SimStepFunctions {
     async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
+        self.world.call("stepfunctions.StartExecution");
         self.world.latency(10, 40).await;
         let faults = self.world.faults;
         if self
@@ -149,8 +134,12 @@ impl Workflow for SimStepFunctions {
         {
             return Err(WorkflowError("InternalServerError".into()));
         }
-        if !self.take_token() {
-            self.world.fault("stepfunctions.throttled", 1.0);
+        if !self.starts.lock().unwrap().try_take(1.0) {
+            self.world
+                .usage
+                .lock()
+                .unwrap()
+                .throttle("stepfunctions.start_execution");
             return Err(WorkflowError("ThrottlingException: rate exceeded".into()));
         }
         let name = input.execution_name();
@@ -173,6 +162,7 @@ impl Workflow for SimStepFunctions {
     }
 
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
+        self.world.call("stepfunctions.DescribeExecution");
         self.world.latency(10, 40).await;
         if self
             .world
@@ -188,6 +178,7 @@ impl Workflow for SimStepFunctions {
     }
 
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
+        self.world.call("stepfunctions.StopExecution");
         self.world.latency(10, 40).await;
         let mut executions = self.executions.lock().unwrap();
         if let Some(Execution::Running(handle)) = executions.get(execution_name) {
@@ -213,12 +204,37 @@ struct ExecutionHost {
     task_id: String,
     /// The time the Wait state entered last waits for (a retry delay is not truncated).
     wait_until: Mutex<Option<DateTime<Utc>>>,
+    transitions: Arc<Mutex<Bucket>>,
+    /// States entered whose transitions are not yet taken from the account's bucket.
+    owed: Mutex<u64>,
 }
 
 impl ExecutionHost {
+    fn transition(&self) {
+        *self.owed.lock().unwrap() += 1;
+        self.world.usage.lock().unwrap().state_transitions += 1;
+    }
+
+    /// Takes the transitions made so far from the account's bucket, waiting when it is empty.
+    async fn pay_transitions(&self) {
+        let owed = std::mem::take(&mut *self.owed.lock().unwrap());
+        if owed == 0 {
+            return;
+        }
+        let wait = self.transitions.lock().unwrap().reserve(owed as f64);
+        if !wait.is_zero() {
+            self.world
+                .usage
+                .lock()
+                .unwrap()
+                .throttle("stepfunctions.state_transitions");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     async fn lambda<F, Fut>(
         &self,
-        name: &str,
+        function: Function,
         timeout: std::time::Duration,
         handler: F,
     ) -> Result<Value, Failure>
@@ -226,6 +242,17 @@ impl ExecutionHost {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Value, Failure>>,
     {
+        let name = function.name();
+        let Some(_invocation) = usage::invoke(
+            &self.world.usage,
+            function,
+            self.world.quotas.lambda_concurrency,
+        ) else {
+            return Err(Failure::new(
+                "Lambda.TooManyRequestsException",
+                format!("{name}: Rate Exceeded."),
+            ));
+        };
         let faults = self.world.faults;
         if self.world.fault("lambda.cold_start", faults.cold_start) {
             self.world.latency(100, 400).await;
@@ -280,6 +307,7 @@ impl Host for ExecutionHost {
     }
 
     async fn sleep_until(&self, at: DateTime<Utc>) {
+        self.pay_transitions().await;
         let wait = self.wait_until.lock().unwrap().take();
         let at = if wait == Some(at) {
             // A Wait ends at the start of its second, a little after it as scheduled.
@@ -292,11 +320,12 @@ impl Host for ExecutionHost {
     }
 
     async fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
+        self.pay_transitions().await;
         let functions = &self.functions;
         let clock: &dyn Clock = &self.world.clock;
         match resource {
             EXECUTE_TASK => {
-                self.lambda("execute-task", functions.execute_timeout, || async {
+                self.lambda(Function::ExecuteTask, functions.execute_timeout, || async {
                     let input: AttemptInput = payload(input)?;
                     let report = execute_task(
                         functions.store.as_ref(),
@@ -312,7 +341,7 @@ impl Host for ExecutionHost {
                 .await
             }
             UPDATE_STATUS => {
-                self.lambda("update-status", functions.update_timeout, || async {
+                self.lambda(Function::UpdateStatus, functions.update_timeout, || async {
                     let update: StatusUpdate = payload(input)?;
                     let status = record_outcome(functions.store.as_ref(), clock, &update)
                         .await
@@ -340,8 +369,11 @@ impl Host for ExecutionHost {
                 *self.wait_until.lock().unwrap() = Some(until);
             }
             HistoryEvent::StateEntered { state, .. } => {
+                self.transition();
                 self.world.record(&self.task_id, format!("state {state}"));
             }
+            // A retry is a transition too (billed, and taken from the bucket).
+            HistoryEvent::RetryScheduled { .. } => self.transition(),
             _ => {}
         }
     }

@@ -1,13 +1,17 @@
 //! What every simulated service shares: the simulated clock, the seeded random source, the
-//! fault rates, the count of faults injected, and the event trace whose digest identifies a run.
+//! fault rates and quotas, the count of faults injected, what was asked of AWS, and the event
+//! trace whose digest identifies a run.
 
 use chrono::{DateTime, Duration, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tasks_core::Clock;
+
+use crate::quotas::Quotas;
+use crate::usage::Usage;
 
 /// How often each kind of failure happens, per call (or per invocation, per delivery).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -132,6 +136,8 @@ impl Clock for SimClock {
 pub struct World {
     pub clock: SimClock,
     pub faults: Faults,
+    pub quotas: Quotas,
+    pub usage: Arc<Mutex<Usage>>,
     rng: Mutex<ChaCha8Rng>,
     injected: Mutex<BTreeMap<&'static str, u64>>,
     trace: Mutex<Trace>,
@@ -145,10 +151,18 @@ struct Trace {
 }
 
 impl World {
-    pub fn new(seed: u64, faults: Faults, start: DateTime<Utc>, keep_task_traces: bool) -> Self {
+    pub fn new(
+        seed: u64,
+        faults: Faults,
+        quotas: Quotas,
+        start: DateTime<Utc>,
+        keep_task_traces: bool,
+    ) -> Self {
         World {
             clock: SimClock::new(start),
             faults,
+            quotas,
+            usage: Arc::new(Mutex::new(Usage::default())),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             injected: Mutex::new(BTreeMap::new()),
             trace: Mutex::new(Trace {
@@ -157,6 +171,11 @@ impl World {
                 by_task: keep_task_traces.then(BTreeMap::new),
             }),
         }
+    }
+
+    /// Counts one request to `api` (`service.Action`).
+    pub fn call(&self, api: &'static str) {
+        self.usage.lock().unwrap().call(api);
     }
 
     pub fn chance(&self, probability: f64) -> bool {

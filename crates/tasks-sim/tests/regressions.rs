@@ -2,11 +2,12 @@
 //! stuck has a seed (and a fault profile) that drives the pipeline through it, kept here as a
 //! regression case. Each asserts that the path was taken and that every invariant held.
 
+use tasks_core::Schedule;
 use tasks_sim::{simulate, Faults, Outcome, Scenario};
 
 /// The findings' seeds were recorded before clients changed and retried tasks and set retry
-/// policies: those stay off so
-/// each seed still takes its path.
+/// policies, and before the cron looked ahead (its counts draw from the random stream): those
+/// stay off so each seed still takes its path.
 fn scenario(tasks: usize, faults: Faults) -> Scenario {
     Scenario {
         tasks,
@@ -14,6 +15,10 @@ fn scenario(tasks: usize, faults: Faults) -> Scenario {
         change_share: 0.0,
         retry_share: 0.0,
         policy_share: 0.0,
+        schedule: Schedule {
+            start_rate: 0,
+            ..Schedule::default()
+        },
         ..Scenario::standard()
     }
 }

@@ -261,6 +261,19 @@ async fn a_status_query_reads_a_window_of_start_times_both_ends_included() {
 }
 
 #[tokio::test]
+async fn a_count_is_of_one_status_within_a_window_both_ends_included() {
+    let store = seeded_store().await;
+    let count = |status, from: i64, to: i64| {
+        store.count(status, at(from * 60).timestamp(), at(to * 60).timestamp())
+    };
+    assert_eq!(count(TaskStatus::Queued, 1, 3).await, Ok(3));
+    assert_eq!(count(TaskStatus::Queued, 0, 9).await, Ok(6));
+    assert_eq!(count(TaskStatus::Queued, 5, 8).await, Ok(0));
+    assert_eq!(count(TaskStatus::Scheduled, 0, 9).await, Ok(1));
+    assert_eq!(count(TaskStatus::Completed, 0, 9).await, Ok(0));
+}
+
+#[tokio::test]
 async fn a_query_that_fits_one_page_has_no_next_token() {
     let store = seeded_store().await;
     let page = store

@@ -188,3 +188,67 @@ async fn a_store_outage_fails_the_run() {
     .await;
     assert!(result.is_err());
 }
+
+/// Tasks due in the coming minutes, more than the start rate can start within the lead time,
+/// are claimed now (look-ahead); with look-ahead off they wait for their start time.
+#[tokio::test]
+async fn cron_claims_a_coming_hotspot_early_and_a_steady_load_on_time() {
+    let hotspot = || {
+        let store = MemoryStore::new();
+        for i in 0..3_000 {
+            // Start times 150 s from now: due 270 s from now.
+            store.put(task(
+                &format!("hot-{i:04}"),
+                now() + Duration::seconds(270),
+                TaskStatus::Scheduled,
+            ));
+        }
+        store.put(task(
+            "after-the-hotspot",
+            now() + Duration::seconds(600),
+            TaskStatus::Scheduled,
+        ));
+        store
+    };
+    // 3,000 starts at 10 a second take 300 s: more than the 150 s until they are due plus the
+    // lead time's slack, and more than the time until the minutes after them (through 300 s,
+    // when 300 s of starts would be in time).
+    let slow_starts = Schedule {
+        start_rate: 10,
+        ..Schedule::default()
+    };
+    let clock = FixedClock::new(now());
+    let store = hotspot();
+    let queue = MemoryQueue::new();
+    let summary = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &slow_starts)
+        .await
+        .unwrap();
+    assert_eq!(summary.due.dispatched, 3_000);
+    assert_eq!(summary.look_ahead_seconds, 300);
+    assert_eq!(status_of(&store, "hot-0000"), TaskStatus::Queued);
+    assert_eq!(
+        status_of(&store, "after-the-hotspot"),
+        TaskStatus::Scheduled
+    );
+
+    for schedule in [
+        Schedule::default(),
+        Schedule {
+            start_rate: 0,
+            ..slow_starts
+        },
+    ] {
+        let store = hotspot();
+        let summary = run_cron(
+            &store,
+            &MemoryQueue::new(),
+            &MemoryWorkflow::new(),
+            &clock,
+            &schedule,
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.due.found, 0, "{schedule:?}");
+        assert_eq!(summary.look_ahead_seconds, 0);
+    }
+}

@@ -16,7 +16,7 @@ use tasks_aws::{DynamoDbStore, SqsQueue};
 use tasks_core::memory::MemoryWorkflow;
 use tasks_core::{
     DispatchMessage, DispatchQueue, Page, QueueError, Schedule, StatusQuery, StoreError,
-    SystemClock, Task, TaskStore, Transition,
+    SystemClock, Task, TaskStatus, TaskStore, Transition,
 };
 
 #[derive(Default)]
@@ -68,6 +68,12 @@ impl TaskStore for Timed<DynamoDbStore> {
         let task = self.inner.transition(id, change).await;
         self.claims.record(started);
         task
+    }
+    async fn count(&self, status: TaskStatus, from: i64, to: i64) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let count = self.inner.count(status, from, to).await;
+        self.queries.record(started);
+        count
     }
 }
 

@@ -1,22 +1,43 @@
 //! `tasks-sim`: runs the simulation over many seeds (or one), prints the table, and fails with
 //! the seed and the task's trace when an invariant breaks.
 //!
-//! `tasks-sim [--seeds N] [--first S] [--seed S] [--tasks N] [--hours H] [--threads T] [--no-faults]`
+//! `tasks-sim [--seeds N] [--first S] [--seed S] [--tasks N] [--hours H] [--threads T] [--no-faults]
+//! [--workload steady|hotspot|burst] [--scale] [--start-rate R] [--lambda-concurrency C]`
+//!
+//! `--workload` starts from one of the scale workloads instead of the standard scenario; `--scale`
+//! runs the three (one seed each, side by side on the threads) and prints a table for each;
+//! `--start-rate` sets the rate look-ahead dispatch plans with (0 turns it off);
+//! `--lambda-concurrency` raises (or lowers) the account's Lambda concurrency. Flags given before
+//! `--workload` are kept.
 
 use chrono::Duration;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
+use tasks_sim::cost;
+use tasks_sim::usage::Function;
 use tasks_sim::{simulate, Faults, Outcome, Scenario};
 
 struct Args {
     seeds: Vec<u64>,
     scenario: Scenario,
     threads: usize,
+    scale: bool,
 }
+
+/// A scale workload: its name and its scenario.
+type Workload = (&'static str, fn() -> Scenario);
+
+/// The scale workloads by name.
+const WORKLOADS: [Workload; 3] = [
+    ("steady", Scenario::steady),
+    ("hotspot", Scenario::hotspot),
+    ("burst", Scenario::burst),
+];
 
 fn parse() -> Result<Args, String> {
     let mut scenario = Scenario::standard();
+    let mut scale = false;
     let (mut count, mut first, mut one, mut threads) = (200u64, 1u64, None, 2usize);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -33,6 +54,26 @@ fn parse() -> Result<Args, String> {
             "--hours" => scenario.span = Duration::hours(value("--hours")? as i64),
             "--threads" => threads = value("--threads")?.max(1) as usize,
             "--no-faults" => scenario.faults = Faults::none(),
+            "--workload" => {
+                let name = args.next().unwrap_or_default();
+                let (_, workload) = WORKLOADS
+                    .iter()
+                    .find(|(known, _)| *known == name)
+                    .ok_or_else(|| {
+                        format!("--workload takes steady, hotspot or burst, not {name}")
+                    })?;
+                scenario = Scenario {
+                    faults: scenario.faults,
+                    schedule: scenario.schedule,
+                    quotas: scenario.quotas,
+                    ..workload()
+                };
+            }
+            "--scale" => scale = true,
+            "--start-rate" => scenario.schedule.start_rate = value("--start-rate")? as u32,
+            "--lambda-concurrency" => {
+                scenario.quotas.lambda_concurrency = value("--lambda-concurrency")? as usize
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -46,6 +87,7 @@ fn parse() -> Result<Args, String> {
         seeds,
         scenario,
         threads,
+        scale,
     })
 }
 
@@ -58,10 +100,14 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let mut outcomes = run_all(&args);
-    outcomes.sort_by_key(|outcome| outcome.seed);
-    let elapsed = started.elapsed();
-    print_table(&args, &outcomes, elapsed);
+    let outcomes = if args.scale {
+        run_scale(&args)
+    } else {
+        let mut outcomes = run_all(&args);
+        outcomes.sort_by_key(|outcome| outcome.seed);
+        print_table(&args.scenario, &outcomes, started.elapsed());
+        outcomes
+    };
     let failing: Vec<&Outcome> = outcomes
         .iter()
         .filter(|outcome| !outcome.report.violations.is_empty())
@@ -87,6 +133,48 @@ fn main() -> ExitCode {
         );
         ExitCode::FAILURE
     }
+}
+
+/// The three scale workloads, side by side on the threads, each with the first seed; a table
+/// for each as it ends, in the order they were named.
+fn run_scale(args: &Args) -> Vec<Outcome> {
+    let seed = args.seeds.first().copied().unwrap_or(1);
+    let scenarios: Vec<(&str, Scenario)> = WORKLOADS
+        .iter()
+        .map(|(name, workload)| {
+            let scenario = Scenario {
+                faults: args.scenario.faults,
+                ..workload()
+            };
+            (*name, scenario)
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..args.threads.min(scenarios.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((name, scenario)) = scenarios.get(index) else {
+                    return;
+                };
+                let started = Instant::now();
+                let outcome = simulate(seed, *scenario);
+                done.lock()
+                    .unwrap()
+                    .push((index, *name, *scenario, outcome, started.elapsed()));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(index, ..)| *index);
+    done.into_iter()
+        .map(|(_, name, scenario, outcome, elapsed)| {
+            println!("\n## workload: {name}\n");
+            print_table(&scenario, std::slice::from_ref(&outcome), elapsed);
+            outcome
+        })
+        .collect()
 }
 
 /// Seeds run on `threads` threads, each seed on its own single-threaded runtime.
@@ -121,7 +209,7 @@ fn run_all(args: &Args) -> Vec<Outcome> {
     })
 }
 
-fn print_table(args: &Args, outcomes: &[Outcome], elapsed: std::time::Duration) {
+fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Duration) {
     let sum = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
     let mut lateness: Vec<i64> = outcomes
         .iter()
@@ -153,10 +241,10 @@ fn print_table(args: &Args, outcomes: &[Outcome], elapsed: std::time::Duration) 
         );
     }
     println!(
-        "simulated {} seed(s) x {} tasks over {} h (+ settling) in {:.1} s",
+        "simulated {} seed(s) x {} tasks over {} min (+ settling) in {:.1} s",
         outcomes.len(),
-        args.scenario.tasks,
-        args.scenario.span.num_hours(),
+        scenario.tasks,
+        scenario.span.num_minutes(),
         elapsed.as_secs_f64()
     );
     println!("| measure | value |\n|---|---|");
@@ -167,7 +255,21 @@ fn print_table(args: &Args, outcomes: &[Outcome], elapsed: std::time::Duration) 
         sum(|o| o.report.delivered)
     );
     println!("| COMPLETED | {} |", sum(|o| o.report.completed));
-    println!("| FAILED (with lastError) | {} |", sum(|o| o.report.failed));
+    let mut failed_by: BTreeMap<&str, usize> = BTreeMap::new();
+    for outcome in outcomes {
+        for (reason, n) in &outcome.report.failed_by {
+            *failed_by.entry(reason).or_default() += n;
+        }
+    }
+    let failed_by: Vec<String> = failed_by
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    println!(
+        "| FAILED (with lastError) | {} ({}) |",
+        sum(|o| o.report.failed),
+        failed_by.join(", ")
+    );
     println!("| CANCELLED | {} |", sum(|o| o.report.cancelled));
     println!("| early | {} |", sum(|o| o.report.early));
     println!("| lost | {} |", sum(|o| o.report.lost));
@@ -234,4 +336,88 @@ fn print_table(args: &Args, outcomes: &[Outcome], elapsed: std::time::Duration) 
         .map(|(class, n)| format!("{class} {n}"))
         .collect();
     println!("| faults injected | {} |", faults.join(", "));
+    print_usage(outcomes);
+}
+
+/// Throttling by quota, Lambda concurrency, calls per task by API and the cost per million
+/// tasks, over all the outcomes together.
+fn print_usage(outcomes: &[Outcome]) {
+    let mut usage = tasks_sim::usage::Usage::default();
+    for outcome in outcomes {
+        let one = &outcome.usage;
+        for (api, n) in &one.calls {
+            *usage.calls.entry(api).or_default() += n;
+        }
+        for (quota, n) in &one.throttled {
+            *usage.throttled.entry(quota).or_default() += n;
+        }
+        for (function, used) in &one.functions {
+            let all = usage.functions.entry(*function).or_default();
+            all.invocations += used.invocations;
+            all.mb_ms += used.mb_ms;
+            all.peak_concurrency = all.peak_concurrency.max(used.peak_concurrency);
+        }
+        usage.write_units += one.write_units;
+        usage.read_half_units += one.read_half_units;
+        usage.state_transitions += one.state_transitions;
+        usage.peak_concurrency = usage.peak_concurrency.max(one.peak_concurrency);
+    }
+    let tasks = outcomes
+        .iter()
+        .map(|o| o.report.tasks)
+        .sum::<usize>()
+        .max(1) as f64;
+    let throttled: Vec<String> = usage
+        .throttled
+        .iter()
+        .map(|(quota, n)| format!("{quota} {n}"))
+        .collect();
+    println!(
+        "| throttled by quota | {} |",
+        if throttled.is_empty() {
+            "none".to_string()
+        } else {
+            throttled.join(", ")
+        }
+    );
+    let activity = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
+    println!(
+        "| client requests answered 429/503 by a quota | {} |",
+        activity(|o| o.activity.requests_throttled)
+    );
+    println!(
+        "| creates never accepted: client gave up (of which: time passed) | {} ({}) |",
+        activity(|o| o.activity.creates_abandoned),
+        activity(|o| o.activity.creates_too_late)
+    );
+    let peaks: Vec<String> = Function::ALL
+        .iter()
+        .filter_map(|f| {
+            let used = usage.functions.get(f)?;
+            Some(format!("{} {}", f.name(), used.peak_concurrency))
+        })
+        .collect();
+    println!(
+        "| Lambda concurrency peak (account; by function) | {}; {} |",
+        usage.peak_concurrency,
+        peaks.join(", ")
+    );
+    let calls: Vec<String> = usage
+        .calls
+        .iter()
+        .map(|(api, n)| format!("{api} {:.2}", *n as f64 / tasks))
+        .collect();
+    println!("| AWS requests per task by API | {} |", calls.join(", "));
+    for line in cost::bill(&usage, tasks as u64) {
+        println!(
+            "| cost per million tasks: {} | ${:.2}{} |",
+            line.service,
+            line.per_million_tasks,
+            if line.measure.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} per task)", line.measure)
+            }
+        );
+    }
 }

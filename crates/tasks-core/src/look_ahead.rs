@@ -1,0 +1,113 @@
+//! Look-ahead dispatch: how far ahead the cron claims. Step Functions starts executions at a
+//! bounded rate (a token bucket per account), so a hotspot of tasks due in the same minute needs
+//! its executions started long before the lead time: 100,000 starts at 250 a second take almost
+//! seven minutes. Each run, the cron counts the SCHEDULED tasks due in each of the next minutes
+//! and claims through the last minute whose tasks, together with every task due before them,
+//! could not all be started in the time left (the minutes until they are due, plus the lead
+//! time, less the cron period and a margin). A steady load never triggers it; a hotspot is
+//! claimed minutes early, and its executions wait in their Wait state, which costs nothing.
+
+use crate::schedule::Schedule;
+use chrono::Duration;
+
+/// Minutes ahead the cron counts (one index count per minute).
+pub const LOOK_AHEAD_MINUTES: usize = 15;
+/// The width of one count.
+pub const BUCKET: Duration = Duration::seconds(60);
+/// The cron runs this often: a minute not claimed now waits for the next run.
+pub const CRON_PERIOD: Duration = Duration::seconds(60);
+/// Starting is never exactly at the planned rate (throttles, failed starts retried).
+pub const START_MARGIN: Duration = Duration::seconds(30);
+
+/// The `(from, to)` bounds of `startExecutionAt` (inclusive epoch seconds) of each minute the
+/// cron counts, after `now`.
+pub fn buckets(now: i64) -> Vec<(i64, i64)> {
+    (0..LOOK_AHEAD_MINUTES as i64)
+        .map(|j| {
+            let width = BUCKET.num_seconds();
+            (now + j * width + 1, now + (j + 1) * width)
+        })
+        .collect()
+}
+
+/// The latest `startExecutionAt` to claim now, given the count of tasks in each of
+/// [`buckets`]: `now` unless a hotspot is coming.
+pub fn claim_horizon(now: i64, counts: &[u64], schedule: &Schedule) -> i64 {
+    if schedule.start_rate == 0 {
+        return now;
+    }
+    let rate = f64::from(schedule.start_rate);
+    let slack = (schedule.lead_time - CRON_PERIOD - START_MARGIN).num_seconds() as f64;
+    let mut due = 0u64;
+    let mut horizon = now;
+    for ((_, to), count) in buckets(now).into_iter().zip(counts) {
+        due += count;
+        let until_due = (to - BUCKET.num_seconds() + 1 - now) as f64;
+        if due as f64 / rate > until_due + slack {
+            horizon = to;
+        }
+    }
+    horizon
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_900_000_000;
+
+    fn counts(at_minute: usize, tasks: u64) -> Vec<u64> {
+        let mut counts = vec![0; LOOK_AHEAD_MINUTES];
+        counts[at_minute] = tasks;
+        counts
+    }
+
+    #[test]
+    fn a_steady_load_is_claimed_within_the_lead_time_only() {
+        // A million a day is about 700 a minute: 2.8 s of starts.
+        let steady = vec![700; LOOK_AHEAD_MINUTES];
+        assert_eq!(claim_horizon(NOW, &steady, &Schedule::default()), NOW);
+        assert_eq!(
+            claim_horizon(NOW, &counts(0, 7_000), &Schedule::default()),
+            NOW
+        );
+    }
+
+    #[test]
+    fn a_hotspot_is_claimed_as_early_as_its_starts_need() {
+        let schedule = Schedule::default();
+        // 100,000 starts at 250/s take 400 s: minute 6 (due from 361 s) is claimed, minute 7
+        // (due from 421 s) not yet.
+        assert_eq!(
+            claim_horizon(NOW, &counts(6, 100_000), &schedule),
+            NOW + 7 * 60
+        );
+        assert_eq!(claim_horizon(NOW, &counts(7, 100_000), &schedule), NOW);
+        // 40,000 starts (160 s) for minute 2 (due from 121 s, 150 s with the slack) are claimed
+        // now with everything due before them; 30,000 (120 s) wait for the next run.
+        assert_eq!(
+            claim_horizon(NOW, &counts(2, 40_000), &schedule),
+            NOW + 3 * 60
+        );
+        assert_eq!(claim_horizon(NOW, &counts(2, 30_000), &schedule), NOW);
+    }
+
+    #[test]
+    fn a_zero_rate_turns_it_off() {
+        let off = Schedule {
+            start_rate: 0,
+            ..Schedule::default()
+        };
+        assert_eq!(claim_horizon(NOW, &counts(0, 1_000_000), &off), NOW);
+    }
+
+    #[test]
+    fn the_buckets_cover_the_next_minutes_without_gaps() {
+        let buckets = buckets(NOW);
+        assert_eq!(buckets.len(), LOOK_AHEAD_MINUTES);
+        assert_eq!(buckets[0], (NOW + 1, NOW + 60));
+        for pair in buckets.windows(2) {
+            assert_eq!(pair[1].0, pair[0].1 + 1);
+        }
+    }
+}

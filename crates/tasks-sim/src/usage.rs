@@ -1,0 +1,136 @@
+//! What a run asked of AWS: calls by API, DynamoDB capacity units, Lambda invocations with their
+//! billed GB-seconds and concurrency, and the requests each quota throttled. The cost table
+//! ([`crate::cost`]) turns these into dollars.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The five functions, with the memory the template gives each (a test checks the template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Function {
+    Api,
+    Cron,
+    ProcessSqsRecords,
+    ExecuteTask,
+    UpdateStatus,
+}
+
+impl Function {
+    pub const ALL: [Function; 5] = [
+        Function::Api,
+        Function::Cron,
+        Function::ProcessSqsRecords,
+        Function::ExecuteTask,
+        Function::UpdateStatus,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Api => "api",
+            Function::Cron => "cron",
+            Function::ProcessSqsRecords => "process-sqs-records",
+            Function::ExecuteTask => "execute-task",
+            Function::UpdateStatus => "update-status",
+        }
+    }
+
+    /// The template's logical id of the function.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Function::Api => "ApiFunction",
+            Function::Cron => "CronFunction",
+            Function::ProcessSqsRecords => "ProcessSqsRecordsFunction",
+            Function::ExecuteTask => "ExecuteTaskFunction",
+            Function::UpdateStatus => "UpdateStatusFunction",
+        }
+    }
+
+    pub fn memory_mb(self) -> u64 {
+        match self {
+            Function::Api => 256,
+            Function::Cron => 1024,
+            Function::ProcessSqsRecords => 256,
+            Function::ExecuteTask => 512,
+            Function::UpdateStatus => 128,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FunctionUsage {
+    pub invocations: u64,
+    /// Billed milliseconds (each invocation rounded up to the millisecond) times megabytes.
+    pub mb_ms: u64,
+    pub peak_concurrency: usize,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Usage {
+    /// Requests by `service.Action`.
+    pub calls: BTreeMap<&'static str, u64>,
+    pub write_units: u64,
+    /// Half units: an eventually consistent read of 4 KB is one half.
+    pub read_half_units: u64,
+    pub state_transitions: u64,
+    pub functions: BTreeMap<Function, FunctionUsage>,
+    /// Lambda concurrency across the account, now and at its peak.
+    pub concurrency: usize,
+    pub peak_concurrency: usize,
+    in_flight: BTreeMap<Function, usize>,
+    /// Requests a quota refused or delayed, by quota.
+    pub throttled: BTreeMap<&'static str, u64>,
+}
+
+impl Usage {
+    pub fn call(&mut self, api: &'static str) {
+        *self.calls.entry(api).or_default() += 1;
+    }
+
+    pub fn throttle(&mut self, quota: &'static str) {
+        *self.throttled.entry(quota).or_default() += 1;
+    }
+}
+
+/// The account's Lambda concurrency: an invocation holds a slot from its start to its end.
+pub struct Invocation {
+    usage: Arc<Mutex<Usage>>,
+    function: Function,
+    started: tokio::time::Instant,
+}
+
+/// Starts an invocation of `function`, or refuses it when the account's concurrency is used up.
+pub fn invoke(usage: &Arc<Mutex<Usage>>, function: Function, limit: usize) -> Option<Invocation> {
+    let mut all = usage.lock().unwrap();
+    if all.concurrency >= limit {
+        all.throttle("lambda.concurrency");
+        return None;
+    }
+    all.concurrency += 1;
+    all.peak_concurrency = all.peak_concurrency.max(all.concurrency);
+    let in_flight = {
+        let count = all.in_flight.entry(function).or_default();
+        *count += 1;
+        *count
+    };
+    let entry = all.functions.entry(function).or_default();
+    entry.invocations += 1;
+    entry.peak_concurrency = entry.peak_concurrency.max(in_flight);
+    Some(Invocation {
+        usage: usage.clone(),
+        function,
+        started: tokio::time::Instant::now(),
+    })
+}
+
+impl Drop for Invocation {
+    fn drop(&mut self) {
+        let billed_ms = self.started.elapsed().as_micros().div_ceil(1000).max(1) as u64;
+        let mut all = self.usage.lock().unwrap();
+        all.concurrency -= 1;
+        if let Some(count) = all.in_flight.get_mut(&self.function) {
+            *count -= 1;
+        }
+        all.functions.entry(self.function).or_default().mb_ms +=
+            billed_ms * self.function.memory_mb();
+    }
+}
