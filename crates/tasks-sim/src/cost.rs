@@ -109,3 +109,51 @@ pub fn bill(usage: &Usage, tasks: u64) -> Vec<Line> {
     });
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::FunctionUsage;
+
+    #[test]
+    fn each_service_is_priced_per_million_tasks() {
+        let mut usage = Usage::default();
+        usage.calls.insert("apigateway.request", 2_000_000);
+        usage.calls.insert("sqs.SendMessageBatch", 500_000);
+        usage.state_transitions = 4_000_000;
+        usage.write_units = 10_000_000;
+        usage.read_half_units = 4_000_000;
+        usage.functions.insert(
+            Function::ExecuteTask,
+            FunctionUsage {
+                invocations: 1_000_000,
+                // One second at 1,024 MB each: a million GB-seconds.
+                mb_ms: 1_000_000 * 1024 * 1000,
+                peak_concurrency: 1,
+            },
+        );
+        let bill = bill(&usage, 1_000_000);
+        let dollars = |service: &str| {
+            bill.iter()
+                .find(|line| line.service == service)
+                .map(|line| (line.per_million_tasks * 100.0).round() / 100.0)
+                .unwrap()
+        };
+        assert_eq!(dollars("API Gateway"), 7.0);
+        assert_eq!(dollars("SQS"), 0.2);
+        assert_eq!(dollars("Step Functions"), 100.0);
+        // 10 M write units, 2 M read units.
+        assert_eq!(dollars("DynamoDB"), 6.5);
+        // $0.20 of requests and $13.33 of GB-seconds.
+        assert_eq!(dollars("Lambda"), 13.53);
+        assert_eq!(dollars("total"), 127.23);
+        // Twice the tasks for the same usage: half the price per million.
+        assert_eq!(
+            super::bill(&usage, 2_000_000)
+                .last()
+                .unwrap()
+                .per_million_tasks,
+            bill.last().unwrap().per_million_tasks / 2.0
+        );
+    }
+}

@@ -154,6 +154,8 @@ pub fn settle_bound(schedule: &Schedule) -> Duration {
 pub struct Activity {
     pub cron_runs: u64,
     pub cron_failures: u64,
+    /// Cron runs that claimed ahead of the lead time (a hotspot was coming).
+    pub looked_ahead: u64,
     pub stale_requeued: u64,
     pub stuck_found: u64,
     pub recovered: u64,
@@ -808,6 +810,7 @@ fn count_cron(activity: &mut Activity, summary: Option<&CronSummary>) {
         activity.cron_failures += 1;
         return;
     };
+    activity.looked_ahead += u64::from(summary.look_ahead_seconds > 0);
     activity.stale_requeued += summary.stale.requeued as u64;
     activity.stuck_found += summary.stuck.found as u64;
     activity.recovered += (summary.stale.requeued

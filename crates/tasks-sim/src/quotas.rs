@@ -116,3 +116,37 @@ impl Bucket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const RATE: Rate = Rate {
+        burst: 10.0,
+        per_second: 5.0,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_refuses_past_its_burst_and_refills_at_its_rate() {
+        let mut bucket = Bucket::new(RATE);
+        assert!(bucket.try_take(10.0));
+        assert!(!bucket.try_take(1.0));
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert!(bucket.try_take(2.0));
+        assert!(!bucket.try_take(1.0));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(
+            bucket.has(10.0) && !bucket.has(10.5),
+            "refilled to its burst, no more"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reservations_wait_in_turn() {
+        let mut bucket = Bucket::new(RATE);
+        assert_eq!(bucket.reserve(10.0), Duration::ZERO);
+        assert_eq!(bucket.reserve(5.0), Duration::from_secs(1));
+        assert_eq!(bucket.reserve(5.0), Duration::from_secs(2));
+    }
+}

@@ -134,3 +134,29 @@ impl Drop for Invocation {
             billed_ms * self.function.memory_mb();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invocation_holds_a_slot_and_is_billed_by_the_millisecond_at_its_memory() {
+        let usage = Arc::new(Mutex::new(Usage::default()));
+        let first = invoke(&usage, Function::ExecuteTask, 2).expect("a slot");
+        let second = invoke(&usage, Function::UpdateStatus, 2).expect("a slot");
+        assert!(
+            invoke(&usage, Function::Api, 2).is_none(),
+            "the account is full"
+        );
+        tokio::time::advance(std::time::Duration::from_micros(1_500)).await;
+        drop(first);
+        drop(second);
+        assert!(invoke(&usage, Function::Api, 2).is_some());
+        let usage = usage.lock().unwrap();
+        assert_eq!(usage.peak_concurrency, 2);
+        assert_eq!(usage.throttled.get("lambda.concurrency"), Some(&1));
+        assert_eq!(usage.functions[&Function::ExecuteTask].mb_ms, 2 * 512);
+        assert_eq!(usage.functions[&Function::UpdateStatus].mb_ms, 2 * 128);
+        assert_eq!(usage.functions[&Function::Api].invocations, 1);
+    }
+}

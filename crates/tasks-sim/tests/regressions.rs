@@ -3,6 +3,7 @@
 //! regression case. Each asserts that the path was taken and that every invariant held.
 
 use tasks_core::Schedule;
+use tasks_sim::quotas::Rate;
 use tasks_sim::{simulate, Faults, Outcome, Scenario};
 
 /// The findings' seeds were recorded before clients changed and retried tasks and set retry
@@ -161,4 +162,47 @@ fn changed_and_retried_tasks_are_delivered_only_at_the_time_set_last() {
     assert!(total(|o| o.activity.changes_refused) > 0, "{activities:?}");
     assert!(total(|o| o.activity.retries) > 25, "{activities:?}");
     assert!(total(|o| starts(o, "superseded")) > 0, "{activities:?}");
+}
+
+/// A hotspot past the quotas, at a scale CI runs: 3,000 tasks due in the same second against
+/// quotas cut to a thirtieth (StartExecution, Lambda concurrency, state transitions). The cron
+/// claims the hotspot ahead of the lead time, every quota throttles, and still nothing is early,
+/// lost, stuck or delivered twice, and no task ends FAILED because Lambda was throttled.
+#[test]
+fn a_hotspot_past_the_quotas_is_late_but_never_lost_or_failed_by_throttling() {
+    let mut scenario = Scenario {
+        tasks: 3_000,
+        keep_task_traces: true,
+        ..Scenario::hotspot()
+    };
+    scenario.quotas.start_execution = Rate {
+        burst: 40.0,
+        per_second: 10.0,
+    };
+    scenario.quotas.state_transitions = Rate {
+        burst: 150.0,
+        per_second: 150.0,
+    };
+    scenario.quotas.lambda_concurrency = 30;
+    scenario.schedule.start_rate = 8;
+    let outcome = simulate(1, scenario);
+    clean(&outcome);
+    let throttled = |quota| outcome.usage.throttled.get(quota).copied().unwrap_or(0);
+    assert!(outcome.activity.looked_ahead > 0, "{:?}", outcome.activity);
+    assert!(
+        throttled("lambda.concurrency") > 0,
+        "{:?}",
+        outcome.usage.throttled
+    );
+    assert!(throttled("stepfunctions.state_transitions") > 0);
+    assert_eq!(
+        outcome
+            .report
+            .failed_by
+            .get("Lambda.TooManyRequestsException"),
+        None,
+        "{:?}",
+        outcome.report.failed_by
+    );
+    assert_eq!(outcome.report.failed_by.get("StoreUnavailable"), None);
 }
