@@ -171,7 +171,7 @@ pub struct Activity {
     pub retries: u64,
     /// Client requests answered 429 or 503 because a quota throttled them (the client retried).
     pub requests_throttled: u64,
-    /// Creates (and changes) still refused when their time had passed: the client gave up.
+    /// Creates that were still being retried when their time passed: the client gave up.
     pub creates_too_late: u64,
     /// Creates never accepted: the client gave up (past its time, or after eight tries).
     pub creates_abandoned: u64,
