@@ -469,7 +469,7 @@ async fn the_service_machine_runs_wait_execute_complete() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_service_machine_retries_its_own_errors_after_2_4_8_seconds_then_marks_failed() {
+async fn the_service_machine_retries_its_own_errors_for_a_minute_and_a_half_then_marks_failed() {
     let host = FakeHost::new(|resource, _, _| match resource {
         EXECUTE_TASK => err("StoreUnavailable"),
         UPDATE_STATUS => ok(json!("FAILED")),
@@ -477,7 +477,11 @@ async fn the_service_machine_retries_its_own_errors_after_2_4_8_seconds_then_mar
     });
     let failure = failed(host.run(TASKS, tasks_input()).await);
     assert_eq!(failure.error, "TaskFailed");
-    assert_eq!(host.call_times(), [8.0, 10.0, 14.0, 22.0, 22.0, 22.0]);
+    // 2, 4, 8, 16, then 30 s apart (MaxDelaySeconds).
+    assert_eq!(
+        host.call_times(),
+        [8.0, 10.0, 14.0, 22.0, 38.0, 68.0, 98.0, 98.0, 98.0]
+    );
     assert_eq!(
         host.entered(),
         [
@@ -489,10 +493,10 @@ async fn the_service_machine_retries_its_own_errors_after_2_4_8_seconds_then_mar
         ]
     );
     let calls = host.calls.lock().unwrap();
-    assert_eq!(calls[4].resource, UPDATE_STATUS);
+    assert_eq!(calls[7].resource, UPDATE_STATUS);
     let mut update = tasks_input();
     update["error"] = json!({"Error": "StoreUnavailable", "Cause": "StoreUnavailable cause"});
-    assert_eq!(calls[4].input, update);
+    assert_eq!(calls[7].input, update);
 }
 
 /// A webhook's failure comes back as an outcome: RETRY loops through a Wait until retryAt with
@@ -560,7 +564,8 @@ async fn the_service_machine_sends_an_error_no_retry_can_cure_straight_to_mark_f
 
 #[tokio::test(start_paused = true)]
 async fn the_service_machine_fails_when_the_status_cannot_be_recorded() {
-    // MarkCompleted retries StoreUnavailable 5 times (1+2+4+8+16 s) and has no Catch.
+    // MarkCompleted retries StoreUnavailable 10 times (1, 2, 4, 8, 16, then 30 s apart) and has
+    // no Catch.
     let host = FakeHost::new(|resource, _, _| match resource {
         EXECUTE_TASK => ok(json!({"outcome": "DELIVERED"})),
         _ => err("StoreUnavailable"),
@@ -569,7 +574,10 @@ async fn the_service_machine_fails_when_the_status_cannot_be_recorded() {
         failed(host.run(TASKS, tasks_input()).await).error,
         "StoreUnavailable"
     );
-    assert_eq!(host.call_times(), [8.0, 8.0, 9.0, 11.0, 15.0, 23.0, 39.0]);
+    assert_eq!(
+        host.call_times(),
+        [8.0, 8.0, 9.0, 11.0, 15.0, 23.0, 39.0, 69.0, 99.0, 129.0, 159.0, 189.0]
+    );
 }
 
 #[test]

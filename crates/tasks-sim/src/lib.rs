@@ -258,23 +258,20 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
 
     let plan = plan(&world, &scenario, start);
     let clients = Arc::new(Mutex::new(invariants::Clients::default()));
-    let mut requests = Vec::new();
+    // A finished client's task is reaped as the next ones start: a handle kept to the end would
+    // keep each finished task's memory (a million of them on a simulated day).
+    let mut requests = tokio::task::JoinSet::new();
     for planned in plan {
         world.clock.sleep_until(planned.created_at).await;
         if planned.receiver_gone {
             receivers.make_gone(&receiver_url(&planned.key));
         }
-        requests.push(tokio::spawn(client(
-            pipeline.clone(),
-            planned,
-            clients.clone(),
-        )));
+        requests.spawn(client(pipeline.clone(), planned, clients.clone()));
+        while requests.try_join_next().is_some() {}
     }
     let end = start + scenario.span + settle_bound(&schedule) + latest_creation(&scenario);
     world.clock.sleep_until(end).await;
-    for request in requests {
-        let _ = request.await;
-    }
+    while requests.join_next().await.is_some() {}
     for task in background {
         task.abort();
     }
