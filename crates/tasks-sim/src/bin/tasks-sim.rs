@@ -318,6 +318,15 @@ fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Du
         activity(|o| o.activity.cancels)
     );
     println!(
+        "| client requests answered 429/503 by a quota | {} |",
+        activity(|o| o.activity.requests_throttled)
+    );
+    println!(
+        "| creates never accepted: client gave up (of which: time passed) | {} ({}) |",
+        activity(|o| o.activity.creates_abandoned),
+        activity(|o| o.activity.creates_too_late)
+    );
+    println!(
         "| changes (moved or run now) answered 200 / refused, attempt begun | {} / {} |",
         activity(|o| o.activity.changes),
         activity(|o| o.activity.changes_refused)
@@ -379,16 +388,6 @@ fn print_usage(outcomes: &[Outcome]) {
         } else {
             throttled.join(", ")
         }
-    );
-    let activity = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
-    println!(
-        "| client requests answered 429/503 by a quota | {} |",
-        activity(|o| o.activity.requests_throttled)
-    );
-    println!(
-        "| creates never accepted: client gave up (of which: time passed) | {} ({}) |",
-        activity(|o| o.activity.creates_abandoned),
-        activity(|o| o.activity.creates_too_late)
     );
     let peaks: Vec<String> = Function::ALL
         .iter()
