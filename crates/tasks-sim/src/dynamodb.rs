@@ -83,14 +83,14 @@ pub struct SimStore {
     throughput: Mutex<Throughput>,
 }
 
-/// 1 KB write units of an item, as the size of its JSON.
-fn write_units(task: &Task) -> u64 {
-    let bytes = serde_json::to_vec(task).map_or(1, |json| json.len());
-    bytes.div_ceil(1024).max(1) as u64
+/// An item's size, as the size of its JSON.
+fn item_bytes(task: &Task) -> u64 {
+    serde_json::to_vec(task).map_or(1, |json| json.len()) as u64
 }
 
-fn read_bytes(task: &Task) -> u64 {
-    serde_json::to_vec(task).map_or(1, |json| json.len()) as u64
+/// 1 KB write units of an item.
+fn write_units(task: &Task) -> u64 {
+    item_bytes(task).div_ceil(1024).max(1)
 }
 
 impl SimStore {
@@ -115,11 +115,7 @@ impl SimStore {
             if self.try_take(capacity) {
                 return Ok(());
             }
-            self.world
-                .usage
-                .lock()
-                .unwrap()
-                .throttle("dynamodb.write_capacity");
+            self.world.throttle("dynamodb.write_capacity");
             if attempt + 1 < SDK_ATTEMPTS {
                 let ceiling = 1000.0 * f64::from(1 << attempt);
                 tokio::time::sleep(std::time::Duration::from_millis(
@@ -300,7 +296,7 @@ impl TaskStore for SimStore {
         self.fail()?;
         let task = self.tables.lock().unwrap().items.get(id).cloned();
         // A strongly consistent read: one unit (two halves) per 4 KB.
-        let bytes = task.as_ref().map_or(1, read_bytes);
+        let bytes = task.as_ref().map_or(1, item_bytes);
         self.world.usage.lock().unwrap().read_half_units += 2 * bytes.div_ceil(4096);
         Ok(task)
     }
@@ -360,7 +356,7 @@ impl TaskStore for SimStore {
         for (_, id) in read {
             match &tables.index[id] {
                 Entry::Task(task) => {
-                    bytes += read_bytes(task);
+                    bytes += item_bytes(task);
                     if query
                         .updated_before
                         .is_none_or(|before| task.last_updated_at < before)

@@ -334,11 +334,7 @@ impl Pipeline {
         request: impl FnOnce() -> Fut,
     ) -> Option<T> {
         if !self.api_requests.lock().unwrap().try_take(1.0) {
-            self.world
-                .usage
-                .lock()
-                .unwrap()
-                .throttle("apigateway.requests");
+            self.world.throttle("apigateway.requests");
             self.activity.lock().unwrap().requests_throttled += 1;
             return None;
         }

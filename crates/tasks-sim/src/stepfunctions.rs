@@ -135,11 +135,7 @@ impl Workflow for SimStepFunctions {
             return Err(WorkflowError("InternalServerError".into()));
         }
         if !self.starts.lock().unwrap().try_take(1.0) {
-            self.world
-                .usage
-                .lock()
-                .unwrap()
-                .throttle("stepfunctions.start_execution");
+            self.world.throttle("stepfunctions.start_execution");
             return Err(WorkflowError("ThrottlingException: rate exceeded".into()));
         }
         let name = input.execution_name();
@@ -223,11 +219,7 @@ impl ExecutionHost {
         }
         let wait = self.transitions.lock().unwrap().reserve(owed as f64);
         if !wait.is_zero() {
-            self.world
-                .usage
-                .lock()
-                .unwrap()
-                .throttle("stepfunctions.state_transitions");
+            self.world.throttle("stepfunctions.state_transitions");
             tokio::time::sleep(wait).await;
         }
     }

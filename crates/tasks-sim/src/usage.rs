@@ -89,6 +89,26 @@ impl Usage {
     pub fn throttle(&mut self, quota: &'static str) {
         *self.throttled.entry(quota).or_default() += 1;
     }
+
+    /// Adds another run's usage (peaks are the higher of the two), for a table over many seeds.
+    pub fn add(&mut self, other: &Usage) {
+        for (api, n) in &other.calls {
+            *self.calls.entry(api).or_default() += n;
+        }
+        for (quota, n) in &other.throttled {
+            *self.throttled.entry(quota).or_default() += n;
+        }
+        for (function, used) in &other.functions {
+            let all = self.functions.entry(*function).or_default();
+            all.invocations += used.invocations;
+            all.mb_ms += used.mb_ms;
+            all.peak_concurrency = all.peak_concurrency.max(used.peak_concurrency);
+        }
+        self.write_units += other.write_units;
+        self.read_half_units += other.read_half_units;
+        self.state_transitions += other.state_transitions;
+        self.peak_concurrency = self.peak_concurrency.max(other.peak_concurrency);
+    }
 }
 
 /// The account's Lambda concurrency: an invocation holds a slot from its start to its end.

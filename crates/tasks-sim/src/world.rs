@@ -178,6 +178,11 @@ impl World {
         self.usage.lock().unwrap().call(api);
     }
 
+    /// Counts one request (or attempt) that `quota` refused or delayed.
+    pub fn throttle(&self, quota: &'static str) {
+        self.usage.lock().unwrap().throttle(quota);
+    }
+
     pub fn chance(&self, probability: f64) -> bool {
         probability > 0.0 && self.rng.lock().unwrap().random::<f64>() < probability
     }

@@ -353,23 +353,7 @@ fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Du
 fn print_usage(outcomes: &[Outcome]) {
     let mut usage = tasks_sim::usage::Usage::default();
     for outcome in outcomes {
-        let one = &outcome.usage;
-        for (api, n) in &one.calls {
-            *usage.calls.entry(api).or_default() += n;
-        }
-        for (quota, n) in &one.throttled {
-            *usage.throttled.entry(quota).or_default() += n;
-        }
-        for (function, used) in &one.functions {
-            let all = usage.functions.entry(*function).or_default();
-            all.invocations += used.invocations;
-            all.mb_ms += used.mb_ms;
-            all.peak_concurrency = all.peak_concurrency.max(used.peak_concurrency);
-        }
-        usage.write_units += one.write_units;
-        usage.read_half_units += one.read_half_units;
-        usage.state_transitions += one.state_transitions;
-        usage.peak_concurrency = usage.peak_concurrency.max(one.peak_concurrency);
+        usage.add(&outcome.usage);
     }
     let tasks = outcomes
         .iter()
