@@ -20,7 +20,7 @@ pub use ports::{
     WebhookSender, Workflow, WorkflowError,
 };
 pub use schedule::Schedule;
-pub use status::{Event, TaskStatus};
+pub use status::{status_shard, Event, TaskStatus, STATUS_SHARDS};
 pub use task::{AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook};
 
 pub mod commands;

@@ -18,6 +18,19 @@ pub enum TaskStatus {
     Cancelled,
 }
 
+/// How many key values each status's entries in the status index are spread over. DynamoDB takes
+/// about 1,000 writes a second per index key value: keyed by the status alone, every SCHEDULED task
+/// would share one, and a burst of creates or a hotspot's attempts would throttle the table. It is
+/// part of the table's layout, not a setting: changing it re-keys every item.
+pub const STATUS_SHARDS: u32 = 16;
+
+/// The shard of a task id: FNV-1a of its bytes, which is the same on every platform and version.
+pub fn status_shard(id: &str) -> u32 {
+    let mut hasher = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut hasher, id.as_bytes());
+    (std::hash::Hasher::finish(&hasher) % u64::from(STATUS_SHARDS)) as u32
+}
+
 impl TaskStatus {
     pub const ALL: [TaskStatus; 6] = [
         TaskStatus::Scheduled,
@@ -37,6 +50,16 @@ impl TaskStatus {
             TaskStatus::Failed => "FAILED",
             TaskStatus::Cancelled => "CANCELLED",
         }
+    }
+
+    /// The status index's key value for the task `id` in this status: `<status>#<shard>`.
+    pub fn shard_key(self, id: &str) -> String {
+        format!("{self}#{}", status_shard(id))
+    }
+
+    /// Every key value this status's tasks are spread over, in shard order.
+    pub fn shard_keys(self) -> impl Iterator<Item = String> {
+        (0..STATUS_SHARDS).map(move |shard| format!("{self}#{shard}"))
     }
 
     pub fn is_terminal(self) -> bool {
@@ -176,6 +199,27 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_keeps_its_shard_across_statuses_and_ids_spread_over_every_shard() {
+        assert_eq!(status_shard("task-1"), status_shard("task-1"));
+        assert_eq!(
+            TaskStatus::Scheduled.shard_key("task-1"),
+            format!("SCHEDULED#{}", status_shard("task-1"))
+        );
+        let mut per_shard = [0u32; STATUS_SHARDS as usize];
+        for n in 0..16_000 {
+            per_shard[status_shard(&uuid::Uuid::from_u128(n).to_string()) as usize] += 1;
+        }
+        assert!(
+            per_shard.iter().all(|&n| (800..1200).contains(&n)),
+            "{per_shard:?}"
+        );
+        assert_eq!(
+            TaskStatus::Queued.shard_keys().collect::<Vec<_>>()[15],
+            "QUEUED#15"
+        );
+    }
 
     #[test]
     fn statuses_round_trip_through_their_names() {
