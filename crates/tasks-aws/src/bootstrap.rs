@@ -3,7 +3,7 @@
 //! `tasksTable-<stage>` and `tasksQueue-<stage>`.
 
 use crate::error_message;
-use crate::{DynamoDbStore, SqsQueue, STATUS_INDEX};
+use crate::{DynamoDbStore, SqsQueue, SHARD_ATTRIBUTE, STATUS_INDEX};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
@@ -62,7 +62,7 @@ pub async fn ensure_table(
     };
     let index = GlobalSecondaryIndex::builder()
         .index_name(STATUS_INDEX)
-        .key_schema(key("taskStatus", KeyType::Hash)?)
+        .key_schema(key(SHARD_ATTRIBUTE, KeyType::Hash)?)
         .key_schema(key("startExecutionAt", KeyType::Range)?)
         .projection(
             Projection::builder()
@@ -76,7 +76,7 @@ pub async fn ensure_table(
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute("id", ScalarAttributeType::S)?)
-        .attribute_definitions(attribute("taskStatus", ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(SHARD_ATTRIBUTE, ScalarAttributeType::S)?)
         .attribute_definitions(attribute("startExecutionAt", ScalarAttributeType::N)?)
         .key_schema(key("id", KeyType::Hash)?)
         .global_secondary_indexes(index)

@@ -15,10 +15,18 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use tasks_core::task::rfc3339_millis;
-use tasks_core::{Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition};
+use tasks_core::{
+    status_shard, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition,
+    STATUS_SHARDS,
+};
 
-/// The GSI that lists tasks by status, ordered by `startExecutionAt`.
-pub const STATUS_INDEX: &str = "statusStartExecAtIndex";
+/// The GSI that lists tasks by status, ordered by `startExecutionAt`. It is keyed by
+/// [`SHARD_ATTRIBUTE`], not by `taskStatus`, so that one status's writes are spread over
+/// [`STATUS_SHARDS`] partitions; a query reads every shard and merges them by time.
+pub const STATUS_INDEX: &str = "statusShardStartExecAtIndex";
+
+/// `<taskStatus>#<shard>`, written with every status ([`TaskStatus::shard_key`]).
+pub const SHARD_ATTRIBUTE: &str = "statusShard";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -41,6 +49,142 @@ impl DynamoDbStore {
     pub fn table_name(&self) -> &str {
         &self.table_name
     }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn query_shard(
+        &self,
+        query: &StatusQuery,
+        shard: String,
+        start: Option<Item>,
+        limit: u32,
+    ) -> Result<ShardRead, StoreError> {
+        let mut key_condition = "#shard = :shard".to_string();
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .index_name(STATUS_INDEX)
+            .expression_attribute_names("#shard", SHARD_ATTRIBUTE)
+            .expression_attribute_values(":shard", AttributeValue::S(shard))
+            .scan_index_forward(!query.newest_first)
+            // DynamoDB rejects a limit of 0.
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX).max(1))
+            .set_exclusive_start_key(start);
+        let start_condition = match (query.due_from, query.due_by) {
+            (Some(_), Some(_)) => Some(" AND #start BETWEEN :dueFrom AND :dueBy"),
+            (Some(_), None) => Some(" AND #start >= :dueFrom"),
+            (None, Some(_)) => Some(" AND #start <= :dueBy"),
+            (None, None) => None,
+        };
+        if let Some(condition) = start_condition {
+            key_condition.push_str(condition);
+            request = request.expression_attribute_names("#start", "startExecutionAt");
+        }
+        if let Some(due_from) = query.due_from {
+            request = request
+                .expression_attribute_values(":dueFrom", AttributeValue::N(due_from.to_string()));
+        }
+        if let Some(due_by) = query.due_by {
+            request = request
+                .expression_attribute_values(":dueBy", AttributeValue::N(due_by.to_string()));
+        }
+        if let Some(before) = query.updated_before {
+            // RFC 3339 with millis and `Z` orders as text the way it orders as time.
+            request = request
+                .filter_expression("#updated < :updatedBefore")
+                .expression_attribute_names("#updated", "lastUpdatedAt")
+                .expression_attribute_values(
+                    ":updatedBefore",
+                    AttributeValue::S(rfc3339_millis::format(&before)),
+                );
+        }
+        let output = request
+            .key_condition_expression(key_condition)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(ShardRead {
+            items: output.items.unwrap_or_default(),
+            last_evaluated: output
+                .last_evaluated_key
+                .filter(|key| !key.is_empty())
+                .map(|key| (item_start(&key), item_id(&key))),
+        })
+    }
+
+    async fn count_shard(&self, shard: String, from: i64, to: i64) -> Result<u64, StoreError> {
+        let mut count = 0;
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table_name)
+                .index_name(STATUS_INDEX)
+                .select(Select::Count)
+                .key_condition_expression("#shard = :shard AND #start BETWEEN :from AND :to")
+                .expression_attribute_names("#shard", SHARD_ATTRIBUTE)
+                .expression_attribute_names("#start", "startExecutionAt")
+                .expression_attribute_values(":shard", AttributeValue::S(shard.clone()))
+                .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+                .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            count += u64::try_from(output.count).unwrap_or_default();
+            match output.last_evaluated_key.filter(|key| !key.is_empty()) {
+                Some(key) => start_key = Some(key),
+                None => return Ok(count),
+            }
+        }
+    }
+}
+
+/// One shard's page: its items in index order, and where it stopped if it has more.
+struct ShardRead {
+    items: Vec<Item>,
+    last_evaluated: Option<(i64, String)>,
+}
+
+/// Where a shard resumes: from its start, after a (startExecutionAt, id), or nowhere (read).
+#[derive(Debug, Clone, PartialEq)]
+enum Place {
+    Start,
+    After(i64, String),
+    Done,
+}
+
+/// Each shard's page: enough for a full merged page when tasks spread evenly over the shards,
+/// without reading every shard's full page (up to sixteen times the items returned).
+fn shard_page_size(limit: u32) -> u32 {
+    limit.min(2 * limit.div_ceil(STATUS_SHARDS) + 10)
+}
+
+/// An item's `startExecutionAt` (every item in the index has one, as a number).
+fn item_start(item: &Item) -> i64 {
+    item.get("startExecutionAt")
+        .and_then(|value| value.as_n().ok())
+        .and_then(|at| at.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The key of an index entry, as ExclusiveStartKey takes it: the table's key and the index's.
+fn index_key(id: &str, shard: &str, start_execution_at: i64) -> Item {
+    Item::from([
+        ("id".to_string(), AttributeValue::S(id.to_string())),
+        (
+            SHARD_ATTRIBUTE.to_string(),
+            AttributeValue::S(shard.to_string()),
+        ),
+        (
+            "startExecutionAt".to_string(),
+            AttributeValue::N(start_execution_at.to_string()),
+        ),
+    ])
 }
 
 #[async_trait]
@@ -81,110 +225,110 @@ impl TaskStore for DynamoDbStore {
         output.item.map(item_to_task).transpose()
     }
 
+    /// Reads every shard of the status from its place in the page token, and returns their
+    /// items merged by time, as far as every shard has been read: a shard that stopped earlier
+    /// (its page was full) could still hold an earlier task. Each shard then resumes after the
+    /// last of its items returned.
     async fn query(&self, query: &StatusQuery) -> Result<Page, StoreError> {
-        let exclusive_start_key = query
-            .page_token
-            .as_deref()
-            .map(|token| decode_page_token(token, query))
-            .transpose()?;
-        let mut key_condition = "#status = :status".to_string();
-        let mut request = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .index_name(STATUS_INDEX)
-            .expression_attribute_names("#status", "taskStatus")
-            .expression_attribute_values(":status", AttributeValue::S(query.status.to_string()))
-            .scan_index_forward(!query.newest_first)
-            // DynamoDB rejects a limit of 0.
-            .limit(i32::try_from(query.limit).unwrap_or(i32::MAX).max(1))
-            .set_exclusive_start_key(exclusive_start_key);
-        let start_condition = match (query.due_from, query.due_by) {
-            (Some(_), Some(_)) => Some(" AND #start BETWEEN :dueFrom AND :dueBy"),
-            (Some(_), None) => Some(" AND #start >= :dueFrom"),
-            (None, Some(_)) => Some(" AND #start <= :dueBy"),
-            (None, None) => None,
+        let places = match &query.page_token {
+            Some(token) => decode_page_token(token, query)?,
+            None => vec![Place::Start; STATUS_SHARDS as usize],
         };
-        if let Some(condition) = start_condition {
-            key_condition.push_str(condition);
-            request = request.expression_attribute_names("#start", "startExecutionAt");
-        }
-        if let Some(due_from) = query.due_from {
-            request = request
-                .expression_attribute_values(":dueFrom", AttributeValue::N(due_from.to_string()));
-        }
-        if let Some(due_by) = query.due_by {
-            request = request
-                .expression_attribute_values(":dueBy", AttributeValue::N(due_by.to_string()));
-        }
-        if let Some(before) = query.updated_before {
-            // RFC 3339 with millis and `Z` orders as text the way it orders as time.
-            request = request
-                .filter_expression("#updated < :updatedBefore")
-                .expression_attribute_names("#updated", "lastUpdatedAt")
-                .expression_attribute_values(
-                    ":updatedBefore",
-                    AttributeValue::S(rfc3339_millis::format(&before)),
-                );
-        }
-        let output = request
-            .key_condition_expression(key_condition)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let mut tasks = Vec::new();
-        let mut undecodable = Vec::new();
-        for item in output.items.unwrap_or_default() {
+        let limit = shard_page_size(query.limit);
+        let reads = query
+            .status
+            .shard_keys()
+            .zip(&places)
+            .map(|(shard, place)| async move {
+                match place {
+                    Place::Done => Ok(None),
+                    Place::Start => self.query_shard(query, shard, None, limit).await.map(Some),
+                    Place::After(at, id) => {
+                        let key = index_key(id, &shard, *at);
+                        self.query_shard(query, shard, Some(key), limit)
+                            .await
+                            .map(Some)
+                    }
+                }
+            });
+        let reads = futures::future::try_join_all(reads).await?;
+
+        // Time order, read as ascending `startExecutionAt` whichever way the query runs.
+        let order = |at: i64| if query.newest_first { -at } else { at };
+        // Every shard has been read up to here; one without a next key, to its end.
+        let read_to = reads
+            .iter()
+            .flatten()
+            .filter_map(|read| read.last_evaluated.as_ref().map(|(at, _)| order(*at)))
+            .min()
+            .unwrap_or(i64::MAX);
+        let mut merged: Vec<(i64, usize, usize)> = reads
+            .iter()
+            .enumerate()
+            .filter_map(|(shard, read)| read.as_ref().map(|read| (shard, read)))
+            .flat_map(|(shard, read)| {
+                read.items
+                    .iter()
+                    .enumerate()
+                    .map(move |(position, item)| (order(item_start(item)), shard, position))
+            })
+            .filter(|(at, _, _)| *at <= read_to)
+            .collect();
+        // Ties keep each shard's own order, so what is returned of a shard is a prefix of its read.
+        merged.sort_unstable();
+        merged.truncate(query.limit as usize);
+
+        let mut returned = vec![0usize; places.len()];
+        let mut page = Page::default();
+        for (_, shard, position) in merged {
+            returned[shard] += 1;
+            let item = reads[shard]
+                .as_ref()
+                .expect("a merged shard was read")
+                .items[position]
+                .clone();
             let id = item_id(&item);
             match item_to_task(item) {
-                Ok(task) => tasks.push(task),
-                Err(_) => undecodable.push(id),
+                Ok(task) => page.tasks.push(task),
+                Err(_) => page.undecodable.push(id),
             }
         }
+        let next: Vec<Place> = places
+            .into_iter()
+            .zip(&reads)
+            .zip(returned)
+            .map(|((place, read), returned)| match read {
+                None => place,
+                Some(read) if returned == read.items.len() => match &read.last_evaluated {
+                    Some((at, id)) => Place::After(*at, id.clone()),
+                    None => Place::Done,
+                },
+                Some(read) if returned > 0 => {
+                    let last = &read.items[returned - 1];
+                    Place::After(item_start(last), item_id(last))
+                }
+                Some(_) => place,
+            })
+            .collect();
         // A filtered page may be empty and still have a successor: the caller follows the token.
-        let next_token = output
-            .last_evaluated_key
-            .filter(|key| !key.is_empty())
-            .map(|key| encode_page_token(&key))
-            .transpose()?;
-        Ok(Page {
-            tasks,
-            next_token,
-            undecodable,
-        })
+        page.next_token = next
+            .iter()
+            .any(|place| *place != Place::Done)
+            .then(|| encode_page_token(query, &next));
+        Ok(page)
     }
 
-    /// `Select: COUNT` on the index: DynamoDB counts (and meters the reads), nothing is sent back.
+    /// `Select: COUNT` on every shard of the index: DynamoDB counts (and meters the reads),
+    /// nothing is sent back.
     async fn count(&self, status: TaskStatus, from: i64, to: i64) -> Result<u64, StoreError> {
-        let mut count = 0;
-        let mut start_key = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table_name)
-                .index_name(STATUS_INDEX)
-                .select(Select::Count)
-                .key_condition_expression("#status = :status AND #start BETWEEN :from AND :to")
-                .expression_attribute_names("#status", "taskStatus")
-                .expression_attribute_names("#start", "startExecutionAt")
-                .expression_attribute_values(":status", AttributeValue::S(status.to_string()))
-                .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
-                .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            count += u64::try_from(output.count).unwrap_or_default();
-            match output.last_evaluated_key.filter(|key| !key.is_empty()) {
-                Some(key) => start_key = Some(key),
-                None => return Ok(count),
-            }
-        }
+        let counts = status
+            .shard_keys()
+            .map(|shard| self.count_shard(shard, from, to));
+        Ok(futures::future::try_join_all(counts).await?.iter().sum())
     }
 
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
-        let update = Update::from_transition(change)?;
+        let update = Update::from_transition(id, change)?;
         let result = self
             .client
             .update_item()
@@ -228,18 +372,20 @@ struct Update {
 }
 
 impl Update {
-    fn from_transition(change: &Transition) -> Result<Update, StoreError> {
+    fn from_transition(id: &str, change: &Transition) -> Result<Update, StoreError> {
         let s = AttributeValue::S;
         let mut names: HashMap<String, String> = [
             ("#id", "id"),
             ("#status", "taskStatus"),
             ("#updated", "lastUpdatedAt"),
+            ("#shard", SHARD_ATTRIBUTE),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let mut values = Item::from([
             (":to".to_string(), s(change.event.to().to_string())),
+            (":shard".to_string(), s(change.event.to().shard_key(id))),
             (":at".to_string(), s(rfc3339_millis::format(&change.at))),
         ]);
 
@@ -283,7 +429,7 @@ impl Update {
             values.insert(":expected".into(), s(rfc3339_millis::format(&expected)));
         }
 
-        let mut update = "SET #status = :to, #updated = :at".to_string();
+        let mut update = "SET #status = :to, #shard = :shard, #updated = :at".to_string();
         let mut set = |name: &str, attribute: &str, placeholder: &str, value: AttributeValue| {
             update.push_str(&format!(", {name} = {placeholder}"));
             names.insert(name.into(), attribute.into());
@@ -448,10 +594,15 @@ fn attribute_change<T: serde::Serialize>(
 }
 
 fn task_to_item(task: &Task) -> Result<Item, StoreError> {
-    to_item(task).map_err(|e| StoreError::Unavailable {
+    let mut item: Item = to_item(task).map_err(|e| StoreError::Unavailable {
         message: format!("task {} cannot be stored: {e}", task.id),
         request_id: None,
-    })
+    })?;
+    item.insert(
+        SHARD_ATTRIBUTE.to_string(),
+        AttributeValue::S(task.task_status.shard_key(&task.id)),
+    );
+    Ok(item)
 }
 
 fn item_id(item: &Item) -> String {
@@ -469,7 +620,7 @@ fn item_to_task(item: Item) -> Result<Task, StoreError> {
     })
 }
 
-fn unavailable<E>(error: SdkError<E>) -> StoreError
+pub(crate) fn unavailable<E>(error: SdkError<E>) -> StoreError
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
@@ -479,76 +630,68 @@ where
     }
 }
 
-/// The key attributes a page token carries: the table's and the index's.
-const KEY_ATTRIBUTES: [&str; 3] = ["id", "taskStatus", "startExecutionAt"];
-
-/// LastEvaluatedKey as DynamoDB JSON (`{"id": {"S": "…"}, "startExecutionAt": {"N": "…"}}`),
-/// which keeps numbers as DynamoDB's exact decimal strings.
-fn encode_page_token(key: &Item) -> Result<String, StoreError> {
-    let mut json = Map::new();
-    for (name, value) in key {
-        let (kind, text) = match value {
-            AttributeValue::S(text) => ("S", text),
-            AttributeValue::N(text) => ("N", text),
-            other => {
-                return Err(StoreError::Unavailable {
-                    message: format!("unexpected key attribute {name}: {other:?}"),
-                    request_id: None,
-                })
-            }
-        };
-        json.insert(
-            name.clone(),
-            Value::from_iter([(kind.to_string(), Value::from(text.as_str()))]),
-        );
-    }
-    Ok(URL_SAFE_NO_PAD.encode(Value::Object(json).to_string()))
+/// A page token: the query it continues (status, window, direction) and each shard's place, as
+/// JSON (`{"query": ["QUEUED", null, 1900000060, false], "shards": ["start", [1900000000, "a-b"],
+/// "done", …]}`).
+fn encode_page_token(query: &StatusQuery, places: &[Place]) -> String {
+    let shards: Vec<Value> = places
+        .iter()
+        .map(|place| match place {
+            Place::Start => Value::from("start"),
+            Place::After(at, id) => Value::from(vec![Value::from(*at), Value::from(id.as_str())]),
+            Place::Done => Value::from("done"),
+        })
+        .collect();
+    let json = serde_json::json!({"query": query_shape(query), "shards": shards});
+    URL_SAFE_NO_PAD.encode(json.to_string())
 }
 
-/// Accepts only a key of this index for the queried status: anything else would make DynamoDB
-/// fail the query or resume another one.
-fn decode_page_token(token: &str, query: &StatusQuery) -> Result<Item, StoreError> {
+/// What a page token continues: a token read with another status, window or direction would skip
+/// or repeat tasks.
+fn query_shape(query: &StatusQuery) -> Value {
+    serde_json::json!([
+        query.status.as_str(),
+        query.due_from,
+        query.due_by,
+        query.newest_first
+    ])
+}
+
+/// Accepts only a token of this query, with a place for every shard and each task in its own
+/// shard: anything else would make DynamoDB fail the query or resume another one.
+fn decode_page_token(token: &str, query: &StatusQuery) -> Result<Vec<Place>, StoreError> {
     let json: Map<String, Value> = URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or(StoreError::InvalidPageToken)?;
-    let key: Item = json
-        .into_iter()
-        .map(|(name, value)| Some((name, key_attribute(value)?)))
-        .collect::<Option<_>>()
+    if json.get("query") != Some(&query_shape(query)) {
+        return Err(StoreError::InvalidPageToken);
+    }
+    let shards = json
+        .get("shards")
+        .and_then(Value::as_array)
+        .filter(|shards| shards.len() == STATUS_SHARDS as usize)
         .ok_or(StoreError::InvalidPageToken)?;
-    let complete = key.len() == KEY_ATTRIBUTES.len()
-        && KEY_ATTRIBUTES.iter().all(|name| key.contains_key(*name))
-        && matches!(&key["id"], AttributeValue::S(_))
-        // DynamoDB refuses a start key outside the key condition: a token from another window.
-        && key["startExecutionAt"]
-            .as_n()
-            .is_ok_and(|at| at.parse().is_ok_and(|at| query.covers(at)))
-        && key["taskStatus"] == AttributeValue::S(query.status.to_string());
-    if complete {
-        Ok(key)
-    } else {
-        Err(StoreError::InvalidPageToken)
-    }
-}
-
-fn key_attribute(value: Value) -> Option<AttributeValue> {
-    let Value::Object(typed) = value else {
-        return None;
-    };
-    let mut entries = typed.into_iter();
-    let entry = entries.next()?;
-    if entries.next().is_some() {
-        return None;
-    }
-    match entry {
-        (kind, Value::String(text)) if kind == "S" => Some(AttributeValue::S(text)),
-        (kind, Value::String(text)) if kind == "N" && text.parse::<i64>().is_ok() => {
-            Some(AttributeValue::N(text))
-        }
-        _ => None,
-    }
+    shards
+        .iter()
+        .enumerate()
+        .map(|(shard, place)| match place {
+            Value::String(word) if word == "start" => Some(Place::Start),
+            Value::String(word) if word == "done" => Some(Place::Done),
+            Value::Array(key) => match key.as_slice() {
+                [Value::Number(at), Value::String(id)] => at
+                    .as_i64()
+                    // DynamoDB refuses a start key outside the key condition.
+                    .filter(|at| query.covers(*at))
+                    .filter(|_| status_shard(id) as usize == shard)
+                    .map(|at| Place::After(at, id.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        .ok_or(StoreError::InvalidPageToken)
 }
 
 #[cfg(test)]
@@ -557,45 +700,58 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use tasks_core::{Event, TaskStatus};
 
-    fn key(status: &str) -> Item {
-        Item::from([
-            ("id".to_string(), AttributeValue::S("a-b".into())),
-            ("taskStatus".to_string(), AttributeValue::S(status.into())),
-            (
-                "startExecutionAt".to_string(),
-                AttributeValue::N("1900000000".into()),
-            ),
-        ])
+    fn places() -> Vec<Place> {
+        let mut places = vec![Place::Start; STATUS_SHARDS as usize];
+        places[0] = Place::Done;
+        let shard = status_shard("a-b") as usize;
+        places[shard] = Place::After(1_900_000_000, "a-b".into());
+        places
     }
 
     #[test]
-    fn page_tokens_round_trip_the_last_evaluated_key() {
+    fn page_tokens_round_trip_every_shards_place() {
         let query = StatusQuery::new(TaskStatus::Queued, 10);
-        let token = encode_page_token(&key("QUEUED")).unwrap();
+        let token = encode_page_token(&query, &places());
         assert!(token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert_eq!(decode_page_token(&token, &query).unwrap(), key("QUEUED"));
+        assert_eq!(decode_page_token(&token, &query).unwrap(), places());
     }
 
     #[test]
     fn foreign_or_damaged_page_tokens_are_invalid() {
         let query = StatusQuery::new(TaskStatus::Queued, 10);
-        let other_status = encode_page_token(&key("SCHEDULED")).unwrap();
-        let mut missing = key("QUEUED");
-        missing.remove("id");
-        let mut bad_number = key("QUEUED");
-        bad_number.insert("startExecutionAt".into(), AttributeValue::N("soon".into()));
-        for token in [
-            "not base64!".to_string(),
-            URL_SAFE_NO_PAD.encode("[1, 2]"),
-            URL_SAFE_NO_PAD.encode(r#"{"id": "a"}"#),
-            other_status,
-            encode_page_token(&missing).unwrap(),
-            encode_page_token(&bad_number).unwrap(),
+        let token = |json: Value| URL_SAFE_NO_PAD.encode(json.to_string());
+        let mut wrong_shard = places();
+        let shard = status_shard("a-b") as usize;
+        wrong_shard.swap(shard, (shard + 1) % STATUS_SHARDS as usize);
+        let outside_window = StatusQuery {
+            due_from: Some(1_900_000_001),
+            ..query.clone()
+        };
+        let newest_first = StatusQuery {
+            newest_first: true,
+            ..query.clone()
+        };
+        let other_status = StatusQuery::new(TaskStatus::Scheduled, 10);
+        for (query, token) in [
+            (&query, "not base64!".to_string()),
+            (&query, URL_SAFE_NO_PAD.encode("[1, 2]")),
+            (
+                &query,
+                token(serde_json::json!({"query": query_shape(&query)})),
+            ),
+            (
+                &query,
+                token(serde_json::json!({"query": query_shape(&query), "shards": ["start"]})),
+            ),
+            (&query, encode_page_token(&other_status, &places())),
+            (&query, encode_page_token(&query, &wrong_shard)),
+            (&outside_window, encode_page_token(&query, &places())),
+            (&newest_first, encode_page_token(&query, &places())),
         ] {
             assert_eq!(
-                decode_page_token(&token, &query),
+                decode_page_token(&token, query),
                 Err(StoreError::InvalidPageToken),
                 "{token}"
             );
@@ -603,18 +759,31 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_page_is_a_share_of_the_page_and_never_more_than_it() {
+        assert_eq!(shard_page_size(1), 1);
+        assert_eq!(shard_page_size(10), 10);
+        assert_eq!(shard_page_size(100), 24);
+        assert_eq!(shard_page_size(1_000), 136);
+    }
+
+    #[test]
     fn a_cancel_is_conditional_on_no_attempt_and_the_expected_version() {
         let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
-        let update =
-            Update::from_transition(&Transition::new(Event::Cancel, at).if_last_updated_at(at))
-                .unwrap();
+        let update = Update::from_transition(
+            "a",
+            &Transition::new(Event::Cancel, at).if_last_updated_at(at),
+        )
+        .unwrap();
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1, :from2) \
              AND (attribute_not_exists(#attempts) OR #attempts = :zero \
              OR #attemptSeries <> #series) AND #updated = :expected"
         );
-        assert_eq!(update.update, "SET #status = :to, #updated = :at");
+        assert_eq!(
+            update.update,
+            "SET #status = :to, #shard = :shard, #updated = :at"
+        );
         assert_eq!(update.values[":to"], AttributeValue::S("CANCELLED".into()));
         assert_eq!(
             update.values[":expected"],
@@ -629,14 +798,14 @@ mod tests {
             .in_series(3)
             .with_error("boom")
             .executed(at, 5);
-        let update = Update::from_transition(&change).unwrap();
+        let update = Update::from_transition("a", &change).unwrap();
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1) AND #series = :series"
         );
         assert_eq!(
             update.update,
-            "SET #status = :to, #updated = :at, #lastError = :lastError, \
+            "SET #status = :to, #shard = :shard, #updated = :at, #lastError = :lastError, \
              #executedAt = :executedAt, #latenessMs = :latenessMs, \
              #attemptSeries = if_not_exists(#series, :zero) ADD #attempts :one"
         );
@@ -661,10 +830,10 @@ mod tests {
                 payload: Some(None),
                 ..Default::default()
             });
-        let update = Update::from_transition(&change).unwrap();
+        let update = Update::from_transition("a", &change).unwrap();
         assert_eq!(
             update.update,
-            "SET #status = :to, #updated = :at, #timestamp = :timestamp, \
+            "SET #status = :to, #shard = :shard, #updated = :at, #timestamp = :timestamp, \
              #startExecutionAt = :startExecutionAt, #webhook = :webhook, \
              #redispatches = :noRedispatches REMOVE #payload ADD #series :one"
         );
@@ -682,7 +851,7 @@ mod tests {
         let change = Transition::new(Event::Restart, at)
             .in_series(0)
             .if_last_updated_at(at);
-        let update = Update::from_transition(&change).unwrap();
+        let update = Update::from_transition("a", &change).unwrap();
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1) \
@@ -690,7 +859,7 @@ mod tests {
         );
         assert_eq!(
             update.update,
-            "SET #status = :to, #updated = :at ADD #series :one, #redispatches :one"
+            "SET #status = :to, #shard = :shard, #updated = :at ADD #series :one, #redispatches :one"
         );
     }
 }

@@ -4,13 +4,14 @@
 
 pub mod bootstrap;
 pub mod dynamodb;
+pub mod reshard;
 pub mod sqs;
 pub mod stepfunctions;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use bootstrap::local_resources;
-pub use dynamodb::{DynamoDbStore, STATUS_INDEX};
+pub use dynamodb::{DynamoDbStore, SHARD_ATTRIBUTE, STATUS_INDEX};
 pub use sqs::{ReceivedMessage, SqsQueue};
 pub use stepfunctions::StepFunctionsWorkflow;
 

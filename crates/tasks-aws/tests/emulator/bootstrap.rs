@@ -2,7 +2,7 @@ use crate::{emulator, unique};
 use aws_sdk_dynamodb::types::{BillingMode, KeyType, ProjectionType};
 use aws_sdk_sqs::types::QueueAttributeName;
 use tasks_aws::bootstrap::{ensure_queue, ensure_state_machine, ensure_table};
-use tasks_aws::STATUS_INDEX;
+use tasks_aws::{SHARD_ATTRIBUTE, STATUS_INDEX};
 
 #[tokio::test]
 async fn ensure_table_twice_leaves_one_table_with_the_status_index() {
@@ -43,7 +43,7 @@ async fn ensure_table_twice_leaves_one_table_with_the_status_index() {
     assert_eq!(
         keys(index.key_schema()),
         [
-            ("taskStatus".to_string(), KeyType::Hash),
+            (SHARD_ATTRIBUTE.to_string(), KeyType::Hash),
             ("startExecutionAt".to_string(), KeyType::Range)
         ]
     );
