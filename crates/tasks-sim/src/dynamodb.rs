@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
-use tasks_core::{Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition};
+use tasks_core::{
+    Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition, STATUS_SHARDS,
+};
 
 /// One index entry as a query sees it: a task, or an item that is not a valid task.
 #[derive(Debug, Clone)]
@@ -66,15 +68,16 @@ pub const THROTTLED: &str = "ThrottlingException: write capacity exceeded";
 /// The SDK's attempts at a throttled request before it gives up.
 const SDK_ATTEMPTS: u32 = 3;
 
-/// The capacity each write takes: table units, and index units per index key value.
+/// The capacity each write takes: table units, and index units per index key value (a status's
+/// shard, `<status>#<n>`).
 struct Capacity {
     table: u64,
-    index: Vec<(&'static str, u64)>,
+    index: Vec<(String, u64)>,
 }
 
 struct Throughput {
     table: Bucket,
-    partitions: BTreeMap<&'static str, Bucket>,
+    partitions: BTreeMap<String, Bucket>,
 }
 
 pub struct SimStore {
@@ -133,7 +136,7 @@ impl SimStore {
         let Throughput { table, partitions } = &mut *throughput;
         for (key, _) in &capacity.index {
             partitions
-                .entry(key)
+                .entry(key.clone())
                 .or_insert_with(|| Bucket::new(quotas.partition_writes));
         }
         let fits = table.has(capacity.table as f64)
@@ -151,6 +154,12 @@ impl SimStore {
             }
         }
         fits
+    }
+
+    fn shard_queries(&self) {
+        for _ in 0..STATUS_SHARDS {
+            self.world.call("dynamodb.Query");
+        }
     }
 
     /// An item of another shape (say, the original service's, without `createdAt`) in the index.
@@ -248,7 +257,10 @@ fn update_capacity(current: &Task, change: &Transition) -> Capacity {
     }
     let next = change.apply(current);
     let after = write_units(&next);
-    let (old_key, new_key) = (current.task_status.as_str(), next.task_status.as_str());
+    let (old_key, new_key) = (
+        current.task_status.shard_key(&current.id),
+        next.task_status.shard_key(&next.id),
+    );
     let index = if old_key == new_key && current.start_execution_at == next.start_execution_at {
         vec![(new_key, after)]
     } else {
@@ -276,7 +288,7 @@ impl TaskStore for SimStore {
         let units = write_units(task);
         self.admit(&Capacity {
             table: units,
-            index: vec![(task.task_status.as_str(), units)],
+            index: vec![(task.task_status.shard_key(&task.id), units)],
         })
         .await?;
         {
@@ -301,8 +313,10 @@ impl TaskStore for SimStore {
         Ok(task)
     }
 
+    /// The index is read as the adapter reads it, one Query per status shard, run concurrently;
+    /// the shards' pages merge into the same page as one ordered read.
     async fn query(&self, query: &StatusQuery) -> Result<Page, StoreError> {
-        self.world.call("dynamodb.Query");
+        self.shard_queries();
         self.world.latency(5, 20).await;
         self.fail()?;
         let mut tables = self.tables.lock().unwrap();
@@ -367,14 +381,16 @@ impl TaskStore for SimStore {
                 Entry::Undecodable { .. } => page.undecodable.push(id.clone()),
             }
         }
-        // An eventually consistent read of the index: half a unit per 4 KB read.
-        self.world.usage.lock().unwrap().read_half_units += bytes.div_ceil(4096).max(1);
+        // An eventually consistent read of the index: half a unit per 4 KB read, and at least
+        // that from each shard.
+        self.world.usage.lock().unwrap().read_half_units +=
+            bytes.div_ceil(4096) + u64::from(STATUS_SHARDS);
         Ok(page)
     }
 
     /// A `Select: COUNT` query: metered as if each item counted were 1 KB.
     async fn count(&self, status: TaskStatus, from: i64, to: i64) -> Result<u64, StoreError> {
-        self.world.call("dynamodb.Query");
+        self.shard_queries();
         self.world.latency(5, 20).await;
         self.fail()?;
         let mut tables = self.tables.lock().unwrap();
@@ -384,7 +400,8 @@ impl TaskStore for SimStore {
             .ordered
             .range((status, from, String::new())..=(status, to, "\u{10FFFF}".to_string()))
             .count() as u64;
-        self.world.usage.lock().unwrap().read_half_units += (count * 1024).div_ceil(4096).max(1);
+        self.world.usage.lock().unwrap().read_half_units +=
+            (count * 1024).div_ceil(4096) + u64::from(STATUS_SHARDS);
         Ok(count)
     }
 
