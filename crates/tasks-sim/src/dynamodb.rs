@@ -65,8 +65,6 @@ struct Tables {
 
 /// The error a write gets when the table's or an index partition's capacity refused it.
 pub const THROTTLED: &str = "ThrottlingException: write capacity exceeded";
-/// The SDK's attempts at a throttled request before it gives up.
-const SDK_ATTEMPTS: u32 = 3;
 
 /// The capacity each write takes: table units, and index units per index key value (a status's
 /// shard, `<status>#<n>`).
@@ -114,20 +112,15 @@ impl SimStore {
     async fn admit(&self, capacity: &Capacity) -> Result<(), StoreError> {
         let index_units: u64 = capacity.index.iter().map(|(_, units)| units).sum();
         self.world.usage.lock().unwrap().write_units += capacity.table + index_units;
-        for attempt in 0..SDK_ATTEMPTS {
-            if self.try_take(capacity) {
-                return Ok(());
-            }
-            self.world.throttle("dynamodb.write_capacity");
-            if attempt + 1 < SDK_ATTEMPTS {
-                let ceiling = 1000.0 * f64::from(1 << attempt);
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    self.world.uniform(0.0, ceiling) as u64,
-                ))
-                .await;
-            }
+        if self
+            .world
+            .with_sdk_retries("dynamodb.write_capacity", || self.try_take(capacity))
+            .await
+        {
+            Ok(())
+        } else {
+            Err(unavailable(THROTTLED))
         }
-        Err(unavailable(THROTTLED))
     }
 
     fn try_take(&self, capacity: &Capacity) -> bool {

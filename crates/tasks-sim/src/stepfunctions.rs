@@ -3,8 +3,8 @@
 //! - an execution name is unique for 90 days after its execution ends: starting a taken name
 //!   answers for the running or the ended execution (the adapter asks which);
 //! - `StartExecution` is a token bucket ([`Quotas::start_execution`](crate::quotas::Quotas)):
-//!   past it, `ThrottlingException`; a start may also fail (500) or be applied with its
-//!   response lost;
+//!   past it, `ThrottlingException`, which the SDK retries twice before the caller sees it; a
+//!   start may also fail (500) or be applied with its response lost;
 //! - every state entered is a state transition, billed and taken from the account's bucket
 //!   (`state_transitions`): past it, the execution waits for its transitions before it goes on;
 //! - the execution runs `state-machine/tasks.asl.json` through the `asl` interpreter, with its
@@ -134,8 +134,13 @@ impl Workflow for SimStepFunctions {
         {
             return Err(WorkflowError("InternalServerError".into()));
         }
-        if !self.starts.lock().unwrap().try_take(1.0) {
-            self.world.throttle("stepfunctions.start_execution");
+        let admitted = self
+            .world
+            .with_sdk_retries("stepfunctions.start_execution", || {
+                self.starts.lock().unwrap().try_take(1.0)
+            })
+            .await;
+        if !admitted {
             return Err(WorkflowError("ThrottlingException: rate exceeded".into()));
         }
         let name = input.execution_name();

@@ -150,6 +150,9 @@ struct Trace {
     by_task: Option<BTreeMap<String, Vec<String>>>,
 }
 
+/// The SDK's attempts at a throttled request before it gives up (standard retry mode).
+pub const SDK_ATTEMPTS: u32 = 3;
+
 impl World {
     pub fn new(
         seed: u64,
@@ -181,6 +184,30 @@ impl World {
     /// Counts one request (or attempt) that `quota` refused or delayed.
     pub fn throttle(&self, quota: &'static str) {
         self.usage.lock().unwrap().throttle(quota);
+    }
+
+    /// A throttled request as the SDK's standard retry mode sends it: up to [`SDK_ATTEMPTS`]
+    /// attempts, each refused one counted against `quota` and followed by a jittered backoff
+    /// (up to 1 s, then 2 s). False when the last attempt was refused too.
+    pub async fn with_sdk_retries(
+        &self,
+        quota: &'static str,
+        mut attempt: impl FnMut() -> bool,
+    ) -> bool {
+        for tried in 0..SDK_ATTEMPTS {
+            if attempt() {
+                return true;
+            }
+            self.throttle(quota);
+            if tried + 1 < SDK_ATTEMPTS {
+                let ceiling = 1000.0 * f64::from(1 << tried);
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    self.uniform(0.0, ceiling) as u64
+                ))
+                .await;
+            }
+        }
+        false
     }
 
     pub fn chance(&self, probability: f64) -> bool {
