@@ -4,7 +4,7 @@
 
 use tasks_core::Schedule;
 use tasks_sim::quotas::Rate;
-use tasks_sim::{simulate, Faults, Outcome, Scenario};
+use tasks_sim::{simulate, Faults, Outcome, Scenario, Shape};
 
 /// The findings' seeds were recorded before clients changed and retried tasks and set retry
 /// policies, and before the cron looked ahead (its counts draw from the random stream): those
@@ -205,4 +205,37 @@ fn a_hotspot_past_the_quotas_is_late_but_never_lost_or_failed_by_throttling() {
         outcome.report.failed_by
     );
     assert_eq!(outcome.report.failed_by.get("StoreUnavailable"), None);
+}
+
+/// A create burst past one partition's write rate, at a scale CI runs: 50 `POST /tasks` a
+/// second for a minute against index partitions cut to a thirtieth (33 writes a second). Every
+/// new task is SCHEDULED; keyed by the status alone, they would all write one partition and the
+/// api would answer 503. Spread over the status shards, no create is throttled or refused.
+#[test]
+fn a_create_burst_past_one_partitions_rate_is_accepted_whole() {
+    let mut scenario = Scenario {
+        tasks: 3_000,
+        shape: Shape::Burst { per_second: 50 },
+        keep_task_traces: true,
+        ..Scenario::burst()
+    };
+    let thirtieth = Rate {
+        burst: 1_000.0 / 30.0,
+        per_second: 1_000.0 / 30.0,
+    };
+    scenario.quotas.partition_writes = thirtieth;
+    let outcome = simulate(1, scenario);
+    clean(&outcome);
+    assert_eq!(
+        outcome.activity.requests_throttled, 0,
+        "{:?}",
+        outcome.activity
+    );
+    assert_eq!(outcome.activity.creates_abandoned, 0);
+    assert_eq!(
+        outcome.usage.throttled.get("dynamodb.write_capacity"),
+        None,
+        "{:?}",
+        outcome.usage.throttled
+    );
 }
