@@ -254,7 +254,13 @@ impl TaskStore for DynamoDbStore {
         let reads = futures::future::try_join_all(reads).await?;
 
         // Time order, read as ascending `startExecutionAt` whichever way the query runs.
-        let order = |at: i64| if query.newest_first { -at } else { at };
+        let order = |at: i64| {
+            if query.newest_first {
+                at.saturating_neg()
+            } else {
+                at
+            }
+        };
         // Every shard has been read up to here; one without a next key, to its end.
         let read_to = reads
             .iter()
@@ -262,7 +268,7 @@ impl TaskStore for DynamoDbStore {
             .filter_map(|read| read.last_evaluated.as_ref().map(|(at, _)| order(*at)))
             .min()
             .unwrap_or(i64::MAX);
-        let mut merged: Vec<(i64, usize, usize)> = reads
+        let mut merged: Vec<(i64, usize, usize, &Item)> = reads
             .iter()
             .enumerate()
             .filter_map(|(shard, read)| read.as_ref().map(|read| (shard, read)))
@@ -270,25 +276,20 @@ impl TaskStore for DynamoDbStore {
                 read.items
                     .iter()
                     .enumerate()
-                    .map(move |(position, item)| (order(item_start(item)), shard, position))
+                    .map(move |(position, item)| (order(item_start(item)), shard, position, item))
             })
-            .filter(|(at, _, _)| *at <= read_to)
+            .filter(|(at, _, _, _)| *at <= read_to)
             .collect();
         // Ties keep each shard's own order, so what is returned of a shard is a prefix of its read.
-        merged.sort_unstable();
+        merged.sort_unstable_by_key(|(at, shard, position, _)| (*at, *shard, *position));
         merged.truncate(query.limit as usize);
 
         let mut returned = vec![0usize; places.len()];
         let mut page = Page::default();
-        for (_, shard, position) in merged {
+        for (_, shard, _, item) in merged {
             returned[shard] += 1;
-            let item = reads[shard]
-                .as_ref()
-                .expect("a merged shard was read")
-                .items[position]
-                .clone();
-            let id = item_id(&item);
-            match item_to_task(item) {
+            let id = item_id(item);
+            match item_to_task(item.clone()) {
                 Ok(task) => page.tasks.push(task),
                 Err(_) => page.undecodable.push(id),
             }
