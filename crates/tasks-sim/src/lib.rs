@@ -339,11 +339,7 @@ impl Pipeline {
             return None;
         }
         self.world.call("apigateway.request");
-        let invocation = usage::invoke(
-            &self.world.usage,
-            Function::Api,
-            self.world.quotas.lambda_concurrency,
-        );
+        let invocation = usage::invoke(&self.world.usage, Function::Api, &self.world.quotas);
         let Some(_invocation) = invocation else {
             self.activity.lock().unwrap().requests_throttled += 1;
             return None;
@@ -358,11 +354,7 @@ impl Pipeline {
         run: impl FnOnce() -> Fut,
     ) -> T {
         loop {
-            let invocation = usage::invoke(
-                &self.world.usage,
-                function,
-                self.world.quotas.lambda_concurrency,
-            );
+            let invocation = usage::invoke(&self.world.usage, function, &self.world.quotas);
             if let Some(_invocation) = invocation {
                 return run().await;
             }
@@ -833,11 +825,9 @@ async fn poll(pipeline: Arc<Pipeline>) {
             continue;
         }
         // A throttled invocation leaves the batch to come back after the visibility timeout.
-        let Some(_invocation) = usage::invoke(
-            &world.usage,
-            Function::ProcessSqsRecords,
-            world.quotas.lambda_concurrency,
-        ) else {
+        let Some(_invocation) =
+            usage::invoke(&world.usage, Function::ProcessSqsRecords, &world.quotas)
+        else {
             continue;
         };
         let faults = world.faults;

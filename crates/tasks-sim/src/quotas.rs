@@ -28,6 +28,10 @@ pub struct Quotas {
     pub start_execution: Rate,
     pub state_transitions: Rate,
     pub lambda_concurrency: usize,
+    /// Not a quota but how the deployment divides it: the template's
+    /// `ExecuteTaskReservedConcurrency`. execute-task may run this many at once and no more, and
+    /// the other functions share the rest of `lambda_concurrency`; 0 reserves nothing.
+    pub execute_task_reserved: usize,
     pub partition_writes: Rate,
     pub table_writes: Rate,
     pub api_requests: Rate,
@@ -46,6 +50,7 @@ impl Quotas {
             per_second: 5_000.0,
         },
         lambda_concurrency: 1_000,
+        execute_task_reserved: 0,
         partition_writes: Rate {
             burst: 1_000.0,
             per_second: 1_000.0,

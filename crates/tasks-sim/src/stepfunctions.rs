@@ -240,11 +240,8 @@ impl ExecutionHost {
         Fut: std::future::Future<Output = Result<Value, Failure>>,
     {
         let name = function.name();
-        let Some(_invocation) = usage::invoke(
-            &self.world.usage,
-            function,
-            self.world.quotas.lambda_concurrency,
-        ) else {
+        let Some(_invocation) = usage::invoke(&self.world.usage, function, &self.world.quotas)
+        else {
             return Err(Failure::new(
                 "Lambda.TooManyRequestsException",
                 format!("{name}: Rate Exceeded."),

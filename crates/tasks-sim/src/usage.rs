@@ -2,6 +2,7 @@
 //! billed GB-seconds and concurrency, and the requests each quota throttled. The cost table
 //! ([`crate::cost`]) turns these into dollars.
 
+use crate::quotas::Quotas;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -118,10 +119,29 @@ pub struct Invocation {
     started: tokio::time::Instant,
 }
 
-/// Starts an invocation of `function`, or refuses it when the account's concurrency is used up.
-pub fn invoke(usage: &Arc<Mutex<Usage>>, function: Function, limit: usize) -> Option<Invocation> {
+/// Starts an invocation of `function`, or refuses it when its share of the account's concurrency
+/// is used up: execute-task's reservation if it has one, the rest of the account otherwise.
+pub fn invoke(
+    usage: &Arc<Mutex<Usage>>,
+    function: Function,
+    quotas: &Quotas,
+) -> Option<Invocation> {
     let mut all = usage.lock().unwrap();
-    if all.concurrency >= limit {
+    let reserved = quotas.execute_task_reserved;
+    let executing = all
+        .in_flight
+        .get(&Function::ExecuteTask)
+        .copied()
+        .unwrap_or(0);
+    let (used, limit) = match (reserved, function) {
+        (0, _) => (all.concurrency, quotas.lambda_concurrency),
+        (_, Function::ExecuteTask) => (executing, reserved),
+        _ => (
+            all.concurrency - executing,
+            quotas.lambda_concurrency.saturating_sub(reserved),
+        ),
+    };
+    if used >= limit {
         all.throttle("lambda.concurrency");
         return None;
     }
@@ -159,24 +179,49 @@ impl Drop for Invocation {
 mod tests {
     use super::*;
 
+    fn account(lambda_concurrency: usize, execute_task_reserved: usize) -> Quotas {
+        Quotas {
+            lambda_concurrency,
+            execute_task_reserved,
+            ..Quotas::DEFAULT
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_invocation_holds_a_slot_and_is_billed_by_the_millisecond_at_its_memory() {
         let usage = Arc::new(Mutex::new(Usage::default()));
-        let first = invoke(&usage, Function::ExecuteTask, 2).expect("a slot");
-        let second = invoke(&usage, Function::UpdateStatus, 2).expect("a slot");
+        let quotas = account(2, 0);
+        let first = invoke(&usage, Function::ExecuteTask, &quotas).expect("a slot");
+        let second = invoke(&usage, Function::UpdateStatus, &quotas).expect("a slot");
         assert!(
-            invoke(&usage, Function::Api, 2).is_none(),
+            invoke(&usage, Function::Api, &quotas).is_none(),
             "the account is full"
         );
         tokio::time::advance(std::time::Duration::from_micros(1_500)).await;
         drop(first);
         drop(second);
-        assert!(invoke(&usage, Function::Api, 2).is_some());
+        assert!(invoke(&usage, Function::Api, &quotas).is_some());
         let usage = usage.lock().unwrap();
         assert_eq!(usage.peak_concurrency, 2);
         assert_eq!(usage.throttled.get("lambda.concurrency"), Some(&1));
         assert_eq!(usage.functions[&Function::ExecuteTask].mb_ms, 2 * 512);
         assert_eq!(usage.functions[&Function::UpdateStatus].mb_ms, 2 * 128);
         assert_eq!(usage.functions[&Function::Api].invocations, 1);
+    }
+
+    #[test]
+    fn execute_task_s_reservation_is_its_ceiling_and_keeps_the_rest_for_the_others() {
+        let usage = Arc::new(Mutex::new(Usage::default()));
+        let quotas = account(3, 2);
+        let executing: Vec<_> = (0..2)
+            .map(|_| invoke(&usage, Function::ExecuteTask, &quotas).expect("within its share"))
+            .collect();
+        assert!(invoke(&usage, Function::ExecuteTask, &quotas).is_none());
+        let api = invoke(&usage, Function::Api, &quotas).expect("the rest is the others'");
+        assert!(invoke(&usage, Function::UpdateStatus, &quotas).is_none());
+        drop(executing);
+        assert!(invoke(&usage, Function::UpdateStatus, &quotas).is_none());
+        drop(api);
+        assert!(invoke(&usage, Function::UpdateStatus, &quotas).is_some());
     }
 }

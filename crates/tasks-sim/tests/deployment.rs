@@ -1,5 +1,7 @@
-//! The simulated deployment bills each function at the memory the SAM template gives it.
+//! The simulated deployment is the SAM template's: each function billed at the memory the template
+//! gives it, and execute-task's concurrency reserved as the template's default reserves it.
 
+use tasks_sim::quotas::Quotas;
 use tasks_sim::usage::Function;
 
 const TEMPLATE: &str = include_str!("../../../infra/template.yaml");
@@ -17,4 +19,15 @@ fn each_function_is_billed_at_the_template_s_memory_size() {
             function.resource()
         );
     }
+}
+
+#[test]
+fn execute_task_s_reservation_is_the_template_s_default() {
+    let template: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(TEMPLATE).expect("infra/template.yaml is YAML");
+    let default = &template["Parameters"]["ExecuteTaskReservedConcurrency"]["Default"];
+    assert_eq!(
+        default.as_u64(),
+        Some(Quotas::DEFAULT.execute_task_reserved as u64)
+    );
 }

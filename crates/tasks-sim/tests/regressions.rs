@@ -239,3 +239,47 @@ fn a_create_burst_past_one_partitions_rate_is_accepted_whole() {
         outcome.usage.throttled
     );
 }
+
+/// The same hotspot with execute-task's concurrency reserved (the template's
+/// `ExecuteTaskReservedConcurrency`): execute-task is throttled at its ceiling, and the api keeps
+/// the rest, so no client request is answered 429 while the hotspot runs.
+#[test]
+fn a_hotspot_within_execute_task_s_reservation_leaves_the_api_answering() {
+    let hotspot = |reserved| {
+        let mut scenario = Scenario {
+            tasks: 3_000,
+            keep_task_traces: true,
+            ..Scenario::hotspot()
+        };
+        scenario.quotas.start_execution = Rate {
+            burst: 40.0,
+            per_second: 10.0,
+        };
+        scenario.quotas.state_transitions = Rate {
+            burst: 150.0,
+            per_second: 150.0,
+        };
+        scenario.quotas.lambda_concurrency = 40;
+        scenario.quotas.execute_task_reserved = reserved;
+        scenario.schedule.start_rate = 8;
+        simulate(1, scenario)
+    };
+    let shared = hotspot(0);
+    assert!(
+        shared.activity.requests_throttled > 0,
+        "{:?}",
+        shared.activity
+    );
+    let reserved = hotspot(27);
+    clean(&reserved);
+    assert_eq!(
+        reserved.activity.requests_throttled, 0,
+        "{:?}",
+        reserved.activity
+    );
+    assert!(reserved.usage.throttled.contains_key("lambda.concurrency"));
+    assert_eq!(
+        reserved.usage.functions[&tasks_sim::usage::Function::ExecuteTask].peak_concurrency,
+        27
+    );
+}

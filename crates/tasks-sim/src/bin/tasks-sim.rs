@@ -2,12 +2,15 @@
 //! the seed and the task's trace when an invariant breaks.
 //!
 //! `tasks-sim [--seeds N] [--first S] [--seed S] [--tasks N] [--hours H] [--threads T] [--no-faults]
-//! [--workload steady|hotspot|burst] [--scale] [--start-rate R] [--lambda-concurrency C]`
+//! [--workload steady|hotspot|burst] [--scale] [--start-rate R] [--lambda-concurrency C]
+//! [--execute-task-reserved R]`
 //!
 //! `--workload` starts from one of the scale workloads instead of the standard scenario; `--scale`
 //! runs the three (one seed each, side by side on the threads) and prints a table for each;
 //! `--start-rate` sets the rate look-ahead dispatch plans with (0 turns it off);
-//! `--lambda-concurrency` raises (or lowers) the account's Lambda concurrency. Flags given before
+//! `--lambda-concurrency` raises (or lowers) the account's Lambda concurrency;
+//! `--execute-task-reserved` reserves that much of it for execute-task, as the template's
+//! `ExecuteTaskReservedConcurrency` does. Flags given before
 //! `--workload` are kept.
 
 use chrono::Duration;
@@ -73,6 +76,9 @@ fn parse() -> Result<Args, String> {
             "--start-rate" => scenario.schedule.start_rate = value("--start-rate")? as u32,
             "--lambda-concurrency" => {
                 scenario.quotas.lambda_concurrency = value("--lambda-concurrency")? as usize
+            }
+            "--execute-task-reserved" => {
+                scenario.quotas.execute_task_reserved = value("--execute-task-reserved")? as usize
             }
             other => return Err(format!("unknown argument {other}")),
         }
