@@ -164,12 +164,9 @@ fn changed_and_retried_tasks_are_delivered_only_at_the_time_set_last() {
     assert!(total(|o| starts(o, "superseded")) > 0, "{activities:?}");
 }
 
-/// A hotspot past the quotas, at a scale CI runs: 3,000 tasks due in the same second against
-/// quotas cut to a thirtieth (StartExecution, Lambda concurrency, state transitions). The cron
-/// claims the hotspot ahead of the lead time, every quota throttles, and still nothing is early,
-/// lost, stuck or delivered twice, and no task ends FAILED because Lambda was throttled.
-#[test]
-fn a_hotspot_past_the_quotas_is_late_but_never_lost_or_failed_by_throttling() {
+/// The hotspot at a scale CI runs: 3,000 tasks due in the same second against quotas cut to a
+/// thirtieth (StartExecution, state transitions, and `lambda_concurrency` concurrent Lambdas).
+fn small_hotspot(lambda_concurrency: usize) -> Scenario {
     let mut scenario = Scenario {
         tasks: 3_000,
         keep_task_traces: true,
@@ -183,9 +180,17 @@ fn a_hotspot_past_the_quotas_is_late_but_never_lost_or_failed_by_throttling() {
         burst: 150.0,
         per_second: 150.0,
     };
-    scenario.quotas.lambda_concurrency = 30;
+    scenario.quotas.lambda_concurrency = lambda_concurrency;
     scenario.schedule.start_rate = 8;
-    let outcome = simulate(1, scenario);
+    scenario
+}
+
+/// A hotspot past the quotas: the cron claims it ahead of the lead time, every quota throttles,
+/// and still nothing is early, lost, stuck or delivered twice, and no task ends FAILED because
+/// Lambda was throttled.
+#[test]
+fn a_hotspot_past_the_quotas_is_late_but_never_lost_or_failed_by_throttling() {
+    let outcome = simulate(1, small_hotspot(30));
     clean(&outcome);
     let throttled = |quota| outcome.usage.throttled.get(quota).copied().unwrap_or(0);
     assert!(outcome.activity.looked_ahead > 0, "{:?}", outcome.activity);
@@ -246,22 +251,8 @@ fn a_create_burst_past_one_partitions_rate_is_accepted_whole() {
 #[test]
 fn a_hotspot_within_execute_task_s_reservation_leaves_the_api_answering() {
     let hotspot = |reserved| {
-        let mut scenario = Scenario {
-            tasks: 3_000,
-            keep_task_traces: true,
-            ..Scenario::hotspot()
-        };
-        scenario.quotas.start_execution = Rate {
-            burst: 40.0,
-            per_second: 10.0,
-        };
-        scenario.quotas.state_transitions = Rate {
-            burst: 150.0,
-            per_second: 150.0,
-        };
-        scenario.quotas.lambda_concurrency = 40;
+        let mut scenario = small_hotspot(40);
         scenario.quotas.execute_task_reserved = reserved;
-        scenario.schedule.start_rate = 8;
         simulate(1, scenario)
     };
     let shared = hotspot(0);
