@@ -57,6 +57,23 @@ fn full_task(id: &str) -> Task {
     }
 }
 
+/// The item as stored, every attribute as DynamoDB holds it.
+async fn raw_item(
+    client: &Client,
+    store: &DynamoDbStore,
+    id: &str,
+) -> std::collections::HashMap<String, AttributeValue> {
+    client
+        .get_item()
+        .table_name(store.table_name())
+        .key("id", AttributeValue::S(id.into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
+}
+
 /// Every page of `query`, following next_token.
 async fn all_pages(store: &DynamoDbStore, mut query: StatusQuery) -> Vec<Page> {
     let mut pages = Vec::new();
@@ -103,15 +120,7 @@ async fn a_full_task_round_trips_under_the_seed_attribute_names_and_types() {
     store.create(&task).await.unwrap();
     assert_eq!(store.get("full").await.unwrap(), Some(task));
 
-    let item = client
-        .get_item()
-        .table_name(store.table_name())
-        .key("id", AttributeValue::S("full".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = raw_item(&client, &store, "full").await;
     let s = |text: &str| AttributeValue::S(text.to_string());
     let n = |number: i64| AttributeValue::N(number.to_string());
     assert_eq!(item["id"], s("full"));
@@ -139,15 +148,7 @@ async fn optional_fields_that_are_absent_are_not_stored() {
         .create(&task("bare", TaskStatus::Scheduled, 0))
         .await
         .unwrap();
-    let item = client
-        .get_item()
-        .table_name(store.table_name())
-        .key("id", AttributeValue::S("bare".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = raw_item(&client, &store, "bare").await;
     let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
     names.sort_unstable();
     assert_eq!(
@@ -696,21 +697,8 @@ async fn a_transition_moves_the_item_to_its_new_status_shard() {
         .create(&task("moves", TaskStatus::Scheduled, 0))
         .await
         .unwrap();
-    let shard = |client: Client, table: String| async move {
-        client
-            .get_item()
-            .table_name(table)
-            .key("id", AttributeValue::S("moves".into()))
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap()["statusShard"]
-            .clone()
-    };
-    let table = store.table_name().to_string();
     assert_eq!(
-        shard(client.clone(), table.clone()).await,
+        raw_item(&client, &store, "moves").await["statusShard"],
         AttributeValue::S(TaskStatus::Scheduled.shard_key("moves"))
     );
     store
@@ -718,7 +706,7 @@ async fn a_transition_moves_the_item_to_its_new_status_shard() {
         .await
         .unwrap();
     assert_eq!(
-        shard(client, table).await,
+        raw_item(&client, &store, "moves").await["statusShard"],
         AttributeValue::S(TaskStatus::Queued.shard_key("moves"))
     );
     let queued = store
