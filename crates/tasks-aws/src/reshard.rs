@@ -27,32 +27,29 @@ impl DynamoDbStore {
     /// Scans the table and sets the key of each item whose key is missing or not its status's,
     /// conditional on the status it was read with.
     pub async fn reshard(&self) -> Result<Resharded, StoreError> {
-        reshard(self.client(), self.table_name()).await
-    }
-}
-
-async fn reshard(client: &Client, table: &str) -> Result<Resharded, StoreError> {
-    let mut report = Resharded::default();
-    let mut start_key = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .projection_expression("#id, #status, #shard")
-            .expression_attribute_names("#id", "id")
-            .expression_attribute_names("#status", "taskStatus")
-            .expression_attribute_names("#shard", SHARD_ATTRIBUTE)
-            .set_exclusive_start_key(start_key)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        for item in page.items() {
-            report.scanned += 1;
-            reshard_item(client, table, item, &mut report).await?;
-        }
-        match page.last_evaluated_key.filter(|key| !key.is_empty()) {
-            Some(key) => start_key = Some(key),
-            None => return Ok(report),
+        let (client, table) = (self.client(), self.table_name());
+        let mut report = Resharded::default();
+        let mut start_key = None;
+        loop {
+            let page = client
+                .scan()
+                .table_name(table)
+                .projection_expression("#id, #status, #shard")
+                .expression_attribute_names("#id", "id")
+                .expression_attribute_names("#status", "taskStatus")
+                .expression_attribute_names("#shard", SHARD_ATTRIBUTE)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                report.scanned += 1;
+                reshard_item(client, table, item, &mut report).await?;
+            }
+            match page.last_evaluated_key.filter(|key| !key.is_empty()) {
+                Some(key) => start_key = Some(key),
+                None => return Ok(report),
+            }
         }
     }
 }

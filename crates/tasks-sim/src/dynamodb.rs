@@ -11,7 +11,7 @@
 //! Items that are not valid tasks can sit in the index (an item of another shape); a query
 //! reports their ids instead of failing.
 
-use crate::quotas::Bucket;
+use crate::quotas::{Bucket, Quotas};
 use crate::world::World;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,23 +127,15 @@ impl SimStore {
         let quotas = self.world.quotas;
         let mut throughput = self.throughput.lock().unwrap();
         let Throughput { table, partitions } = &mut *throughput;
-        for (key, _) in &capacity.index {
-            partitions
-                .entry(key.clone())
-                .or_insert_with(|| Bucket::new(quotas.partition_writes));
-        }
         let fits = table.has(capacity.table as f64)
-            && capacity.index.iter().all(|(key, units)| {
-                partitions
-                    .get_mut(key)
-                    .is_some_and(|b| b.has(*units as f64))
-            });
+            && capacity
+                .index
+                .iter()
+                .all(|(key, units)| partition(partitions, key, quotas).has(*units as f64));
         if fits {
             table.take(capacity.table as f64);
             for (key, units) in &capacity.index {
-                if let Some(bucket) = partitions.get_mut(key) {
-                    bucket.take(*units as f64);
-                }
+                partition(partitions, key, quotas).take(*units as f64);
             }
         }
         fits
@@ -236,6 +228,17 @@ impl Tables {
         self.ordered.insert(entry.key(&id));
         self.index.insert(id, entry);
     }
+}
+
+/// The bucket of the index partition holding `key`, full when first written.
+fn partition<'a>(
+    partitions: &'a mut BTreeMap<String, Bucket>,
+    key: &str,
+    quotas: Quotas,
+) -> &'a mut Bucket {
+    partitions
+        .entry(key.to_string())
+        .or_insert_with(|| Bucket::new(quotas.partition_writes))
 }
 
 /// An update takes the larger of the item's sizes before and after; its index entry is rewritten

@@ -304,8 +304,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
 fn latest_creation(scenario: &Scenario) -> Duration {
     match scenario.shape {
         Shape::Burst { per_second } => {
-            Duration::milliseconds((scenario.tasks as u64 * 1000 / per_second.max(1)) as i64)
-                + Duration::hours(1)
+            burst_offset(scenario.tasks as u64, per_second) + Duration::hours(1)
         }
         Shape::Steady => CREATED_AHEAD,
         Shape::Spread | Shape::Hotspot => Duration::zero(),
@@ -314,6 +313,16 @@ fn latest_creation(scenario: &Scenario) -> Duration {
 
 /// The longest a client creates its task ahead of its time.
 const CREATED_AHEAD: Duration = Duration::minutes(70);
+
+/// How long ahead of its time a client creates its task: at least a second, at most `up_to`.
+fn ahead(world: &World, up_to: Duration) -> Duration {
+    Duration::milliseconds(world.uniform(1_000.0, up_to.num_milliseconds() as f64) as i64)
+}
+
+/// When a burst's `n`-th create is sent, after the start.
+fn burst_offset(n: u64, per_second: u64) -> Duration {
+    Duration::milliseconds((n * 1000 / per_second.max(1)) as i64)
+}
 
 /// The simulated deployment the clients, the cron and the pollers act on.
 struct Pipeline {
@@ -339,8 +348,7 @@ impl Pipeline {
             return None;
         }
         self.world.call("apigateway.request");
-        let invocation = usage::invoke(&self.world.usage, Function::Api, &self.world.quotas);
-        let Some(_invocation) = invocation else {
+        let Some(_invocation) = self.world.invoke(Function::Api) else {
             self.activity.lock().unwrap().requests_throttled += 1;
             return None;
         };
@@ -354,8 +362,7 @@ impl Pipeline {
         run: impl FnOnce() -> Fut,
     ) -> T {
         loop {
-            let invocation = usage::invoke(&self.world.usage, function, &self.world.quotas);
-            if let Some(_invocation) = invocation {
+            if let Some(_invocation) = self.world.invoke(function) {
                 return run().await;
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -402,27 +409,24 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
                     let timestamp = start + Duration::milliseconds(due_ms as i64);
                     // Created up to 70 minutes ahead: some beyond the lead time (the cron
                     // claims them), some within it (handed off at once).
-                    let ahead = Duration::milliseconds(world.uniform(1_000.0, 4_200_000.0) as i64);
-                    (timestamp, (timestamp - ahead).max(start))
+                    let created_at = timestamp - ahead(world, CREATED_AHEAD);
+                    (timestamp, created_at.max(start))
                 }
                 Shape::Steady => {
                     let due_ms = world.uniform(0.0, span_ms);
                     let timestamp = start + CREATED_AHEAD + Duration::milliseconds(due_ms as i64);
-                    let ahead = Duration::milliseconds(world.uniform(1_000.0, 4_200_000.0) as i64);
-                    (timestamp, timestamp - ahead)
+                    (timestamp, timestamp - ahead(world, CREATED_AHEAD))
                 }
                 Shape::Hotspot => {
                     let timestamp = start
                         + scenario.span
                         + Duration::milliseconds(world.uniform(0.0, 1_000.0) as i64);
-                    let ahead = Duration::milliseconds(world.uniform(1_000.0, 3_600_000.0) as i64);
-                    (timestamp, (timestamp - ahead).max(start))
+                    let created_at = timestamp - ahead(world, Duration::hours(1));
+                    (timestamp, created_at.max(start))
                 }
                 Shape::Burst { per_second } => {
-                    let created_at = start
-                        + Duration::milliseconds((i as u64 * 1000 / per_second.max(1)) as i64);
-                    let ahead = Duration::milliseconds(world.uniform(1_000.0, 3_600_000.0) as i64);
-                    (created_at + ahead, created_at)
+                    let created_at = start + burst_offset(i as u64, per_second);
+                    (created_at + ahead(world, Duration::hours(1)), created_at)
                 }
             };
             let cancel_at = world.chance(scenario.cancel_share).then(|| {
@@ -825,9 +829,7 @@ async fn poll(pipeline: Arc<Pipeline>) {
             continue;
         }
         // A throttled invocation leaves the batch to come back after the visibility timeout.
-        let Some(_invocation) =
-            usage::invoke(&world.usage, Function::ProcessSqsRecords, &world.quotas)
-        else {
+        let Some(_invocation) = world.invoke(Function::ProcessSqsRecords) else {
             continue;
         };
         let faults = world.faults;

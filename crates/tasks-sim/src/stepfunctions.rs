@@ -17,7 +17,7 @@
 //! - `StopExecution` aborts a running execution.
 
 use crate::quotas::Bucket;
-use crate::usage::{self, Function};
+use crate::usage::Function;
 use crate::world::World;
 use asl::{Context, ExecutionOutcome, Failure, HistoryEvent, Host, StateMachine};
 use async_trait::async_trait;
@@ -240,8 +240,7 @@ impl ExecutionHost {
         Fut: std::future::Future<Output = Result<Value, Failure>>,
     {
         let name = function.name();
-        let Some(_invocation) = usage::invoke(&self.world.usage, function, &self.world.quotas)
-        else {
+        let Some(_invocation) = self.world.invoke(function) else {
             return Err(Failure::new(
                 "Lambda.TooManyRequestsException",
                 format!("{name}: Rate Exceeded."),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tasks_core::Clock;
 
 use crate::quotas::Quotas;
-use crate::usage::Usage;
+use crate::usage::{self, Function, Invocation, Usage};
 
 /// How often each kind of failure happens, per call (or per invocation, per delivery).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -179,6 +179,12 @@ impl World {
     /// Counts one request to `api` (`service.Action`).
     pub fn call(&self, api: &'static str) {
         self.usage.lock().unwrap().call(api);
+    }
+
+    /// Starts an invocation of `function` within its share of the account's Lambda concurrency,
+    /// or refuses it (`None`, counted as throttled).
+    pub fn invoke(&self, function: Function) -> Option<Invocation> {
+        usage::invoke(&self.usage, function, &self.quotas)
     }
 
     /// Counts one request (or attempt) that `quota` refused or delayed.
