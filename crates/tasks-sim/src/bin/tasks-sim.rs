@@ -6,7 +6,8 @@
 //! [--execute-task-reserved R]`
 //!
 //! `--workload` starts from one of the scale workloads instead of the standard scenario; `--scale`
-//! runs the three (one seed each, side by side on the threads) and prints a table for each;
+//! runs the three (one seed each, side by side on the threads, each with the flags below) and
+//! prints a table for each;
 //! `--start-rate` sets the rate look-ahead dispatch plans with (0 turns it off);
 //! `--lambda-concurrency` raises (or lowers) the account's Lambda concurrency;
 //! `--execute-task-reserved` reserves that much of it for execute-task, as the template's
@@ -150,6 +151,8 @@ fn run_scale(args: &Args) -> Vec<Outcome> {
         .map(|(name, workload)| {
             let scenario = Scenario {
                 faults: args.scenario.faults,
+                schedule: args.scenario.schedule,
+                quotas: args.scenario.quotas,
                 ..workload()
             };
             (*name, scenario)
