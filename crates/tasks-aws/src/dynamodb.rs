@@ -425,6 +425,16 @@ impl Update {
                 " AND #series = :series"
             });
         }
+        if let Some(attempts) = change.expected_attempts {
+            // An item without `attempts` has made none (the field's serde default).
+            names.insert("#attempts".into(), "attempts".into());
+            values.insert(":attempts".into(), AttributeValue::N(attempts.to_string()));
+            condition.push_str(if attempts == 0 {
+                " AND (attribute_not_exists(#attempts) OR #attempts = :attempts)"
+            } else {
+                " AND #attempts = :attempts"
+            });
+        }
         if let Some(expected) = change.expected_last_updated_at {
             condition.push_str(" AND #updated = :expected");
             values.insert(":expected".into(), s(rfc3339_millis::format(&expected)));
@@ -797,13 +807,16 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
         let change = Transition::new(Event::BeginAttempt, at)
             .in_series(3)
+            .if_attempts(2)
             .with_error("boom")
             .executed(at, 5);
         let update = Update::from_transition("a", &change).unwrap();
         assert_eq!(
             update.condition,
-            "attribute_exists(#id) AND #status IN (:from0, :from1) AND #series = :series"
+            "attribute_exists(#id) AND #status IN (:from0, :from1) AND #series = :series \
+             AND #attempts = :attempts"
         );
+        assert_eq!(update.values[":attempts"], AttributeValue::N("2".into()));
         assert_eq!(
             update.update,
             "SET #status = :to, #shard = :shard, #updated = :at, #lastError = :lastError, \

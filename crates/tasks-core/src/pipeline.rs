@@ -307,7 +307,10 @@ pub async fn execute_task(
             return Ok(report);
         }
     }
-    let mut begin = Transition::new(Event::BeginAttempt, clock.now()).in_series(input.series);
+    // Conditional on the attempts read: of two runs racing to the same attempt, one begins it.
+    let mut begin = Transition::new(Event::BeginAttempt, clock.now())
+        .in_series(input.series)
+        .if_attempts(task.attempts);
     begin.changes.record_attempt = unwritten;
     let task = match store.transition(&task.id, &begin).await {
         Ok(task) => task,

@@ -51,13 +51,14 @@ impl Changes {
 
 /// A conditional status change: applied only if the task is in one of `event.from()` (and, for a
 /// cancel or a reschedule, no webhook attempt of its series has begun; with an expected series,
-/// the task is still in that delivery series; with an expected update time, nobody touched it
-/// since it was read).
+/// the task is still in that delivery series; with an expected attempt count, no attempt began
+/// since it was read; with an expected update time, nobody touched it since it was read).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub event: Event,
     pub at: DateTime<Utc>,
     pub expected_series: Option<u32>,
+    pub expected_attempts: Option<u32>,
     pub expected_last_updated_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub executed_at: Option<DateTime<Utc>>,
@@ -71,6 +72,7 @@ impl Transition {
             event,
             at,
             expected_series: None,
+            expected_attempts: None,
             expected_last_updated_at: None,
             last_error: None,
             executed_at: None,
@@ -83,6 +85,13 @@ impl Transition {
     /// (or a message for one) must not move the task.
     pub fn in_series(mut self, series: u32) -> Self {
         self.expected_series = Some(series);
+        self
+    }
+
+    /// Apply only if the task has made exactly this many attempts: of two executions that read
+    /// the task before the same attempt, only one begins it.
+    pub fn if_attempts(mut self, attempts: u32) -> Self {
+        self.expected_attempts = Some(attempts);
         self
     }
 
@@ -120,6 +129,9 @@ impl Transition {
             && self
                 .expected_series
                 .is_none_or(|series| series == task.series)
+            && self
+                .expected_attempts
+                .is_none_or(|attempts| attempts == task.attempts)
             && self
                 .expected_last_updated_at
                 .is_none_or(|at| at == task.last_updated_at)

@@ -419,11 +419,19 @@ async fn a_task_goes_through_its_lifecycle() {
         (started.task_status, started.attempts),
         (TaskStatus::InProgress, 0)
     );
-    let attempt = step(Event::BeginAttempt, 120).executed(at(120) + Duration::milliseconds(12), 12);
+    let attempt = step(Event::BeginAttempt, 120)
+        .if_attempts(0)
+        .executed(at(120) + Duration::milliseconds(12), 12);
     let first = store.transition("t", &attempt).await.unwrap();
     assert_eq!(first.attempts, 1);
+    // The same attempt begun again (a second execution of the series) loses.
+    let repeated = store.transition("t", &attempt).await;
+    assert!(
+        matches!(repeated, Err(StoreError::Conflict { .. })),
+        "{repeated:?}"
+    );
     let second = store
-        .transition("t", &step(Event::BeginAttempt, 122))
+        .transition("t", &step(Event::BeginAttempt, 122).if_attempts(1))
         .await
         .unwrap();
     assert_eq!(second.attempts, 2);

@@ -276,6 +276,24 @@ async fn each_retry_counts_an_attempt_and_records_the_one_before() {
     assert_eq!(store.tasks()[0].attempts, 3);
 }
 
+#[tokio::test]
+async fn of_two_runs_that_read_the_same_attempts_one_begins_an_attempt() {
+    use tasks_core::{Event, StoreError, TaskStore, Transition};
+    let store = MemoryStore::new();
+    store.put(due_soon("a", 0, TaskStatus::InProgress));
+    // Both runs read 0 attempts, then begin: the second write's condition no longer holds.
+    let begin = Transition::new(Event::BeginAttempt, Utc::now())
+        .in_series(0)
+        .if_attempts(0);
+    assert_eq!(store.transition("a", &begin).await.unwrap().attempts, 1);
+    let second = store.transition("a", &begin).await;
+    assert!(
+        matches!(second, Err(StoreError::Conflict { .. })),
+        "{second:?}"
+    );
+    assert_eq!(store.tasks()[0].attempts, 1);
+}
+
 fn update(result: Option<ExecutionReport>, error: Option<StepError>) -> StatusUpdate {
     StatusUpdate {
         input: Schedule::default().execution_input(&message("a")),
