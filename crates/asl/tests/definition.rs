@@ -24,7 +24,7 @@ fn machine(states: Value) -> Value {
 #[test]
 fn the_service_state_machine_parses() {
     let machine = StateMachine::parse(TASKS).unwrap_or_else(|error| panic!("{error}"));
-    assert_eq!(machine.start_at(), "WaitUntilWakeAt");
+    assert_eq!(machine.start_at(), "Route");
     assert_eq!(
         machine.state_names().collect::<Vec<_>>(),
         [
@@ -33,8 +33,11 @@ fn the_service_state_machine_parses() {
             "MarkCompleted",
             "MarkFailed",
             "NotifyFailure",
+            "Route",
+            "RunSlot",
             "TaskFailed",
             "WaitForRetry",
+            "WaitForSlot",
             "WaitUntilWakeAt"
         ]
     );

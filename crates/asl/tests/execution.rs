@@ -458,7 +458,13 @@ async fn the_service_machine_runs_wait_execute_complete() {
     assert_eq!(output, expected);
     assert_eq!(
         host.entered(),
-        ["WaitUntilWakeAt", "ExecuteTask", "Decide", "MarkCompleted"]
+        [
+            "Route",
+            "WaitUntilWakeAt",
+            "ExecuteTask",
+            "Decide",
+            "MarkCompleted"
+        ]
     );
     assert_eq!(host.call_times(), [8.0, 8.0]);
     let calls = host.calls.lock().unwrap();
@@ -485,6 +491,7 @@ async fn the_service_machine_retries_its_own_errors_for_a_minute_and_a_half_then
     assert_eq!(
         host.entered(),
         [
+            "Route",
             "WaitUntilWakeAt",
             "ExecuteTask",
             "MarkFailed",
@@ -522,6 +529,7 @@ async fn the_service_machine_loops_on_retry_until_the_policy_says_failed() {
     assert_eq!(
         host.entered(),
         [
+            "Route",
             "WaitUntilWakeAt",
             "ExecuteTask",
             "Decide",
@@ -590,4 +598,41 @@ fn an_execution_is_a_send_future() {
         start_time: host::origin(),
     };
     send(&asl::execute(&machine, &host, json!({}), context));
+}
+
+/// A slot waits until its wakeAt and runs once; a task handed off with its attempt's report goes
+/// on from the report (here a retry) without waiting for its wakeAt again.
+#[tokio::test(start_paused = true)]
+async fn the_service_machine_runs_a_slot_and_goes_on_from_a_hand_off() {
+    let host = FakeHost::new(|resource, _, _| match resource {
+        EXECUTE_TASK => ok(json!({"completed": 2})),
+        other => panic!("unexpected resource {other}"),
+    });
+    let slot = json!({"slot": "slot-1", "wakeAt": at(8), "tasks": [tasks_input(), tasks_input()]});
+    let output = succeeded(host.run(TASKS, slot.clone()).await);
+    assert_eq!(output["summary"], json!({"completed": 2}));
+    assert_eq!(host.entered(), ["Route", "WaitForSlot", "RunSlot"]);
+    assert_eq!(host.call_times(), [8.0]);
+    assert_eq!(host.calls.lock().unwrap()[0].input, slot);
+
+    let host = FakeHost::new(|resource, _, _| match resource {
+        EXECUTE_TASK => ok(json!({"outcome": "DELIVERED"})),
+        UPDATE_STATUS => ok(json!("COMPLETED")),
+        other => panic!("unexpected resource {other}"),
+    });
+    let mut hand_off = tasks_input();
+    hand_off["result"] = json!({"outcome": "RETRY", "retryAt": at(14), "attempt": 1});
+    succeeded(host.run(TASKS, hand_off).await);
+    assert_eq!(
+        host.entered(),
+        [
+            "Route",
+            "Decide",
+            "WaitForRetry",
+            "ExecuteTask",
+            "Decide",
+            "MarkCompleted"
+        ]
+    );
+    assert_eq!(host.call_times(), [14.0, 14.0]);
 }

@@ -1,19 +1,23 @@
-//! execute-task: woken by the workflow at `wakeAt`, runs the task's webhook at its second.
+//! execute-task: woken by the workflow at `wakeAt`, runs a slot's tasks (or one task, in its
+//! own execution) at their second.
 
 pub mod signing;
 pub mod webhook;
 
 use lambda_runtime::Diagnostic;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tasks_core::metrics;
 use tasks_core::pipeline::{execute_task, AttemptInput, ExecuteError, ExecutionReport};
-use tasks_core::{Clock, Schedule, TaskStore, WebhookSender};
+use tasks_core::slot::{run_slot, SlotSummary};
+use tasks_core::{Clock, DispatchQueue, Schedule, Slot, TaskStore, WebhookSender};
 
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
 /// one (a test checks).
-pub const ENVIRONMENT: [&str; 4] = [
+pub const ENVIRONMENT: [&str; 5] = [
     "TABLE_NAME",
+    "QUEUE_URL",
     "WEBHOOK_TIMEOUT_MS",
     "WEBHOOK_ALLOW_PRIVATE",
     "WEBHOOK_SIGNING_SECRET_ARN",
@@ -22,6 +26,8 @@ pub const ENVIRONMENT: [&str; 4] = [
 pub struct ExecuteTask {
     pub store: Arc<dyn TaskStore>,
     pub sender: Arc<dyn WebhookSender>,
+    /// Where a slot hands off the tasks that go on in their own execution.
+    pub queue: Arc<dyn DispatchQueue>,
     pub clock: Arc<dyn Clock>,
     pub schedule: Schedule,
 }
@@ -40,8 +46,47 @@ impl From<TaskError> for Diagnostic {
     }
 }
 
+/// What the state machine passes: a slot, or one task's attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Invocation {
+    Slot(Slot),
+    Attempt(AttemptInput),
+}
+
+/// What goes back to the state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Response {
+    Slot(SlotSummary),
+    Attempt(ExecutionReport),
+}
+
 impl ExecuteTask {
-    pub async fn handle(&self, attempt: AttemptInput) -> Result<ExecutionReport, TaskError> {
+    pub async fn handle(&self, invocation: Invocation) -> Result<Response, TaskError> {
+        match invocation {
+            Invocation::Slot(slot) => Ok(Response::Slot(self.run_slot(&slot).await)),
+            Invocation::Attempt(attempt) => Ok(Response::Attempt(self.attempt(attempt).await?)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(slot = %slot.name, tasks = slot.tasks.len()))]
+    async fn run_slot(&self, slot: &Slot) -> SlotSummary {
+        let summary = run_slot(
+            self.store.as_ref(),
+            self.sender.as_ref(),
+            self.queue.as_ref(),
+            self.clock.as_ref(),
+            &self.schedule,
+            slot,
+        )
+        .await;
+        tracing::info!(?summary, "slot run");
+        summary
+    }
+
+    /// One attempt in a task's own execution.
+    pub async fn attempt(&self, attempt: AttemptInput) -> Result<ExecutionReport, TaskError> {
         let started = self.clock.now();
         let result = execute_task(
             self.store.as_ref(),

@@ -1,9 +1,8 @@
 use execute_task::signing::SigningKeys;
 use execute_task::webhook::HttpSender;
-use execute_task::ExecuteTask;
+use execute_task::{ExecuteTask, Invocation};
 use std::sync::Arc;
 use std::time::Duration;
-use tasks_core::pipeline::AttemptInput;
 use tasks_core::schedule::{env_bool, env_u64};
 use tasks_core::{Schedule, SystemClock};
 
@@ -21,8 +20,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = ExecuteTask {
         store: Arc::new(tasks_aws::store_from_env(&config)?),
         sender: Arc::new(sender),
+        queue: Arc::new(tasks_aws::queue_from_env(&config)?),
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
     };
-    tasks_lambda::run(|attempt: AttemptInput| handler.handle(attempt)).await
+    tasks_lambda::run(|invocation: Invocation| handler.handle(invocation)).await
 }

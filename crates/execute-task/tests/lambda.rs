@@ -30,10 +30,11 @@ async fn receiver() -> String {
     base
 }
 
-async fn function(table_name: &str) -> Function {
+async fn function(table_name: &str, queue_url: &str) -> Function {
     Function::on_emulator("execute-task", env!("CARGO_BIN_EXE_execute-task"))
         .await
         .env("TABLE_NAME", table_name)
+        .env("QUEUE_URL", queue_url)
         .env(
             "WEBHOOK_SIGNING_SECRET_ARN",
             lambda_harness::signing_secret_arn().await,
@@ -68,7 +69,7 @@ async fn started(resources: &Resources, url: Option<String>) -> serde_json::Valu
 async fn runs_the_task_and_reports_the_result_update_status_reads() {
     let resources = Resources::create().await;
     let base = receiver().await;
-    let function = function(&resources.table_name).await;
+    let function = function(&resources.table_name, resources.queue().queue_url()).await;
     let process = function.spawn();
 
     let delivered = function
@@ -89,6 +90,32 @@ async fn runs_the_task_and_reports_the_result_update_status_reads() {
         .await
         .response();
     assert_eq!(completed["outcome"], "COMPLETED", "{completed}");
+
+    // A slot: the delivered task is recorded COMPLETED by the run, the rejected one (no retry
+    // by its policy) FAILED, and nothing is handed off.
+    let ok = started(&resources, Some(format!("{base}/ok"))).await;
+    let rejected = started(&resources, Some(format!("{base}/reject"))).await;
+    let tasks: Vec<serde_json::Value> = [&ok, &rejected]
+        .iter()
+        .map(|input| {
+            json!({"id": input["id"], "timestamp": input["timestamp"], "series": input["series"]})
+        })
+        .collect();
+    let slot = json!({"slot": unique("slot"), "wakeAt": ok["wakeAt"], "tasks": tasks});
+    let summary = function.invoke(&slot).await.response();
+    assert_eq!(
+        summary,
+        json!({"completed": 1, "failed": 1, "handedOff": 0, "skipped": 0, "lostHandOffs": 0})
+    );
+    let store = resources.store();
+    let status = |input: &serde_json::Value| {
+        let store = store.clone();
+        let id = input["id"].as_str().unwrap().to_string();
+        async move { store.get(&id).await.unwrap().unwrap().task_status }
+    };
+    assert_eq!(status(&ok).await, TaskStatus::Completed);
+    assert_eq!(status(&rejected).await, TaskStatus::Failed);
+    assert!(resources.receive_all().await.is_empty());
     process.stop().await;
 }
 
@@ -96,7 +123,7 @@ async fn runs_the_task_and_reports_the_result_update_status_reads() {
 async fn errors_carry_the_types_the_state_machine_names() {
     let resources = Resources::create().await;
     let base = receiver().await;
-    let function = function(&resources.table_name).await;
+    let function = function(&resources.table_name, resources.queue().queue_url()).await;
     let process = function.spawn();
     let errors = state_errors("ExecuteTask");
     let caught_by_catch_all = errors.caught.contains(&"States.ALL".to_string());
@@ -149,5 +176,9 @@ async fn errors_carry_the_types_the_state_machine_names() {
 }
 
 async fn function_without_table() -> Function {
-    function(&unique("no-such-table")).await
+    function(
+        &unique("no-such-table"),
+        "http://127.0.0.1:1/000000000000/none",
+    )
+    .await
 }

@@ -93,6 +93,7 @@ async fn fixture_signing(allow_private: bool, keys: SigningKeys) -> Fixture {
         sender: Arc::new(
             HttpSender::new(std::time::Duration::from_millis(800), allow_private, keys).unwrap(),
         ),
+        queue: Arc::new(resources.queue()),
         clock: Arc::new(SystemClock),
         schedule: Schedule::default(),
     };
@@ -135,7 +136,7 @@ impl Fixture {
     }
 
     async fn error(&self, input: ExecutionInput) -> Diagnostic {
-        match self.handler.handle(input.into()).await {
+        match self.handler.attempt(input.into()).await {
             Err(error) => Diagnostic::from(error),
             Ok(report) => {
                 let text = report
@@ -160,7 +161,7 @@ async fn a_2xx_answer_is_delivered_once_with_the_idempotency_headers() {
     let input = fixture
         .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
         .await;
-    let report = fixture.handler.handle(input.clone().into()).await.unwrap();
+    let report = fixture.handler.attempt(input.clone().into()).await.unwrap();
     assert_eq!(report.outcome, Outcome::Delivered);
     assert_eq!(report.status_code, Some(204));
     let arrivals = receiver.arrivals();
@@ -186,7 +187,7 @@ async fn invoked_at_wake_at_it_sends_just_after_the_second_never_before() {
     let input = fixture
         .task(&format!("{base}/ok"), 1000, TaskStatus::InProgress)
         .await;
-    let report = fixture.handler.handle(input.clone().into()).await.unwrap();
+    let report = fixture.handler.attempt(input.clone().into()).await.unwrap();
     let arrival = receiver.arrivals()[0].at;
     let lateness = arrival - input.timestamp;
     assert!(lateness >= Duration::zero(), "arrived {lateness} early");
@@ -225,11 +226,21 @@ async fn a_5xx_is_a_retryable_failure_and_each_attempt_is_numbered() {
     let input = fixture
         .task(&format!("{base}/fail"), 0, TaskStatus::InProgress)
         .await;
-    assert_eq!(
-        fixture.error_type(input.clone()).await,
-        "WebhookServerError"
-    );
-    assert_eq!(fixture.error_type(input).await, "WebhookServerError");
+    let first = fixture.handler.attempt(input.clone().into()).await.unwrap();
+    assert!(first
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("WebhookServerError"));
+    // The state machine's next attempt carries the report of the one before.
+    let retry = tasks_core::pipeline::AttemptInput {
+        previous: Some(first),
+        ..input.clone().into()
+    };
+    let second = fixture.handler.attempt(retry).await.unwrap();
+    assert_eq!(second.attempt, 2);
+    // The same first attempt run again while the first may be in flight does not send.
+    assert_eq!(fixture.error_type(input).await, "TaskNotDue");
     let attempts: Vec<String> = receiver
         .arrivals()
         .iter()
@@ -273,7 +284,7 @@ async fn a_cancelled_task_is_skipped_without_a_request() {
     let input = fixture
         .task(&format!("{base}/ok"), 0, TaskStatus::Cancelled)
         .await;
-    let report = fixture.handler.handle(input.into()).await.unwrap();
+    let report = fixture.handler.attempt(input.into()).await.unwrap();
     assert_eq!(report.outcome, Outcome::Skipped);
     assert!(receiver.arrivals().is_empty());
 }
@@ -316,7 +327,7 @@ async fn every_request_is_signed_and_verifies_with_the_reference_implementation(
         .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
         .await;
     let before = Utc::now().timestamp();
-    fixture.handler.handle(input.clone().into()).await.unwrap();
+    fixture.handler.attempt(input.clone().into()).await.unwrap();
     let arrival = &receiver.arrivals()[0];
     let headers = &arrival.headers;
     assert_eq!(headers["webhook-id"], input.id.as_str());
@@ -349,7 +360,7 @@ async fn with_two_secrets_a_receiver_holding_either_one_verifies() {
     let input = fixture
         .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
         .await;
-    fixture.handler.handle(input.into()).await.unwrap();
+    fixture.handler.attempt(input.into()).await.unwrap();
     let arrival = &receiver.arrivals()[0];
     let signature = arrival.headers["webhook-signature"].to_str().unwrap();
     assert_eq!(signature.split(' ').count(), 2, "{signature}");
@@ -387,7 +398,7 @@ async fn string_bodies_and_bodiless_requests_are_signed_as_sent() {
             body,
         };
         let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
-        fixture.handler.handle(input.into()).await.unwrap();
+        fixture.handler.attempt(input.into()).await.unwrap();
     }
     let arrivals = receiver.arrivals();
     assert_eq!(&arrivals[0].body[..], b"plain text, as is");
@@ -414,7 +425,7 @@ async fn a_stored_task_cannot_override_the_service_s_headers() {
         body: None,
     };
     let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
-    fixture.handler.handle(input.clone().into()).await.unwrap();
+    fixture.handler.attempt(input.clone().into()).await.unwrap();
     let headers = &receiver.arrivals()[0].headers;
     for name in ["idempotency-key", "webhook-signature", "x-task-attempt"] {
         assert_eq!(headers.get_all(name).iter().count(), 1, "{name}");
@@ -566,7 +577,7 @@ async fn the_failure_callback_is_signed_as_its_own_message_and_tells_no_secret()
         }
         .into()
     };
-    let report = fixture.handler.handle(input).await.unwrap();
+    let report = fixture.handler.attempt(input).await.unwrap();
     assert_eq!(report.outcome, Outcome::Delivered);
     let arrivals = receiver.arrivals();
     assert_eq!(arrivals.len(), 1);

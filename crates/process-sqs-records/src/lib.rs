@@ -1,11 +1,13 @@
-//! process-sqs-records: starts one workflow execution per queued task.
+//! process-sqs-records: starts one workflow execution per queued slot, or per task handed off
+//! to its own execution.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::future::join_all;
+use futures::future::{join, join_all};
 use std::sync::Arc;
 use tasks_core::metrics::{self, StartCounts};
-use tasks_core::pipeline::{start_task, StartReport};
-use tasks_core::{Clock, DispatchMessage, Schedule, TaskStore, Workflow};
+use tasks_core::pipeline::{start_task, StartError, StartReport};
+use tasks_core::slot::start_slots;
+use tasks_core::{Clock, DispatchMessage, QueueMessage, Schedule, Slot, TaskStore, Workflow};
 
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
@@ -20,13 +22,40 @@ pub struct ProcessRecords {
 }
 
 impl ProcessRecords {
-    /// Handles the records concurrently; only the records that failed are reported, so SQS
-    /// redelivers just those (and moves them to the DLQ after maxReceiveCount).
+    /// Handles the records concurrently (the slots together, `start_slots`); only the records
+    /// that failed are reported, so SQS redelivers just those (and moves them to the DLQ after
+    /// maxReceiveCount).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let results = join_all(event.records.iter().map(|record| self.process(record))).await;
+        let messages: Vec<Result<QueueMessage, RecordFailure>> =
+            event.records.iter().map(parse).collect();
+        let slots: Vec<&Slot> = messages
+            .iter()
+            .filter_map(|message| match message {
+                Ok(QueueMessage::Slot(slot)) => Some(slot),
+                _ => None,
+            })
+            .collect();
+        let (mut slot_results, task_results) = join(
+            start_slots(
+                self.store.as_ref(),
+                self.workflow.as_ref(),
+                self.clock.as_ref(),
+                &self.schedule,
+                &slots,
+            ),
+            join_all(messages.iter().map(|message| self.start_own(message))),
+        )
+        .await;
+        slot_results.reverse();
         let mut response = SqsBatchResponse::default();
         let mut counts = StartCounts::default();
-        for (record, result) in event.records.iter().zip(results) {
+        for (record, own) in event.records.iter().zip(task_results) {
+            let result = own.unwrap_or_else(|| {
+                slot_results
+                    .pop()
+                    .expect("a result for each slot")
+                    .map_err(|_| RecordFailure::StartFailed)
+            });
             match result {
                 Ok(report) => counts.add(report),
                 Err(failure) => {
@@ -42,54 +71,73 @@ impl ProcessRecords {
         response
     }
 
-    async fn process(&self, record: &SqsMessage) -> Result<StartReport, RecordFailure> {
-        let message_id = record.message_id.as_deref().unwrap_or_default();
-        let message: DispatchMessage = match serde_json::from_str(
-            record.body.as_deref().unwrap_or_default(),
-        ) {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::error!(message_id, %error, "malformed record; it goes to the DLQ after its last delivery");
-                return Err(RecordFailure::Malformed);
-            }
+    /// Starts a task's own execution; `None` for a slot, which `start_slots` answers.
+    async fn start_own(
+        &self,
+        message: &Result<QueueMessage, RecordFailure>,
+    ) -> Option<Result<StartReport, RecordFailure>> {
+        let (task, previous) = match message {
+            Err(failure) => return Some(Err(*failure)),
+            Ok(QueueMessage::Slot(_)) => return None,
+            Ok(QueueMessage::HandOff(hand_off)) => (&hand_off.task, Some(&hand_off.result)),
+            Ok(QueueMessage::Task(task)) => (task, None),
         };
         let report = start_task(
             self.store.as_ref(),
             self.workflow.as_ref(),
             self.clock.as_ref(),
             &self.schedule,
-            &message,
+            task,
+            previous,
         )
         .await;
-        match &report {
-            Ok(StartReport::Started) => tracing::info!(task_id = %message.id, "execution started"),
-            Ok(StartReport::AlreadyStarted) => {
-                tracing::info!(task_id = %message.id, "execution already started (repeated delivery)")
-            }
-            Ok(StartReport::Restarted(series)) => {
-                tracing::info!(task_id = %message.id, series, "the series' execution had ended before any attempt: started a new series")
-            }
-            Ok(StartReport::Failed) => {
-                tracing::warn!(task_id = %message.id, "the series' execution had ended without an outcome: recorded FAILED")
-            }
-            Ok(StartReport::Superseded) => {
-                tracing::info!(task_id = %message.id, series = message.series, "not started: the message is for an older series")
-            }
-            Ok(StartReport::Skipped(status)) => {
-                tracing::info!(task_id = %message.id, %status, "not started: the task is no longer queued")
-            }
-            Ok(StartReport::Missing) => {
-                tracing::warn!(task_id = %message.id, "not started: no such task")
-            }
-            Err(error) => {
-                tracing::warn!(task_id = %message.id, %error, "start failed; the record will be redelivered");
-            }
+        log_start(task, &report);
+        Some(report.map_err(|_| RecordFailure::StartFailed))
+    }
+}
+
+fn parse(record: &SqsMessage) -> Result<QueueMessage, RecordFailure> {
+    serde_json::from_str(record.body.as_deref().unwrap_or_default()).map_err(|error| {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        tracing::error!(message_id, %error, "malformed record; it goes to the DLQ after its last delivery");
+        RecordFailure::Malformed
+    })
+}
+
+#[tracing::instrument(skip_all, fields(task_id = %message.id))]
+fn log_start(message: &DispatchMessage, report: &Result<StartReport, StartError>) {
+    match report {
+        Ok(StartReport::Started) => tracing::info!("execution started"),
+        Ok(StartReport::AlreadyStarted) => {
+            tracing::info!("execution already started (repeated delivery)")
         }
-        report.map_err(|_| RecordFailure::StartFailed)
+        Ok(StartReport::Restarted(series)) => {
+            tracing::info!(
+                series,
+                "the series' execution had ended before any attempt: started a new series"
+            )
+        }
+        Ok(StartReport::Failed) => {
+            tracing::warn!("the series' execution had ended without an outcome: recorded FAILED")
+        }
+        Ok(StartReport::Superseded) => {
+            tracing::info!(
+                series = message.series,
+                "not started: the message is for an older series"
+            )
+        }
+        Ok(StartReport::Skipped(status)) => {
+            tracing::info!(%status, "not started: the task is no longer queued")
+        }
+        Ok(StartReport::Missing) => tracing::warn!("not started: no such task"),
+        Err(error) => {
+            tracing::warn!(%error, "start failed; the record will be redelivered")
+        }
     }
 }
 
 /// Why a record is reported back to SQS for another delivery.
+#[derive(Debug, Clone, Copy)]
 enum RecordFailure {
     Malformed,
     StartFailed,

@@ -7,7 +7,7 @@ use serde_json::json;
 use std::sync::Arc;
 use tasks_aws::testing::Resources;
 use tasks_core::{
-    DispatchMessage, ExecutionInput, ExecutionState, Schedule, StartOutcome, SystemClock, Task,
+    DispatchMessage, Execution, ExecutionState, Schedule, StartOutcome, SystemClock, Task,
     TaskStatus, TaskStore, Workflow, WorkflowError,
 };
 
@@ -158,11 +158,11 @@ struct FailingFor {
 
 #[async_trait::async_trait]
 impl Workflow for FailingFor {
-    async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
-        if input.id == self.task_id {
+    async fn start(&self, execution: &Execution) -> Result<StartOutcome, WorkflowError> {
+        if execution.input["id"] == self.task_id.as_str() {
             return Err(WorkflowError("ThrottlingException: rate exceeded".into()));
         }
-        self.inner.start(input).await
+        self.inner.start(execution).await
     }
 
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {

@@ -491,6 +491,7 @@ impl Update {
                 attribute_change(&change.changes.on_failure)?,
             ),
             ("#attemptHistory", "attemptHistory", history_change(change)?),
+            ("#slot", "slot", attribute_change(&change.slot_change())?),
         ] {
             match value {
                 None => {}
@@ -849,7 +850,7 @@ mod tests {
             update.update,
             "SET #status = :to, #shard = :shard, #updated = :at, #timestamp = :timestamp, \
              #startExecutionAt = :startExecutionAt, #webhook = :webhook, \
-             #redispatches = :noRedispatches REMOVE #payload ADD #series :one"
+             #redispatches = :noRedispatches REMOVE #payload, #slot ADD #series :one"
         );
         assert_eq!(update.names["#payload"], "payload");
         assert_eq!(
@@ -873,7 +874,23 @@ mod tests {
         );
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at ADD #series :one, #redispatches :one"
+            "SET #status = :to, #shard = :shard, #updated = :at REMOVE #slot \
+             ADD #series :one, #redispatches :one"
         );
+    }
+
+    #[test]
+    fn a_claim_names_the_task_s_slot_and_a_begun_attempt_keeps_it() {
+        let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
+        let claim = Transition::new(Event::Claim, at).with_changes(tasks_core::Changes {
+            slot: Some("slot-1".into()),
+            ..Default::default()
+        });
+        let update = Update::from_transition("a", &claim).unwrap();
+        assert!(update.update.contains("#slot = :slot"), "{}", update.update);
+        assert_eq!(update.values[":slot"], AttributeValue::S("slot-1".into()));
+        let begin = Transition::new(Event::BeginAttempt, at);
+        let update = Update::from_transition("a", &begin).unwrap();
+        assert!(!update.update.contains("#slot"), "{}", update.update);
     }
 }

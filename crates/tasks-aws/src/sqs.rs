@@ -6,7 +6,7 @@ use aws_sdk_sqs::types::{
     BatchResultErrorEntry, DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
-use tasks_core::{DispatchMessage, DispatchQueue, QueueError};
+use tasks_core::{DispatchQueue, QueueError, QueueMessage};
 
 /// SQS accepts at most this many entries in one SendMessageBatch.
 const MAX_BATCH: usize = 10;
@@ -109,17 +109,20 @@ impl SqsQueue {
     fn entry(
         &self,
         index: usize,
-        message: &DispatchMessage,
+        message: &QueueMessage,
     ) -> Result<SendMessageBatchRequestEntry, QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
         let mut entry = SendMessageBatchRequestEntry::builder()
             .id(index.to_string())
             .message_body(body);
+        let delay = message.delay(chrono::Utc::now()).as_secs();
+        if delay > 0 && !self.is_fifo() {
+            entry = entry.delay_seconds(delay as i32);
+        }
         if self.is_fifo() {
-            // A FIFO queue drops a second message for the same task within its 5-minute window.
-            entry = entry
-                .message_group_id(&message.id)
-                .message_deduplication_id(&message.id);
+            // A FIFO queue drops a second message of the same key within its 5-minute window.
+            let key = message.key();
+            entry = entry.message_group_id(&key).message_deduplication_id(&key);
         }
         entry.build().map_err(|e| QueueError(e.to_string()))
     }
@@ -127,29 +130,28 @@ impl SqsQueue {
 
 /// The tasks of the entries SQS did not accept; entry ids are indexes into `messages`.
 fn rejected_ids(
-    messages: &[DispatchMessage],
+    messages: &[QueueMessage],
     failed: &[BatchResultErrorEntry],
 ) -> Result<Vec<String>, QueueError> {
-    failed
-        .iter()
-        .map(|entry| {
-            let message = entry
-                .id
-                .parse::<usize>()
-                .ok()
-                .and_then(|index| messages.get(index))
-                .ok_or_else(|| QueueError(format!("SQS reported an unknown entry {}", entry.id)))?;
-            tracing::warn!(task_id = %message.id, code = %entry.code, reason = ?entry.message, "message not accepted");
-            Ok(message.id.clone())
-        })
-        .collect()
+    let mut rejected = Vec::new();
+    for entry in failed {
+        let message = entry
+            .id
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| messages.get(index))
+            .ok_or_else(|| QueueError(format!("SQS reported an unknown entry {}", entry.id)))?;
+        tracing::warn!(message = %message.key(), code = %entry.code, reason = ?entry.message, "message not accepted");
+        rejected.extend(message.task_ids().into_iter().map(str::to_string));
+    }
+    Ok(rejected)
 }
 
 #[async_trait]
 impl DispatchQueue for SqsQueue {
     /// One SendMessageBatch; entry ids are the messages' indexes. More than ten messages is a
     /// caller's error, refused without a call.
-    async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError> {
+    async fn send_batch(&self, messages: &[QueueMessage]) -> Result<Vec<String>, QueueError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
@@ -192,11 +194,13 @@ mod tests {
 
     #[test]
     fn failed_entries_are_reported_by_task_id() {
-        let messages: Vec<DispatchMessage> = ["a", "b", "c"]
-            .map(|id| DispatchMessage {
-                id: id.to_string(),
-                timestamp: Utc::now(),
-                series: 1,
+        let messages: Vec<QueueMessage> = ["a", "b", "c"]
+            .map(|id| {
+                QueueMessage::Task(tasks_core::DispatchMessage {
+                    id: id.to_string(),
+                    timestamp: Utc::now(),
+                    series: 1,
+                })
             })
             .to_vec();
         assert_eq!(

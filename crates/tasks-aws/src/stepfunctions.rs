@@ -5,7 +5,7 @@ use crate::error_message;
 use async_trait::async_trait;
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_sdk_sfn::Client;
-use tasks_core::{ExecutionInput, ExecutionState, StartOutcome, Workflow, WorkflowError};
+use tasks_core::{Execution, ExecutionState, StartOutcome, Workflow, WorkflowError};
 
 #[derive(Debug, Clone)]
 pub struct StepFunctionsWorkflow {
@@ -47,9 +47,9 @@ impl Workflow for StepFunctionsWorkflow {
     /// answers `ExecutionAlreadyExists` for a running and an ended execution alike (a repeated
     /// start with the same input while the first runs is answered with that execution, as a
     /// success). So a taken name is looked up: running or ended.
-    async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
-        let body = serde_json::to_string(input).map_err(|e| WorkflowError(e.to_string()))?;
-        let name = input.execution_name();
+    async fn start(&self, execution: &Execution) -> Result<StartOutcome, WorkflowError> {
+        let body = execution.input.to_string();
+        let name = execution.name.clone();
         let result = self
             .client
             .start_execution()

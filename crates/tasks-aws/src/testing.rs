@@ -3,7 +3,7 @@
 
 use crate::{bootstrap, DynamoDbStore, SqsQueue, StepFunctionsWorkflow};
 use aws_config::SdkConfig;
-use tasks_core::DispatchMessage;
+use tasks_core::{DispatchMessage, QueueMessage};
 
 pub struct Resources {
     pub config: SdkConfig,
@@ -103,7 +103,7 @@ impl Resources {
             .count() as usize
     }
 
-    /// Receives and deletes every message on the queue.
+    /// Receives and deletes every message on the queue; returns the tasks they carry.
     pub async fn receive_all(&self) -> Vec<DispatchMessage> {
         let queue = self.queue();
         let mut all = Vec::new();
@@ -114,11 +114,13 @@ impl Resources {
             }
             let receipts: Vec<String> = messages.iter().map(|m| m.receipt_handle.clone()).collect();
             queue.delete(&receipts).await.expect("delete");
-            all.extend(
-                messages
-                    .iter()
-                    .map(|m| serde_json::from_str(&m.body).expect("a dispatch message")),
-            );
+            for message in &messages {
+                match serde_json::from_str(&message.body).expect("a queue message") {
+                    QueueMessage::Slot(slot) => all.extend(slot.tasks),
+                    QueueMessage::HandOff(hand_off) => all.push(hand_off.task),
+                    QueueMessage::Task(task) => all.push(task),
+                }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@ use crate::dispatch::dispatch;
 use crate::new_task::{NewTask, ValidationError};
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
+use crate::slot::SlotPlanner;
 use crate::status::Event;
 use crate::task::Task;
 use uuid::Uuid;
@@ -70,13 +71,20 @@ pub async fn create_task(
         }
         Err(error) => return Err(error.into()),
     }
-    if !schedule.is_due(task.start_execution_at, now) {
+    if !schedule.hands_off_at_once(task.timestamp, now) {
         return Ok(Created {
             task,
             replayed: false,
         });
     }
-    let (_, mut dispatched) = dispatch(store, queue, clock, vec![task.clone()], Event::Claim).await;
+    let (_, mut dispatched) = dispatch(
+        store,
+        queue,
+        clock,
+        &mut SlotPlanner::new(schedule, now),
+        vec![task.clone()],
+    )
+    .await;
     Ok(Created {
         task: dispatched.pop().unwrap_or(task),
         replayed: false,

@@ -2,15 +2,17 @@
 
 use crate::look_ahead;
 use crate::ports::{
-    Clock, DispatchQueue, ExecutionState, StatusQuery, StoreError, TaskStore, Transition, Workflow,
+    Changes, Clock, DispatchQueue, ExecutionState, Page, StatusQuery, StoreError, TaskStore,
+    Transition, Workflow,
 };
 use crate::recovery::{recover_ended_execution, resend_or_give_up, transition_read_task, Recovery};
 use crate::schedule::Schedule;
+use crate::slot::{QueueMessage, Slot, SlotPlanner};
 use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
 use futures::{stream, StreamExt};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::AddAssign;
 
 /// SQS takes at most ten messages per SendMessageBatch.
@@ -18,6 +20,10 @@ pub const SEND_BATCH_SIZE: usize = 10;
 /// Claims are independent conditional writes: run many at once.
 const CLAIM_CONCURRENCY: usize = 32;
 const SEND_CONCURRENCY: usize = 8;
+/// Reads of an index page before the run fails.
+const READ_TRIES: u32 = 3;
+/// Sends of a batch before its refused claims are given back.
+const SEND_TRIES: i32 = 3;
 /// Each waiting task costs a DescribeExecution and a conditional write.
 const SWEEP_CONCURRENCY: usize = 8;
 const PAGE_SIZE: u32 = 500;
@@ -92,40 +98,50 @@ pub struct CronSummary {
     pub undecodable: usize,
 }
 
-/// Claims each task with a conditional write, sends the claimed ones in batches of ten, and gives
-/// back (SCHEDULED again) those whose message was not accepted so that no claim is stranded.
-/// Returns the summary and the tasks now on the queue.
+/// Claims each task with a conditional write into its slot (`SlotPlanner`), sends each slot's
+/// claimed tasks as one message, and gives back (SCHEDULED again) those whose message was not
+/// accepted so that no claim is stranded. Returns the summary and the tasks now on the queue.
 pub async fn dispatch(
     store: &dyn TaskStore,
     queue: &dyn DispatchQueue,
     clock: &dyn Clock,
+    planner: &mut SlotPlanner,
     tasks: Vec<Task>,
-    event: Event,
 ) -> (DispatchSummary, Vec<Task>) {
     let mut summary = DispatchSummary {
         found: tasks.len(),
         ..DispatchSummary::default()
     };
     let now = clock.now();
-    let claims: Vec<(String, Result<Task, StoreError>)> = stream::iter(tasks)
-        .map(|task| async move {
-            let mut change = Transition::new(event, now);
-            if event == Event::Redispatch {
-                change = change
-                    .in_series(task.series)
-                    .if_last_updated_at(task.last_updated_at);
-            }
-            let result = store.transition(&task.id, &change).await;
-            (task.id, result)
+    let planned: Vec<(Slot, Task)> = planner
+        .plan(tasks)
+        .into_iter()
+        .flat_map(|(slot, tasks)| tasks.into_iter().map(move |task| (slot.clone(), task)))
+        .collect();
+    let claims: Vec<(Slot, String, Result<Task, StoreError>)> = stream::iter(planned)
+        .map(|(slot, task)| async move {
+            let change = Transition::new(Event::Claim, now).with_changes(Changes {
+                slot: Some(slot.name.clone()),
+                ..Changes::default()
+            });
+            let result = match store.transition(&task.id, &change).await {
+                Err(StoreError::Unavailable { .. }) => claimed_anyway(store, &task.id, &slot).await,
+                result => result,
+            };
+            (slot, task.id, result)
         })
         .buffer_unordered(CLAIM_CONCURRENCY)
         .collect()
         .await;
 
-    let mut claimed = Vec::with_capacity(claims.len());
-    for (id, result) in claims {
+    let mut slots: BTreeMap<String, (Slot, Vec<Task>)> = BTreeMap::new();
+    for (slot, id, result) in claims {
         match result {
-            Ok(task) => claimed.push(task),
+            Ok(task) => slots
+                .entry(slot.name.clone())
+                .or_insert_with(|| (slot, Vec::new()))
+                .1
+                .push(task),
             Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {
                 tracing::debug!(task_id = %id, "claim lost to a concurrent change");
                 summary.lost_races += 1;
@@ -136,32 +152,70 @@ pub async fn dispatch(
             }
         }
     }
-    let claimed_count = claimed.len();
-    let sent = send_claimed(store, queue, clock, claimed).await;
+    let messages: Vec<(QueueMessage, Vec<Task>)> = slots
+        .into_values()
+        .map(|(mut slot, mut claimed)| {
+            claimed.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+            slot.tasks = claimed.iter().map(DispatchMessage::from).collect();
+            (QueueMessage::Slot(slot), claimed)
+        })
+        .collect();
+    let claimed_count: usize = messages.iter().map(|(_, tasks)| tasks.len()).sum();
+    let sent = send(store, queue, clock, messages).await;
     summary.errors += claimed_count - sent.len();
     summary.dispatched = sent.len();
     (summary, sent)
 }
 
-/// Sends claimed (QUEUED) tasks in batches of ten, and gives back (SCHEDULED again) those whose
-/// message was not accepted so that no claim is stranded. Returns the tasks now on the queue.
+/// A claim whose answer was an error may have been applied (its answer lost): the task, read
+/// again, says. A claim found applied goes into its slot like any other; one not applied (or not
+/// readable) keeps the error, and the next run claims the task.
+async fn claimed_anyway(store: &dyn TaskStore, id: &str, slot: &Slot) -> Result<Task, StoreError> {
+    match store.get(id).await? {
+        Some(task)
+            if task.task_status == TaskStatus::Queued
+                && task.slot.as_deref() == Some(slot.name.as_str()) =>
+        {
+            Ok(task)
+        }
+        _ => Err(StoreError::Unavailable {
+            message: "the claim failed".into(),
+            request_id: None,
+        }),
+    }
+}
+
+/// Sends requeued (QUEUED) tasks, each for its own execution, in batches of ten, and gives
+/// back (SCHEDULED again) those whose message was not accepted so that no claim is stranded.
+/// Returns the tasks now on the queue.
 pub async fn send_claimed(
     store: &dyn TaskStore,
     queue: &dyn DispatchQueue,
     clock: &dyn Clock,
-    mut claimed: Vec<Task>,
+    claimed: Vec<Task>,
 ) -> Vec<Task> {
-    let batches: Vec<Vec<DispatchMessage>> = claimed
+    let messages = claimed
+        .into_iter()
+        .map(|task| (QueueMessage::Task(DispatchMessage::from(&task)), vec![task]))
+        .collect();
+    send(store, queue, clock, messages).await
+}
+
+/// Sends messages in batches of ten; the tasks of a message not accepted are given back.
+async fn send(
+    store: &dyn TaskStore,
+    queue: &dyn DispatchQueue,
+    clock: &dyn Clock,
+    messages: Vec<(QueueMessage, Vec<Task>)>,
+) -> Vec<Task> {
+    let (messages, claimed): (Vec<QueueMessage>, Vec<Vec<Task>>) = messages.into_iter().unzip();
+    let mut claimed: Vec<Task> = claimed.into_iter().flatten().collect();
+    let batches: Vec<Vec<QueueMessage>> = messages
         .chunks(SEND_BATCH_SIZE)
-        .map(|batch| batch.iter().map(DispatchMessage::from).collect())
+        .map(<[QueueMessage]>::to_vec)
         .collect();
     let failed: BTreeSet<String> = stream::iter(batches)
-        .map(|batch| async move {
-            queue.send_batch(&batch).await.unwrap_or_else(|error| {
-                tracing::warn!(%error, tasks = batch.len(), "send to the queue failed");
-                batch.into_iter().map(|message| message.id).collect()
-            })
-        })
+        .map(|batch| send_batch_soon(queue, batch))
         .buffer_unordered(SEND_CONCURRENCY)
         .flat_map(stream::iter)
         .collect()
@@ -176,9 +230,41 @@ pub async fn send_claimed(
     }
     claimed.retain(|task| !failed.contains(&task.id));
     for task in &claimed {
-        tracing::info!(task_id = %task.id, series = task.series, "task queued");
+        tracing::info!(task_id = %task.id, series = task.series, slot = task.slot, "task queued");
     }
     claimed
+}
+
+/// Sends a batch, and its refused messages again twice after a short pause: a slot is many
+/// tasks, and one given back waits for the next cron run. Returns the tasks of the messages
+/// still refused. A message sent twice (its answer lost) starts its execution once.
+pub(crate) async fn send_batch_soon(
+    queue: &dyn DispatchQueue,
+    mut batch: Vec<QueueMessage>,
+) -> Vec<String> {
+    for tries in 1..=SEND_TRIES {
+        let refused: BTreeSet<String> = match queue.send_batch(&batch).await {
+            Ok(refused) => refused.into_iter().collect(),
+            Err(error) => {
+                tracing::warn!(%error, messages = batch.len(), tries, "send to the queue failed");
+                batch
+                    .iter()
+                    .flat_map(|message| message.task_ids())
+                    .map(str::to_string)
+                    .collect()
+            }
+        };
+        batch.retain(|message| message.task_ids().iter().any(|id| refused.contains(*id)));
+        if batch.is_empty() || tries == SEND_TRIES {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 * tries as u64)).await;
+    }
+    batch
+        .iter()
+        .flat_map(|message| message.task_ids())
+        .map(str::to_string)
+        .collect()
 }
 
 /// One cron run: dispatch every due SCHEDULED task, then look after the tasks that wait too
@@ -207,8 +293,9 @@ pub async fn run_cron(
         ..CronSummary::default()
     };
     let mut pages = Pages::new(store, due);
+    let mut planner = SlotPlanner::new(schedule, now);
     while let Some(tasks) = pages.next(&mut summary.undecodable).await? {
-        summary.due += dispatch(store, queue, clock, tasks, Event::Claim).await.0;
+        summary.due += dispatch(store, queue, clock, &mut planner, tasks).await.0;
     }
     let sweep = Sweep {
         store,
@@ -277,13 +364,30 @@ impl<'a> Pages<'a> {
         }
     }
 
+    /// A page, read again twice after a short pause: a run that stops at a failed page leaves
+    /// the rest of a hotspot for the next run, a minute later.
+    async fn read(&self) -> Result<Page, StoreError> {
+        let mut tries = 1;
+        loop {
+            match self.store.query(&self.query).await {
+                Err(error) if tries < READ_TRIES => {
+                    tracing::warn!(%error, status = %self.query.status, "index page failed; reading it again");
+                    let pause = std::time::Duration::from_millis(200 * tries as u64);
+                    tokio::time::sleep(pause).await;
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// The next page's tasks; the ids of items that are not valid tasks are added to
     /// `undecodable` (and logged) instead of failing the run.
     async fn next(&mut self, undecodable: &mut usize) -> Result<Option<Vec<Task>>, StoreError> {
         if self.done {
             return Ok(None);
         }
-        let page = self.store.query(&self.query).await?;
+        let page = self.read().await?;
         for id in &page.undecodable {
             tracing::error!(task_id = %id, status = %self.query.status, "skipped an item that is not a valid task");
         }
@@ -348,13 +452,26 @@ impl Sweep<'_> {
         summary
     }
 
-    async fn look_after(&self, task: &Task) -> Result<Found, String> {
+    /// The execution that has the task: its own (a requeue, or a hand-off from its slot) or,
+    /// when it has none, its slot's.
+    async fn execution_of(&self, task: &Task) -> Result<(String, ExecutionState), String> {
         let name = task.execution_name();
         let state = self
             .workflow
             .state(&name)
             .await
             .map_err(|e| e.to_string())?;
+        match (&state, &task.slot) {
+            (ExecutionState::Missing, Some(slot)) => {
+                let state = self.workflow.state(slot).await.map_err(|e| e.to_string())?;
+                Ok((slot.clone(), state))
+            }
+            _ => Ok((name, state)),
+        }
+    }
+
+    async fn look_after(&self, task: &Task) -> Result<Found, String> {
+        let (name, state) = self.execution_of(task).await?;
         let recovery = match (&state, task.task_status) {
             (ExecutionState::Running, TaskStatus::InProgress) => return Ok(Found::Running),
             // The execution runs but its start was never recorded.
@@ -367,10 +484,10 @@ impl Sweep<'_> {
                 transition_read_task(self.store, task, change).await
             }
             (ExecutionState::Ended(ended), _) => {
-                recover_ended_execution(self.store, self.clock, task, ended).await
+                recover_ended_execution(self.store, self.clock, task, &name, ended).await
             }
             (ExecutionState::Missing, _) => {
-                recover_ended_execution(self.store, self.clock, task, "never started").await
+                recover_ended_execution(self.store, self.clock, task, &name, "never started").await
             }
         }
         .map_err(|e| e.to_string())?;

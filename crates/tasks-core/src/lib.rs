@@ -8,6 +8,7 @@ pub mod ports;
 pub mod retry;
 pub mod retry_policy;
 pub mod schedule;
+pub mod slot;
 pub mod status;
 pub mod task;
 pub mod task_patch;
@@ -15,11 +16,12 @@ pub mod timing;
 
 pub use new_task::{NewTask, ValidationError};
 pub use ports::{
-    Changes, Clock, DeliveryError, DispatchQueue, ExecutionState, Page, QueueError, StartOutcome,
-    StatusQuery, StoreError, SystemClock, TaskStore, Transition, WebhookCall, WebhookResponse,
-    WebhookSender, Workflow, WorkflowError,
+    Changes, Clock, DeliveryError, DispatchQueue, Execution, ExecutionState, Page, QueueError,
+    StartOutcome, StatusQuery, StoreError, SystemClock, TaskStore, Transition, WebhookCall,
+    WebhookResponse, WebhookSender, Workflow, WorkflowError,
 };
 pub use schedule::Schedule;
+pub use slot::{QueueMessage, Slot};
 pub use status::{status_shard, Event, TaskStatus, STATUS_SHARDS};
 pub use task::{AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook};
 

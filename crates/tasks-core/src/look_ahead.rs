@@ -1,13 +1,16 @@
 //! Look-ahead dispatch: how far ahead the cron claims. Step Functions starts executions at a
-//! bounded rate (a token bucket per account), so a hotspot of tasks due in the same minute needs
-//! its executions started long before the lead time: 100,000 starts at 250 a second take almost
-//! seven minutes. Each run, the cron counts the SCHEDULED tasks due in each of the next minutes
-//! and claims through the last minute whose tasks, together with every task due before them,
-//! could not all be started in the time left (the minutes until they are due, plus the lead
+//! bounded rate (a token bucket per account), so a hotspot needs its executions started long
+//! before the lead time. Tasks run in slots (`slot`), so a minute's tasks need at most one start
+//! per [`SLOT_SIZE`] tasks plus one per second: 100,000 tasks due in one second are 400 starts,
+//! two seconds at 250 a second, but 25 million due in one minute are 100,060 starts, almost seven
+//! minutes. Each run, the cron counts the SCHEDULED tasks due in each of the next minutes and
+//! claims through the last minute whose starts, together with those of every task due before
+//! them, could not all be made in the time left (the minutes until they are due, plus the lead
 //! time, less the cron period and a margin). A steady load never triggers it; a hotspot is
 //! claimed minutes early, and its executions wait in their Wait state, which costs nothing.
 
 use crate::schedule::Schedule;
+use crate::slot::SLOT_SIZE;
 use chrono::Duration;
 
 /// Minutes ahead the cron counts (one index count per minute).
@@ -30,6 +33,13 @@ pub fn buckets(now: i64) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// The most slot executions one minute's `count` tasks need: a slot per [`SLOT_SIZE`] tasks,
+/// and one more for each second they spread over; never more than one per task.
+pub fn starts(count: u64) -> u64 {
+    let seconds = BUCKET.num_seconds() as u64;
+    count.min(count.div_ceil(SLOT_SIZE as u64) + seconds)
+}
+
 /// The latest `startExecutionAt` to claim now, given the count of tasks in each of
 /// [`buckets`]: `now` unless a hotspot is coming.
 pub fn claim_horizon(now: i64, counts: &[u64], schedule: &Schedule) -> i64 {
@@ -41,7 +51,7 @@ pub fn claim_horizon(now: i64, counts: &[u64], schedule: &Schedule) -> i64 {
     let mut due = 0u64;
     let mut horizon = now;
     for ((_, to), count) in buckets(now).into_iter().zip(counts) {
-        due += count;
+        due += starts(*count);
         let until_due = (to - BUCKET.num_seconds() + 1 - now) as f64;
         if due as f64 / rate > until_due + slack {
             horizon = to;
@@ -75,21 +85,29 @@ mod tests {
 
     #[test]
     fn a_hotspot_is_claimed_as_early_as_its_starts_need() {
-        let schedule = Schedule::default();
-        // 100,000 starts at 250/s take 400 s: minute 6 (due from 361 s) is claimed, minute 7
-        // (due from 421 s) not yet.
+        // A two-minute lead time leaves 30 s of slack after a cron period and the margin.
+        let schedule = Schedule {
+            lead_time: Duration::seconds(120),
+            ..Schedule::default()
+        };
+        // 100,000 tasks in one minute are at most 460 slots: two seconds of starts.
+        assert_eq!(claim_horizon(NOW, &counts(0, 100_000), &schedule), NOW);
+        assert_eq!(starts(100_000), 460);
+        assert_eq!(starts(30), 30);
+        // 25 million are 100,060 starts at 250/s, 400 s: minute 6 (due from 361 s) is claimed,
+        // minute 7 (due from 421 s) not yet.
         assert_eq!(
-            claim_horizon(NOW, &counts(6, 100_000), &schedule),
+            claim_horizon(NOW, &counts(6, 25_000_000), &schedule),
             NOW + 7 * 60
         );
-        assert_eq!(claim_horizon(NOW, &counts(7, 100_000), &schedule), NOW);
-        // 40,000 starts (160 s) for minute 2 (due from 121 s, 150 s with the slack) are claimed
-        // now with everything due before them; 30,000 (120 s) wait for the next run.
+        assert_eq!(claim_horizon(NOW, &counts(7, 25_000_000), &schedule), NOW);
+        // 40,060 starts (160 s) for minute 2 (due from 121 s, 150 s with the slack) are claimed
+        // now with everything due before them; 30,060 (120 s) wait for the next run.
         assert_eq!(
-            claim_horizon(NOW, &counts(2, 40_000), &schedule),
+            claim_horizon(NOW, &counts(2, 10_000_000), &schedule),
             NOW + 3 * 60
         );
-        assert_eq!(claim_horizon(NOW, &counts(2, 30_000), &schedule), NOW);
+        assert_eq!(claim_horizon(NOW, &counts(2, 7_500_000), &schedule), NOW);
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! In-memory adapters of the ports, for unit tests and examples. They keep the same conditional
 //! semantics as the AWS adapters, and can be told to fail.
 
+use crate::pipeline::AttemptInput;
 use crate::ports::{
-    Clock, DispatchQueue, ExecutionState, Page, QueueError, StartOutcome, StatusQuery, StoreError,
-    TaskStore, Transition, Workflow, WorkflowError,
+    Clock, DispatchQueue, Execution, ExecutionState, Page, QueueError, StartOutcome, StatusQuery,
+    StoreError, TaskStore, Transition, Workflow, WorkflowError,
 };
+use crate::slot::{QueueMessage, Slot};
 use crate::task::{DispatchMessage, ExecutionInput, Task};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
@@ -145,7 +148,7 @@ impl TaskStore for MemoryStore {
 
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
-    messages: Mutex<Vec<DispatchMessage>>,
+    messages: Mutex<Vec<QueueMessage>>,
     rejected: Mutex<BTreeSet<String>>,
     unavailable: Mutex<bool>,
 }
@@ -155,11 +158,23 @@ impl MemoryQueue {
         Self::default()
     }
 
-    pub fn messages(&self) -> Vec<DispatchMessage> {
+    pub fn messages(&self) -> Vec<QueueMessage> {
         self.messages.lock().unwrap().clone()
     }
 
-    /// Makes the queue refuse this task's message (a failed batch entry).
+    /// Every task the accepted messages carry, in order.
+    pub fn queued(&self) -> Vec<DispatchMessage> {
+        self.messages()
+            .into_iter()
+            .flat_map(|message| match message {
+                QueueMessage::Slot(slot) => slot.tasks,
+                QueueMessage::HandOff(hand_off) => vec![hand_off.task],
+                QueueMessage::Task(task) => vec![task],
+            })
+            .collect()
+    }
+
+    /// Makes the queue refuse the message that carries this task (a failed batch entry).
     pub fn reject(&self, task_id: &str) {
         self.rejected.lock().unwrap().insert(task_id.to_string());
     }
@@ -171,7 +186,7 @@ impl MemoryQueue {
 
 #[async_trait]
 impl DispatchQueue for MemoryQueue {
-    async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError> {
+    async fn send_batch(&self, messages: &[QueueMessage]) -> Result<Vec<String>, QueueError> {
         if *self.unavailable.lock().unwrap() {
             return Err(QueueError("injected failure".into()));
         }
@@ -179,16 +194,20 @@ impl DispatchQueue for MemoryQueue {
         let (failed, accepted): (Vec<_>, Vec<_>) = messages
             .iter()
             .cloned()
-            .partition(|message| rejected.contains(&message.id));
+            .partition(|message| message.task_ids().iter().any(|id| rejected.contains(*id)));
         self.messages.lock().unwrap().extend(accepted);
-        Ok(failed.into_iter().map(|message| message.id).collect())
+        Ok(failed
+            .iter()
+            .flat_map(|message| message.task_ids())
+            .map(str::to_string)
+            .collect())
     }
 }
 
 /// Executions by name, each with the status it ended in (none while it runs).
 #[derive(Debug, Default)]
 pub struct MemoryWorkflow {
-    executions: Mutex<BTreeMap<String, (ExecutionInput, Option<String>)>>,
+    executions: Mutex<BTreeMap<String, (Value, Option<String>)>>,
     stopped: Mutex<Vec<String>>,
     failing: Mutex<BTreeSet<String>>,
 }
@@ -198,12 +217,27 @@ impl MemoryWorkflow {
         Self::default()
     }
 
-    /// Every execution started, in name order.
+    /// Every task's own execution started, in name order.
     pub fn executions(&self) -> Vec<ExecutionInput> {
+        self.inputs(false)
+    }
+
+    /// The same, with the report each went on from (`None` for a fresh start).
+    pub fn attempts(&self) -> Vec<AttemptInput> {
+        self.inputs(false)
+    }
+
+    /// Every slot execution started, in name order.
+    pub fn slots(&self) -> Vec<Slot> {
+        self.inputs(true)
+    }
+
+    fn inputs<T: serde::de::DeserializeOwned>(&self, slots: bool) -> Vec<T> {
         let executions = self.executions.lock().unwrap();
         executions
             .values()
-            .map(|(input, _)| input.clone())
+            .filter(|(input, _)| input.get("tasks").is_some() == slots)
+            .map(|(input, _)| serde_json::from_value(input.clone()).expect("an input we wrote"))
             .collect()
     }
 
@@ -211,7 +245,7 @@ impl MemoryWorkflow {
         self.stopped.lock().unwrap().clone()
     }
 
-    /// Makes starting this task's executions fail.
+    /// Makes starting executions for this task (its own, or a slot holding it) fail.
     pub fn fail_for(&self, task_id: &str) {
         self.failing.lock().unwrap().insert(task_id.to_string());
     }
@@ -226,16 +260,26 @@ impl MemoryWorkflow {
 
 #[async_trait]
 impl Workflow for MemoryWorkflow {
-    async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
-        if self.failing.lock().unwrap().contains(&input.id) {
+    async fn start(&self, execution: &Execution) -> Result<StartOutcome, WorkflowError> {
+        let input = &execution.input;
+        let mut ids: Vec<&Value> = input["tasks"]
+            .as_array()
+            .map(|tasks| tasks.iter().map(|task| &task["id"]).collect())
+            .unwrap_or_default();
+        ids.push(&input["id"]);
+        let failing = self.failing.lock().unwrap();
+        if ids
+            .iter()
+            .any(|id| id.as_str().is_some_and(|id| failing.contains(id)))
+        {
             return Err(WorkflowError("injected failure".into()));
         }
         let mut executions = self.executions.lock().unwrap();
-        match executions.get(&input.execution_name()) {
+        match executions.get(&execution.name) {
             Some((_, None)) => Ok(StartOutcome::AlreadyRunning),
             Some((_, Some(_))) => Ok(StartOutcome::AlreadyEnded),
             None => {
-                executions.insert(input.execution_name(), (input.clone(), None));
+                executions.insert(execution.name.clone(), (input.clone(), None));
                 Ok(StartOutcome::Started)
             }
         }

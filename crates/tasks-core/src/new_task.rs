@@ -800,7 +800,7 @@ mod tests {
         assert_eq!(task.task_status, TaskStatus::Scheduled);
         assert_eq!(
             task.start_execution_at,
-            Utc.with_ymd_and_hms(2030, 6, 1, 12, 58, 0)
+            Utc.with_ymd_and_hms(2030, 6, 1, 12, 57, 0)
                 .unwrap()
                 .timestamp()
         );

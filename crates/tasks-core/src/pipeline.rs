@@ -2,17 +2,18 @@
 //! and record the outcome.
 
 use crate::ports::{
-    Clock, DeliveryError, ExecutionState, StartOutcome, StoreError, TaskStore, Transition,
-    WebhookCall, WebhookResponse, WebhookSender, Workflow, WorkflowError,
+    Clock, DeliveryError, Execution, ExecutionState, StartOutcome, StoreError, TaskStore,
+    Transition, WebhookCall, WebhookResponse, WebhookSender, Workflow, WorkflowError,
 };
 use crate::recovery::{recover_ended_execution, Recovery};
 use crate::retry::{delivery_error_type, store_error_type};
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, EARLY_WAKE_ALLOWANCE};
 use crate::status::{Event, TaskStatus};
 use crate::task::{
     rfc3339_millis, truncated, AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook,
     ATTEMPT_ERROR_BYTES,
 };
+use crate::timing::ATTEMPT_IN_FLIGHT;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +35,7 @@ pub enum StartReport {
     Missing,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -42,8 +43,9 @@ pub enum StartError {
     Workflow(#[from] WorkflowError),
 }
 
-/// process-sqs-records' step for one message: start the execution of the task's series, then
-/// record IN_PROGRESS. Safe to repeat: the execution name makes a second start a no-op, and an
+/// process-sqs-records' step for a task's own message: start the execution of the task's
+/// series (going on from `previous`, the report of an attempt its slot ran), then record
+/// IN_PROGRESS. Safe to repeat: the execution name makes a second start a no-op, and an
 /// execution name found ended is resolved through `recovery` instead of being taken for a
 /// running execution.
 pub async fn start_task(
@@ -52,6 +54,7 @@ pub async fn start_task(
     clock: &dyn Clock,
     schedule: &Schedule,
     message: &DispatchMessage,
+    previous: Option<&ExecutionReport>,
 ) -> Result<StartReport, StartError> {
     let Some(task) = store.get(&message.id).await? else {
         return Ok(StartReport::Missing);
@@ -65,7 +68,8 @@ pub async fn start_task(
     ) {
         return Ok(StartReport::Skipped(task.task_status));
     }
-    let report = match workflow.start(&execution_input(schedule, &task)).await? {
+    let execution = Execution::of_task(&execution_input(schedule, &task), previous);
+    let report = match workflow.start(&execution).await? {
         StartOutcome::Started => StartReport::Started,
         StartOutcome::AlreadyRunning => StartReport::AlreadyStarted,
         StartOutcome::AlreadyEnded => {
@@ -74,9 +78,12 @@ pub async fn start_task(
                 ExecutionState::Running => "running again".to_string(),
                 ExecutionState::Missing => "missing".to_string(),
             };
-            match recover_ended_execution(store, clock, &task, &ended).await? {
+            match recover_ended_execution(store, clock, &task, &task.execution_name(), &ended)
+                .await?
+            {
                 Recovery::Requeued(task) => {
-                    workflow.start(&execution_input(schedule, &task)).await?;
+                    let execution = Execution::of_task(&execution_input(schedule, &task), None);
+                    workflow.start(&execution).await?;
                     record_start(store, clock, &task).await?;
                     return Ok(StartReport::Restarted(task.series));
                 }
@@ -275,8 +282,50 @@ pub async fn execute_task(
     if attempt.notify == Some(Notice::OnFailure) {
         return notify_failure(store, sender, input).await;
     }
+    let task = read_task(store, &input.id).await?;
+    if let Some(task) = &task {
+        if task.series == input.series {
+            wait_for_attempt_in_flight(task, attempt, clock)?;
+        }
+    }
+    attempt_task(store, sender, clock, schedule, attempt, task).await
+}
+
+/// A first attempt of the series found already begun (a repeated run, or a second execution
+/// of the series) waits until that attempt has surely ended: the receiver then has at most one
+/// request in flight for the task, and a delivered attempt is recorded before this one would
+/// begin. (A slot's own tries after a failed write go on at once: the write was its own.)
+fn wait_for_attempt_in_flight(
+    task: &Task,
+    attempt: &AttemptInput,
+    clock: &dyn Clock,
+) -> Result<(), ExecuteError> {
+    let since = clock.now() - task.last_updated_at;
+    if attempt.previous.is_none() && task.attempt_began_in_series() && since < ATTEMPT_IN_FLIGHT {
+        return Err(ExecuteError {
+            error_type: "TaskNotDue",
+            message: format!(
+                "attempt {} began {} ms ago and may still be in flight",
+                task.attempts,
+                since.num_milliseconds()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// execute-task's attempt on the task as read (`None`: gone).
+pub(crate) async fn attempt_task(
+    store: &dyn TaskStore,
+    sender: &dyn WebhookSender,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    attempt: &AttemptInput,
+    task: Option<Task>,
+) -> Result<ExecutionReport, ExecuteError> {
+    let input = &attempt.input;
     let previous = attempt.previous.as_ref();
-    let Some(task) = read_task(store, &input.id).await? else {
+    let Some(task) = task else {
         return Ok(ExecutionReport::skipped(TaskStatus::Cancelled));
     };
     if !Event::BeginAttempt.allows(task.task_status) {
@@ -289,7 +338,11 @@ pub async fn execute_task(
         .and_then(|report| report.retry_at)
         .map_or(task.timestamp, |at| at.max(task.timestamp));
     let remaining = not_before - clock.now();
-    if remaining > schedule.max_sleep() {
+    // A slot's tasks wake earlier than the wake-ahead: the slot's input says by how much.
+    let allowed = schedule
+        .max_sleep()
+        .max(input.timestamp - input.wake_at + EARLY_WAKE_ALLOWANCE);
+    if remaining > allowed {
         return Err(ExecuteError {
             error_type: "TaskNotDue",
             message: format!("woken {} ms before its time", remaining.num_milliseconds()),

@@ -1,9 +1,11 @@
 //! The capabilities the handlers need, as small traits. `tasks-aws` implements them on DynamoDB,
 //! SQS and Step Functions; `memory` implements them in memory for tests.
 
+use crate::pipeline::{AttemptInput, ExecutionReport};
 use crate::retry_policy::RetryPolicy;
+use crate::slot::{QueueMessage, Slot};
 use crate::status::{Event, TaskStatus};
-use crate::task::{AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook};
+use crate::task::{AttemptRecord, ExecutionInput, Task, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -41,6 +43,8 @@ pub struct Changes {
     pub record_attempt: Option<AttemptRecord>,
     /// The history as it is to be (a retry trims it).
     pub attempt_history: Option<Vec<AttemptRecord>>,
+    /// The slot execution a claim puts the task in.
+    pub slot: Option<String>,
 }
 
 impl Changes {
@@ -137,6 +141,16 @@ impl Transition {
                 .is_none_or(|at| at == task.last_updated_at)
     }
 
+    /// What the change does to the task's `slot`: set by a claim, removed whenever the task goes
+    /// back to waiting (SCHEDULED, or QUEUED for a per-task execution), left alone otherwise.
+    pub fn slot_change(&self) -> Option<Option<String>> {
+        match (&self.changes.slot, self.event.to()) {
+            (Some(slot), _) => Some(Some(slot.clone())),
+            (None, TaskStatus::Scheduled | TaskStatus::Queued) => Some(None),
+            (None, _) => None,
+        }
+    }
+
     /// The task after the change (the in-memory store's update).
     pub fn apply(&self, task: &Task) -> Task {
         let mut next = task.clone();
@@ -170,6 +184,9 @@ impl Transition {
         }
         if let Some(on_failure) = &self.changes.on_failure {
             next.on_failure = on_failure.clone();
+        }
+        if let Some(slot) = self.slot_change() {
+            next.slot = slot;
         }
         if let Some(history) = &self.changes.attempt_history {
             next.attempt_history = history.clone();
@@ -270,7 +287,7 @@ pub struct QueueError(pub String);
 pub trait DispatchQueue: Send + Sync {
     /// Sends up to ten messages in one request; returns the ids of the tasks whose message was
     /// not accepted.
-    async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError>;
+    async fn send_batch(&self, messages: &[QueueMessage]) -> Result<Vec<String>, QueueError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,10 +314,40 @@ pub enum ExecutionState {
 #[error("the workflow engine is unavailable: {0}")]
 pub struct WorkflowError(pub String);
 
+/// An execution to start: its name (unique per task series, or per slot) and its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub name: String,
+    pub input: Value,
+}
+
+impl Execution {
+    /// A task's own execution; with `previous`, it goes on from the report of an attempt that
+    /// ran in the task's slot.
+    pub fn of_task(input: &ExecutionInput, previous: Option<&ExecutionReport>) -> Self {
+        let attempt = AttemptInput {
+            input: input.clone(),
+            previous: previous.cloned(),
+            notify: None,
+        };
+        Execution {
+            name: input.execution_name(),
+            input: serde_json::to_value(attempt).expect("an execution input is JSON"),
+        }
+    }
+
+    pub fn of_slot(slot: &Slot) -> Self {
+        Execution {
+            name: slot.name.clone(),
+            input: serde_json::to_value(slot).expect("a slot is JSON"),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Workflow: Send + Sync {
-    /// Starts the execution named `input.execution_name()`.
-    async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError>;
+    /// Starts the execution of this name, unless one of that name exists.
+    async fn start(&self, execution: &Execution) -> Result<StartOutcome, WorkflowError>;
     /// Whether the named execution runs, has ended, or never existed.
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError>;
     /// Stops the named execution if it runs; a missing or ended one is not an error.

@@ -21,8 +21,8 @@ pub enum Recovery {
     LostRace,
 }
 
-/// The execution of `task`'s current series has ended (`ended` says how) without the task
-/// reaching a final status. If no attempt began in this series nothing can have been delivered,
+/// The execution that had `task`'s current series (`execution`: its own, or its slot's) has
+/// ended (`ended` says how) without the task reaching a final status. If no attempt began in this series nothing can have been delivered,
 /// so the task runs again in a new series (bounded by [`MAX_REDISPATCHES`]). If an attempt began,
 /// the receiver may have the request: running again could deliver twice, so the task is recorded
 /// FAILED with the reason instead.
@@ -30,10 +30,11 @@ pub async fn recover_ended_execution(
     store: &dyn TaskStore,
     clock: &dyn Clock,
     task: &Task,
+    execution: &str,
     ended: &str,
 ) -> Result<Recovery, StoreError> {
     let now = clock.now();
-    let name = task.execution_name();
+    let name = execution;
     let change = if task.attempt_began_in_series() {
         Transition::new(Event::Fail, now).with_error(format!(
             "execution {name} ended ({ended}) without recording the outcome of attempt {}; \

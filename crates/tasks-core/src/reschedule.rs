@@ -7,6 +7,7 @@ use crate::dispatch::dispatch;
 use crate::new_task::ValidationError;
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
+use crate::slot::SlotPlanner;
 use crate::status::{Event, TaskStatus};
 use crate::task::{execution_name, rfc3339_millis, Task, ATTEMPT_HISTORY_KEPT_ON_RETRY};
 use crate::task_patch::TaskPatch;
@@ -123,7 +124,7 @@ async fn after_change(ports: &Ports<'_>, before: &Task, changed: Task) -> Task {
     }
     if !ports
         .schedule
-        .is_due(changed.start_execution_at, ports.clock.now())
+        .hands_off_at_once(changed.timestamp, ports.clock.now())
     {
         return changed;
     }
@@ -131,8 +132,8 @@ async fn after_change(ports: &Ports<'_>, before: &Task, changed: Task) -> Task {
         ports.store,
         ports.queue,
         ports.clock,
+        &mut SlotPlanner::new(ports.schedule, ports.clock.now()),
         vec![changed.clone()],
-        Event::Claim,
     )
     .await;
     dispatched.pop().unwrap_or(changed)

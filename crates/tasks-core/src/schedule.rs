@@ -10,6 +10,9 @@ use std::env;
 pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(10 * 365 + 3);
 /// A requested time this close to the past is accepted and runs at once (clock skew, latency).
 pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
+/// A task due within this long when it is created is handed to the workflow by the api: the
+/// cron runs every minute and needs half a minute to claim, send and start a slot.
+pub const HAND_OFF_WITHIN: Duration = Duration::seconds(90);
 /// execute-task sleeps at most this much beyond the wake-ahead when woken early.
 pub const EARLY_WAKE_ALLOWANCE: Duration = Duration::seconds(3);
 /// The environment variables `Schedule::from_env` reads.
@@ -42,10 +45,10 @@ pub struct Schedule {
 impl Default for Schedule {
     fn default() -> Self {
         Schedule {
-            lead_time: Duration::seconds(120),
+            lead_time: Duration::seconds(180),
             wake_ahead: Duration::milliseconds(1000),
             claim_grace: Duration::seconds(180),
-            stuck_after: Duration::seconds(600),
+            stuck_after: Duration::seconds(900),
             start_rate: 250,
         }
     }
@@ -97,8 +100,8 @@ pub fn env_required(name: &'static str) -> Result<String, ConfigError> {
 }
 
 impl Schedule {
-    /// `LEAD_TIME_SECONDS` (default 120), `WAKE_AHEAD_MS` (default 1000, 0 turns it off),
-    /// `CLAIM_GRACE_SECONDS` (default 180), `STUCK_AFTER_SECONDS` (default 600),
+    /// `LEAD_TIME_SECONDS` (default 180), `WAKE_AHEAD_MS` (default 1000, 0 turns it off),
+    /// `CLAIM_GRACE_SECONDS` (default 180), `STUCK_AFTER_SECONDS` (default 900),
     /// `START_RATE_PER_SECOND` (default 250, 0 turns look-ahead off).
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = Schedule::default();
@@ -130,8 +133,12 @@ impl Schedule {
         (timestamp - self.lead_time).timestamp()
     }
 
-    pub fn is_due(&self, start_execution_at: i64, now: DateTime<Utc>) -> bool {
-        start_execution_at <= now.timestamp()
+    /// Whether a task created (or changed) now goes to the workflow at once: it is due before
+    /// the next cron run (at most [`HAND_OFF_WITHIN`] less a minute away) could claim it with time
+    /// to spare. One due later waits for the cron, which puts it in a slot with the other tasks of
+    /// its second instead of one of its own.
+    pub fn hands_off_at_once(&self, timestamp: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        timestamp - now <= HAND_OFF_WITHIN.min(self.lead_time)
     }
 
     pub fn wake_at(&self, timestamp: DateTime<Utc>) -> DateTime<Utc> {
@@ -178,7 +185,7 @@ mod tests {
     fn start_execution_at_is_timestamp_minus_lead_time_in_epoch_seconds() {
         let schedule = Schedule::default();
         let ts = at(12, 0, 0) + Duration::milliseconds(999);
-        assert_eq!(schedule.start_execution_at(ts), at(11, 58, 0).timestamp());
+        assert_eq!(schedule.start_execution_at(ts), at(11, 57, 0).timestamp());
         let custom = Schedule {
             lead_time: Duration::seconds(30),
             ..Schedule::default()
@@ -190,12 +197,18 @@ mod tests {
     }
 
     #[test]
-    fn due_from_start_execution_at_on() {
+    fn the_api_hands_off_what_the_next_cron_run_would_claim_too_late() {
         let schedule = Schedule::default();
-        let start = schedule.start_execution_at(at(12, 0, 0));
-        assert!(!schedule.is_due(start, at(11, 57, 59)));
-        assert!(schedule.is_due(start, at(11, 58, 0)));
-        assert!(schedule.is_due(start, at(12, 30, 0)));
+        let due = at(12, 0, 0);
+        assert!(!schedule.hands_off_at_once(due, at(11, 58, 29)));
+        assert!(schedule.hands_off_at_once(due, at(11, 58, 30)));
+        assert!(schedule.hands_off_at_once(due, at(12, 30, 0)));
+        let short_lead = Schedule {
+            lead_time: Duration::seconds(60),
+            ..schedule
+        };
+        assert!(!short_lead.hands_off_at_once(due, at(11, 58, 59)));
+        assert!(short_lead.hands_off_at_once(due, at(11, 59, 0)));
     }
 
     #[test]

@@ -133,6 +133,10 @@ pub struct Task {
     /// reuses an idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_digest: Option<String>,
+    /// The slot execution the claim put the task in (`slot::Slot`); cleared when the task goes
+    /// back to waiting. A task handed off by its slot runs on in its own execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
 }
 
 impl Task {
@@ -164,6 +168,7 @@ impl Task {
             attempt_history: Vec::new(),
             idempotency_key: None,
             request_digest: None,
+            slot: None,
         }
     }
 
@@ -256,6 +261,12 @@ pub struct DispatchMessage {
     pub timestamp: DateTime<Utc>,
     /// The series the task was claimed for; a message of an older series is stale.
     pub series: u32,
+}
+
+impl DispatchMessage {
+    pub fn execution_name(&self) -> String {
+        execution_name(&self.id, self.series)
+    }
 }
 
 impl From<&Task> for DispatchMessage {

@@ -5,6 +5,7 @@
 use crate::retry::{StateRetry, STATUS_RETRY};
 use crate::retry_policy::RetryPolicy;
 use crate::schedule::Schedule;
+use crate::slot::{MAX_PREPARE, RECORD_PATIENCE};
 use chrono::Duration;
 
 /// Step Functions ends a Wait at the start of the second, so it may wake up to a second early.
@@ -14,6 +15,9 @@ pub const WAIT_TRUNCATION: Duration = Duration::seconds(1);
 pub const STORE_CALL_TIMEOUT: Duration = Duration::seconds(5);
 /// The longest execute-task waits for the webhook's DNS answer.
 pub const DNS_TIMEOUT: Duration = Duration::seconds(2);
+/// Longer than one attempt can take once it has begun (the webhook timeout, 10 s, and a store
+/// call): a new attempt of the same series waits this long after the last one began.
+pub const ATTEMPT_IN_FLIGHT: Duration = Duration::seconds(20);
 /// The dispatch queue's visibility timeout and receives before the dead-letter queue, as the
 /// template sets them (a test checks) and local mode creates its queue.
 pub const QUEUE_VISIBILITY_TIMEOUT: Duration = Duration::seconds(60);
@@ -39,13 +43,14 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// The longest one execute-task invocation runs: it is woken at most the wake-ahead plus the
-    /// Wait's truncation early; it reads the task, resolves the target and records the attempt
-    /// (all before the task's time when they are quick), sleeps to the time, then sends.
+    /// The longest one execute-task invocation runs: it is woken at most the wake-ahead, a
+    /// slot's preparation and the Wait's truncation early; it reads the task, resolves the
+    /// target and records the attempt (all before the task's time when they are quick), sleeps
+    /// to the time, sends, and (in a slot) records the outcome, patiently.
     pub fn execute_task_worst_case(&self) -> Duration {
-        let before_time = self.schedule.wake_ahead + WAIT_TRUNCATION;
+        let before_time = MAX_PREPARE + self.schedule.wake_ahead + WAIT_TRUNCATION;
         let calls = STORE_CALL_TIMEOUT * 2 + DNS_TIMEOUT;
-        before_time.max(calls) + self.webhook_timeout
+        before_time.max(calls) + self.webhook_timeout + RECORD_PATIENCE + STORE_CALL_TIMEOUT
     }
 
     /// The longest an execution with the default retry policy runs after its task's time:
@@ -104,6 +109,14 @@ impl Timings {
             ),
         );
         require(
+            ATTEMPT_IN_FLIGHT > self.webhook_timeout + STORE_CALL_TIMEOUT,
+            format!(
+                "an attempt's longest flight ({}s) must exceed the webhook timeout plus a store call ({}s), so no attempt begins while another may be in flight",
+                ATTEMPT_IN_FLIGHT.num_seconds(),
+                (self.webhook_timeout + STORE_CALL_TIMEOUT).num_seconds()
+            ),
+        );
+        require(
             s.max_sleep() >= s.wake_ahead + WAIT_TRUNCATION,
             format!(
                 "execute-task must sleep through the wake-ahead plus the Wait's truncation ({}ms), not fail as woken too early",
@@ -141,7 +154,7 @@ mod tests {
             visibility_timeout: QUEUE_VISIBILITY_TIMEOUT,
             max_receive_count: QUEUE_MAX_RECEIVE_COUNT,
             start_timeout: Duration::seconds(10),
-            execute_timeout: Duration::seconds(30),
+            execute_timeout: Duration::seconds(120),
             update_timeout: Duration::seconds(10),
             webhook_timeout: Duration::seconds(10),
         }
@@ -150,7 +163,7 @@ mod tests {
     #[test]
     fn the_defaults_fit_together() {
         assert_eq!(deployed().violations(), Vec::<String>::new());
-        assert_eq!(deployed().execute_task_worst_case(), Duration::seconds(22));
+        assert_eq!(deployed().execute_task_worst_case(), Duration::seconds(107));
     }
 
     #[test]
@@ -163,7 +176,7 @@ mod tests {
         assert_eq!(broken.len(), 2, "{broken:?}");
         assert!(broken[0].contains("lead time") && broken[1].contains("claim grace"));
         let short_lambda = Timings {
-            execute_timeout: Duration::seconds(20),
+            execute_timeout: Duration::seconds(100),
             ..deployed()
         };
         assert!(short_lambda.violations()[0].contains("execute-task's timeout"));

@@ -142,6 +142,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
             settings.allow_private_webhooks,
             settings.signing_keys.clone(),
         )?),
+        queue: queue.clone(),
         clock: clock.clone(),
         schedule: settings.schedule,
     });

@@ -17,7 +17,9 @@ use tasks_core::retry::{
     is_retryable, store_error_type, StateRetry, EXECUTE_RETRY, LAMBDA_SERVICE_ERRORS,
     LAMBDA_THROTTLED, RETRYABLE_ERRORS, STATUS_RETRY, THROTTLE_RETRY, WEBHOOK_FAILURES,
 };
-use tasks_core::{ExecutionInput, Schedule, StartOutcome, TaskStatus, Workflow};
+use tasks_core::{
+    DispatchMessage, Execution, ExecutionInput, Schedule, Slot, StartOutcome, TaskStatus, Workflow,
+};
 use tasks_local::workflow::{DEFINITION, EXECUTE_TASK_RESOURCE, UPDATE_STATUS_RESOURCE};
 
 const ASL: &str = include_str!("../../../state-machine/tasks.asl.json");
@@ -29,7 +31,15 @@ const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/tasks-workflow";
 const EXECUTION_DEADLINE: Duration = Duration::seconds(30);
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// The states a successful execution enters.
-const SUCCESS_PATH: [&str; 4] = ["WaitUntilWakeAt", "ExecuteTask", "Decide", "MarkCompleted"];
+const SUCCESS_PATH: [&str; 5] = [
+    "Route",
+    "WaitUntilWakeAt",
+    "ExecuteTask",
+    "Decide",
+    "MarkCompleted",
+];
+/// The states a slot's execution enters.
+const SLOT_PATH: [&str; 3] = ["Route", "WaitForSlot", "RunSlot"];
 /// Where ExecuteTask's Catch sends an error.
 const CATCH_STATE: &str = "MarkFailed";
 
@@ -276,7 +286,16 @@ fn the_local_workflow_runs_the_state_machine() {
     let asl = asl();
     assert_eq!(asl["StartAt"], SUCCESS_PATH[0]);
     assert_eq!(success_path(&asl), SUCCESS_PATH);
-    assert_eq!(state(&asl, SUCCESS_PATH[3])["End"], true);
+    assert_eq!(state(&asl, SUCCESS_PATH[4])["End"], true);
+    let route = state(&asl, "Route");
+    assert_eq!(route["Choices"][0]["Next"], SLOT_PATH[1]);
+    assert_eq!(state(&asl, SLOT_PATH[1])["TimestampPath"], "$.wakeAt");
+    assert_eq!(state(&asl, SLOT_PATH[1])["Next"], SLOT_PATH[2]);
+    assert_eq!(state(&asl, SLOT_PATH[2])["End"], true);
+    assert_eq!(
+        route["Choices"][1]["Next"], "Decide",
+        "a hand-off goes on from its report"
+    );
 
     let catchers = rules(state(&asl, "ExecuteTask"), "Catch");
     assert!(
@@ -398,7 +417,8 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
     queue_lambda_replies(endpoint, &[report_json.clone(), completed.clone()]).await;
 
     let started = Instant::now();
-    assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
+    let started_execution = workflow.start(&Execution::of_task(&input, None)).await;
+    assert_eq!(started_execution, Ok(StartOutcome::Started));
     let arn = workflow.execution_arn(&input.execution_name()).unwrap();
     let execution = wait_until_closed(&sfn, &arn, input.wake_at + EXECUTION_DEADLINE).await;
     let elapsed = started.elapsed();
@@ -432,7 +452,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
             event
                 .state_exited_event_details
                 .as_ref()
-                .is_some_and(|details| details.name == SUCCESS_PATH[0])
+                .is_some_and(|details| details.name == SUCCESS_PATH[1])
         })
         .map(|event| chrono_time(&event.timestamp))
         .expect("the Wait state exited");
@@ -457,4 +477,50 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
     }
     assert_eq!(output["result"], report_json, "{output}");
     assert_eq!(output["status"], completed, "{output}");
+
+    // A slot: Wait, then one execute-task run for all its tasks.
+    let summary =
+        json!({"completed": 2, "failed": 0, "handedOff": 0, "skipped": 0, "lostHandOffs": 0});
+    queue_lambda_replies(endpoint, std::slice::from_ref(&summary)).await;
+    let due = Utc::now() + Duration::seconds(2);
+    let slot = Slot {
+        name: unique("slot"),
+        wake_at: Schedule::default().wake_at(due),
+        tasks: ["a", "b"]
+            .map(|id| DispatchMessage {
+                id: id.into(),
+                timestamp: due,
+                series: 1,
+            })
+            .to_vec(),
+    };
+    let started_slot = workflow.start(&Execution::of_slot(&slot)).await;
+    assert_eq!(started_slot, Ok(StartOutcome::Started));
+    let arn = workflow.execution_arn(&slot.name).unwrap();
+    let execution = wait_until_closed(&sfn, &arn, slot.wake_at + EXECUTION_DEADLINE).await;
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        execution.error
+    );
+    let history: Vec<HistoryEvent> = sfn
+        .get_execution_history()
+        .execution_arn(&arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .expect("the execution history");
+    let entered: Vec<&str> = history
+        .iter()
+        .filter_map(|event| event.state_entered_event_details.as_ref())
+        .map(|details| details.name.as_str())
+        .collect();
+    assert_eq!(entered, SLOT_PATH);
+    let output: Value =
+        serde_json::from_str(execution.output.as_deref().expect("an output")).unwrap();
+    assert_eq!(output["summary"], summary, "{output}");
+    assert_eq!(output["tasks"], serde_json::to_value(&slot.tasks).unwrap());
 }

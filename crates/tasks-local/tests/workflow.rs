@@ -1,15 +1,17 @@
-//! The local workflow runs the state machine on the Lambdas' handlers: a delivered webhook ends
-//! COMPLETED, a rejected one FAILED with the handler's error, and neither is sent early.
+//! The local workflow runs the state machine on the Lambdas' handlers: a slot's delivered webhook
+//! ends COMPLETED in the slot, a failed one goes on in the task's own execution (retried by its
+//! policy, or FAILED with the handler's error), and none is sent early.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use execute_task::ExecuteTask;
 use std::sync::{Arc, Mutex};
-use tasks_core::memory::MemoryStore;
+use tasks_core::memory::{MemoryQueue, MemoryStore};
+use tasks_core::pipeline::start_task;
 use tasks_core::retry_policy::{Backoff, RetryPolicy};
 use tasks_core::{
-    Clock, DeliveryError, ExecutionInput, Schedule, StartOutcome, SystemClock, Task, TaskStatus,
-    Webhook, WebhookCall, WebhookResponse, WebhookSender, Workflow,
+    Clock, DeliveryError, DispatchMessage, Execution, QueueMessage, Schedule, Slot, StartOutcome,
+    SystemClock, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender, Workflow,
 };
 use tasks_local::workflow::LocalWorkflow;
 use update_status::UpdateStatus;
@@ -45,13 +47,23 @@ impl WebhookSender for Receiver {
     }
 }
 
-/// Runs one IN_PROGRESS task due in a second and a half through the local workflow and returns
-/// it once final, with the times its webhook was sent.
+/// How the task reaches the workflow.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// In a slot, as the cron sends it; a task the slot hands off goes on in its own execution,
+    /// as process-sqs-records starts it.
+    Slot,
+    /// In its own execution from the start, as a sweep sends it again.
+    Own,
+}
+
+/// Runs one QUEUED task due in a second and a half through the local workflow and returns it
+/// once final, with the times its webhook was sent.
 async fn run(
     answer: Result<u16, DeliveryError>,
     retry: Option<RetryPolicy>,
 ) -> (Task, Vec<DateTime<Utc>>) {
-    let (task, sent, _) = run_with_callback(answer, retry, None).await;
+    let (task, sent, _) = run_with_callback(answer, retry, None, Start::Slot).await;
     (task, sent)
 }
 
@@ -60,6 +72,7 @@ async fn run_with_callback(
     answer: Result<u16, DeliveryError>,
     retry: Option<RetryPolicy>,
     on_failure: Option<Webhook>,
+    start: Start,
 ) -> (
     Task,
     Vec<DateTime<Utc>>,
@@ -68,6 +81,7 @@ async fn run_with_callback(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let schedule = Schedule::default();
     let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new());
     let receiver = Arc::new(Receiver {
         answer,
         sent: Mutex::new(Vec::new()),
@@ -75,7 +89,7 @@ async fn run_with_callback(
     });
     let timestamp = clock.now() + Duration::milliseconds(1500);
     store.put(Task {
-        task_status: TaskStatus::InProgress,
+        task_status: TaskStatus::Queued,
         webhook: Some(Webhook {
             url: "https://receiver.example/hook".into(),
             method: "POST".into(),
@@ -89,6 +103,7 @@ async fn run_with_callback(
     let execute = Arc::new(ExecuteTask {
         store: store.clone(),
         sender: receiver.clone(),
+        queue: queue.clone(),
         clock: clock.clone(),
         schedule,
     });
@@ -96,27 +111,52 @@ async fn run_with_callback(
         store: store.clone(),
         clock: clock.clone(),
     });
-    let workflow = LocalWorkflow::new(execute, update, clock).expect("the definition parses");
-    let input = ExecutionInput {
+    let workflow =
+        LocalWorkflow::new(execute, update, clock.clone()).expect("the definition parses");
+    let message = DispatchMessage {
         id: "task-1".into(),
         timestamp,
-        wake_at: schedule.wake_at(timestamp),
         series: 0,
     };
-    assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
+    let execution = match start {
+        Start::Slot => Execution::of_slot(&Slot {
+            name: "slot-1".into(),
+            wake_at: schedule.wake_at(timestamp),
+            tasks: vec![message.clone()],
+        }),
+        Start::Own => Execution::of_task(&schedule.execution_input(&message), None),
+    };
+    assert_eq!(workflow.start(&execution).await, Ok(StartOutcome::Started));
     assert_eq!(
-        workflow.start(&input).await,
+        workflow.start(&execution).await,
         Ok(StartOutcome::AlreadyRunning)
     );
 
     let deadline = std::time::Instant::now() + DEADLINE;
+    let mut handed_off = 0;
     loop {
+        for message in queue.messages().into_iter().skip(handed_off) {
+            let QueueMessage::HandOff(hand_off) = message else {
+                panic!("a slot hands off with the attempt's report: {message:?}");
+            };
+            let started = start_task(
+                store.as_ref(),
+                &workflow,
+                clock.as_ref(),
+                &schedule,
+                &hand_off.task,
+                Some(&hand_off.result),
+            )
+            .await;
+            assert!(started.is_ok(), "{started:?}");
+            handed_off += 1;
+        }
         let task = store.tasks().pop().expect("the task");
         if matches!(task.task_status, TaskStatus::Completed | TaskStatus::Failed)
             && workflow.running() == 0
         {
             assert_eq!(
-                workflow.start(&input).await,
+                workflow.start(&execution).await,
                 Ok(StartOutcome::AlreadyEnded),
                 "an ended execution's name stays taken"
             );
@@ -193,7 +233,7 @@ async fn a_failed_task_calls_its_failure_callback_once_with_the_task_as_the_body
         headers: Default::default(),
         body: None,
     };
-    let (task, _, requests) = run_with_callback(Ok(404), None, Some(callback)).await;
+    let (task, _, requests) = run_with_callback(Ok(404), None, Some(callback), Start::Slot).await;
     assert_eq!(task.task_status, TaskStatus::Failed, "{task:?}");
     let urls: Vec<&str> = requests.iter().map(|(url, _)| url.as_str()).collect();
     assert_eq!(
@@ -222,6 +262,7 @@ async fn a_failed_task_calls_its_failure_callback_once_with_the_task_as_the_body
             headers: Default::default(),
             body: None,
         }),
+        Start::Slot,
     )
     .await;
     assert_eq!(completed.task_status, TaskStatus::Completed);
@@ -229,5 +270,27 @@ async fn a_failed_task_calls_its_failure_callback_once_with_the_task_as_the_body
         requests.len(),
         1,
         "no callback for a task that did not fail"
+    );
+}
+
+#[tokio::test]
+async fn a_task_s_own_execution_runs_it_from_its_wait_and_retries_it() {
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        backoff: Backoff {
+            initial_seconds: 1,
+            multiplier: 1.0,
+            max_seconds: 1,
+        },
+        ..RetryPolicy::default()
+    };
+    let (task, sent, _) = run_with_callback(Ok(503), Some(policy), None, Start::Own).await;
+    assert_eq!(task.task_status, TaskStatus::Failed, "{task:?}");
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[0] >= task.timestamp,
+        "sent {} before {}",
+        sent[0],
+        task.timestamp
     );
 }

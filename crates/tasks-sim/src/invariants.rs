@@ -14,7 +14,7 @@ use crate::receiver::Delivery;
 use crate::world::World;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
-use tasks_core::{DispatchMessage, Task, TaskStatus};
+use tasks_core::{QueueMessage, Task, TaskStatus};
 
 /// What the clients were told.
 #[derive(Debug, Default, Clone)]
@@ -121,7 +121,7 @@ pub fn check(
     world: &World,
     tasks: &[Task],
     deliveries: &[Delivery],
-    dead_letters: &[DispatchMessage],
+    dead_letters: &[QueueMessage],
     clients: &Clients,
     settle_bound: Duration,
     end: DateTime<Utc>,
@@ -238,12 +238,9 @@ pub fn check(
             delivered_tasks += 1;
         }
     }
-    for message in dead_letters {
-        if !by_id.contains_key(message.id.as_str()) {
-            violate(
-                &message.id,
-                "in the DLQ but not visible through the API".into(),
-            );
+    for id in dead_letters.iter().flat_map(QueueMessage::task_ids) {
+        if !by_id.contains_key(id) {
+            violate(id, "in the DLQ but not visible through the API".into());
         }
     }
     lateness.sort_unstable();
@@ -258,7 +255,7 @@ pub fn check(
         stuck,
         duplicates,
         redeliveries,
-        dead_letters: dead_letters.len(),
+        dead_letters: dead_letters.iter().map(|m| m.task_ids().len()).sum(),
         lateness_ms: lateness,
         max_settle_ms: max_settle,
         failed_by,

@@ -18,7 +18,7 @@ pub mod world;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use dynamodb::SimStore;
-use futures::future::join_all;
+use futures::future::{join, join_all};
 use quotas::{Bucket, Quotas};
 use receiver::SimReceivers;
 use sqs::SimQueue;
@@ -29,8 +29,9 @@ use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
 use tasks_core::dispatch::{run_cron, CronSummary};
 use tasks_core::pipeline::{start_task, StartReport};
 use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Ports};
+use tasks_core::slot::start_slots;
 use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
-use tasks_core::{Clock, Schedule, TaskStatus};
+use tasks_core::{Clock, QueueMessage, Schedule, Slot, TaskStatus};
 use usage::{Function, Usage};
 pub use world::Faults;
 use world::World;
@@ -132,7 +133,7 @@ pub const VISIBILITY_TIMEOUT: std::time::Duration =
 pub const MAX_RECEIVE_COUNT: u32 = QUEUE_MAX_RECEIVE_COUNT;
 pub const CRON_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 pub const CRON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-pub const EXECUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const EXECUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 pub const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Lambda's SQS event source polls with (at least) five concurrent pollers.
@@ -224,6 +225,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         Functions {
             store: store.clone(),
             sender: receivers.clone(),
+            queue: queue.clone(),
             schedule,
             execute_timeout: EXECUTE_TIMEOUT,
             update_timeout: UPDATE_TIMEOUT,
@@ -839,16 +841,47 @@ async fn poll(pipeline: Arc<Pipeline>) {
         if world.fault("lambda.service_error", faults.lambda_service_error) {
             continue;
         }
-        let results = join_all(batch.iter().map(|message| {
-            start_task(
+        let slots: Vec<&Slot> = batch
+            .iter()
+            .filter_map(|message| match &message.body {
+                QueueMessage::Slot(slot) => Some(slot),
+                _ => None,
+            })
+            .collect();
+        let (mut slot_results, own_results) = join(
+            start_slots(
                 store.as_ref(),
                 workflow.as_ref(),
                 &world.clock,
                 schedule,
-                &message.body,
-            )
-        }))
+                &slots,
+            ),
+            join_all(batch.iter().map(|message| async {
+                let (task, report) = match &message.body {
+                    QueueMessage::Slot(_) => return None,
+                    QueueMessage::HandOff(hand_off) => (&hand_off.task, Some(&hand_off.result)),
+                    QueueMessage::Task(task) => (task, None),
+                };
+                let clock = &world.clock;
+                Some(
+                    start_task(
+                        store.as_ref(),
+                        workflow.as_ref(),
+                        clock,
+                        schedule,
+                        task,
+                        report,
+                    )
+                    .await,
+                )
+            })),
+        )
         .await;
+        slot_results.reverse();
+        let results: Vec<_> = own_results
+            .into_iter()
+            .map(|own| own.unwrap_or_else(|| slot_results.pop().expect("a result for each slot")))
+            .collect();
         if world.fault("lambda.crash_after", faults.lambda_crash_after) {
             continue;
         }
@@ -865,7 +898,9 @@ async fn poll(pipeline: Arc<Pipeline>) {
                 Err(_) => "failed",
             };
             *activity.lock().unwrap().starts.entry(name).or_default() += 1;
-            world.record(&message.body.id, format!("start: {name}"));
+            for task in message.body.task_ids() {
+                world.record(task, format!("start: {name}"));
+            }
             if result.is_ok() {
                 handled.push(message.receipt);
             }

@@ -1,19 +1,19 @@
 //! An SQS standard queue with the semantics AWS documents: at-least-once delivery (a message may
 //! come twice), no order, a visibility timeout after each receive (a message not deleted in time
 //! comes back), `maxReceiveCount` receives and then the dead-letter queue, per-entry failures in
-//! a batch, and a batch accepted whose response was lost (the sender sees an error for messages
-//! that were sent).
+//! a batch, a batch accepted whose response was lost (the sender sees an error for messages
+//! that were sent), and a message delayed by its sender (`DelaySeconds`).
 
 use crate::world::World;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tasks_core::{DispatchMessage, DispatchQueue, QueueError};
+use tasks_core::{Clock, DispatchQueue, QueueError, QueueMessage};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 struct Message {
-    body: DispatchMessage,
+    body: QueueMessage,
     visible_at: Instant,
     receives: u32,
 }
@@ -24,14 +24,14 @@ pub struct SimQueue {
     max_receive_count: u32,
     next_id: Mutex<u64>,
     messages: Mutex<BTreeMap<u64, Message>>,
-    dead_letters: Mutex<Vec<DispatchMessage>>,
+    dead_letters: Mutex<Vec<QueueMessage>>,
     arrived: Notify,
 }
 
 /// A received message: delete it by `receipt` once handled.
 pub struct Received {
     pub receipt: u64,
-    pub body: DispatchMessage,
+    pub body: QueueMessage,
 }
 
 impl SimQueue {
@@ -51,21 +51,22 @@ impl SimQueue {
         }
     }
 
-    fn enqueue(&self, body: DispatchMessage) {
+    fn enqueue(&self, body: QueueMessage) {
+        let delay = body.delay(self.world.clock.now());
         let id = {
             let mut next = self.next_id.lock().unwrap();
             *next += 1;
             *next
         };
-        self.world.record(
-            &body.id,
-            format!("queued series {} as message {id}", body.series),
-        );
+        for task in body.task_ids() {
+            self.world
+                .record(task, format!("queued in {} as message {id}", body.key()));
+        }
         self.messages.lock().unwrap().insert(
             id,
             Message {
                 body,
-                visible_at: Instant::now(),
+                visible_at: Instant::now() + delay,
                 receives: 0,
             },
         );
@@ -113,7 +114,9 @@ impl SimQueue {
             let message = messages.get_mut(&id).expect("a visible message");
             if message.receives >= self.max_receive_count {
                 let message = messages.remove(&id).expect("a visible message");
-                self.world.record(&message.body.id, "moved to the DLQ");
+                for task in message.body.task_ids() {
+                    self.world.record(task, "moved to the DLQ");
+                }
                 self.dead_letters.lock().unwrap().push(message.body);
                 continue;
             }
@@ -139,14 +142,14 @@ impl SimQueue {
         }
     }
 
-    pub fn dead_letters(&self) -> Vec<DispatchMessage> {
+    pub fn dead_letters(&self) -> Vec<QueueMessage> {
         self.dead_letters.lock().unwrap().clone()
     }
 }
 
 #[async_trait]
 impl DispatchQueue for SimQueue {
-    async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError> {
+    async fn send_batch(&self, messages: &[QueueMessage]) -> Result<Vec<String>, QueueError> {
         self.world.call("sqs.SendMessageBatch");
         self.world.latency(5, 20).await;
         let faults = self.world.faults;
@@ -159,7 +162,7 @@ impl DispatchQueue for SimQueue {
                 .world
                 .fault("sqs.entry_error", faults.queue_entry_error)
             {
-                rejected.push(message.id.clone());
+                rejected.extend(message.task_ids().into_iter().map(str::to_string));
                 continue;
             }
             self.enqueue(message.clone());

@@ -27,8 +27,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tasks_core::pipeline::{execute_task, record_outcome, AttemptInput, StatusUpdate};
 use tasks_core::retry::store_error_type;
+use tasks_core::slot::run_slot;
 use tasks_core::{
-    Clock, ExecutionInput, ExecutionState, Schedule, StartOutcome, TaskStore, WebhookSender,
+    Clock, DispatchQueue, ExecutionState, Schedule, Slot, StartOutcome, TaskStore, WebhookSender,
     Workflow, WorkflowError,
 };
 
@@ -40,6 +41,7 @@ const UPDATE_STATUS: &str = "${UpdateStatusFunctionArn}";
 pub struct Functions {
     pub store: Arc<dyn TaskStore>,
     pub sender: Arc<dyn WebhookSender>,
+    pub queue: Arc<dyn DispatchQueue>,
     pub schedule: Schedule,
     pub execute_timeout: std::time::Duration,
     pub update_timeout: std::time::Duration,
@@ -71,18 +73,18 @@ impl SimStepFunctions {
         }
     }
 
-    fn spawn(&self, name: String, input: &ExecutionInput) {
+    fn spawn(&self, name: String, execution_input: &Value) {
         let host = ExecutionHost {
             world: self.world.clone(),
             functions: self.functions.clone(),
-            task_id: input.id.clone(),
+            task_id: execution_input["id"].as_str().unwrap_or(&name).to_string(),
             wait_until: Mutex::new(None),
             transitions: self.transitions.clone(),
             owed: Mutex::new(0),
         };
         let machine = self.machine.clone();
         let executions = self.executions.clone();
-        let input = serde_json::to_value(input).expect("the execution input is JSON");
+        let input = execution_input.clone();
         let world = self.world.clone();
         let execution_name = name.clone();
         let run = async move {
@@ -108,11 +110,28 @@ impl SimStepFunctions {
         let handle = tokio::spawn(run).abort_handle();
         self.world
             .record(&input_id(&name), format!("execution {name} started"));
+        for task in slot_tasks(execution_input) {
+            self.world
+                .record(task, format!("slot execution {name} started"));
+        }
         self.executions
             .lock()
             .unwrap()
             .insert(name, Execution::Running(handle));
     }
+}
+
+/// The tasks of a slot execution's input (none for a task's own).
+fn slot_tasks(input: &Value) -> Vec<&str> {
+    input["tasks"]
+        .as_array()
+        .map(|tasks| {
+            tasks
+                .iter()
+                .filter_map(|task| task["id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn input_id(execution_name: &str) -> String {
@@ -124,7 +143,10 @@ fn input_id(execution_name: &str) -> String {
 
 #[async_trait]
 impl Workflow for SimStepFunctions {
-    async fn start(&self, input: &ExecutionInput) -> Result<StartOutcome, WorkflowError> {
+    async fn start(
+        &self,
+        execution: &tasks_core::Execution,
+    ) -> Result<StartOutcome, WorkflowError> {
         self.world.call("stepfunctions.StartExecution");
         self.world.latency(10, 40).await;
         let faults = self.world.faults;
@@ -143,7 +165,7 @@ impl Workflow for SimStepFunctions {
         if !admitted {
             return Err(WorkflowError("ThrottlingException: rate exceeded".into()));
         }
-        let name = input.execution_name();
+        let name = execution.name.clone();
         let taken = match self.executions.lock().unwrap().get(&name) {
             Some(Execution::Running(_)) => Some(StartOutcome::AlreadyRunning),
             Some(Execution::Ended(_)) => Some(StartOutcome::AlreadyEnded),
@@ -152,7 +174,7 @@ impl Workflow for SimStepFunctions {
         if let Some(outcome) = taken {
             return Ok(outcome);
         }
-        self.spawn(name, input);
+        self.spawn(name, &execution.input);
         if self
             .world
             .fault("stepfunctions.ambiguous", faults.workflow_ambiguous)
@@ -317,6 +339,23 @@ impl Host for ExecutionHost {
         let functions = &self.functions;
         let clock: &dyn Clock = &self.world.clock;
         match resource {
+            EXECUTE_TASK if input.get("tasks").is_some() => {
+                self.lambda(Function::ExecuteTask, functions.execute_timeout, || async {
+                    let slot: Slot = payload(input)?;
+                    let summary = run_slot(
+                        functions.store.as_ref(),
+                        functions.sender.as_ref(),
+                        functions.queue.as_ref(),
+                        clock,
+                        &functions.schedule,
+                        &slot,
+                    )
+                    .await;
+                    self.world.usage.lock().unwrap().slot_run(&summary);
+                    Ok(serde_json::to_value(summary).expect("a summary is JSON"))
+                })
+                .await
+            }
             EXECUTE_TASK => {
                 self.lambda(Function::ExecuteTask, functions.execute_timeout, || async {
                     let input: AttemptInput = payload(input)?;

@@ -80,6 +80,8 @@ pub struct Usage {
     in_flight: BTreeMap<Function, usize>,
     /// Requests a quota refused or delayed, by quota.
     pub throttled: BTreeMap<&'static str, u64>,
+    /// What slot runs did with their tasks: completed, failed, handed off, skipped, lost.
+    pub slot_tasks: BTreeMap<&'static str, u64>,
 }
 
 impl Usage {
@@ -91,6 +93,19 @@ impl Usage {
         *self.throttled.entry(quota).or_default() += 1;
     }
 
+    /// Counts a slot run's tasks by what it did with them.
+    pub fn slot_run(&mut self, summary: &tasks_core::slot::SlotSummary) {
+        for (outcome, n) in [
+            ("completed", summary.completed),
+            ("failed", summary.failed),
+            ("handed off", summary.handed_off),
+            ("skipped", summary.skipped),
+            ("hand-off lost", summary.lost_hand_offs),
+        ] {
+            *self.slot_tasks.entry(outcome).or_default() += n as u64;
+        }
+    }
+
     /// Adds another run's usage (peaks are the higher of the two), for a table over many seeds.
     pub fn add(&mut self, other: &Usage) {
         for (api, n) in &other.calls {
@@ -98,6 +113,9 @@ impl Usage {
         }
         for (quota, n) in &other.throttled {
             *self.throttled.entry(quota).or_default() += n;
+        }
+        for (outcome, n) in &other.slot_tasks {
+            *self.slot_tasks.entry(outcome).or_default() += n;
         }
         for (function, used) in &other.functions {
             let all = self.functions.entry(*function).or_default();

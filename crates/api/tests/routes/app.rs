@@ -115,7 +115,7 @@ impl TestApp {
     /// The task ids on the queue.
     pub async fn queued(&self) -> Vec<String> {
         match &self.backend {
-            Backend::Memory { queue, .. } => queue.messages().into_iter().map(|m| m.id).collect(),
+            Backend::Memory { queue, .. } => queue.queued().into_iter().map(|m| m.id).collect(),
             Backend::Emulator(resources) => resources
                 .receive_all()
                 .await

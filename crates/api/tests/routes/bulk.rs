@@ -38,7 +38,7 @@ pub async fn batch_create_answers_each_item_as_post_tasks_would(app: &TestApp) {
         json!([
             {"minutes": 10, "payload": {"n": 0}},
             {"minutes": "ten"},
-            {"seconds": 30},
+            {"seconds": 10},
             {"timestamp": ts(600), "idempotencyKey": "invoice-7"},
             7,
             {"minutes": 5, "idempotencyKey": 5},

@@ -38,7 +38,7 @@ pub async fn create_with_relative_time_answers_201_and_can_be_read_back(app: &Te
     assert!((604..=606).contains(&offset), "{offset}");
     assert_eq!(
         created["startExecutionAt"].as_i64().unwrap(),
-        timestamp.timestamp() - 120
+        timestamp.timestamp() - 180
     );
     assert!((600..=605).contains(&created["timeLeftSeconds"].as_i64().unwrap()));
     assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
@@ -91,13 +91,20 @@ pub async fn create_with_absolute_time_and_webhook_hides_header_values(app: &Tes
     }
 }
 
-pub async fn a_task_due_within_the_lead_time_is_queued_at_once(app: &TestApp) {
-    let created = create(app, json!({"seconds": 30})).await;
+pub async fn a_task_due_within_the_hand_off_window_is_queued_at_once(app: &TestApp) {
+    let created = create(app, json!({"seconds": 10})).await;
     assert_eq!(created["status"], "QUEUED");
     assert_eq!(
         app.queued().await,
         vec![created["id"].as_str().unwrap().to_string()]
     );
+}
+
+pub async fn a_task_due_later_in_the_lead_time_waits_for_the_cron(app: &TestApp) {
+    // The next cron run (within a minute) claims it into a slot with the others of its second.
+    let created = create(app, json!({"seconds": 110})).await;
+    assert_eq!(created["status"], "SCHEDULED");
+    assert!(app.queued().await.is_empty());
 }
 
 pub async fn idempotency_key_replays_or_conflicts(app: &TestApp) {
@@ -430,7 +437,7 @@ pub async fn patch_moves_a_task_and_hands_it_off_inside_the_lead_time(app: &Test
     assert!(app.queued().await.is_empty());
 
     let (status, soon) = app
-        .call("PATCH", &uri, Some(r#"{"seconds": 20}"#), &[])
+        .call("PATCH", &uri, Some(r#"{"seconds": 10}"#), &[])
         .await;
     assert_eq!(status, 200, "{soon}");
     assert_eq!(soon["status"], "QUEUED");

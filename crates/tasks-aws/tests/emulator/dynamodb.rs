@@ -354,6 +354,7 @@ async fn every_event_from_every_status_does_what_the_core_says() {
                     timestamp: Some((at(900), at(780).timestamp())),
                     webhook: Some(None),
                     payload: Some(Some(json!({"changed": [1, 2]}))),
+                    slot: None,
                     retry: Some(Some(tasks_core::retry_policy::RetryPolicy::default())),
                     on_failure: Some(Some(Webhook {
                         url: "https://example.com/failed".into(),

@@ -5,9 +5,9 @@ use chrono::{TimeZone, Utc};
 use std::time::{Duration, Instant};
 use tasks_aws::bootstrap::ensure_queue;
 use tasks_aws::SqsQueue;
-use tasks_core::{DispatchMessage, DispatchQueue};
+use tasks_core::{DispatchMessage, DispatchQueue, QueueMessage, Slot};
 
-fn message(id: &str) -> DispatchMessage {
+fn task(id: &str) -> DispatchMessage {
     DispatchMessage {
         id: id.to_string(),
         timestamp: Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap(),
@@ -15,8 +15,12 @@ fn message(id: &str) -> DispatchMessage {
     }
 }
 
+fn message(id: &str) -> QueueMessage {
+    QueueMessage::Task(task(id))
+}
+
 /// Receives and deletes messages until `count` arrived.
-async fn drain(queue: &SqsQueue, count: usize) -> Vec<DispatchMessage> {
+async fn drain(queue: &SqsQueue, count: usize) -> Vec<QueueMessage> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut received = Vec::new();
     while received.len() < count {
@@ -30,11 +34,11 @@ async fn drain(queue: &SqsQueue, count: usize) -> Vec<DispatchMessage> {
         queue.delete(&handles).await.unwrap();
         received.extend(messages);
     }
-    let mut bodies: Vec<DispatchMessage> = received
+    let mut bodies: Vec<QueueMessage> = received
         .iter()
         .map(|m| serde_json::from_str(&m.body).unwrap())
         .collect();
-    bodies.sort_by(|a, b| a.id.cmp(&b.id));
+    bodies.sort_by_key(QueueMessage::key);
     bodies
 }
 
@@ -63,13 +67,28 @@ async fn the_message_body_is_the_dispatch_contract() {
         received[0].body,
         r#"{"id":"a","timestamp":"2030-06-01T12:00:00.000Z","series":1}"#
     );
+    let slot = QueueMessage::Slot(Slot {
+        name: "slot-1906545600-0-00000000000000ff".into(),
+        wake_at: Utc.with_ymd_and_hms(2030, 6, 1, 11, 59, 59).unwrap(),
+        tasks: vec![task("a"), task("b")],
+    });
+    queue.send_batch(std::slice::from_ref(&slot)).await.unwrap();
+    let received = queue.receive(1, 1).await.unwrap();
+    assert_eq!(
+        received[0].body,
+        r#"{"slot":"slot-1906545600-0-00000000000000ff","wakeAt":"2030-06-01T11:59:59.000Z","tasks":[{"id":"a","timestamp":"2030-06-01T12:00:00.000Z","series":1},{"id":"b","timestamp":"2030-06-01T12:00:00.000Z","series":1}]}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<QueueMessage>(&received[0].body).unwrap(),
+        slot
+    );
 }
 
 #[tokio::test]
 async fn more_than_ten_messages_are_refused_without_a_call() {
     let client = Client::new(&emulator().await);
     let queue = SqsQueue::new(client, "http://127.0.0.1:1/000000000000/nowhere");
-    let sent: Vec<DispatchMessage> = (0..11).map(|i| message(&format!("t{i}"))).collect();
+    let sent: Vec<QueueMessage> = (0..11).map(|i| message(&format!("t{i}"))).collect();
     let error = queue.send_batch(&sent).await.unwrap_err();
     assert_eq!(error.0, "at most 10 messages per batch, got 11");
 }
@@ -91,7 +110,7 @@ async fn a_missing_queue_fails_the_whole_batch() {
 }
 
 #[tokio::test]
-async fn a_fifo_queue_groups_and_deduplicates_by_task() {
+async fn a_fifo_queue_groups_and_deduplicates_by_task_series() {
     let client = Client::new(&emulator().await);
     let url = ensure_queue(&client, &format!("{}.fifo", unique("tasksQueue")))
         .await
@@ -115,18 +134,18 @@ async fn a_fifo_queue_groups_and_deduplicates_by_task() {
             .await
             .unwrap();
         for m in output.messages.unwrap_or_default() {
-            let body: DispatchMessage = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            let body: QueueMessage = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
             let attributes = m.attributes.unwrap();
             assert_eq!(
                 attributes[&MessageSystemAttributeName::MessageGroupId],
-                body.id
+                body.key()
             );
             assert_eq!(
                 attributes[&MessageSystemAttributeName::MessageDeduplicationId],
-                body.id
+                body.key()
             );
             queue.delete(&[m.receipt_handle.unwrap()]).await.unwrap();
-            received.push(body.id);
+            received.push(body.task_ids()[0].to_string());
         }
     }
     received.sort();

@@ -5,7 +5,7 @@ use chrono::{TimeZone, Utc};
 use std::time::Duration;
 use tasks_aws::bootstrap::ensure_state_machine;
 use tasks_aws::StepFunctionsWorkflow;
-use tasks_core::{ExecutionInput, ExecutionState, StartOutcome, Workflow};
+use tasks_core::{Execution, ExecutionInput, ExecutionState, StartOutcome, Workflow};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/tasks-local";
 const PASS: &str = r#"{"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}"#;
@@ -64,7 +64,10 @@ async fn status_becomes(client: &Client, arn: &str, wanted: ExecutionStatus) {
 async fn an_execution_named_after_the_task_and_series_runs_with_its_input() {
     let (workflow, client) = workflow(PASS).await;
     let input = input(0);
-    assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
+    assert_eq!(
+        workflow.start(&Execution::of_task(&input, None)).await,
+        Ok(StartOutcome::Started)
+    );
     let arn = workflow.execution_arn(&input.execution_name()).unwrap();
     status_becomes(&client, &arn, ExecutionStatus::Succeeded).await;
     let execution = client
@@ -87,7 +90,10 @@ async fn restarting_an_ended_execution_is_reported_as_ended() {
     let input = input(0);
     let name = input.execution_name();
     assert_eq!(workflow.state(&name).await, Ok(ExecutionState::Missing));
-    workflow.start(&input).await.unwrap();
+    workflow
+        .start(&Execution::of_task(&input, None))
+        .await
+        .unwrap();
     status_becomes(
         &client,
         &workflow.execution_arn(&name).unwrap(),
@@ -98,7 +104,10 @@ async fn restarting_an_ended_execution_is_reported_as_ended() {
         workflow.state(&name).await,
         Ok(ExecutionState::Ended("SUCCEEDED".into()))
     );
-    assert_eq!(workflow.start(&input).await, Ok(StartOutcome::AlreadyEnded));
+    assert_eq!(
+        workflow.start(&Execution::of_task(&input, None)).await,
+        Ok(StartOutcome::AlreadyEnded)
+    );
     assert_eq!(executions(&client, &workflow).await, [name.as_str()]);
 
     let next_series = ExecutionInput {
@@ -106,7 +115,9 @@ async fn restarting_an_ended_execution_is_reported_as_ended() {
         ..input.clone()
     };
     assert_eq!(
-        workflow.start(&next_series).await,
+        workflow
+            .start(&Execution::of_task(&next_series, None))
+            .await,
         Ok(StartOutcome::Started)
     );
 }
@@ -116,9 +127,15 @@ async fn a_repeated_start_of_a_running_task_makes_no_second_execution() {
     let (workflow, client) = workflow(WAIT).await;
     let input = input(0);
     let name = input.execution_name();
-    assert_eq!(workflow.start(&input).await, Ok(StartOutcome::Started));
+    assert_eq!(
+        workflow.start(&Execution::of_task(&input, None)).await,
+        Ok(StartOutcome::Started)
+    );
     assert_eq!(workflow.state(&name).await, Ok(ExecutionState::Running));
-    let again = workflow.start(&input).await.unwrap();
+    let again = workflow
+        .start(&Execution::of_task(&input, None))
+        .await
+        .unwrap();
     assert!(matches!(
         again,
         StartOutcome::Started | StartOutcome::AlreadyRunning
@@ -128,7 +145,7 @@ async fn a_repeated_start_of_a_running_task_makes_no_second_execution() {
         ..input.clone()
     };
     assert_eq!(
-        workflow.start(&changed).await,
+        workflow.start(&Execution::of_task(&changed, None)).await,
         Ok(StartOutcome::AlreadyRunning)
     );
     assert_eq!(executions(&client, &workflow).await, [name.as_str()]);
@@ -140,7 +157,10 @@ async fn stop_aborts_a_running_execution_and_ignores_a_missing_one() {
     let (workflow, client) = workflow(WAIT).await;
     let input = input(0);
     let name = input.execution_name();
-    workflow.start(&input).await.unwrap();
+    workflow
+        .start(&Execution::of_task(&input, None))
+        .await
+        .unwrap();
     let arn = workflow.execution_arn(&name).unwrap();
     status_becomes(&client, &arn, ExecutionStatus::Running).await;
     assert_eq!(workflow.stop(&name).await, Ok(()));
@@ -165,6 +185,9 @@ async fn a_missing_state_machine_is_an_error() {
         client,
         "arn:aws:states:us-east-1:123456789012:stateMachine:missing",
     );
-    let error = workflow.start(&input(0)).await.unwrap_err();
+    let error = workflow
+        .start(&Execution::of_task(&input(0), None))
+        .await
+        .unwrap_err();
     assert!(error.0.contains("StateMachineDoesNotExist"), "{error}");
 }

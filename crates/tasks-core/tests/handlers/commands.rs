@@ -27,7 +27,7 @@ async fn a_later_task_is_stored_scheduled_and_not_queued() {
     assert_eq!(created.task.task_status, TaskStatus::Scheduled);
     assert_eq!(created.task.timestamp, now() + Duration::minutes(10));
     assert!(uuid::Uuid::parse_str(&created.task.id).is_ok());
-    assert!(world.queue.messages().is_empty());
+    assert!(world.queue.queued().is_empty());
     assert_eq!(world.store.tasks().len(), 1);
 }
 
@@ -36,8 +36,8 @@ async fn a_task_due_within_the_lead_time_is_handed_off_at_once() {
     let world = World::new();
     let created = create(&world, json!({"seconds": 30}), None).await.unwrap();
     assert_eq!(created.task.task_status, TaskStatus::Queued);
-    assert_eq!(world.queue.messages().len(), 1);
-    assert_eq!(world.queue.messages()[0].id, created.task.id);
+    assert_eq!(world.queue.queued().len(), 1);
+    assert_eq!(world.queue.queued()[0].id, created.task.id);
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn invalid_requests_and_keys_write_nothing() {
         .await
         .is_err());
     assert!(world.store.tasks().is_empty());
-    assert!(world.queue.messages().is_empty());
+    assert!(world.queue.queued().is_empty());
 }
 
 #[tokio::test]

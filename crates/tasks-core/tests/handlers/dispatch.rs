@@ -2,7 +2,7 @@ use crate::support::{status_of, task};
 use chrono::{Duration, TimeZone, Utc};
 use tasks_core::dispatch::run_cron;
 use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::{Schedule, TaskStatus};
+use tasks_core::{QueueMessage, Schedule, Slot, TaskStatus, TaskStore};
 
 fn now() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
@@ -13,14 +13,14 @@ fn seeded(due: usize, later: usize) -> MemoryStore {
     for i in 0..due {
         store.put(task(
             &format!("due-{i:04}"),
-            now() + Duration::seconds(119),
+            now() + Duration::seconds(179),
             TaskStatus::Scheduled,
         ));
     }
     for i in 0..later {
         store.put(task(
             &format!("later-{i:04}"),
-            now() + Duration::seconds(121 + i as i64),
+            now() + Duration::seconds(181 + i as i64),
             TaskStatus::Scheduled,
         ));
     }
@@ -44,13 +44,40 @@ async fn cron_sends_exactly_the_due_tasks_once() {
     assert_eq!(summary.due.found, 1200);
     assert_eq!(summary.due.dispatched, 1200);
     assert_eq!(summary.due.errors, 0);
-    let mut ids: Vec<String> = queue.messages().into_iter().map(|m| m.id).collect();
+    let mut ids: Vec<String> = queue.queued().into_iter().map(|m| m.id).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 1200);
     assert!(ids.iter().all(|id| id.starts_with("due-")));
     assert_eq!(status_of(&store, "due-0000"), TaskStatus::Queued);
     assert_eq!(status_of(&store, "later-0000"), TaskStatus::Scheduled);
+    // Due in the same second: slots of at most 250, each task's claim naming its slot.
+    let slots: Vec<Slot> = queue
+        .messages()
+        .into_iter()
+        .map(|message| match message {
+            QueueMessage::Slot(slot) => slot,
+            other => panic!("a claim is sent in a slot: {other:?}"),
+        })
+        .collect();
+    let sizes: Vec<usize> = slots.iter().map(|slot| slot.tasks.len()).collect();
+    assert_eq!(sizes, [250, 250, 250, 250, 200]);
+    // Each later slot of the second wakes earlier, by the time its tasks take to begin at
+    // 4,000 a second, so that the second's attempts begin at that rate together.
+    let mut ahead: Vec<i64> = slots
+        .iter()
+        .map(|slot| (now() + Duration::seconds(178) - slot.wake_at).num_milliseconds())
+        .collect();
+    ahead.sort_unstable();
+    assert_eq!(ahead, [62, 125, 187, 250, 300]);
+    for slot in &slots {
+        let first = store.get(&slot.tasks[0].id).await.unwrap().unwrap();
+        assert_eq!(first.slot.as_deref(), Some(slot.name.as_str()));
+        assert!(slot
+            .tasks
+            .windows(2)
+            .all(|pair| pair[0].timestamp <= pair[1].timestamp));
+    }
 
     let again = run_cron(
         &store,
@@ -62,7 +89,7 @@ async fn cron_sends_exactly_the_due_tasks_once() {
     .await
     .unwrap();
     assert_eq!(again.due.found, 0);
-    assert_eq!(queue.messages().len(), 1200);
+    assert_eq!(queue.queued().len(), 1200);
 }
 
 #[tokio::test]
@@ -78,15 +105,15 @@ async fn racing_cron_runs_dispatch_each_task_once() {
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.due.dispatched + b.due.dispatched, 500);
-    let mut ids: Vec<String> = queue.messages().into_iter().map(|m| m.id).collect();
+    let mut ids: Vec<String> = queue.queued().into_iter().map(|m| m.id).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 500);
-    assert_eq!(queue.messages().len(), 500);
+    assert_eq!(queue.queued().len(), 500);
 }
 
 #[tokio::test]
-async fn a_claim_whose_send_failed_is_given_back() {
+async fn a_slot_whose_send_failed_is_given_back_whole() {
     let store = seeded(3, 0);
     let queue = MemoryQueue::new();
     queue.reject("due-0001");
@@ -100,9 +127,12 @@ async fn a_claim_whose_send_failed_is_given_back() {
     )
     .await
     .unwrap();
-    assert_eq!(summary.due.dispatched, 2);
-    assert_eq!(summary.due.errors, 1);
-    assert_eq!(status_of(&store, "due-0001"), TaskStatus::Scheduled);
+    assert_eq!(summary.due.dispatched, 0);
+    assert_eq!(summary.due.errors, 3);
+    for id in ["due-0000", "due-0001", "due-0002"] {
+        assert_eq!(status_of(&store, id), TaskStatus::Scheduled);
+        assert_eq!(store.get(id).await.unwrap().unwrap().slot, None);
+    }
 
     let queue = MemoryQueue::new();
     let retry = run_cron(
@@ -114,8 +144,8 @@ async fn a_claim_whose_send_failed_is_given_back() {
     )
     .await
     .unwrap();
-    assert_eq!(retry.due.dispatched, 1);
-    assert_eq!(queue.messages()[0].id, "due-0001");
+    assert_eq!(retry.due.dispatched, 3);
+    assert_eq!(queue.messages().len(), 1);
 }
 
 #[tokio::test]
@@ -150,7 +180,7 @@ async fn a_stranded_claim_is_sent_again_after_the_grace_period() {
     run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &schedule)
         .await
         .unwrap();
-    assert_eq!(queue.messages().len(), 1);
+    assert_eq!(queue.queued().len(), 1);
 
     clock.set(now() + schedule.claim_grace - Duration::seconds(1));
     let early = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &schedule)
@@ -163,7 +193,7 @@ async fn a_stranded_claim_is_sent_again_after_the_grace_period() {
         .await
         .unwrap();
     assert_eq!(late.stale.requeued, 1);
-    assert_eq!(queue.messages().len(), 2);
+    assert_eq!(queue.queued().len(), 2);
     assert_eq!(status_of(&store, "due-0000"), TaskStatus::Queued);
 
     let workflow = MemoryWorkflow::new();
@@ -195,10 +225,10 @@ async fn a_store_outage_fails_the_run() {
 async fn cron_claims_a_coming_hotspot_early_and_a_steady_load_on_time() {
     let hotspot = || {
         let store = MemoryStore::new();
-        for i in 0..3_000 {
-            // Start times 150 s from now: due 270 s from now.
+        for i in 0..35_000 {
+            // Start times 90 s from now: due 270 s from now.
             store.put(task(
-                &format!("hot-{i:04}"),
+                &format!("hot-{i:05}"),
                 now() + Duration::seconds(270),
                 TaskStatus::Scheduled,
             ));
@@ -210,11 +240,12 @@ async fn cron_claims_a_coming_hotspot_early_and_a_steady_load_on_time() {
         ));
         store
     };
-    // 3,000 starts at 10 a second take 300 s: more than the 150 s until they are due plus the
-    // lead time's slack, and more than the time until the minutes after them (through 300 s,
-    // when 300 s of starts would be in time).
+    // 35,000 tasks are at most 200 slots (one per 250 tasks, one per second of their minute):
+    // at one start a second that takes 200 s, more than the 61 s until their minute's start
+    // times plus the lead time's slack (90 s), so they are claimed now, through the end of
+    // their minute (120 s).
     let slow_starts = Schedule {
-        start_rate: 10,
+        start_rate: 1,
         ..Schedule::default()
     };
     let clock = FixedClock::new(now());
@@ -223,9 +254,10 @@ async fn cron_claims_a_coming_hotspot_early_and_a_steady_load_on_time() {
     let summary = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &slow_starts)
         .await
         .unwrap();
-    assert_eq!(summary.due.dispatched, 3_000);
-    assert_eq!(summary.look_ahead_seconds, 300);
-    assert_eq!(status_of(&store, "hot-0000"), TaskStatus::Queued);
+    assert_eq!(summary.due.dispatched, 35_000);
+    assert_eq!(summary.look_ahead_seconds, 120);
+    assert_eq!(queue.messages().len(), 140);
+    assert_eq!(status_of(&store, "hot-00000"), TaskStatus::Queued);
     assert_eq!(
         status_of(&store, "after-the-hotspot"),
         TaskStatus::Scheduled

@@ -4,4 +4,5 @@ mod commands;
 mod dispatch;
 mod pipeline;
 mod reschedule;
+mod slot;
 mod support;

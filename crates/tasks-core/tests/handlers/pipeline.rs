@@ -27,10 +27,10 @@ async fn duplicate_deliveries_start_one_execution() {
     let clock = FixedClock::new(at() - Duration::minutes(2));
     let schedule = Schedule::default();
     store.put(task("a", at(), TaskStatus::Queued));
-    let first = start_task(&store, &workflow, &clock, &schedule, &message("a"))
+    let first = start_task(&store, &workflow, &clock, &schedule, &message("a"), None)
         .await
         .unwrap();
-    let second = start_task(&store, &workflow, &clock, &schedule, &message("a"))
+    let second = start_task(&store, &workflow, &clock, &schedule, &message("a"), None)
         .await
         .unwrap();
     assert_eq!(first, StartReport::Started);
@@ -55,6 +55,7 @@ async fn cancelled_or_missing_tasks_are_not_started() {
         &clock,
         &Schedule::default(),
         &message("c"),
+        None,
     )
     .await
     .unwrap();
@@ -65,6 +66,7 @@ async fn cancelled_or_missing_tasks_are_not_started() {
         &clock,
         &Schedule::default(),
         &message("gone"),
+        None,
     )
     .await
     .unwrap();
@@ -84,6 +86,7 @@ async fn a_failed_start_leaves_the_task_queued_for_a_retry() {
         &FixedClock::new(at()),
         &Schedule::default(),
         &message("a"),
+        None,
     )
     .await;
     assert!(result.is_err());

@@ -35,7 +35,7 @@ async fn moving_a_waiting_task_later_starts_a_new_series_and_stops_the_old_execu
     );
     assert_eq!(moved.series, 2);
     assert_eq!(world.workflow.stopped(), vec!["q-1"]);
-    assert!(world.queue.messages().is_empty());
+    assert!(world.queue.queued().is_empty());
 }
 
 #[tokio::test]
@@ -52,7 +52,7 @@ async fn moving_a_task_inside_the_lead_time_hands_it_off_at_once() {
     assert_eq!(moved.timestamp, now() + Duration::seconds(20));
     // The reschedule and the hand-off's claim each start a series.
     assert_eq!(moved.series, 3);
-    let messages = world.queue.messages();
+    let messages = world.queue.queued();
     assert_eq!((messages[0].id.as_str(), messages[0].series), ("p", 3));
     assert_eq!(world.workflow.stopped(), vec!["p-1"]);
 }
@@ -115,7 +115,7 @@ async fn run_now_hands_the_task_off_with_its_time_now() {
     let run = run_task(&world.ports(), "s").await.unwrap();
     assert_eq!(run.task_status, TaskStatus::Queued);
     assert_eq!(run.timestamp, now());
-    assert_eq!(world.queue.messages().len(), 1);
+    assert_eq!(world.queue.queued().len(), 1);
 }
 
 #[tokio::test]

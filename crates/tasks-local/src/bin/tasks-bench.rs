@@ -15,8 +15,8 @@ use std::time::Instant;
 use tasks_aws::{DynamoDbStore, SqsQueue};
 use tasks_core::memory::MemoryWorkflow;
 use tasks_core::{
-    DispatchMessage, DispatchQueue, Page, QueueError, Schedule, StatusQuery, StoreError,
-    SystemClock, Task, TaskStatus, TaskStore, Transition,
+    DispatchQueue, Page, QueueError, QueueMessage, Schedule, StatusQuery, StoreError, SystemClock,
+    Task, TaskStatus, TaskStore, Transition,
 };
 
 #[derive(Default)]
@@ -79,7 +79,7 @@ impl TaskStore for Timed<DynamoDbStore> {
 
 #[async_trait]
 impl DispatchQueue for Timed<SqsQueue> {
-    async fn send_batch(&self, messages: &[DispatchMessage]) -> Result<Vec<String>, QueueError> {
+    async fn send_batch(&self, messages: &[QueueMessage]) -> Result<Vec<String>, QueueError> {
         let started = Instant::now();
         let failed = self.inner.send_batch(messages).await;
         self.sends.record(started);

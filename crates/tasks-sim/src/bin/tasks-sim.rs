@@ -369,6 +369,15 @@ fn print_usage(outcomes: &[Outcome]) {
         .map(|o| o.report.tasks)
         .sum::<usize>()
         .max(1) as f64;
+    let slot_tasks: Vec<String> = usage
+        .slot_tasks
+        .iter()
+        .map(|(outcome, n)| format!("{outcome} {n}"))
+        .collect();
+    println!(
+        "| tasks in slot runs, by what the run did | {} |",
+        slot_tasks.join(", ")
+    );
     let throttled: Vec<String> = usage
         .throttled
         .iter()

@@ -1,0 +1,546 @@
+//! Slots: the tasks a claim finds due in the same second run in one workflow execution. A
+//! hotspot of 100,000 tasks is 400 executions instead of 100,000 (Step Functions starts 300 a
+//! second and takes 5,000 state transitions a second), and a steady load pays three transitions
+//! a second instead of four a task.
+//!
+//! The slot's execution waits until its `wakeAt`, then one execute-task run begins every task's
+//! attempt (each a conditional write: exactly once per attempt, whatever runs twice), sleeps to
+//! each task's millisecond, sends, and records COMPLETED. A task whose attempt fails (or whose
+//! run errs, or whose outcome cannot be recorded) is handed off: a message on the queue starts
+//! the task's own execution, which goes on from the attempt's report (a retry waits for its
+//! time, a failure is recorded and its callback called) as any task's execution does.
+
+use crate::dispatch::{send_batch_soon, SEND_BATCH_SIZE};
+use crate::pipeline::{
+    attempt_task, execute_task, record_outcome, AttemptInput, ExecutionReport, Notice, Outcome,
+    StartError, StartReport, StatusUpdate,
+};
+use crate::ports::{
+    Changes, Clock, DispatchQueue, Execution, StartOutcome, StoreError, TaskStore, Transition,
+    WebhookSender, Workflow, WorkflowError,
+};
+use crate::schedule::Schedule;
+use crate::status::Event;
+use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput, Task};
+use chrono::{DateTime, Duration, Utc};
+use futures::future::join_all;
+use futures::{stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+
+/// The most tasks in one slot: one execute-task run holds this many sends at once.
+pub const SLOT_SIZE: usize = 250;
+/// How many attempts the slots of one second begin per second, together. Each begin moves the
+/// task from a QUEUED shard of the status index to an IN_PROGRESS one, and a task with a webhook
+/// takes about two write units: the 16 shards' 1,000 units a second each take some 8,000 begins a
+/// second; half of that leaves room for the completions and everything else.
+pub const BEGINS_PER_SECOND: i64 = 4_000;
+/// The longest a second's slots spend beginning their attempts before the wake-ahead: 120,000
+/// tasks due in one second begin in time, a bigger hotspot's last slots begin late.
+pub const MAX_PREPARE: Duration = Duration::seconds(30);
+/// How long a slot run keeps trying to record a delivered task's outcome, or to begin an attempt
+/// whose write failed, before it hands the task off: a hotspot's completions queue behind the
+/// index's write rate for as long as a minute.
+pub const RECORD_PATIENCE: Duration = Duration::seconds(60);
+
+/// How long before its wake a slot of one task reaches process-sqs-records: time to start it
+/// (trying three times) and for its Wait to begin.
+pub const MERGE_AHEAD: Duration = Duration::seconds(15);
+/// SQS delays a message by at most 15 minutes.
+const MAX_QUEUE_DELAY: std::time::Duration = std::time::Duration::from_secs(900);
+/// Starts of a slot's execution before its message goes back to the queue.
+const START_TRIES: i32 = 3;
+
+/// A retry runs in the slot only if it starts this long before the slot's patience ends: time
+/// for its webhook (10 s at most) and its record.
+const IN_SLOT_RETRY_MARGIN: Duration = Duration::seconds(15);
+
+/// A slot execution's input, and the queue message that starts it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Slot {
+    /// The execution's name, also stored on each task as its `slot`.
+    #[serde(rename = "slot")]
+    pub name: String,
+    /// When the Wait ends: the first task's time less the wake-ahead and the time this slot and
+    /// the second's slots before it take to begin their attempts.
+    #[serde(with = "rfc3339_millis")]
+    pub wake_at: DateTime<Utc>,
+    /// In time order.
+    pub tasks: Vec<DispatchMessage>,
+}
+
+/// A task handed off by its slot, with the report of the attempt that ran there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandOff {
+    #[serde(flatten)]
+    pub task: DispatchMessage,
+    pub result: ExecutionReport,
+}
+
+/// What the dispatch queue carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueueMessage {
+    Slot(Slot),
+    HandOff(HandOff),
+    /// A task for its own execution: sent again by a sweep, or handed off before an attempt ran.
+    Task(DispatchMessage),
+}
+
+impl QueueMessage {
+    /// The tasks the message carries.
+    pub fn task_ids(&self) -> Vec<&str> {
+        match self {
+            QueueMessage::Slot(slot) => slot.tasks.iter().map(|task| task.id.as_str()).collect(),
+            QueueMessage::HandOff(hand_off) => vec![hand_off.task.id.as_str()],
+            QueueMessage::Task(task) => vec![task.id.as_str()],
+        }
+    }
+
+    /// How long the queue keeps the message from its consumer. A slot of one task (the api's
+    /// hand-off of a task due soon) is held until [`MERGE_AHEAD`] before it wakes, so that the
+    /// hand-offs of a busy second reach process-sqs-records together and run as a few merged
+    /// slots (`start_slots`) instead of one each.
+    pub fn delay(&self, now: DateTime<Utc>) -> std::time::Duration {
+        match self {
+            QueueMessage::Slot(slot) if slot.tasks.len() == 1 => (slot.wake_at - MERGE_AHEAD - now)
+                .to_std()
+                .unwrap_or_default()
+                .min(MAX_QUEUE_DELAY),
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
+    /// What tells one message from another (a FIFO queue's deduplication id).
+    pub fn key(&self) -> String {
+        match self {
+            QueueMessage::Slot(slot) => slot.name.clone(),
+            QueueMessage::HandOff(hand_off) => format!(
+                "{}-{}",
+                hand_off.task.execution_name(),
+                hand_off.result.attempt
+            ),
+            QueueMessage::Task(task) => task.execution_name(),
+        }
+    }
+}
+
+/// Puts the tasks a run is about to claim into slots: grouped by the second they are due in, in
+/// time order, at most [`SLOT_SIZE`] to a slot. Each slot begins its attempts over its own share
+/// of [`BEGINS_PER_SECOND`], so the later slots of a busy second wake earlier than the first
+/// (by up to [`MAX_PREPARE`]); the planner remembers how many of each second it has placed, over
+/// the pages of one run. A slot's name holds its second and a digest of its tasks and the run's
+/// time, so it is never reused.
+#[derive(Debug)]
+pub struct SlotPlanner {
+    schedule: Schedule,
+    now: DateTime<Utc>,
+    placed: BTreeMap<i64, usize>,
+}
+
+impl SlotPlanner {
+    pub fn new(schedule: &Schedule, now: DateTime<Utc>) -> Self {
+        SlotPlanner {
+            schedule: *schedule,
+            now,
+            placed: BTreeMap::new(),
+        }
+    }
+
+    /// The slots for `tasks`, each with the tasks it is to hold.
+    pub fn plan(&mut self, tasks: Vec<Task>) -> Vec<(Slot, Vec<Task>)> {
+        let mut seconds: BTreeMap<i64, Vec<Task>> = BTreeMap::new();
+        for task in tasks {
+            seconds
+                .entry(task.timestamp.timestamp())
+                .or_default()
+                .push(task);
+        }
+        let mut slots = Vec::new();
+        for (second, mut tasks) in seconds {
+            tasks.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+            for chunk in tasks.chunks(SLOT_SIZE) {
+                let placed = self.placed.entry(second).or_default();
+                let index = placed.div_ceil(SLOT_SIZE);
+                *placed += chunk.len();
+                let ahead = begin_time(*placed).min(MAX_PREPARE);
+                let mut digest = fnv::FnvHasher::default();
+                digest.write_i64(self.now.timestamp_nanos_opt().unwrap_or_default());
+                for task in chunk {
+                    digest.write(task.id.as_bytes());
+                    digest.write_u32(task.series);
+                }
+                let slot = Slot {
+                    name: format!("slot-{second}-{index}-{:016x}", digest.finish()),
+                    wake_at: self.schedule.wake_at(chunk[0].timestamp) - ahead,
+                    tasks: Vec::new(),
+                };
+                slots.push((slot, chunk.to_vec()));
+            }
+        }
+        slots
+    }
+}
+
+/// process-sqs-records' step for the slot messages of one batch; each message's result, in
+/// order. A slot of one task (the api's hand-off of a task due within [`HAND_OFF_WITHIN`]) is
+/// merged with the batch's other such slots of its second: a hotspot's last-minute creations
+/// then hold one Lambda at their second for every ten of them, not one each. A merged slot's
+/// tasks are recorded IN_PROGRESS in it, so that the sweeps ask about the execution that has
+/// them. A name already taken is a repeated delivery (the slot runs) or a slot that has run:
+/// nothing to do either way (a task the slot did not run is found by the sweeps).
+///
+/// [`HAND_OFF_WITHIN`]: crate::schedule::HAND_OFF_WITHIN
+pub async fn start_slots(
+    store: &dyn TaskStore,
+    workflow: &dyn Workflow,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    slots: &[&Slot],
+) -> Vec<Result<StartReport, StartError>> {
+    let mut starts: Vec<(Slot, Vec<usize>, bool)> = Vec::new();
+    let mut singles: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (index, slot) in slots.iter().enumerate() {
+        match slot.tasks.as_slice() {
+            [task] => singles
+                .entry(task.timestamp.timestamp())
+                .or_default()
+                .push(index),
+            _ => starts.push(((*slot).clone(), vec![index], false)),
+        }
+    }
+    for (second, indexes) in singles {
+        for chunk in indexes.chunks(SLOT_SIZE) {
+            if let [index] = chunk {
+                starts.push((slots[*index].clone(), vec![*index], false));
+                continue;
+            }
+            let mut tasks: Vec<DispatchMessage> = chunk
+                .iter()
+                .map(|index| slots[*index].tasks[0].clone())
+                .collect();
+            tasks.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+            // A message delivered twice in one batch is one task.
+            tasks.dedup_by(|a, b| a.id == b.id);
+            let mut digest = fnv::FnvHasher::default();
+            for task in &tasks {
+                digest.write(task.id.as_bytes());
+                digest.write_u32(task.series);
+            }
+            let merged = Slot {
+                name: format!("slot-{second}-m-{:016x}", digest.finish()),
+                wake_at: schedule.wake_at(tasks[0].timestamp) - begin_time(tasks.len()),
+                tasks,
+            };
+            starts.push((merged, chunk.to_vec(), true));
+        }
+    }
+    let started = join_all(starts.iter().map(|(slot, _, merged)| async move {
+        let outcome = start_soon(workflow, &Execution::of_slot(slot)).await?;
+        if *merged {
+            record_in_slot(store, clock, slot).await;
+        }
+        Ok(match outcome {
+            StartOutcome::Started => StartReport::Started,
+            StartOutcome::AlreadyRunning | StartOutcome::AlreadyEnded => {
+                StartReport::AlreadyStarted
+            }
+        })
+    }))
+    .await;
+    let mut results: Vec<Result<StartReport, StartError>> =
+        slots.iter().map(|_| Ok(StartReport::Started)).collect();
+    for ((slot, indexes, _), result) in starts.iter().zip(started) {
+        match &result {
+            Ok(report) => {
+                tracing::info!(slot = %slot.name, tasks = slot.tasks.len(), ?report, "slot execution started")
+            }
+            Err(error) => {
+                tracing::warn!(slot = %slot.name, %error, "slot start failed; the records will be redelivered")
+            }
+        }
+        for index in indexes {
+            results[*index] = result.clone();
+        }
+    }
+    results
+}
+
+/// Starts the execution, trying twice more after a short pause: a slot's tasks are due soon,
+/// and SQS would deliver the message again only after its visibility timeout (a minute). A
+/// start whose answer was lost is found running by the next try.
+async fn start_soon(
+    workflow: &dyn Workflow,
+    execution: &Execution,
+) -> Result<StartOutcome, WorkflowError> {
+    let mut tries = 1;
+    loop {
+        match workflow.start(execution).await {
+            Err(error) if tries < START_TRIES => {
+                tracing::warn!(execution = %execution.name, %error, "start failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500 * tries as u64)).await;
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// QUEUED -> IN_PROGRESS in the merged slot for each of its tasks. A task whose write fails
+/// keeps the name of its own slot, which never started: the sweeps treat it as unstarted.
+async fn record_in_slot(store: &dyn TaskStore, clock: &dyn Clock, slot: &Slot) {
+    let now = clock.now();
+    join_all(slot.tasks.iter().map(|task| async move {
+        let change = Transition::new(Event::Start, now)
+            .in_series(task.series)
+            .with_changes(Changes {
+                slot: Some(slot.name.clone()),
+                ..Changes::default()
+            });
+        match store.transition(&task.id, &change).await {
+            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
+            Err(error) => {
+                tracing::warn!(task_id = %task.id, slot = %slot.name, %error, "could not record the task in its merged slot")
+            }
+        }
+    }))
+    .await;
+}
+
+/// How long `tasks` attempts take to begin at [`BEGINS_PER_SECOND`].
+fn begin_time(tasks: usize) -> Duration {
+    Duration::milliseconds(tasks as i64 * 1_000 / BEGINS_PER_SECOND)
+}
+
+/// What a slot run did, the slot execution's result.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotSummary {
+    /// Run and recorded COMPLETED.
+    pub completed: usize,
+    /// Run, retried by their policy, and recorded FAILED.
+    pub failed: usize,
+    /// Handed off to their own execution.
+    pub handed_off: usize,
+    /// Cancelled, moved on, or already run.
+    pub skipped: usize,
+    /// Hand-offs the queue did not take: the stuck sweep finds those tasks.
+    pub lost_hand_offs: usize,
+}
+
+enum SlotOutcome {
+    Completed,
+    Failed,
+    Skipped,
+    HandOff(QueueMessage),
+}
+
+/// execute-task for a slot: begins the tasks' attempts spread over the slot's share of
+/// [`BEGINS_PER_SECOND`] (a second's slots wake one after another, so together they keep to it),
+/// then runs each attempt at its own millisecond, all at once.
+pub async fn run_slot(
+    store: &dyn TaskStore,
+    sender: &dyn WebhookSender,
+    queue: &dyn DispatchQueue,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    slot: &Slot,
+) -> SlotSummary {
+    let count = slot.tasks.len().max(1) as i32;
+    let prepare = begin_time(slot.tasks.len());
+    let inputs: Vec<(DateTime<Utc>, ExecutionInput)> = slot
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(index, task)| {
+            let begin_at = slot.wake_at + prepare * index as i32 / count;
+            let input = ExecutionInput {
+                id: task.id.clone(),
+                timestamp: task.timestamp,
+                wake_at: slot.wake_at,
+                series: task.series,
+            };
+            (begin_at, input)
+        })
+        .collect();
+    let outcomes: Vec<SlotOutcome> = stream::iter(inputs)
+        .map(|(begin_at, input)| async move {
+            crate::wait::sleep_until(clock, begin_at).await;
+            run_one(store, sender, clock, schedule, input).await
+        })
+        .buffer_unordered(slot.tasks.len().max(1))
+        .collect()
+        .await;
+    let mut summary = SlotSummary::default();
+    let mut hand_offs = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            SlotOutcome::Completed => summary.completed += 1,
+            SlotOutcome::Failed => summary.failed += 1,
+            SlotOutcome::Skipped => summary.skipped += 1,
+            SlotOutcome::HandOff(message) => hand_offs.push(message),
+        }
+    }
+    summary.handed_off = hand_offs.len();
+    for batch in hand_offs.chunks(SEND_BATCH_SIZE) {
+        let lost = send_batch_soon(queue, batch.to_vec()).await;
+        if !lost.is_empty() {
+            tracing::warn!(tasks = ?lost, "could not hand tasks off; the sweeps will find them");
+        }
+        summary.lost_hand_offs += lost.len();
+    }
+    summary.handed_off -= summary.lost_hand_offs;
+    summary
+}
+
+/// One task of a slot. A task whose attempt already began in its series (a repeated run of the
+/// slot, or a second slot of the series) is handed off without a report: its own execution,
+/// named after the series, runs at most once.
+async fn run_one(
+    store: &dyn TaskStore,
+    sender: &dyn WebhookSender,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    input: ExecutionInput,
+) -> SlotOutcome {
+    let message = DispatchMessage {
+        id: input.id.clone(),
+        timestamp: input.timestamp,
+        series: input.series,
+    };
+    let hand_off = |report: Option<ExecutionReport>| {
+        SlotOutcome::HandOff(match report {
+            Some(result) => QueueMessage::HandOff(HandOff {
+                task: message.clone(),
+                result,
+            }),
+            None => QueueMessage::Task(message.clone()),
+        })
+    };
+    let mut attempt: AttemptInput = input.clone().into();
+    // One patience for the reads, the attempts and the record, counted from the task's time: a
+    // slot run ends within its function's timeout however its calls fail.
+    let mut patience = Patience::new(clock, &message.id, input.timestamp);
+    let mut first = true;
+    loop {
+        let task = match store.get(&input.id).await {
+            Ok(task) => task,
+            Err(_) if patience.wait().await => continue,
+            Err(_) => return hand_off(attempt.previous),
+        };
+        if let Some(task) = task.as_ref().filter(|_| first) {
+            let runnable =
+                Event::BeginAttempt.allows(task.task_status) && task.series == input.series;
+            if runnable && task.attempt_began_in_series() {
+                return hand_off(None);
+            }
+        }
+        first = false;
+        let report = match attempt_task(store, sender, clock, schedule, &attempt, task).await {
+            Ok(report) => report,
+            Err(_) if patience.wait().await => continue,
+            Err(_) => return hand_off(attempt.previous),
+        };
+        let final_outcome = match report.outcome {
+            Outcome::Skipped | Outcome::Superseded => return SlotOutcome::Skipped,
+            // A retry due soon (the default policy's 2, 4 and 8 s) runs here; a later one in the
+            // task's own execution, which waits for it at no cost.
+            Outcome::Retry => match report.retry_at {
+                Some(at) if at <= patience.last_retry_at() => {
+                    crate::wait::sleep_until(clock, at).await;
+                    attempt.previous = Some(report);
+                    continue;
+                }
+                _ => return hand_off(Some(report)),
+            },
+            Outcome::Failed => SlotOutcome::Failed,
+            Outcome::Delivered | Outcome::Completed => SlotOutcome::Completed,
+        };
+        let update = StatusUpdate {
+            input: input.clone(),
+            result: Some(report.clone()),
+            error: None,
+        };
+        if !record_patiently(store, &mut patience, &update).await {
+            return hand_off(Some(report));
+        }
+        if matches!(final_outcome, SlotOutcome::Failed) {
+            let notice = AttemptInput {
+                notify: Some(Notice::OnFailure),
+                ..input.clone().into()
+            };
+            if let Err(error) = execute_task(store, sender, clock, schedule, &notice).await {
+                tracing::warn!(task_id = %input.id, %error, "the failure callback was not called");
+            }
+        }
+        return final_outcome;
+    }
+}
+
+/// Records a delivered task's outcome, trying again while `patience` lasts.
+async fn record_patiently(
+    store: &dyn TaskStore,
+    patience: &mut Patience<'_>,
+    update: &StatusUpdate,
+) -> bool {
+    loop {
+        if record_outcome(store, patience.clock, update).await.is_ok() {
+            return true;
+        }
+        if !patience.wait().await {
+            return false;
+        }
+    }
+}
+
+/// Pauses between tries that grow (from 250 ms to 4 s) and differ between tasks, so that the
+/// tasks of a hotspot do not retry in step, until [`RECORD_PATIENCE`] after `from`. The pauses
+/// count towards it even on a clock that stands still.
+struct Patience<'a> {
+    clock: &'a dyn Clock,
+    id: &'a str,
+    give_up_at: DateTime<Utc>,
+    /// The clock's reading at the start plus every pause so far.
+    paused_until: DateTime<Utc>,
+    pause: Duration,
+    round: u32,
+}
+
+impl<'a> Patience<'a> {
+    fn new(clock: &'a dyn Clock, id: &'a str, from: DateTime<Utc>) -> Self {
+        let now = clock.now();
+        Patience {
+            clock,
+            id,
+            give_up_at: from.max(now) + RECORD_PATIENCE,
+            paused_until: now,
+            pause: Duration::milliseconds(250),
+            round: 0,
+        }
+    }
+
+    /// The latest time a retry may start in the slot and still be sent and recorded in time.
+    fn last_retry_at(&self) -> DateTime<Utc> {
+        self.give_up_at - IN_SLOT_RETRY_MARGIN
+    }
+
+    /// Waits before the next try; false when the patience is spent.
+    async fn wait(&mut self) -> bool {
+        let mut hasher = fnv::FnvHasher::default();
+        hasher.write(self.id.as_bytes());
+        hasher.write_u32(self.round);
+        let spread = (hasher.finish() % 1_000) as i32;
+        let wait = self.pause / 2 + self.pause * spread / 1_000;
+        let until = self.clock.now().max(self.paused_until) + wait;
+        if until > self.give_up_at {
+            return false;
+        }
+        tokio::time::sleep(wait.to_std().unwrap_or_default()).await;
+        self.paused_until = until;
+        self.pause = (self.pause * 2).min(Duration::seconds(4));
+        self.round += 1;
+        true
+    }
+}

@@ -1,0 +1,266 @@
+use crate::support::{status_of, task, webhook, RecordingSender};
+use chrono::{DateTime, Duration, Utc};
+use tasks_core::dispatch::run_cron;
+use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
+use tasks_core::pipeline::Outcome;
+use tasks_core::retry_policy::{Backoff, RetryPolicy};
+use tasks_core::slot::{run_slot, start_slots, SlotSummary};
+use tasks_core::{
+    DispatchMessage, QueueMessage, Schedule, Slot, SystemClock, Task, TaskStatus, TaskStore,
+};
+
+/// QUEUED tasks with a webhook, due `in_ms` from now, in one slot.
+fn slot_of(store: &MemoryStore, ids: &[&str], in_ms: i64) -> Slot {
+    let due = Utc::now() + Duration::milliseconds(in_ms);
+    let tasks: Vec<DispatchMessage> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let mut queued = task(
+                id,
+                due + Duration::milliseconds(n as i64),
+                TaskStatus::Queued,
+            );
+            queued.webhook = Some(webhook());
+            queued.slot = Some("slot-test".into());
+            store.put(queued.clone());
+            DispatchMessage::from(&queued)
+        })
+        .collect();
+    Slot {
+        name: "slot-test".into(),
+        wake_at: Schedule::default().wake_at(due),
+        tasks,
+    }
+}
+
+fn policy(max_attempts: u32, seconds: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        backoff: Backoff {
+            initial_seconds: seconds,
+            multiplier: 1.0,
+            max_seconds: seconds,
+        },
+        ..RetryPolicy::default()
+    }
+}
+
+async fn run(
+    store: &MemoryStore,
+    queue: &MemoryQueue,
+    sender: &RecordingSender,
+    slot: &Slot,
+) -> SlotSummary {
+    run_slot(
+        store,
+        sender,
+        queue,
+        &SystemClock,
+        &Schedule::default(),
+        slot,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_slot_sends_each_task_at_its_millisecond_and_records_it_completed() {
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::new();
+    let sender = RecordingSender::answering(Ok(204));
+    let slot = slot_of(&store, &["a", "b", "c"], 800);
+    let summary = run(&store, &queue, &sender, &slot).await;
+    assert_eq!(summary.completed, 3, "{summary:?}");
+    assert!(queue.messages().is_empty());
+    let sent = sender.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3);
+    for (id, attempt, at) in sent {
+        let task = store.get(&id).await.unwrap().unwrap();
+        assert!(
+            at >= task.timestamp,
+            "{id} sent {at} before {}",
+            task.timestamp
+        );
+        assert!(
+            at - task.timestamp < Duration::milliseconds(50),
+            "{id} late"
+        );
+        assert_eq!((attempt, task.task_status), (1, TaskStatus::Completed));
+        assert_eq!(task.attempt_history.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_failing_task_is_retried_in_the_slot_then_recorded_failed() {
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::new();
+    let sender = RecordingSender::answering(Ok(503));
+    let slot = slot_of(&store, &["a"], 0);
+    let mut failing = store.get("a").await.unwrap().unwrap();
+    failing.retry = Some(policy(2, 1));
+    store.put(failing);
+    let summary = run(&store, &queue, &sender, &slot).await;
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    assert!(queue.messages().is_empty(), "nothing handed off");
+    let sent = sender.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[1].2 - sent[0].2 >= Duration::seconds(1),
+        "retried early"
+    );
+    let task = store.get("a").await.unwrap().unwrap();
+    assert_eq!(task.task_status, TaskStatus::Failed);
+    assert!(task.last_error.unwrap().starts_with("WebhookServerError"));
+}
+
+#[tokio::test]
+async fn a_retry_due_later_goes_on_in_the_task_s_own_execution() {
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::new();
+    let sender = RecordingSender::answering(Ok(503));
+    let slot = slot_of(&store, &["a"], 0);
+    let mut failing = store.get("a").await.unwrap().unwrap();
+    failing.retry = Some(policy(3, 120));
+    store.put(failing);
+    let summary = run(&store, &queue, &sender, &slot).await;
+    assert_eq!(summary.handed_off, 1, "{summary:?}");
+    let messages = queue.messages();
+    let [QueueMessage::HandOff(hand_off)] = messages.as_slice() else {
+        panic!("one hand-off: {messages:?}");
+    };
+    assert_eq!(hand_off.task.id, "a");
+    assert_eq!(hand_off.result.outcome, Outcome::Retry);
+    assert!(hand_off.result.retry_at.unwrap() > Utc::now() + Duration::seconds(100));
+    assert_eq!(status_of(&store, "a"), TaskStatus::InProgress);
+}
+
+#[tokio::test]
+async fn a_slot_run_again_sends_nothing_twice_and_hands_on_what_began() {
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::new();
+    let sender = RecordingSender::answering(Ok(200));
+    let slot = slot_of(&store, &["done", "begun"], 0);
+    let mut begun = store.get("begun").await.unwrap().unwrap();
+    begun.task_status = TaskStatus::InProgress;
+    begun.attempts = 1;
+    begun.attempt_series = begun.series;
+    store.put(begun);
+    let first = run(&store, &queue, &sender, &slot).await;
+    assert_eq!((first.completed, first.handed_off), (1, 1), "{first:?}");
+    let again = run(&store, &queue, &sender, &slot).await;
+    assert_eq!((again.skipped, again.handed_off), (1, 1), "{again:?}");
+    assert_eq!(sender.sent.lock().unwrap().len(), 1);
+    // The task whose attempt began elsewhere goes to its own execution, named after its
+    // series, which starts once however often it is handed on.
+    for message in queue.messages() {
+        assert_eq!(
+            message,
+            QueueMessage::Task(DispatchMessage::from(&task_of(&store, "begun").await))
+        );
+    }
+}
+
+async fn task_of(store: &MemoryStore, id: &str) -> Task {
+    store.get(id).await.unwrap().unwrap()
+}
+
+fn single(id: &str, due: DateTime<Utc>) -> Slot {
+    Slot {
+        name: format!("slot-of-{id}"),
+        wake_at: due - Duration::seconds(1),
+        tasks: vec![DispatchMessage {
+            id: id.into(),
+            timestamp: due,
+            series: 1,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn single_task_slots_of_one_second_start_as_one_merged_slot() {
+    let store = MemoryStore::new();
+    let workflow = MemoryWorkflow::new();
+    let clock = FixedClock::new(crate::support::now());
+    let due = crate::support::now() + Duration::seconds(30);
+    for id in ["a", "b", "c", "later"] {
+        let mut queued = task(id, due, TaskStatus::Queued);
+        queued.series = 1;
+        store.put(queued);
+    }
+    let slots = [
+        single("a", due),
+        single("b", due + Duration::milliseconds(300)),
+        single("c", due),
+        single("later", due + Duration::seconds(1)),
+    ];
+    let refs: Vec<&Slot> = slots.iter().collect();
+    let results = start_slots(&store, &workflow, &clock, &Schedule::default(), &refs).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let started = workflow.slots();
+    assert_eq!(started.len(), 2, "{started:?}");
+    let merged = started.iter().find(|slot| slot.tasks.len() == 3).unwrap();
+    let ids: Vec<&str> = merged.tasks.iter().map(|task| task.id.as_str()).collect();
+    assert_eq!(ids, ["a", "c", "b"], "in time order");
+    for id in ["a", "b", "c"] {
+        let recorded = task_of(&store, id).await;
+        assert_eq!(recorded.task_status, TaskStatus::InProgress);
+        assert_eq!(recorded.slot.as_deref(), Some(merged.name.as_str()));
+    }
+    // A slot of one alone in its second starts as it is, its task left QUEUED.
+    assert!(started.iter().any(|slot| slot.name == "slot-of-later"));
+    assert_eq!(status_of(&store, "later"), TaskStatus::Queued);
+    // Delivered again, the batch starts nothing new.
+    start_slots(&store, &workflow, &clock, &Schedule::default(), &refs).await;
+    assert_eq!(workflow.slots().len(), 2);
+}
+
+#[test]
+fn a_single_task_slot_waits_in_the_queue_until_shortly_before_it_wakes() {
+    let now = crate::support::now();
+    let far = QueueMessage::Slot(single("a", now + Duration::seconds(61)));
+    assert_eq!(far.delay(now), std::time::Duration::from_secs(45));
+    let near = QueueMessage::Slot(single("a", now + Duration::seconds(10)));
+    assert_eq!(near.delay(now), std::time::Duration::ZERO);
+    let mut two = single("a", now + Duration::seconds(61));
+    two.tasks.push(two.tasks[0].clone());
+    assert_eq!(
+        QueueMessage::Slot(two).delay(now),
+        std::time::Duration::ZERO
+    );
+}
+
+#[tokio::test]
+async fn the_stuck_sweep_asks_about_the_slot_of_a_task_without_its_own_execution() {
+    let now = crate::support::now();
+    let store = MemoryStore::new();
+    let workflow = MemoryWorkflow::new();
+    let clock = FixedClock::new(now);
+    let schedule = Schedule::default();
+    for (id, slot) in [("running", "slot-running"), ("ended", "slot-ended")] {
+        let mut stuck = task(id, now - Duration::hours(1), TaskStatus::InProgress);
+        stuck.attempts = 1;
+        stuck.slot = Some(slot.into());
+        store.put(stuck);
+        let execution = tasks_core::Execution::of_slot(&Slot {
+            name: slot.into(),
+            wake_at: now - Duration::hours(1),
+            tasks: Vec::new(),
+        });
+        tasks_core::Workflow::start(&workflow, &execution)
+            .await
+            .unwrap();
+    }
+    workflow.end("slot-ended", "SUCCEEDED");
+    let summary = run_cron(&store, &MemoryQueue::new(), &workflow, &clock, &schedule)
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.stuck.running, summary.stuck.failed),
+        (1, 1),
+        "{summary:?}"
+    );
+    assert_eq!(status_of(&store, "running"), TaskStatus::InProgress);
+    let ended = task_of(&store, "ended").await;
+    assert_eq!(ended.task_status, TaskStatus::Failed);
+    assert!(ended.last_error.unwrap().contains("slot-ended"));
+}
