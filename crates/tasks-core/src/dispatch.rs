@@ -118,7 +118,7 @@ pub async fn dispatch(
         .into_iter()
         .flat_map(|(slot, tasks)| tasks.into_iter().map(move |task| (slot.clone(), task)))
         .collect();
-    let claims: Vec<(Slot, String, Result<Task, StoreError>)> = stream::iter(planned)
+    let claims: Vec<(Slot, Task, Result<Task, StoreError>)> = stream::iter(planned)
         .map(|(slot, task)| async move {
             let change = Transition::new(Event::Claim, now).with_changes(Changes {
                 slot: Some(slot.name.clone()),
@@ -128,15 +128,22 @@ pub async fn dispatch(
                 Err(StoreError::Unavailable { .. }) => claimed_anyway(store, &task.id, &slot).await,
                 result => result,
             };
-            (slot, task.id, result)
+            (slot, task, result)
         })
         .buffer_unordered(CLAIM_CONCURRENCY)
         .collect()
         .await;
 
     let mut slots: BTreeMap<String, (Slot, Vec<Task>)> = BTreeMap::new();
-    for (slot, id, result) in claims {
+    let mut own: Vec<(QueueMessage, Vec<Task>)> = Vec::new();
+    for (slot, read, result) in claims {
+        let id = read.id;
         match result {
+            // The index lags the table: a task moved to another time since it was read belongs
+            // to no slot of this run, and runs in its own execution at its new time.
+            Ok(task) if task.timestamp != read.timestamp => {
+                own.push((QueueMessage::Task(DispatchMessage::from(&task)), vec![task]));
+            }
             Ok(task) => slots
                 .entry(slot.name.clone())
                 .or_insert_with(|| (slot, Vec::new()))
@@ -159,6 +166,7 @@ pub async fn dispatch(
             slot.tasks = claimed.iter().map(DispatchMessage::from).collect();
             (QueueMessage::Slot(slot), claimed)
         })
+        .chain(own)
         .collect();
     let claimed_count: usize = messages.iter().map(|(_, tasks)| tasks.len()).sum();
     let sent = send(store, queue, clock, messages).await;

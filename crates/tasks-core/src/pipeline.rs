@@ -8,6 +8,7 @@ use crate::ports::{
 use crate::recovery::{recover_ended_execution, Recovery};
 use crate::retry::{delivery_error_type, store_error_type};
 use crate::schedule::{Schedule, EARLY_WAKE_ALLOWANCE};
+use crate::slot::MAX_PREPARE;
 use crate::status::{Event, TaskStatus};
 use crate::task::{
     rfc3339_millis, truncated, AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook,
@@ -338,10 +339,10 @@ pub(crate) async fn attempt_task(
         .and_then(|report| report.retry_at)
         .map_or(task.timestamp, |at| at.max(task.timestamp));
     let remaining = not_before - clock.now();
-    // A slot's tasks wake earlier than the wake-ahead: the slot's input says by how much.
-    let allowed = schedule
-        .max_sleep()
-        .max(input.timestamp - input.wake_at + EARLY_WAKE_ALLOWANCE);
+    // A slot's tasks wake earlier than the wake-ahead (the slot's input says by how much), but
+    // never by more than a slot prepares.
+    let woken_ahead = (input.timestamp - input.wake_at).min(schedule.wake_ahead + MAX_PREPARE);
+    let allowed = schedule.max_sleep().max(woken_ahead + EARLY_WAKE_ALLOWANCE);
     if remaining > allowed {
         return Err(ExecuteError {
             error_type: "TaskNotDue",

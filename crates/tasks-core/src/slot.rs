@@ -52,9 +52,10 @@ const MAX_QUEUE_DELAY: std::time::Duration = std::time::Duration::from_secs(900)
 /// Starts of a slot's execution before its message goes back to the queue.
 const START_TRIES: i32 = 3;
 
-/// A retry runs in the slot only if it starts this long before the slot's patience ends: time
-/// for its webhook (10 s at most) and its record.
-const IN_SLOT_RETRY_MARGIN: Duration = Duration::seconds(15);
+/// An attempt (a first try after a failed call, or a retry) starts in the slot only this long
+/// before the slot's patience ends: time for its reads and writes (5 s each at most), the target's
+/// DNS (2 s), its webhook (10 s), its record and a failure callback (10 s).
+const IN_SLOT_ATTEMPT_MARGIN: Duration = Duration::seconds(40);
 
 /// A slot execution's input, and the queue message that starts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -427,7 +428,7 @@ async fn run_one(
     loop {
         let task = match store.get(&input.id).await {
             Ok(task) => task,
-            Err(_) if patience.wait().await => continue,
+            Err(_) if patience.wait_to_attempt().await => continue,
             Err(_) => return hand_off(attempt.previous),
         };
         if let Some(task) = task.as_ref().filter(|_| first) {
@@ -440,7 +441,7 @@ async fn run_one(
         first = false;
         let report = match attempt_task(store, sender, clock, schedule, &attempt, task).await {
             Ok(report) => report,
-            Err(_) if patience.wait().await => continue,
+            Err(_) if patience.wait_to_attempt().await => continue,
             Err(_) => return hand_off(attempt.previous),
         };
         let final_outcome = match report.outcome {
@@ -448,7 +449,7 @@ async fn run_one(
             // A retry due soon (the default policy's 2, 4 and 8 s) runs here; a later one in the
             // task's own execution, which waits for it at no cost.
             Outcome::Retry => match report.retry_at {
-                Some(at) if at <= patience.last_retry_at() => {
+                Some(at) if at <= patience.last_attempt_at() => {
                     crate::wait::sleep_until(clock, at).await;
                     attempt.previous = Some(report);
                     continue;
@@ -489,7 +490,7 @@ async fn record_patiently(
         if record_outcome(store, patience.clock, update).await.is_ok() {
             return true;
         }
-        if !patience.wait().await {
+        if !patience.wait(patience.give_up_at).await {
             return false;
         }
     }
@@ -521,20 +522,25 @@ impl<'a> Patience<'a> {
         }
     }
 
-    /// The latest time a retry may start in the slot and still be sent and recorded in time.
-    fn last_retry_at(&self) -> DateTime<Utc> {
-        self.give_up_at - IN_SLOT_RETRY_MARGIN
+    /// The latest time an attempt may start in the slot and still be sent and recorded in time.
+    fn last_attempt_at(&self) -> DateTime<Utc> {
+        self.give_up_at - IN_SLOT_ATTEMPT_MARGIN
     }
 
-    /// Waits before the next try; false when the patience is spent.
-    async fn wait(&mut self) -> bool {
+    /// Waits before the next try of an attempt; false when it could no longer finish in time.
+    async fn wait_to_attempt(&mut self) -> bool {
+        self.wait(self.last_attempt_at()).await
+    }
+
+    /// Waits before the next try; false when the next would start after `deadline`.
+    async fn wait(&mut self, deadline: DateTime<Utc>) -> bool {
         let mut hasher = fnv::FnvHasher::default();
         hasher.write(self.id.as_bytes());
         hasher.write_u32(self.round);
         let spread = (hasher.finish() % 1_000) as i32;
         let wait = self.pause / 2 + self.pause * spread / 1_000;
         let until = self.clock.now().max(self.paused_until) + wait;
-        if until > self.give_up_at {
+        if until > deadline {
             return false;
         }
         tokio::time::sleep(wait.to_std().unwrap_or_default()).await;

@@ -264,3 +264,27 @@ async fn the_stuck_sweep_asks_about_the_slot_of_a_task_without_its_own_execution
     assert_eq!(ended.task_status, TaskStatus::Failed);
     assert!(ended.last_error.unwrap().contains("slot-ended"));
 }
+
+#[tokio::test]
+async fn a_task_moved_since_the_index_read_runs_on_its_own_at_its_new_time() {
+    let now = crate::support::now();
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::new();
+    let moved = task("moved", now + Duration::minutes(20), TaskStatus::Scheduled);
+    store.put(moved.clone());
+    // The index still shows the time it had before the change.
+    let stale = Task {
+        timestamp: now + Duration::seconds(60),
+        ..moved
+    };
+    let clock = FixedClock::new(now);
+    let mut planner = tasks_core::slot::SlotPlanner::new(&Schedule::default(), now);
+    let (summary, _) =
+        tasks_core::dispatch::dispatch(&store, &queue, &clock, &mut planner, vec![stale]).await;
+    assert_eq!(summary.dispatched, 1);
+    let messages = queue.messages();
+    let [QueueMessage::Task(message)] = messages.as_slice() else {
+        panic!("its own message: {messages:?}");
+    };
+    assert_eq!(message.timestamp, now + Duration::minutes(20));
+}
