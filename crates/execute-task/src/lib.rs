@@ -72,7 +72,7 @@ impl ExecuteTask {
 
     #[tracing::instrument(skip_all, fields(slot = %slot.name, tasks = slot.tasks.len()))]
     async fn run_slot(&self, slot: &Slot) -> SlotSummary {
-        let summary = run_slot(
+        let (summary, runs) = run_slot(
             self.store.as_ref(),
             self.sender.as_ref(),
             self.queue.as_ref(),
@@ -81,6 +81,18 @@ impl ExecuteTask {
             slot,
         )
         .await;
+        // The metrics a task's own execution gives: its attempt's (as execute-task) and its
+        // outcome's (as update-status does), so that the alarms see every task.
+        let now_ms = self.clock.now().timestamp_millis();
+        for run in runs {
+            if let Some(report) = run.report {
+                let attempt_ms = report.record.as_ref().map_or(0, |r| r.duration_ms as i64);
+                metrics::execution(&run.id, &Ok(report), attempt_ms).emit(now_ms);
+            }
+            if let Some(status) = run.recorded {
+                metrics::outcome(&run.id, status).emit(now_ms);
+            }
+        }
         tracing::info!(?summary, "slot run");
         summary
     }

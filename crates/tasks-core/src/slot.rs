@@ -20,7 +20,7 @@ use crate::ports::{
     WebhookSender, Workflow, WorkflowError,
 };
 use crate::schedule::Schedule;
-use crate::status::Event;
+use crate::status::{Event, TaskStatus};
 use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput, Task};
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
@@ -332,10 +332,19 @@ pub struct SlotSummary {
 }
 
 enum SlotOutcome {
-    Completed,
-    Failed,
+    Completed(ExecutionReport),
+    Failed(ExecutionReport),
     Skipped,
     HandOff(QueueMessage),
+}
+
+/// One task of a slot run, for the run's metrics: its last attempt's report (if one ran) and the
+/// final status the run recorded (if it did).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRun {
+    pub id: String,
+    pub report: Option<ExecutionReport>,
+    pub recorded: Option<TaskStatus>,
 }
 
 /// execute-task for a slot: begins the tasks' attempts spread over the slot's share of
@@ -348,7 +357,7 @@ pub async fn run_slot(
     clock: &dyn Clock,
     schedule: &Schedule,
     slot: &Slot,
-) -> SlotSummary {
+) -> (SlotSummary, Vec<TaskRun>) {
     let count = slot.tasks.len().max(1) as i32;
     let prepare = begin_time(slot.tasks.len());
     let inputs: Vec<(DateTime<Utc>, ExecutionInput)> = slot
@@ -366,23 +375,46 @@ pub async fn run_slot(
             (begin_at, input)
         })
         .collect();
-    let outcomes: Vec<SlotOutcome> = stream::iter(inputs)
+    let outcomes: Vec<(String, SlotOutcome)> = stream::iter(inputs)
         .map(|(begin_at, input)| async move {
             crate::wait::sleep_until(clock, begin_at).await;
-            run_one(store, sender, clock, schedule, input).await
+            let id = input.id.clone();
+            (id, run_one(store, sender, clock, schedule, input).await)
         })
         .buffer_unordered(slot.tasks.len().max(1))
         .collect()
         .await;
     let mut summary = SlotSummary::default();
     let mut hand_offs = Vec::new();
-    for outcome in outcomes {
-        match outcome {
-            SlotOutcome::Completed => summary.completed += 1,
-            SlotOutcome::Failed => summary.failed += 1,
-            SlotOutcome::Skipped => summary.skipped += 1,
-            SlotOutcome::HandOff(message) => hand_offs.push(message),
-        }
+    let mut runs = Vec::with_capacity(outcomes.len());
+    for (id, outcome) in outcomes {
+        let (report, recorded) = match outcome {
+            SlotOutcome::Completed(report) => {
+                summary.completed += 1;
+                (Some(report), Some(TaskStatus::Completed))
+            }
+            SlotOutcome::Failed(report) => {
+                summary.failed += 1;
+                (Some(report), Some(TaskStatus::Failed))
+            }
+            SlotOutcome::Skipped => {
+                summary.skipped += 1;
+                (None, None)
+            }
+            SlotOutcome::HandOff(message) => {
+                let report = match &message {
+                    QueueMessage::HandOff(hand_off) => Some(hand_off.result.clone()),
+                    _ => None,
+                };
+                hand_offs.push(message);
+                (report, None)
+            }
+        };
+        runs.push(TaskRun {
+            id,
+            report,
+            recorded,
+        });
     }
     summary.handed_off = hand_offs.len();
     for batch in hand_offs.chunks(SEND_BATCH_SIZE) {
@@ -393,7 +425,7 @@ pub async fn run_slot(
         summary.lost_hand_offs += lost.len();
     }
     summary.handed_off -= summary.lost_hand_offs;
-    summary
+    (summary, runs)
 }
 
 /// One task of a slot. A task whose attempt already began in its series (a repeated run of the
@@ -456,8 +488,8 @@ async fn run_one(
                 }
                 _ => return hand_off(Some(report)),
             },
-            Outcome::Failed => SlotOutcome::Failed,
-            Outcome::Delivered | Outcome::Completed => SlotOutcome::Completed,
+            Outcome::Failed => SlotOutcome::Failed(report.clone()),
+            Outcome::Delivered | Outcome::Completed => SlotOutcome::Completed(report.clone()),
         };
         let update = StatusUpdate {
             input: input.clone(),
@@ -467,7 +499,7 @@ async fn run_one(
         if !record_patiently(store, &mut patience, &update).await {
             return hand_off(Some(report));
         }
-        if matches!(final_outcome, SlotOutcome::Failed) {
+        if matches!(final_outcome, SlotOutcome::Failed(_)) {
             let notice = AttemptInput {
                 notify: Some(Notice::OnFailure),
                 ..input.clone().into()

@@ -342,7 +342,7 @@ impl Host for ExecutionHost {
             EXECUTE_TASK if input.get("tasks").is_some() => {
                 self.lambda(Function::ExecuteTask, functions.execute_timeout, || async {
                     let slot: Slot = payload(input)?;
-                    let summary = run_slot(
+                    let (summary, _) = run_slot(
                         functions.store.as_ref(),
                         functions.sender.as_ref(),
                         functions.queue.as_ref(),

@@ -61,6 +61,7 @@ async fn run(
         slot,
     )
     .await
+    .0
 }
 
 #[tokio::test]
