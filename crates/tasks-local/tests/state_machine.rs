@@ -355,6 +355,26 @@ fn chrono_time(time: &SdkDateTime) -> DateTime<Utc> {
     DateTime::from_timestamp(time.secs(), time.subsec_nanos()).expect("a representable time")
 }
 
+async fn execution_history(sfn: &aws_sdk_sfn::Client, arn: &str) -> Vec<HistoryEvent> {
+    sfn.get_execution_history()
+        .execution_arn(arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .expect("the execution history")
+}
+
+/// The states an execution entered, in order.
+fn entered(history: &[HistoryEvent]) -> Vec<&str> {
+    history
+        .iter()
+        .filter_map(|event| event.state_entered_event_details.as_ref())
+        .map(|details| details.name.as_str())
+        .collect()
+}
+
 async fn wait_until_closed(
     sfn: &aws_sdk_sfn::Client,
     arn: &str,
@@ -430,21 +450,8 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
     );
     assert_eq!(execution.name, Some(input.execution_name()));
 
-    let history: Vec<HistoryEvent> = sfn
-        .get_execution_history()
-        .execution_arn(&arn)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .expect("the execution history");
-    let entered: Vec<&str> = history
-        .iter()
-        .filter_map(|event| event.state_entered_event_details.as_ref())
-        .map(|details| details.name.as_str())
-        .collect();
-    assert_eq!(entered, SUCCESS_PATH);
+    let history = execution_history(&sfn, &arn).await;
+    assert_eq!(entered(&history), SUCCESS_PATH);
 
     let wait_ended = history
         .iter()
@@ -504,21 +511,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
         "{:?}",
         execution.error
     );
-    let history: Vec<HistoryEvent> = sfn
-        .get_execution_history()
-        .execution_arn(&arn)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .expect("the execution history");
-    let entered: Vec<&str> = history
-        .iter()
-        .filter_map(|event| event.state_entered_event_details.as_ref())
-        .map(|details| details.name.as_str())
-        .collect();
-    assert_eq!(entered, SLOT_PATH);
+    assert_eq!(entered(&execution_history(&sfn, &arn).await), SLOT_PATH);
     let output: Value =
         serde_json::from_str(execution.output.as_deref().expect("an output")).unwrap();
     assert_eq!(output["summary"], summary, "{output}");
