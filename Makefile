@@ -134,7 +134,7 @@ sim: ## Simulate 200 seeds x 300 tasks over an hour with AWS's faults (SEED=<n>:
 sim-long: ## Simulate 1,000,000 tasks over a day with faults on (release build; not in CI)
 	cargo run --release --quiet -p tasks-sim --bin tasks-sim -- --seed $(or $(SEED),1) --tasks 1000000 --hours 24 --threads 1 $(SIM_ARGS)
 
-sim-scale: ## Three workloads at scale against AWS's default quotas: a steady million a day, 100,000 due in one second, 5,000 creates a second for a minute (release build; about 8 min)
+sim-scale: ## Three workloads at scale against AWS's default quotas: a steady million a day, 100,000 due in one second, 5,000 creates a second for a minute (release build; about 5 min)
 	cargo run --release --quiet -p tasks-sim --bin tasks-sim -- --scale --seed $(or $(SEED),1) $(SIM_ARGS)
 
 e2e-ci: venv ## Short e2e against tasks-local on a free port (E2E_ARGS, CRON_INTERVAL_SECONDS)
