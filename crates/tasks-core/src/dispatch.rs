@@ -10,6 +10,7 @@ use crate::schedule::Schedule;
 use crate::slot::{QueueMessage, Slot, SlotPlanner};
 use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
+use crate::tries::Tries;
 use futures::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,8 +21,17 @@ pub const SEND_BATCH_SIZE: usize = 10;
 /// Claims are independent conditional writes: run many at once.
 const CLAIM_CONCURRENCY: usize = 32;
 const SEND_CONCURRENCY: usize = 8;
-/// Reads of an index page before the run fails.
-const READ_TRIES: u32 = 3;
+/// Reads of an index page before the run fails: a run that stops at a failed page leaves the
+/// rest of a hotspot for the next run, a minute later.
+const READ_TRIES: Tries = Tries {
+    count: 3,
+    pause: std::time::Duration::from_millis(200),
+};
+/// Claims of a task before it is left for the next run: a task the API hands off is due now.
+const CLAIM_TRIES: Tries = Tries {
+    count: 3,
+    pause: std::time::Duration::from_millis(100),
+};
 /// Sends of a batch before its refused claims are given back.
 const SEND_TRIES: i32 = 3;
 /// Each waiting task costs a DescribeExecution and a conditional write.
@@ -124,10 +134,13 @@ pub async fn dispatch(
                 slot: Some(slot.name.clone()),
                 ..Changes::default()
             });
-            let result = match store.transition(&task.id, &change).await {
-                Err(StoreError::Unavailable { .. }) => claimed_anyway(store, &task.id, &slot).await,
-                result => result,
-            };
+            let result = CLAIM_TRIES
+                .run(
+                    &format!("claim of {}", task.id),
+                    |tries| claim(store, &task.id, &slot, &change, tries),
+                    |error| matches!(error, StoreError::Unavailable { .. }),
+                )
+                .await;
             (slot, task, result)
         })
         .buffer_unordered(CLAIM_CONCURRENCY)
@@ -175,21 +188,30 @@ pub async fn dispatch(
     (summary, sent)
 }
 
-/// A claim whose answer was an error may have been applied (its answer lost): the task, read
-/// again, says. A claim found applied goes into its slot like any other; one not applied (or not
-/// readable) keeps the error, and the next run claims the task.
-async fn claimed_anyway(store: &dyn TaskStore, id: &str, slot: &Slot) -> Result<Task, StoreError> {
-    match store.get(id).await? {
-        Some(task)
-            if task.task_status == TaskStatus::Queued
-                && task.slot.as_deref() == Some(slot.name.as_str()) =>
-        {
-            Ok(task)
-        }
-        _ => Err(StoreError::Unavailable {
-            message: "the claim failed".into(),
-            request_id: None,
-        }),
+/// One try of a claim. A claim whose answer was an error may have been applied (its answer
+/// lost): the task, read again, says. A claim found applied goes into its slot like any other;
+/// one not applied (or not readable) keeps the error, and is tried again. A try after the first
+/// that finds the task already in its slot finds an earlier try applied.
+async fn claim(
+    store: &dyn TaskStore,
+    id: &str,
+    slot: &Slot,
+    change: &Transition,
+    tries: u32,
+) -> Result<Task, StoreError> {
+    let in_slot = |task: &Task| {
+        task.task_status == TaskStatus::Queued && task.slot.as_deref() == Some(slot.name.as_str())
+    };
+    match store.transition(id, change).await {
+        Err(StoreError::Unavailable { .. }) => match store.get(id).await? {
+            Some(task) if in_slot(&task) => Ok(task),
+            _ => Err(StoreError::Unavailable {
+                message: "the claim failed".into(),
+                request_id: None,
+            }),
+        },
+        Err(StoreError::Conflict { current }) if tries > 1 && in_slot(&current) => Ok(*current),
+        result => result,
     }
 }
 
@@ -372,21 +394,14 @@ impl<'a> Pages<'a> {
         }
     }
 
-    /// A page, read again twice after a short pause: a run that stops at a failed page leaves
-    /// the rest of a hotspot for the next run, a minute later.
     async fn read(&self) -> Result<Page, StoreError> {
-        let mut tries = 1;
-        loop {
-            match self.store.query(&self.query).await {
-                Err(error) if tries < READ_TRIES => {
-                    tracing::warn!(%error, status = %self.query.status, "index page failed; reading it again");
-                    let pause = std::time::Duration::from_millis(200 * tries as u64);
-                    tokio::time::sleep(pause).await;
-                    tries += 1;
-                }
-                result => return result,
-            }
-        }
+        READ_TRIES
+            .run(
+                &format!("read of a {} index page", self.query.status),
+                |_| self.store.query(&self.query),
+                |_| true,
+            )
+            .await
     }
 
     /// The next page's tasks; the ids of items that are not valid tasks are added to

@@ -13,6 +13,7 @@ pub mod status;
 pub mod task;
 pub mod task_patch;
 pub mod timing;
+mod tries;
 
 pub use new_task::{NewTask, ValidationError};
 pub use ports::{

@@ -18,6 +18,14 @@ use std::sync::Mutex;
 pub struct MemoryStore {
     tasks: Mutex<BTreeMap<String, Task>>,
     unavailable: Mutex<bool>,
+    failing_transitions: Mutex<FailingCalls>,
+}
+
+/// Calls that fail before they succeed again, and whether each is applied first (its answer lost).
+#[derive(Debug, Default)]
+struct FailingCalls {
+    count: usize,
+    applied: bool,
 }
 
 impl MemoryStore {
@@ -27,6 +35,12 @@ impl MemoryStore {
 
     pub fn set_unavailable(&self, unavailable: bool) {
         *self.unavailable.lock().unwrap() = unavailable;
+    }
+
+    /// The next `count` transitions fail as unavailable; each is applied first (its answer lost)
+    /// if `applied`, and leaves the task as it was if not.
+    pub fn fail_transitions(&self, count: usize, applied: bool) {
+        *self.failing_transitions.lock().unwrap() = FailingCalls { count, applied };
     }
 
     pub fn tasks(&self) -> Vec<Task> {
@@ -40,12 +54,16 @@ impl MemoryStore {
 
     fn check(&self) -> Result<(), StoreError> {
         if *self.unavailable.lock().unwrap() {
-            return Err(StoreError::Unavailable {
-                message: "injected failure".into(),
-                request_id: Some("test-request-id".into()),
-            });
+            return Err(injected());
         }
         Ok(())
+    }
+}
+
+fn injected() -> StoreError {
+    StoreError::Unavailable {
+        message: "injected failure".into(),
+        request_id: Some("test-request-id".into()),
     }
 }
 
@@ -141,6 +159,14 @@ impl TaskStore for MemoryStore {
             });
         }
         let next = change.apply(current);
+        let mut failing = self.failing_transitions.lock().unwrap();
+        if failing.count > 0 {
+            failing.count -= 1;
+            if failing.applied {
+                tasks.insert(id.to_string(), next);
+            }
+            return Err(injected());
+        }
         tasks.insert(id.to_string(), next.clone());
         Ok(next)
     }

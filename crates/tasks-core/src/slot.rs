@@ -22,6 +22,7 @@ use crate::ports::{
 use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
 use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput, Task};
+use crate::tries::Tries;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 use futures::{stream, StreamExt};
@@ -50,7 +51,10 @@ pub const MERGE_AHEAD: Duration = Duration::seconds(15);
 /// SQS delays a message by at most 15 minutes.
 const MAX_QUEUE_DELAY: std::time::Duration = std::time::Duration::from_secs(900);
 /// Starts of a slot's execution before its message goes back to the queue.
-const START_TRIES: i32 = 3;
+const START_TRIES: Tries = Tries {
+    count: 3,
+    pause: std::time::Duration::from_millis(500),
+};
 
 /// An attempt (a first try after a failed call, or a retry) starts in the slot only this long
 /// before the slot's patience ends: time for its reads and writes (5 s each at most), the target's
@@ -276,17 +280,13 @@ async fn start_soon(
     workflow: &dyn Workflow,
     execution: &Execution,
 ) -> Result<StartOutcome, WorkflowError> {
-    let mut tries = 1;
-    loop {
-        match workflow.start(execution).await {
-            Err(error) if tries < START_TRIES => {
-                tracing::warn!(execution = %execution.name, %error, "start failed; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(500 * tries as u64)).await;
-                tries += 1;
-            }
-            result => return result,
-        }
-    }
+    START_TRIES
+        .run(
+            &format!("start of {}", execution.name),
+            |_| workflow.start(execution),
+            |_| true,
+        )
+        .await
 }
 
 /// QUEUED -> IN_PROGRESS in the merged slot for each of its tasks. A task whose write fails

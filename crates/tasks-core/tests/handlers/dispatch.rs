@@ -284,3 +284,28 @@ async fn cron_claims_a_coming_hotspot_early_and_a_steady_load_on_time() {
         assert_eq!(summary.look_ahead_seconds, 0);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_that_failed_is_tried_again_in_the_same_run() {
+    for applied in [false, true] {
+        let store = seeded(1, 0);
+        store.fail_transitions(1, applied);
+        let queue = MemoryQueue::new();
+        let summary = run_cron(
+            &store,
+            &queue,
+            &MemoryWorkflow::new(),
+            &FixedClock::new(now()),
+            &Schedule::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((summary.due.dispatched, summary.due.errors), (1, 0));
+        assert_eq!(
+            queue.queued().len(),
+            1,
+            "applied behind the error: {applied}"
+        );
+        assert_eq!(status_of(&store, "due-0000"), TaskStatus::Queued);
+    }
+}
