@@ -5,7 +5,7 @@ use crate::new_task::{NewTask, ValidationError};
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
 use crate::slot::SlotPlanner;
-use crate::status::Event;
+use crate::status::{Event, TaskStatus};
 use crate::task::Task;
 use uuid::Uuid;
 
@@ -54,28 +54,25 @@ pub async fn create_task(
     }
     .to_string();
     let task = new_task.into_task(id, idempotency_key.map(str::to_string), now, schedule);
-    match store.create(&task).await {
-        Ok(()) => {}
+    let (task, replayed) = match store.create(&task).await {
+        Ok(()) => (task, false),
         Err(StoreError::AlreadyExists(id)) => {
             let existing = store
                 .get(&id)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-            if idempotency_key.is_some() && existing.request_digest == task.request_digest {
-                return Ok(Created {
-                    task: existing,
-                    replayed: true,
-                });
+            if idempotency_key.is_none() || existing.request_digest != task.request_digest {
+                return Err(CreateError::IdempotencyConflict(Box::new(existing)));
             }
-            return Err(CreateError::IdempotencyConflict(Box::new(existing)));
+            (existing, true)
         }
         Err(error) => return Err(error.into()),
-    }
-    if !schedule.hands_off_at_once(task.timestamp, now) {
-        return Ok(Created {
-            task,
-            replayed: false,
-        });
+    };
+    // A replay is handed off too: the first request may have stored the task and failed before
+    // its hand-off, and a task due now must not wait for the cron.
+    if task.task_status != TaskStatus::Scheduled || !schedule.hands_off_at_once(task.timestamp, now)
+    {
+        return Ok(Created { task, replayed });
     }
     let (_, mut dispatched) = dispatch(
         store,
@@ -87,7 +84,7 @@ pub async fn create_task(
     .await;
     Ok(Created {
         task: dispatched.pop().unwrap_or(task),
-        replayed: false,
+        replayed,
     })
 }
 

@@ -77,6 +77,28 @@ async fn the_same_idempotency_key_and_body_return_the_same_task() {
 }
 
 #[tokio::test]
+async fn a_replay_hands_off_a_due_task_its_first_request_left_scheduled() {
+    let world = World::new();
+    world.queue.set_unavailable(true);
+    let first = create(&world, json!({"seconds": 30}), Some("order-43"))
+        .await
+        .unwrap();
+    assert_eq!(first.task.task_status, TaskStatus::Scheduled);
+    world.queue.set_unavailable(false);
+    let replay = create(&world, json!({"seconds": 30}), Some("order-43"))
+        .await
+        .unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.task.task_status, TaskStatus::Queued);
+    assert_eq!(world.queue.queued().len(), 1);
+    let again = create(&world, json!({"seconds": 30}), Some("order-43"))
+        .await
+        .unwrap();
+    assert_eq!(again.task.task_status, TaskStatus::Queued);
+    assert_eq!(world.queue.queued().len(), 1);
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_with_another_body_conflicts() {
     let world = World::new();
     create(&world, json!({"minutes": 10}), Some("order-42"))
