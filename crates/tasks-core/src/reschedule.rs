@@ -110,9 +110,26 @@ fn refused(event: Event, task: Task) -> ChangeError {
     }
 }
 
-/// Stops the execution of the series the task left (it can no longer deliver, but it would wait
-/// idle until the old time), and hands the task off if its new time is within the lead time.
+/// Hands the task off if its new time is within the lead time, then stops the execution of the
+/// series the task left (it can no longer deliver, but it would wait idle until the old time):
+/// a task run now does not wait for the stop.
 async fn after_change(ports: &Ports<'_>, before: &Task, changed: Task) -> Task {
+    let changed = if ports
+        .schedule
+        .hands_off_at_once(changed.timestamp, ports.clock.now())
+    {
+        let (_, mut dispatched) = dispatch(
+            ports.store,
+            ports.queue,
+            ports.clock,
+            &mut SlotPlanner::new(ports.schedule, ports.clock.now()),
+            vec![changed.clone()],
+        )
+        .await;
+        dispatched.pop().unwrap_or(changed)
+    } else {
+        changed
+    };
     if matches!(
         before.task_status,
         TaskStatus::Queued | TaskStatus::InProgress
@@ -122,19 +139,5 @@ async fn after_change(ports: &Ports<'_>, before: &Task, changed: Task) -> Task {
             tracing::warn!(task_id = %before.id, %error, "could not stop the execution of the old series");
         }
     }
-    if !ports
-        .schedule
-        .hands_off_at_once(changed.timestamp, ports.clock.now())
-    {
-        return changed;
-    }
-    let (_, mut dispatched) = dispatch(
-        ports.store,
-        ports.queue,
-        ports.clock,
-        &mut SlotPlanner::new(ports.schedule, ports.clock.now()),
-        vec![changed.clone()],
-    )
-    .await;
-    dispatched.pop().unwrap_or(changed)
+    changed
 }
