@@ -38,6 +38,8 @@ pub struct Cancelled {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SetTime {
     pub timestamp: DateTime<Utc>,
+    /// When the client asked: a time not after it was a request to run now.
+    pub asked_at: DateTime<Utc>,
     /// The attempts the task had begun when the request answered 200: every later attempt is
     /// for this time or one asked for after it.
     pub answered_with_attempts: Option<u32>,
@@ -45,10 +47,11 @@ pub struct SetTime {
 
 impl Clients {
     /// Records a time asked for; returns its place, for [`Clients::answer`].
-    pub fn ask(&mut self, id: &str, timestamp: DateTime<Utc>) -> usize {
+    pub fn ask(&mut self, id: &str, timestamp: DateTime<Utc>, asked_at: DateTime<Utc>) -> usize {
         let times = self.times.entry(id.to_string()).or_default();
         times.push(SetTime {
             timestamp: tasks_core::task::rfc3339_millis::truncate(timestamp),
+            asked_at,
             answered_with_attempts: None,
         });
         times.len() - 1
@@ -62,6 +65,18 @@ impl Clients {
         {
             time.answered_with_attempts = Some(attempts);
         }
+    }
+
+    /// Whether the client asked for `due` only when it had come (run now, or a retry without a
+    /// delay): the request itself, not the schedule, set how late the task could be.
+    fn asked_to_run_now(&self, id: &str, due: DateTime<Utc>) -> bool {
+        self.times.get(id).is_some_and(|times| {
+            times
+                .iter()
+                .rev()
+                .find(|time| time.timestamp == due)
+                .is_some_and(|time| time.timestamp <= time.asked_at)
+        })
     }
 
     /// Why a delivery of `attempt` for `due` was not for a time the client had set, if it was not.
@@ -108,8 +123,10 @@ pub struct Report {
     /// Deliveries beyond a task's first (retries after a failure or an ambiguous timeout).
     pub redeliveries: usize,
     pub dead_letters: usize,
-    /// First deliveries' lateness, sorted (milliseconds).
+    /// First deliveries' lateness (milliseconds), sorted, of tasks whose time was set ahead of it.
     pub lateness_ms: Vec<i64>,
+    /// The same for tasks asked to run now: how long the request took to reach the receiver.
+    pub run_now_lateness_ms: Vec<i64>,
     /// The longest a task took from its time to its final status.
     pub max_settle_ms: i64,
     /// FAILED tasks by the first word of their `lastError`.
@@ -149,6 +166,7 @@ pub fn check(
     let mut lost = 0;
     let mut stuck = 0;
     let mut lateness = Vec::new();
+    let mut run_now_lateness = Vec::new();
     let mut redeliveries = 0;
     let mut max_settle = 0;
     for id in clients.accepted.keys() {
@@ -191,7 +209,12 @@ pub fn check(
         }
         redeliveries += sent.len().saturating_sub(1);
         if let Some(first) = sent.iter().min_by_key(|delivery| delivery.at) {
-            lateness.push((first.at - first.due).num_milliseconds());
+            let late = (first.at - first.due).num_milliseconds();
+            if clients.asked_to_run_now(id, first.due) {
+                run_now_lateness.push(late);
+            } else {
+                lateness.push(late);
+            }
         }
         if let Some(cancelled) = clients.cancelled.get(id) {
             if sent.iter().any(|d| d.attempt > cancelled.attempts) {
@@ -244,6 +267,7 @@ pub fn check(
         }
     }
     lateness.sort_unstable();
+    run_now_lateness.sort_unstable();
     Report {
         tasks: tasks.len(),
         delivered: delivered_tasks,
@@ -257,6 +281,7 @@ pub fn check(
         redeliveries,
         dead_letters: dead_letters.iter().map(|m| m.task_ids().len()).sum(),
         lateness_ms: lateness,
+        run_now_lateness_ms: run_now_lateness,
         max_settle_ms: max_settle,
         failed_by,
         violations,

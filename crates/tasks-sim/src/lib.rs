@@ -572,6 +572,7 @@ async fn client(
             .or_default()
             .push(invariants::SetTime {
                 timestamp: planned.timestamp,
+                asked_at: planned.created_at,
                 answered_with_attempts: Some(0),
             });
     }
@@ -664,7 +665,7 @@ async fn change_time(
     for _ in 0..3 {
         let now = world.clock.now();
         let timestamp = change.timestamp.unwrap_or(now);
-        let asked = clients.lock().unwrap().ask(id, timestamp);
+        let asked = clients.lock().unwrap().ask(id, timestamp, now);
         let result = pipeline
             .api(|| async {
                 match change.timestamp {
@@ -727,8 +728,9 @@ async fn retry_if_failed(
                 continue;
             }
         }
-        let at = world.clock.now() + Duration::seconds(delay as i64);
-        let asked = clients.lock().unwrap().ask(id, at);
+        let now = world.clock.now();
+        let at = now + Duration::seconds(delay as i64);
+        let asked = clients.lock().unwrap().ask(id, at, now);
         let body = serde_json::json!({"seconds": delay}).to_string();
         match pipeline
             .api(|| retry_task(ports, id, body.as_bytes()))
@@ -757,17 +759,18 @@ async fn cron_loop(pipeline: Arc<Pipeline>) {
         tokio::time::sleep_until(next).await;
         next += CRON_PERIOD;
         let faults = world.faults;
-        let late = if world.fault("eventbridge.late", faults.cron_late) {
-            world.millis(5_000, 40_000)
-        } else {
-            world.millis(0, 1_000)
-        };
         let invocations = if world.fault("eventbridge.duplicate", faults.cron_duplicate) {
             2
         } else {
             1
         };
+        // A duplicate is a second delivery of the event: it comes at a moment of its own.
         for _ in 0..invocations {
+            let late = if world.fault("eventbridge.late", faults.cron_late) {
+                world.millis(5_000, 40_000)
+            } else {
+                world.millis(0, 1_000)
+            };
             let pipeline = pipeline.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(late).await;

@@ -218,20 +218,32 @@ fn run_all(args: &Args) -> Vec<Outcome> {
     })
 }
 
+/// Every outcome's values of one measure, sorted.
+fn sorted(outcomes: &[Outcome], values: fn(&Outcome) -> &Vec<i64>) -> Vec<i64> {
+    let mut all: Vec<i64> = outcomes.iter().flat_map(values).copied().collect();
+    all.sort_unstable();
+    all
+}
+
+/// "p50 / p99 / max" of sorted milliseconds (nearest rank).
+fn spread(sorted: &[i64]) -> String {
+    if sorted.is_empty() {
+        return "- / - / -".into();
+    }
+    let percentile = |p: f64| {
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    };
+    format!(
+        "{} ms / {} ms / {} ms",
+        percentile(50.0),
+        percentile(99.0),
+        percentile(100.0)
+    )
+}
+
 fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Duration) {
     let sum = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
-    let mut lateness: Vec<i64> = outcomes
-        .iter()
-        .flat_map(|outcome| outcome.report.lateness_ms.iter().copied())
-        .collect();
-    lateness.sort_unstable();
-    let percentile = |p: f64| -> String {
-        if lateness.is_empty() {
-            return "-".into();
-        }
-        let rank = ((p / 100.0) * lateness.len() as f64).ceil() as usize;
-        format!("{} ms", lateness[rank.clamp(1, lateness.len()) - 1])
-    };
     let mut injected: BTreeMap<&str, u64> = BTreeMap::new();
     let mut starts: BTreeMap<&str, u64> = BTreeMap::new();
     for outcome in outcomes {
@@ -292,11 +304,23 @@ fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Du
         sum(|o| o.report.redeliveries)
     );
     println!("| dead letters | {} |", sum(|o| o.report.dead_letters));
+    let ahead = sorted(outcomes, |o| &o.report.lateness_ms);
+    let run_now = sorted(outcomes, |o| &o.report.run_now_lateness_ms);
+    let mut all = [ahead.as_slice(), run_now.as_slice()].concat();
+    all.sort_unstable();
     println!(
-        "| lateness of first delivery p50 / p99 / max | {} / {} / {} |",
-        percentile(50.0),
-        percentile(99.0),
-        percentile(100.0)
+        "| lateness of first delivery p50 / p99 / max | {} |",
+        spread(&all)
+    );
+    println!(
+        "| ... of the {} tasks whose time was set ahead | {} |",
+        ahead.len(),
+        spread(&ahead)
+    );
+    println!(
+        "| ... of the {} asked to run now (from the request) | {} |",
+        run_now.len(),
+        spread(&run_now)
     );
     println!(
         "| longest time to a final status | {} s |",
