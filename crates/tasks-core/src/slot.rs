@@ -45,12 +45,9 @@ pub const MAX_PREPARE: Duration = Duration::seconds(30);
 /// index's write rate for as long as a minute.
 pub const RECORD_PATIENCE: Duration = Duration::seconds(60);
 
-/// How long starting a slot's execution may take: three tries and its first transitions.
-pub const START_TIME: Duration = Duration::seconds(15);
-/// How long before its wake a slot of one task reaches process-sqs-records: time for a receive
-/// that fails (the message comes back after the queue's visibility timeout, 60 s) and a start
-/// (`timing` checks the relation).
-pub const MERGE_AHEAD: Duration = Duration::seconds(75);
+/// How long before its wake a slot of one task reaches process-sqs-records: time to start it
+/// (trying three times) and for its Wait to begin.
+pub const MERGE_AHEAD: Duration = Duration::seconds(15);
 /// SQS delays a message by at most 15 minutes.
 const MAX_QUEUE_DELAY: std::time::Duration = std::time::Duration::from_secs(900);
 /// Starts of a slot's execution before its message goes back to the queue.

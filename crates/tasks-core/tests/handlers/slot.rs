@@ -218,11 +218,11 @@ async fn single_task_slots_of_one_second_start_as_one_merged_slot() {
 #[test]
 fn a_single_task_slot_waits_in_the_queue_until_shortly_before_it_wakes() {
     let now = crate::support::now();
-    let far = QueueMessage::Slot(single("a", now + Duration::seconds(121)));
+    let far = QueueMessage::Slot(single("a", now + Duration::seconds(61)));
     assert_eq!(far.delay(now), std::time::Duration::from_secs(45));
-    let near = QueueMessage::Slot(single("a", now + Duration::seconds(70)));
+    let near = QueueMessage::Slot(single("a", now + Duration::seconds(10)));
     assert_eq!(near.delay(now), std::time::Duration::ZERO);
-    let mut two = single("a", now + Duration::seconds(121));
+    let mut two = single("a", now + Duration::seconds(61));
     two.tasks.push(two.tasks[0].clone());
     assert_eq!(
         QueueMessage::Slot(two).delay(now),
