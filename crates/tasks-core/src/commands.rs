@@ -78,7 +78,7 @@ pub async fn create_task(
         store,
         queue,
         clock,
-        &mut SlotPlanner::new(schedule, now),
+        &mut SlotPlanner::for_hand_off(schedule, now),
         vec![task.clone()],
     )
     .await;

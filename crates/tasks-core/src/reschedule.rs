@@ -122,7 +122,7 @@ async fn after_change(ports: &Ports<'_>, before: &Task, changed: Task) -> Task {
             ports.store,
             ports.queue,
             ports.clock,
-            &mut SlotPlanner::new(ports.schedule, ports.clock.now()),
+            &mut SlotPlanner::for_hand_off(ports.schedule, ports.clock.now()),
             vec![changed.clone()],
         )
         .await;

@@ -74,6 +74,12 @@ pub struct Slot {
     pub wake_at: DateTime<Utc>,
     /// In time order.
     pub tasks: Vec<DispatchMessage>,
+    /// The api's hand-off of a task due soon: held in the queue until [`MERGE_AHEAD`] before it
+    /// wakes, to be merged with its second's others (`start_slots`). A cron run's slots are
+    /// sent the lead time ahead and not held, so that a receive that fails is given again (after
+    /// the queue's visibility timeout) before they wake.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// A task handed off by its slot, with the report of the attempt that ran there.
@@ -104,13 +110,13 @@ impl QueueMessage {
         }
     }
 
-    /// How long the queue keeps the message from its consumer. A slot of one task (the api's
-    /// hand-off of a task due soon) is held until [`MERGE_AHEAD`] before it wakes, so that the
-    /// hand-offs of a busy second reach process-sqs-records together and run as a few merged
-    /// slots (`start_slots`) instead of one each.
+    /// How long the queue keeps the message from its consumer. The api's hand-off of a task due
+    /// soon is held until [`MERGE_AHEAD`] before it wakes, so that the hand-offs of a busy second
+    /// reach process-sqs-records together and run as a few merged slots (`start_slots`) instead
+    /// of one each.
     pub fn delay(&self, now: DateTime<Utc>) -> std::time::Duration {
         match self {
-            QueueMessage::Slot(slot) if slot.tasks.len() == 1 => (slot.wake_at - MERGE_AHEAD - now)
+            QueueMessage::Slot(slot) if slot.held => (slot.wake_at - MERGE_AHEAD - now)
                 .to_std()
                 .unwrap_or_default()
                 .min(MAX_QUEUE_DELAY),
@@ -143,14 +149,25 @@ pub struct SlotPlanner {
     schedule: Schedule,
     now: DateTime<Utc>,
     placed: BTreeMap<i64, usize>,
+    held: bool,
 }
 
 impl SlotPlanner {
+    /// A cron run's planner.
     pub fn new(schedule: &Schedule, now: DateTime<Utc>) -> Self {
         SlotPlanner {
             schedule: *schedule,
             now,
             placed: BTreeMap::new(),
+            held: false,
+        }
+    }
+
+    /// The api's planner for the hand-off of a task due soon: its slot is held (`Slot::held`).
+    pub fn for_hand_off(schedule: &Schedule, now: DateTime<Utc>) -> Self {
+        SlotPlanner {
+            held: true,
+            ..SlotPlanner::new(schedule, now)
         }
     }
 
@@ -181,6 +198,7 @@ impl SlotPlanner {
                     name: format!("slot-{second}-{index}-{:016x}", digest.finish()),
                     wake_at: self.schedule.wake_at(chunk[0].timestamp) - ahead,
                     tasks: Vec::new(),
+                    held: self.held,
                 };
                 slots.push((slot, chunk.to_vec()));
             }
@@ -238,6 +256,7 @@ pub async fn start_slots(
                 name: format!("slot-{second}-m-{:016x}", digest.finish()),
                 wake_at: schedule.wake_at(tasks[0].timestamp) - begin_time(tasks.len()),
                 tasks,
+                held: false,
             };
             starts.push((merged, chunk.to_vec(), true));
         }

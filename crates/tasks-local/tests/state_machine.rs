@@ -500,6 +500,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
                 series: 1,
             })
             .to_vec(),
+        held: false,
     };
     let started_slot = workflow.start(&Execution::of_slot(&slot)).await;
     assert_eq!(started_slot, Ok(StartOutcome::Started));

@@ -123,6 +123,7 @@ async fn run_with_callback(
             name: "slot-1".into(),
             wake_at: schedule.wake_at(timestamp),
             tasks: vec![message.clone()],
+            held: false,
         }),
         Start::Own => Execution::of_task(&schedule.execution_input(&message), None),
     };

@@ -71,6 +71,7 @@ async fn the_message_body_is_the_dispatch_contract() {
         name: "slot-1906545600-0-00000000000000ff".into(),
         wake_at: Utc.with_ymd_and_hms(2030, 6, 1, 11, 59, 59).unwrap(),
         tasks: vec![task("a"), task("b")],
+        held: false,
     });
     queue.send_batch(std::slice::from_ref(&slot)).await.unwrap();
     let received = queue.receive(1, 1).await.unwrap();
@@ -81,6 +82,24 @@ async fn the_message_body_is_the_dispatch_contract() {
     assert_eq!(
         serde_json::from_str::<QueueMessage>(&received[0].body).unwrap(),
         slot
+    );
+    // The api's hand-off says it is held (its time has passed here, so it is not delayed).
+    let held = QueueMessage::Slot(Slot {
+        name: "slot-1906545600-0-0000000000000100".into(),
+        wake_at: Utc.with_ymd_and_hms(2020, 6, 1, 11, 59, 59).unwrap(),
+        tasks: vec![task("c")],
+        held: true,
+    });
+    queue.send_batch(std::slice::from_ref(&held)).await.unwrap();
+    let received = queue.receive(1, 1).await.unwrap();
+    assert!(
+        received[0].body.ends_with(r#"}],"held":true}"#),
+        "{}",
+        received[0].body
+    );
+    assert_eq!(
+        serde_json::from_str::<QueueMessage>(&received[0].body).unwrap(),
+        held
     );
 }
 

@@ -2,7 +2,7 @@ use crate::support::{now, status_of, task, World};
 use chrono::Duration;
 use serde_json::json;
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
-use tasks_core::{StoreError, Task, TaskStatus};
+use tasks_core::{QueueMessage, StoreError, Task, TaskStatus};
 
 async fn create(
     world: &World,
@@ -38,6 +38,10 @@ async fn a_task_due_within_the_lead_time_is_handed_off_at_once() {
     assert_eq!(created.task.task_status, TaskStatus::Queued);
     assert_eq!(world.queue.queued().len(), 1);
     assert_eq!(world.queue.queued()[0].id, created.task.id);
+    assert!(
+        matches!(&world.queue.messages()[0], QueueMessage::Slot(slot) if slot.held),
+        "the api's hand-off is held to be merged"
+    );
 }
 
 #[tokio::test]

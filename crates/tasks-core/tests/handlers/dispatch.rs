@@ -62,6 +62,8 @@ async fn cron_sends_exactly_the_due_tasks_once() {
         .collect();
     let sizes: Vec<usize> = slots.iter().map(|slot| slot.tasks.len()).collect();
     assert_eq!(sizes, [250, 250, 250, 250, 200]);
+    // Sent the lead time ahead, a cron run's slots start at once: not held in the queue.
+    assert!(slots.iter().all(|slot| !slot.held));
     // Each later slot of the second wakes earlier, by the time its tasks take to begin at
     // 4,000 a second, so that the second's attempts begin at that rate together.
     let mut ahead: Vec<i64> = slots

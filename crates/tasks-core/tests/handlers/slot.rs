@@ -31,6 +31,7 @@ fn slot_of(store: &MemoryStore, ids: &[&str], in_ms: i64) -> Slot {
         name: "slot-test".into(),
         wake_at: Schedule::default().wake_at(due),
         tasks,
+        held: false,
     }
 }
 
@@ -174,6 +175,7 @@ fn single(id: &str, due: DateTime<Utc>) -> Slot {
             timestamp: due,
             series: 1,
         }],
+        held: true,
     }
 }
 
@@ -216,16 +218,18 @@ async fn single_task_slots_of_one_second_start_as_one_merged_slot() {
 }
 
 #[test]
-fn a_single_task_slot_waits_in_the_queue_until_shortly_before_it_wakes() {
+fn the_api_s_hand_off_waits_in_the_queue_until_shortly_before_it_wakes_and_a_cron_slot_does_not() {
     let now = crate::support::now();
     let far = QueueMessage::Slot(single("a", now + Duration::seconds(61)));
     assert_eq!(far.delay(now), std::time::Duration::from_secs(45));
     let near = QueueMessage::Slot(single("a", now + Duration::seconds(10)));
     assert_eq!(near.delay(now), std::time::Duration::ZERO);
-    let mut two = single("a", now + Duration::seconds(61));
-    two.tasks.push(two.tasks[0].clone());
+    let from_cron = Slot {
+        held: false,
+        ..single("a", now + Duration::seconds(61))
+    };
     assert_eq!(
-        QueueMessage::Slot(two).delay(now),
+        QueueMessage::Slot(from_cron).delay(now),
         std::time::Duration::ZERO
     );
 }
@@ -246,6 +250,7 @@ async fn the_stuck_sweep_asks_about_the_slot_of_a_task_without_its_own_execution
             name: slot.into(),
             wake_at: now - Duration::hours(1),
             tasks: Vec::new(),
+            held: false,
         });
         tasks_core::Workflow::start(&workflow, &execution)
             .await
