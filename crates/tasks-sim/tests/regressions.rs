@@ -64,7 +64,7 @@ fn finding_1_an_ended_execution_is_not_taken_for_a_running_one() {
         store_error: 0.25,
         ..Faults::realistic()
     };
-    let outcome = simulate(8, scenario(150, faults));
+    let outcome = simulate(7, scenario(150, faults));
     clean(&outcome);
     assert!(
         starts(&outcome, "restarted in a new series") + outcome.activity.recovered > 0,
@@ -114,7 +114,7 @@ fn finding_4_a_start_that_keeps_failing_ends_failed() {
         workflow_error: 0.6,
         ..Faults::none()
     };
-    let outcome = simulate(1, scenario(40, faults));
+    let outcome = simulate(6, scenario(40, faults));
     clean(&outcome);
     assert!(outcome.report.dead_letters > 0);
     assert!(
