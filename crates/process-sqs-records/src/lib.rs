@@ -2,12 +2,11 @@
 //! to its own execution.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::future::{join, join_all};
 use std::sync::Arc;
 use tasks_core::metrics::{self, StartCounts};
-use tasks_core::pipeline::{start_task, StartError, StartReport};
-use tasks_core::slot::start_slots;
-use tasks_core::{Clock, DispatchMessage, QueueMessage, Schedule, Slot, TaskStore, Workflow};
+use tasks_core::pipeline::{StartError, StartReport};
+use tasks_core::slot::{start_messages, HandOff};
+use tasks_core::{Clock, DispatchMessage, QueueMessage, Schedule, TaskStore, Workflow};
 
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
@@ -22,40 +21,37 @@ pub struct ProcessRecords {
 }
 
 impl ProcessRecords {
-    /// Handles the records concurrently (the slots together, `start_slots`); only the records
+    /// Handles the records concurrently (the slots together, `start_messages`); only the records
     /// that failed are reported, so SQS redelivers just those (and moves them to the DLQ after
     /// maxReceiveCount).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let messages: Vec<Result<QueueMessage, RecordFailure>> =
+        let parsed: Vec<Result<QueueMessage, RecordFailure>> =
             event.records.iter().map(parse).collect();
-        let slots: Vec<&Slot> = messages
-            .iter()
-            .filter_map(|message| match message {
-                Ok(QueueMessage::Slot(slot)) => Some(slot),
-                _ => None,
-            })
-            .collect();
-        let (mut slot_results, task_results) = join(
-            start_slots(
-                self.store.as_ref(),
-                self.workflow.as_ref(),
-                self.clock.as_ref(),
-                &self.schedule,
-                &slots,
-            ),
-            join_all(messages.iter().map(|message| self.start_own(message))),
+        let messages: Vec<&QueueMessage> = parsed.iter().filter_map(|m| m.as_ref().ok()).collect();
+        let mut started = start_messages(
+            self.store.as_ref(),
+            self.workflow.as_ref(),
+            self.clock.as_ref(),
+            &self.schedule,
+            &messages,
         )
-        .await;
-        slot_results.reverse();
+        .await
+        .into_iter();
         let mut response = SqsBatchResponse::default();
         let mut counts = StartCounts::default();
-        for (record, own) in event.records.iter().zip(task_results) {
-            let result = own.unwrap_or_else(|| {
-                slot_results
-                    .pop()
-                    .expect("a result for each slot")
-                    .map_err(|_| RecordFailure::StartFailed)
-            });
+        for (record, message) in event.records.iter().zip(&parsed) {
+            let result = message
+                .as_ref()
+                .map_err(|failure| *failure)
+                .and_then(|message| {
+                    let report = started.next().expect("a result for each message");
+                    if let QueueMessage::HandOff(HandOff { task, .. }) | QueueMessage::Task(task) =
+                        message
+                    {
+                        log_start(task, &report);
+                    }
+                    report.map_err(|_| RecordFailure::StartFailed)
+                });
             match result {
                 Ok(report) => counts.add(report),
                 Err(failure) => {
@@ -69,30 +65,6 @@ impl ProcessRecords {
         }
         metrics::starts(&counts).emit(self.clock.now().timestamp_millis());
         response
-    }
-
-    /// Starts a task's own execution; `None` for a slot, which `start_slots` answers.
-    async fn start_own(
-        &self,
-        message: &Result<QueueMessage, RecordFailure>,
-    ) -> Option<Result<StartReport, RecordFailure>> {
-        let (task, previous) = match message {
-            Err(failure) => return Some(Err(*failure)),
-            Ok(QueueMessage::Slot(_)) => return None,
-            Ok(QueueMessage::HandOff(hand_off)) => (&hand_off.task, Some(&hand_off.result)),
-            Ok(QueueMessage::Task(task)) => (task, None),
-        };
-        let report = start_task(
-            self.store.as_ref(),
-            self.workflow.as_ref(),
-            self.clock.as_ref(),
-            &self.schedule,
-            task,
-            previous,
-        )
-        .await;
-        log_start(task, &report);
-        Some(report.map_err(|_| RecordFailure::StartFailed))
     }
 }
 

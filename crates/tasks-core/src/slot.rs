@@ -12,8 +12,8 @@
 
 use crate::dispatch::{send_batch_soon, SEND_BATCH_SIZE};
 use crate::pipeline::{
-    attempt_task, execute_task, record_outcome, AttemptInput, ExecutionReport, Notice, Outcome,
-    StartError, StartReport, StatusUpdate,
+    attempt_task, execute_task, record_outcome, start_task, AttemptInput, ExecutionReport, Notice,
+    Outcome, StartError, StartReport, StatusUpdate,
 };
 use crate::ports::{
     Changes, Clock, DispatchQueue, Execution, StartOutcome, StoreError, TaskStore, Transition,
@@ -24,7 +24,7 @@ use crate::status::{Event, TaskStatus};
 use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput, Task};
 use crate::tries::Tries;
 use chrono::{DateTime, Duration, Utc};
-use futures::future::join_all;
+use futures::future::{join, join_all};
 use futures::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -205,6 +205,42 @@ impl SlotPlanner {
         }
         slots
     }
+}
+
+/// process-sqs-records' step for one batch of messages: its slots together (`start_slots`,
+/// which merges the api's hand-offs of one second), each other message in its task's own
+/// execution (`start_task`). Each message's result, in order.
+pub async fn start_messages(
+    store: &dyn TaskStore,
+    workflow: &dyn Workflow,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    messages: &[&QueueMessage],
+) -> Vec<Result<StartReport, StartError>> {
+    let slots: Vec<&Slot> = messages
+        .iter()
+        .filter_map(|message| match message {
+            QueueMessage::Slot(slot) => Some(slot),
+            _ => None,
+        })
+        .collect();
+    let (slot_results, own_results) = join(
+        start_slots(store, workflow, clock, schedule, &slots),
+        join_all(messages.iter().map(|message| async move {
+            let (task, previous) = match message {
+                QueueMessage::Slot(_) => return None,
+                QueueMessage::HandOff(hand_off) => (&hand_off.task, Some(&hand_off.result)),
+                QueueMessage::Task(task) => (task, None),
+            };
+            Some(start_task(store, workflow, clock, schedule, task, previous).await)
+        })),
+    )
+    .await;
+    let mut slot_results = slot_results.into_iter();
+    own_results
+        .into_iter()
+        .map(|own| own.unwrap_or_else(|| slot_results.next().expect("a result for each slot")))
+        .collect()
 }
 
 /// process-sqs-records' step for the slot messages of one batch; each message's result, in

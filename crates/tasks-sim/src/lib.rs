@@ -18,7 +18,6 @@ pub mod world;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use dynamodb::SimStore;
-use futures::future::{join, join_all};
 use quotas::{Bucket, Quotas};
 use receiver::SimReceivers;
 use sqs::SimQueue;
@@ -27,11 +26,11 @@ use std::sync::{Arc, Mutex};
 use stepfunctions::{Functions, SimStepFunctions};
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
 use tasks_core::dispatch::{run_cron, CronSummary};
-use tasks_core::pipeline::{start_task, StartReport};
+use tasks_core::pipeline::StartReport;
 use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Ports};
-use tasks_core::slot::start_slots;
+use tasks_core::slot::start_messages;
 use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
-use tasks_core::{Clock, QueueMessage, Schedule, Slot, TaskStatus};
+use tasks_core::{Clock, QueueMessage, Schedule, TaskStatus};
 use usage::{Function, Usage};
 pub use world::Faults;
 use world::World;
@@ -844,47 +843,15 @@ async fn poll(pipeline: Arc<Pipeline>) {
         if world.fault("lambda.service_error", faults.lambda_service_error) {
             continue;
         }
-        let slots: Vec<&Slot> = batch
-            .iter()
-            .filter_map(|message| match &message.body {
-                QueueMessage::Slot(slot) => Some(slot),
-                _ => None,
-            })
-            .collect();
-        let (mut slot_results, own_results) = join(
-            start_slots(
-                store.as_ref(),
-                workflow.as_ref(),
-                &world.clock,
-                schedule,
-                &slots,
-            ),
-            join_all(batch.iter().map(|message| async {
-                let (task, report) = match &message.body {
-                    QueueMessage::Slot(_) => return None,
-                    QueueMessage::HandOff(hand_off) => (&hand_off.task, Some(&hand_off.result)),
-                    QueueMessage::Task(task) => (task, None),
-                };
-                let clock = &world.clock;
-                Some(
-                    start_task(
-                        store.as_ref(),
-                        workflow.as_ref(),
-                        clock,
-                        schedule,
-                        task,
-                        report,
-                    )
-                    .await,
-                )
-            })),
+        let messages: Vec<&QueueMessage> = batch.iter().map(|message| &message.body).collect();
+        let results = start_messages(
+            store.as_ref(),
+            workflow.as_ref(),
+            &world.clock,
+            schedule,
+            &messages,
         )
         .await;
-        slot_results.reverse();
-        let results: Vec<_> = own_results
-            .into_iter()
-            .map(|own| own.unwrap_or_else(|| slot_results.pop().expect("a result for each slot")))
-            .collect();
         if world.fault("lambda.crash_after", faults.lambda_crash_after) {
             continue;
         }
