@@ -7,7 +7,7 @@ use crate::ports::{
 };
 use crate::recovery::{recover_ended_execution, resend_or_give_up, transition_read_task, Recovery};
 use crate::schedule::Schedule;
-use crate::slot::{QueueMessage, Slot, SlotPlanner};
+use crate::slot::{in_time_order, QueueMessage, Slot, SlotPlanner};
 use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
 use crate::tries::Tries;
@@ -175,7 +175,7 @@ pub async fn dispatch(
     let messages: Vec<(QueueMessage, Vec<Task>)> = slots
         .into_values()
         .map(|(mut slot, mut claimed)| {
-            claimed.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+            in_time_order(&mut claimed);
             slot.tasks = claimed.iter().map(DispatchMessage::from).collect();
             (QueueMessage::Slot(slot), claimed)
         })

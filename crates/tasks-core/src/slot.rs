@@ -182,20 +182,18 @@ impl SlotPlanner {
         }
         let mut slots = Vec::new();
         for (second, mut tasks) in seconds {
-            tasks.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+            in_time_order(&mut tasks);
             for chunk in tasks.chunks(SLOT_SIZE) {
                 let placed = self.placed.entry(second).or_default();
                 let index = placed.div_ceil(SLOT_SIZE);
                 *placed += chunk.len();
                 let ahead = begin_time(*placed).min(MAX_PREPARE);
-                let mut digest = fnv::FnvHasher::default();
-                digest.write_i64(self.now.timestamp_nanos_opt().unwrap_or_default());
-                for task in chunk {
-                    digest.write(task.id.as_bytes());
-                    digest.write_u32(task.series);
-                }
+                let digest = digest_of(
+                    Some(self.now.timestamp_nanos_opt().unwrap_or_default()),
+                    chunk.iter().map(|task| (task.id.as_str(), task.series)),
+                );
                 let slot = Slot {
-                    name: format!("slot-{second}-{index}-{:016x}", digest.finish()),
+                    name: format!("slot-{second}-{index}-{digest:016x}"),
                     wake_at: self.schedule.wake_at(chunk[0].timestamp) - ahead,
                     tasks: Vec::new(),
                     held: self.held,
@@ -205,6 +203,42 @@ impl SlotPlanner {
         }
         slots
     }
+}
+
+/// A task as a slot holds it: due at a time, named by its id.
+pub(crate) trait Due {
+    fn due(&self) -> (DateTime<Utc>, &str);
+}
+
+impl Due for Task {
+    fn due(&self) -> (DateTime<Utc>, &str) {
+        (self.timestamp, &self.id)
+    }
+}
+
+impl Due for DispatchMessage {
+    fn due(&self) -> (DateTime<Utc>, &str) {
+        (self.timestamp, &self.id)
+    }
+}
+
+/// The order of a slot's tasks: by time, then id.
+pub(crate) fn in_time_order<T: Due>(tasks: &mut [T]) {
+    tasks.sort_by(|a, b| a.due().cmp(&b.due()));
+}
+
+/// The digest in a slot's name: its tasks (id and series), after the planning run's clock when
+/// there is one, so that concurrent runs name their slots apart.
+fn digest_of<'a>(run: Option<i64>, tasks: impl Iterator<Item = (&'a str, u32)>) -> u64 {
+    let mut digest = fnv::FnvHasher::default();
+    if let Some(nanos) = run {
+        digest.write_i64(nanos);
+    }
+    for (id, series) in tasks {
+        digest.write(id.as_bytes());
+        digest.write_u32(series);
+    }
+    digest.finish()
 }
 
 /// process-sqs-records' step for one batch of messages: its slots together (`start_slots`,
@@ -280,16 +314,15 @@ pub async fn start_slots(
                 .iter()
                 .map(|index| slots[*index].tasks[0].clone())
                 .collect();
-            tasks.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
+            in_time_order(&mut tasks);
             // A message delivered twice in one batch is one task.
             tasks.dedup_by(|a, b| a.id == b.id);
-            let mut digest = fnv::FnvHasher::default();
-            for task in &tasks {
-                digest.write(task.id.as_bytes());
-                digest.write_u32(task.series);
-            }
+            let digest = digest_of(
+                None,
+                tasks.iter().map(|task| (task.id.as_str(), task.series)),
+            );
             let merged = Slot {
-                name: format!("slot-{second}-m-{:016x}", digest.finish()),
+                name: format!("slot-{second}-m-{digest:016x}"),
                 wake_at: schedule.wake_at(tasks[0].timestamp) - begin_time(tasks.len()),
                 tasks,
                 held: false,
