@@ -1,11 +1,10 @@
 //! What the API does to tasks: create (with the hand-off of tasks already due) and cancel.
 
-use crate::dispatch::dispatch;
+use crate::dispatch::hand_off_if_due;
 use crate::new_task::{NewTask, ValidationError};
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
-use crate::slot::SlotPlanner;
-use crate::status::{Event, TaskStatus};
+use crate::status::Event;
 use crate::task::Task;
 use uuid::Uuid;
 
@@ -70,20 +69,8 @@ pub async fn create_task(
     };
     // A replay is handed off too: the first request may have stored the task and failed before
     // its hand-off, and a task due now must not wait for the cron.
-    if task.task_status != TaskStatus::Scheduled || !schedule.hands_off_at_once(task.timestamp, now)
-    {
-        return Ok(Created { task, replayed });
-    }
-    let (_, mut dispatched) = dispatch(
-        store,
-        queue,
-        clock,
-        &mut SlotPlanner::for_hand_off(schedule, now),
-        vec![task.clone()],
-    )
-    .await;
     Ok(Created {
-        task: dispatched.pop().unwrap_or(task),
+        task: hand_off_if_due(store, queue, clock, schedule, now, task).await,
         replayed,
     })
 }

@@ -11,6 +11,7 @@ use crate::slot::{in_time_order, QueueMessage, Slot, SlotPlanner};
 use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
 use crate::tries::Tries;
+use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -186,6 +187,27 @@ pub async fn dispatch(
     summary.errors += claimed_count - sent.len();
     summary.dispatched = sent.len();
     (summary, sent)
+}
+
+/// The api's hand-off of a task it created or changed: a SCHEDULED task due before the next cron
+/// run could claim it in time (`Schedule::hands_off_at_once`) is claimed and sent at once, in a
+/// slot of its own held to be merged (`SlotPlanner::for_hand_off`). Returns the task as it now
+/// stands: QUEUED, or as it was when it is not due yet or the hand-off failed (the cron claims it).
+pub async fn hand_off_if_due(
+    store: &dyn TaskStore,
+    queue: &dyn DispatchQueue,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    task: Task,
+) -> Task {
+    if task.task_status != TaskStatus::Scheduled || !schedule.hands_off_at_once(task.timestamp, now)
+    {
+        return task;
+    }
+    let planner = &mut SlotPlanner::for_hand_off(schedule, now);
+    let (_, mut dispatched) = dispatch(store, queue, clock, planner, vec![task.clone()]).await;
+    dispatched.pop().unwrap_or(task)
 }
 
 /// One try of a claim. A claim whose answer was an error may have been applied (its answer

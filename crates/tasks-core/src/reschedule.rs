@@ -3,11 +3,10 @@
 //! so an execution started for the old values can never begin an attempt; the old execution is
 //! then stopped as a courtesy, and a task now due is handed off at once, as a new one would be.
 
-use crate::dispatch::dispatch;
+use crate::dispatch::hand_off_if_due;
 use crate::new_task::ValidationError;
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
-use crate::slot::SlotPlanner;
 use crate::status::{Event, TaskStatus};
 use crate::task::{execution_name, rfc3339_millis, Task, ATTEMPT_HISTORY_KEPT_ON_RETRY};
 use crate::task_patch::TaskPatch;
@@ -110,26 +109,19 @@ fn refused(event: Event, task: Task) -> ChangeError {
     }
 }
 
-/// Hands the task off if its new time is within the lead time, then stops the execution of the
-/// series the task left (it can no longer deliver, but it would wait idle until the old time):
-/// a task run now does not wait for the stop.
+/// Hands the task off if its new time has come near (`hand_off_if_due`), then stops the
+/// execution of the series the task left (it can no longer deliver, but it would wait idle until
+/// the old time): a task run now does not wait for the stop.
 async fn after_change(ports: &Ports<'_>, before: &Task, changed: Task) -> Task {
-    let changed = if ports
-        .schedule
-        .hands_off_at_once(changed.timestamp, ports.clock.now())
-    {
-        let (_, mut dispatched) = dispatch(
-            ports.store,
-            ports.queue,
-            ports.clock,
-            &mut SlotPlanner::for_hand_off(ports.schedule, ports.clock.now()),
-            vec![changed.clone()],
-        )
-        .await;
-        dispatched.pop().unwrap_or(changed)
-    } else {
-        changed
-    };
+    let changed = hand_off_if_due(
+        ports.store,
+        ports.queue,
+        ports.clock,
+        ports.schedule,
+        ports.clock.now(),
+        changed,
+    )
+    .await;
     if matches!(
         before.task_status,
         TaskStatus::Queued | TaskStatus::InProgress
