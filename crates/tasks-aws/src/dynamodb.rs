@@ -3,6 +3,7 @@
 use crate::error_message;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::RequestId;
 use aws_sdk_dynamodb::types::{
@@ -16,8 +17,8 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use tasks_core::task::rfc3339_millis;
 use tasks_core::{
-    status_shard, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition,
-    STATUS_SHARDS,
+    settle_create, status_shard, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore,
+    Transition, STATUS_SHARDS,
 };
 
 /// The GSI that lists tasks by status, ordered by `startExecutionAt`. It is keyed by
@@ -197,18 +198,20 @@ impl TaskStore for DynamoDbStore {
             .set_item(Some(task_to_item(task)?))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", "id")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::AlreadyExists(task.id.clone()))
-            }
-            Err(error) => Err(unavailable(error)),
+            Err(error) => match error.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item() {
+                        Some(item) => settle_create(task, &item_to_task(item.clone())?),
+                        None => Err(StoreError::AlreadyExists(task.id.clone())),
+                    }
+                }
+                _ => Err(unavailable(error)),
+            },
         }
     }
 
@@ -350,9 +353,7 @@ impl TaskStore for DynamoDbStore {
                     error.as_service_error()
                 {
                     return match failed.item() {
-                        Some(item) => Err(StoreError::Conflict {
-                            current: Box::new(item_to_task(item.clone())?),
-                        }),
+                        Some(item) => change.settle(item_to_task(item.clone())?),
                         None => Err(StoreError::NotFound(id.to_string())),
                     };
                 }
@@ -388,7 +389,9 @@ impl Update {
             (":to".to_string(), s(change.event.to().to_string())),
             (":shard".to_string(), s(change.event.to().shard_key(id))),
             (":at".to_string(), s(rfc3339_millis::format(&change.at))),
+            (":writeToken".to_string(), s(change.write_token.clone())),
         ]);
+        names.insert("#writeToken".into(), "writeToken".into());
 
         let from: Vec<String> = change
             .event
@@ -401,7 +404,12 @@ impl Update {
                 placeholder
             })
             .collect();
-        let mut condition = format!("attribute_exists(#id) AND #status IN ({})", from.join(", "));
+        // A retry of this very write (the SDK's, after a lost answer) never applies twice.
+        let mut condition = format!(
+            "attribute_exists(#id) AND #status IN ({}) \
+             AND (attribute_not_exists(#writeToken) OR #writeToken <> :writeToken)",
+            from.join(", ")
+        );
         if change.event.requires_no_attempt_in_series() {
             // An item without `attempts` reads as 0 attempts (the field's serde default); one
             // with attempts has `attemptSeries`, and one without `series` is in series 0, which
@@ -440,7 +448,9 @@ impl Update {
             values.insert(":expected".into(), s(rfc3339_millis::format(&expected)));
         }
 
-        let mut update = "SET #status = :to, #shard = :shard, #updated = :at".to_string();
+        let mut update =
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken"
+                .to_string();
         let mut set = |name: &str, attribute: &str, placeholder: &str, value: AttributeValue| {
             update.push_str(&format!(", {name} = {placeholder}"));
             names.insert(name.into(), attribute.into());
@@ -789,12 +799,13 @@ mod tests {
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1, :from2) \
+             AND (attribute_not_exists(#writeToken) OR #writeToken <> :writeToken) \
              AND (attribute_not_exists(#attempts) OR #attempts = :zero \
              OR #attemptSeries <> #series) AND #updated = :expected"
         );
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at"
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken"
         );
         assert_eq!(update.values[":to"], AttributeValue::S("CANCELLED".into()));
         assert_eq!(
@@ -814,13 +825,13 @@ mod tests {
         let update = Update::from_transition("a", &change).unwrap();
         assert_eq!(
             update.condition,
-            "attribute_exists(#id) AND #status IN (:from0, :from1) AND #series = :series \
+            "attribute_exists(#id) AND #status IN (:from0, :from1) AND (attribute_not_exists(#writeToken) OR #writeToken <> :writeToken) AND #series = :series \
              AND #attempts = :attempts"
         );
         assert_eq!(update.values[":attempts"], AttributeValue::N("2".into()));
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at, #lastError = :lastError, \
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, #lastError = :lastError, \
              #executedAt = :executedAt, #latenessMs = :latenessMs, \
              #attemptSeries = if_not_exists(#series, :zero) ADD #attempts :one"
         );
@@ -848,7 +859,7 @@ mod tests {
         let update = Update::from_transition("a", &change).unwrap();
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at, #timestamp = :timestamp, \
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, #timestamp = :timestamp, \
              #startExecutionAt = :startExecutionAt, #webhook = :webhook, \
              #redispatches = :noRedispatches REMOVE #payload, #slot ADD #series :one"
         );
@@ -870,11 +881,12 @@ mod tests {
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1) \
+             AND (attribute_not_exists(#writeToken) OR #writeToken <> :writeToken) \
              AND (attribute_not_exists(#series) OR #series = :series) AND #updated = :expected"
         );
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at REMOVE #slot \
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken REMOVE #slot \
              ADD #series :one, #redispatches :one"
         );
     }

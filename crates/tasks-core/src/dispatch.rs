@@ -138,7 +138,7 @@ pub async fn dispatch(
             let result = CLAIM_TRIES
                 .run(
                     &format!("claim of {}", task.id),
-                    |tries| claim(store, &task.id, &slot, &change, tries),
+                    |_| claim(store, &task.id, &change),
                     |error| matches!(error, StoreError::Unavailable { .. }),
                 )
                 .await;
@@ -211,28 +211,18 @@ pub async fn hand_off_if_due(
 }
 
 /// One try of a claim. A claim whose answer was an error may have been applied (its answer
-/// lost): the task, read again, says. A claim found applied goes into its slot like any other;
-/// one not applied (or not readable) keeps the error, and is tried again. A try after the first
-/// that finds the task already in its slot finds an earlier try applied.
-async fn claim(
-    store: &dyn TaskStore,
-    id: &str,
-    slot: &Slot,
-    change: &Transition,
-    tries: u32,
-) -> Result<Task, StoreError> {
-    let in_slot = |task: &Task| {
-        task.task_status == TaskStatus::Queued && task.slot.as_deref() == Some(slot.name.as_str())
-    };
+/// lost): the task, read again, says. A claim found applied (the task carries its write) goes
+/// into its slot like any other; one not applied (or not readable) keeps the error, and is tried
+/// again with the same write, which the store settles as ours if an earlier try was applied.
+async fn claim(store: &dyn TaskStore, id: &str, change: &Transition) -> Result<Task, StoreError> {
     match store.transition(id, change).await {
         Err(StoreError::Unavailable { .. }) => match store.get(id).await? {
-            Some(task) if in_slot(&task) => Ok(task),
+            Some(task) if change.wrote(&task) => Ok(task),
             _ => Err(StoreError::Unavailable {
                 message: "the claim failed".into(),
                 request_id: None,
             }),
         },
-        Err(StoreError::Conflict { current }) if tries > 1 && in_slot(&current) => Ok(*current),
         result => result,
     }
 }

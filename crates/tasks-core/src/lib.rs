@@ -17,9 +17,9 @@ mod tries;
 
 pub use new_task::{NewTask, ValidationError};
 pub use ports::{
-    Changes, Clock, DeliveryError, DispatchQueue, Execution, ExecutionState, Page, QueueError,
-    StartOutcome, StatusQuery, StoreError, SystemClock, TaskStore, Transition, WebhookCall,
-    WebhookResponse, WebhookSender, Workflow, WorkflowError,
+    settle_create, Changes, Clock, DeliveryError, DispatchQueue, Execution, ExecutionState, Page,
+    QueueError, StartOutcome, StatusQuery, StoreError, SystemClock, TaskStore, Transition,
+    WebhookCall, WebhookResponse, WebhookSender, Workflow, WorkflowError,
 };
 pub use schedule::Schedule;
 pub use slot::{QueueMessage, Slot};

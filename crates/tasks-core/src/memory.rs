@@ -3,8 +3,8 @@
 
 use crate::pipeline::AttemptInput;
 use crate::ports::{
-    Clock, DispatchQueue, Execution, ExecutionState, Page, QueueError, StartOutcome, StatusQuery,
-    StoreError, TaskStore, Transition, Workflow, WorkflowError,
+    settle_create, Clock, DispatchQueue, Execution, ExecutionState, Page, QueueError, StartOutcome,
+    StatusQuery, StoreError, TaskStore, Transition, Workflow, WorkflowError,
 };
 use crate::slot::{QueueMessage, Slot};
 use crate::task::{DispatchMessage, ExecutionInput, Task};
@@ -19,13 +19,27 @@ pub struct MemoryStore {
     tasks: Mutex<BTreeMap<String, Task>>,
     unavailable: Mutex<bool>,
     failing_transitions: Mutex<FailingCalls>,
+    failing_creates: Mutex<FailingCalls>,
 }
 
-/// Calls that fail before they succeed again, and whether each is applied first (its answer lost).
+/// Writes that fail before they succeed again, and how.
 #[derive(Debug, Default)]
 struct FailingCalls {
     count: usize,
-    applied: bool,
+    how: LostAnswer,
+}
+
+/// How a write whose answer is lost ends, as the AWS SDK's standard retry mode ends it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum LostAnswer {
+    /// Refused before it was applied, on every try: the caller sees the error.
+    #[default]
+    NotApplied,
+    /// Applied, and every answer lost: the caller sees an error for a write that happened.
+    AppliedUnanswered,
+    /// Applied, its answer lost, and the SDK's retry answered: the retry's condition fails on
+    /// the item the first try wrote, and the store settles it as the writer's own write.
+    AppliedRetried,
 }
 
 impl MemoryStore {
@@ -40,7 +54,22 @@ impl MemoryStore {
     /// The next `count` transitions fail as unavailable; each is applied first (its answer lost)
     /// if `applied`, and leaves the task as it was if not.
     pub fn fail_transitions(&self, count: usize, applied: bool) {
-        *self.failing_transitions.lock().unwrap() = FailingCalls { count, applied };
+        let how = if applied {
+            LostAnswer::AppliedUnanswered
+        } else {
+            LostAnswer::NotApplied
+        };
+        self.lose_transition_answers(count, how);
+    }
+
+    /// The answers of the next `count` transitions are lost, each ending as `how` says.
+    pub fn lose_transition_answers(&self, count: usize, how: LostAnswer) {
+        *self.failing_transitions.lock().unwrap() = FailingCalls { count, how };
+    }
+
+    /// The answers of the next `count` creates are lost, each ending as `how` says.
+    pub fn lose_create_answers(&self, count: usize, how: LostAnswer) {
+        *self.failing_creates.lock().unwrap() = FailingCalls { count, how };
     }
 
     pub fn tasks(&self) -> Vec<Task> {
@@ -60,6 +89,42 @@ impl MemoryStore {
     }
 }
 
+impl FailingCalls {
+    /// How the next call's answer is lost, if it is.
+    fn next(&mut self) -> Option<LostAnswer> {
+        (self.count > 0).then(|| {
+            self.count -= 1;
+            self.how
+        })
+    }
+}
+
+/// One conditional write as the table applies it: the condition, then the change.
+fn write(
+    tasks: &mut BTreeMap<String, Task>,
+    id: &str,
+    change: &Transition,
+) -> Result<Task, StoreError> {
+    let current = tasks
+        .get(id)
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    if !change.applies_to(current) {
+        return change.settle(current.clone());
+    }
+    let next = change.apply(current);
+    tasks.insert(id.to_string(), next.clone());
+    Ok(next)
+}
+
+/// One conditional put as the table applies it.
+fn put_new(tasks: &mut BTreeMap<String, Task>, task: &Task) -> Result<(), StoreError> {
+    if let Some(found) = tasks.get(&task.id) {
+        return settle_create(task, found);
+    }
+    tasks.insert(task.id.clone(), task.clone());
+    Ok(())
+}
+
 fn injected() -> StoreError {
     StoreError::Unavailable {
         message: "injected failure".into(),
@@ -72,11 +137,18 @@ impl TaskStore for MemoryStore {
     async fn create(&self, task: &Task) -> Result<(), StoreError> {
         self.check()?;
         let mut tasks = self.tasks.lock().unwrap();
-        if tasks.contains_key(&task.id) {
-            return Err(StoreError::AlreadyExists(task.id.clone()));
+        match self.failing_creates.lock().unwrap().next() {
+            None => put_new(&mut tasks, task),
+            Some(LostAnswer::NotApplied) => Err(injected()),
+            Some(LostAnswer::AppliedUnanswered) => {
+                put_new(&mut tasks, task)?;
+                Err(injected())
+            }
+            Some(LostAnswer::AppliedRetried) => {
+                put_new(&mut tasks, task)?;
+                put_new(&mut tasks, task)
+            }
         }
-        tasks.insert(task.id.clone(), task.clone());
-        Ok(())
     }
 
     async fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
@@ -150,25 +222,18 @@ impl TaskStore for MemoryStore {
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
         self.check()?;
         let mut tasks = self.tasks.lock().unwrap();
-        let current = tasks
-            .get(id)
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        if !change.applies_to(current) {
-            return Err(StoreError::Conflict {
-                current: Box::new(current.clone()),
-            });
-        }
-        let next = change.apply(current);
-        let mut failing = self.failing_transitions.lock().unwrap();
-        if failing.count > 0 {
-            failing.count -= 1;
-            if failing.applied {
-                tasks.insert(id.to_string(), next);
+        match self.failing_transitions.lock().unwrap().next() {
+            None => write(&mut tasks, id, change),
+            Some(LostAnswer::NotApplied) => Err(injected()),
+            Some(LostAnswer::AppliedUnanswered) => {
+                write(&mut tasks, id, change)?;
+                Err(injected())
             }
-            return Err(injected());
+            Some(LostAnswer::AppliedRetried) => {
+                write(&mut tasks, id, change)?;
+                write(&mut tasks, id, change)
+            }
         }
-        tasks.insert(id.to_string(), next.clone());
-        Ok(next)
     }
 }
 

@@ -68,6 +68,11 @@ pub struct Transition {
     pub executed_at: Option<DateTime<Utc>>,
     pub lateness_ms: Option<i64>,
     pub changes: Changes,
+    /// Written on the item with the change ([`Task::write_token`]), and required to differ from
+    /// the item's: a repeat of an applied write never applies twice, and its failed condition
+    /// shows the writer its own write ([`Transition::settle`]). Keep the same transition (and
+    /// so the same token) for every try of one change.
+    pub write_token: String,
 }
 
 impl Transition {
@@ -82,6 +87,7 @@ impl Transition {
             executed_at: None,
             lateness_ms: None,
             changes: Changes::default(),
+            write_token: crate::task::new_write_token(),
         }
     }
 
@@ -139,6 +145,25 @@ impl Transition {
             && self
                 .expected_last_updated_at
                 .is_none_or(|at| at == task.last_updated_at)
+            && !self.wrote(task)
+    }
+
+    /// Whether `task` is as this change left it: its last write was this one.
+    pub fn wrote(&self, task: &Task) -> bool {
+        task.write_token.as_deref() == Some(self.write_token.as_str())
+    }
+
+    /// What a write whose condition failed returns, in every adapter: the item it failed on is
+    /// the writer's own write when the write was applied before (the SDK retried it after its
+    /// answer was lost), and the change succeeded; otherwise another writer came first.
+    pub fn settle(&self, current: Task) -> Result<Task, StoreError> {
+        if self.wrote(&current) {
+            Ok(current)
+        } else {
+            Err(StoreError::Conflict {
+                current: Box::new(current),
+            })
+        }
     }
 
     /// What the change does to the task's `slot`: set by a claim, removed whenever the task goes
@@ -156,6 +181,7 @@ impl Transition {
         let mut next = task.clone();
         next.task_status = self.event.to();
         next.last_updated_at = self.at;
+        next.write_token = Some(self.write_token.clone());
         if self.increments_attempts() {
             next.attempts += 1;
             next.attempt_series = next.series;
@@ -252,13 +278,27 @@ pub struct Page {
     pub undecodable: Vec<String>,
 }
 
+/// What a create whose id was taken returns, in every adapter: the item found is the task's own
+/// create when it carries the task's write token (the SDK retried a create whose answer was
+/// lost), and the create succeeded; otherwise the id belongs to another task.
+pub fn settle_create(task: &Task, found: &Task) -> Result<(), StoreError> {
+    if task.write_token.is_some() && found.write_token == task.write_token {
+        Ok(())
+    } else {
+        Err(StoreError::AlreadyExists(task.id.clone()))
+    }
+}
+
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    /// Stores a new task; `AlreadyExists` if its id is taken.
+    /// Stores a new task; `AlreadyExists` if its id is taken by another task. A task found
+    /// stored by this very create (its answer lost and the write retried) is a success.
     async fn create(&self, task: &Task) -> Result<(), StoreError>;
     async fn get(&self, id: &str) -> Result<Option<Task>, StoreError>;
     async fn query(&self, query: &StatusQuery) -> Result<Page, StoreError>;
-    /// Applies a conditional change and returns the task as it now is.
+    /// Applies a conditional change and returns the task as it now is. A change found already
+    /// applied by this same transition (its answer lost and the write retried) is a success
+    /// ([`Transition::settle`]).
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError>;
 
     /// How many tasks of `status` have `startExecutionAt` within `from..=to`. Reads them page by

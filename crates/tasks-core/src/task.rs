@@ -137,6 +137,12 @@ pub struct Task {
     /// back to waiting. A task handed off by its slot runs on in its own execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
+    /// The token of the write that made the item what it is (a create's or a transition's). The
+    /// AWS SDK retries a write whose answer was lost; when the first try was applied, the retry
+    /// fails its condition, and this token in the item it gets back tells the writer that the
+    /// write it sees is its own ([`crate::ports::Transition::settle`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_token: Option<String>,
 }
 
 impl Task {
@@ -169,6 +175,7 @@ impl Task {
             idempotency_key: None,
             request_digest: None,
             slot: None,
+            write_token: Some(new_write_token()),
         }
     }
 
@@ -191,6 +198,11 @@ impl Task {
     pub fn time_left_seconds(&self, now: DateTime<Utc>) -> i64 {
         (self.timestamp - now).num_seconds().max(0)
     }
+}
+
+/// A token no other write of any task uses.
+pub fn new_write_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// A retry keeps this many of the attempts already recorded; each series adds at most

@@ -164,7 +164,8 @@ async fn optional_fields_that_are_absent_are_not_stored() {
             "startExecutionAt",
             "statusShard",
             "taskStatus",
-            "timestamp"
+            "timestamp",
+            "writeToken"
         ]
     );
 }
@@ -420,13 +421,15 @@ async fn a_task_goes_through_its_lifecycle() {
         (started.task_status, started.attempts),
         (TaskStatus::InProgress, 0)
     );
-    let attempt = step(Event::BeginAttempt, 120)
-        .if_attempts(0)
-        .executed(at(120) + Duration::milliseconds(12), 12);
-    let first = store.transition("t", &attempt).await.unwrap();
+    let attempt = || {
+        step(Event::BeginAttempt, 120)
+            .if_attempts(0)
+            .executed(at(120) + Duration::milliseconds(12), 12)
+    };
+    let first = store.transition("t", &attempt()).await.unwrap();
     assert_eq!(first.attempts, 1);
     // The same attempt begun again (a second execution of the series) loses.
-    let repeated = store.transition("t", &attempt).await;
+    let repeated = store.transition("t", &attempt()).await;
     assert!(
         matches!(repeated, Err(StoreError::Conflict { .. })),
         "{repeated:?}"
@@ -635,9 +638,16 @@ async fn racing_conditional_claims_of_one_task_let_exactly_one_win() {
         .create(&task("contested", TaskStatus::Scheduled, 1))
         .await
         .unwrap();
-    let claim = Transition::new(Event::Claim, Utc::now());
-    let results =
-        futures::future::join_all((0..16).map(|_| store.transition("contested", &claim))).await;
+    // Sixteen writers, each with its own claim (and so its own write token).
+    let claims: Vec<Transition> = (0..16)
+        .map(|_| Transition::new(Event::Claim, Utc::now()))
+        .collect();
+    let results = futures::future::join_all(
+        claims
+            .iter()
+            .map(|claim| store.transition("contested", claim)),
+    )
+    .await;
     let winners = results.iter().filter(|result| result.is_ok()).count();
     let conflicts = results
         .iter()

@@ -2,6 +2,7 @@
 
 mod commands;
 mod dispatch;
+mod own_writes;
 mod pipeline;
 mod reschedule;
 mod slot;

@@ -285,11 +285,13 @@ async fn of_two_runs_that_read_the_same_attempts_one_begins_an_attempt() {
     let store = MemoryStore::new();
     store.put(due_soon("a", 0, TaskStatus::InProgress));
     // Both runs read 0 attempts, then begin: the second write's condition no longer holds.
-    let begin = Transition::new(Event::BeginAttempt, Utc::now())
-        .in_series(0)
-        .if_attempts(0);
-    assert_eq!(store.transition("a", &begin).await.unwrap().attempts, 1);
-    let second = store.transition("a", &begin).await;
+    let begin = || {
+        Transition::new(Event::BeginAttempt, Utc::now())
+            .in_series(0)
+            .if_attempts(0)
+    };
+    assert_eq!(store.transition("a", &begin()).await.unwrap().attempts, 1);
+    let second = store.transition("a", &begin()).await;
     assert!(
         matches!(second, Err(StoreError::Conflict { .. })),
         "{second:?}"
