@@ -4,6 +4,8 @@
 
 pub mod bootstrap;
 pub mod dynamodb;
+#[cfg(feature = "testing")]
+pub mod fault_proxy;
 pub mod reshard;
 pub mod sqs;
 pub mod stepfunctions;

@@ -1,6 +1,7 @@
 //! Test fixtures: uniquely named resources on the shared local emulator, so integration tests
 //! in any crate can run in parallel against one emulator process.
 
+use crate::fault_proxy::FaultProxy;
 use crate::{bootstrap, DynamoDbStore, SqsQueue, StepFunctionsWorkflow};
 use aws_config::SdkConfig;
 use tasks_core::{DispatchMessage, QueueMessage};
@@ -38,6 +39,23 @@ impl Resources {
             table_name,
             queue_url: queue.queue_url().to_string(),
         }
+    }
+
+    /// The same resources reached through a new [`FaultProxy`] in front of the emulator: the
+    /// clients of the copy meet the faults the proxy is told to inject.
+    pub async fn behind_fault_proxy(&self) -> (Resources, FaultProxy) {
+        let emulator = local_emulator::shared_endpoint()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let proxy = FaultProxy::start(emulator)
+            .await
+            .unwrap_or_else(|error| panic!("could not start the fault proxy: {error}"));
+        let resources = Resources {
+            config: crate::emulator_config(proxy.endpoint()).await,
+            table_name: self.table_name.clone(),
+            queue_url: self.queue_url.clone(),
+        };
+        (resources, proxy)
     }
 
     pub fn store(&self) -> DynamoDbStore {

@@ -6,7 +6,10 @@
 //! - a global secondary index is eventually consistent: a query sees each item as it was up to
 //!   `index_lag_ms` ago (an old status, or not yet there), and a filter is applied after the limit;
 //! - a call may fail (throttled, 500) after the SDK's retries, and a write may be applied while its
-//!   response is lost: the caller sees an error for a write that happened (an ambiguous outcome).
+//!   response is lost. The SDK then retries it: the retry's condition fails on the item the first
+//!   try wrote (a create's retry finds the id taken), and what the adapter makes of that failure
+//!   ([`tasks_core::Transition::settle`], [`tasks_core::settle_create`]) is what the caller gets;
+//!   when every retry's answer is lost too, the caller sees an error for a write that happened.
 //!
 //! Items that are not valid tasks can sit in the index (an item of another shape); a query
 //! reports their ids instead of failing.
@@ -18,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use tasks_core::{
-    Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition, STATUS_SHARDS,
+    settle_create, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Transition,
+    STATUS_SHARDS,
 };
 
 /// One index entry as a query sees it: a task, or an item that is not a valid task.
@@ -159,6 +163,12 @@ impl SimStore {
         );
     }
 
+    /// Stores a task as it is, bypassing every rule and fault (test set-up).
+    pub fn put(&self, task: Task) {
+        let mut tables = self.tables.lock().unwrap();
+        self.write(&mut tables, task);
+    }
+
     /// Every task as the table holds it (for the invariants, not through a fault).
     pub fn tasks(&self) -> Vec<Task> {
         self.tables
@@ -195,15 +205,81 @@ impl SimStore {
         tables.items.insert(task.id.clone(), task);
     }
 
-    fn ambiguous(&self) -> Result<(), StoreError> {
+    /// Whether a write's answer is lost, and how the SDK's retries end.
+    fn lost_answer(&self) -> Option<LostAnswer> {
+        let faults = self.world.faults;
         if self
             .world
-            .fault("dynamodb.ambiguous", self.world.faults.store_ambiguous)
+            .fault("dynamodb.ambiguous", faults.store_ambiguous)
         {
-            return Err(unavailable("the response was lost"));
+            Some(LostAnswer::Retried)
+        } else if self
+            .world
+            .fault("dynamodb.unanswered", faults.store_unanswered)
+        {
+            Some(LostAnswer::Unanswered)
+        } else {
+            None
         }
+    }
+
+    /// The SDK's retry of a write whose answer was lost, after its backoff: the same request
+    /// again, answered.
+    async fn sdk_retry(&self, api: &'static str) {
+        self.world.sdk_backoff().await;
+        self.world.call(api);
+        self.world.latency(2, 8).await;
+    }
+
+    /// A conditional put: a taken id is settled as the adapter settles it (the task's own
+    /// create, or another task's).
+    fn put_new(&self, task: &Task) -> Result<(), StoreError> {
+        {
+            let mut tables = self.tables.lock().unwrap();
+            if let Some(found) = tables.items.get(&task.id) {
+                return settle_create(task, found);
+            }
+            self.write(&mut tables, task.clone());
+        }
+        self.world.record(&task.id, "created");
         Ok(())
     }
+
+    /// A conditional update: a failed condition is settled as the adapter settles it (the
+    /// writer's own earlier write, or another writer's).
+    fn update(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
+        let next = {
+            let mut tables = self.tables.lock().unwrap();
+            let current = tables
+                .items
+                .get(id)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            if !change.applies_to(&current) {
+                return change.settle(current);
+            }
+            let next = change.apply(&current);
+            self.write(&mut tables, next.clone());
+            next
+        };
+        self.world.record(
+            id,
+            format!(
+                "{:?} -> {} series {} attempts {}",
+                change.event, next.task_status, next.series, next.attempts
+            ),
+        );
+        Ok(next)
+    }
+}
+
+/// How a write whose answer was lost ends (the write was applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LostAnswer {
+    /// The SDK's retry was answered: its condition failed on the item the first try wrote.
+    Retried,
+    /// Every retry's answer was lost too: the caller sees an error.
+    Unanswered,
 }
 
 impl Tables {
@@ -287,15 +363,15 @@ impl TaskStore for SimStore {
             index: vec![(task.task_status.shard_key(&task.id), units)],
         })
         .await?;
-        {
-            let mut tables = self.tables.lock().unwrap();
-            if tables.items.contains_key(&task.id) {
-                return Err(StoreError::AlreadyExists(task.id.clone()));
+        self.put_new(task)?;
+        match self.lost_answer() {
+            None => Ok(()),
+            Some(LostAnswer::Unanswered) => Err(unavailable("the response was lost")),
+            Some(LostAnswer::Retried) => {
+                self.sdk_retry("dynamodb.PutItem").await;
+                self.put_new(task)
             }
-            self.write(&mut tables, task.clone());
         }
-        self.world.record(&task.id, "created");
-        self.ambiguous()
     }
 
     async fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
@@ -409,30 +485,14 @@ impl TaskStore for SimStore {
         if let Some(current) = current {
             self.admit(&update_capacity(&current, change)).await?;
         }
-        let next = {
-            let mut tables = self.tables.lock().unwrap();
-            let current = tables
-                .items
-                .get(id)
-                .cloned()
-                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-            if !change.applies_to(&current) {
-                return Err(StoreError::Conflict {
-                    current: Box::new(current),
-                });
+        let next = self.update(id, change)?;
+        match self.lost_answer() {
+            None => Ok(next),
+            Some(LostAnswer::Unanswered) => Err(unavailable("the response was lost")),
+            Some(LostAnswer::Retried) => {
+                self.sdk_retry("dynamodb.UpdateItem").await;
+                self.update(id, change)
             }
-            let next = change.apply(&current);
-            self.write(&mut tables, next.clone());
-            next
-        };
-        self.world.record(
-            id,
-            format!(
-                "{:?} -> {} series {} attempts {}",
-                change.event, next.task_status, next.series, next.attempts
-            ),
-        );
-        self.ambiguous()?;
-        Ok(next)
+        }
     }
 }

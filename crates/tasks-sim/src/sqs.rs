@@ -4,7 +4,7 @@
 //! a batch, a batch accepted whose response was lost (the sender sees an error for messages
 //! that were sent), and a message delayed by its sender (`DelaySeconds`).
 
-use crate::world::World;
+use crate::world::{World, SDK_ATTEMPTS};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -157,6 +157,7 @@ impl DispatchQueue for SimQueue {
             return Err(QueueError("InternalError".into()));
         }
         let mut rejected = Vec::new();
+        let mut accepted = Vec::new();
         for message in messages {
             if self
                 .world
@@ -169,8 +170,27 @@ impl DispatchQueue for SimQueue {
             if self.world.fault("sqs.duplicate", faults.queue_duplicate) {
                 self.enqueue(message.clone());
             }
+            accepted.push(message);
         }
-        if self.world.fault("sqs.ambiguous", faults.queue_ambiguous) {
+        // An accepted batch whose answer was lost is sent again by the SDK, and SQS accepts it
+        // again: after one lost answer the retry's is the caller's; when every answer is lost,
+        // each of the SDK's attempts put the batch on the queue once more.
+        let (resends, answered) = if self.world.fault("sqs.ambiguous", faults.queue_ambiguous) {
+            (1, true)
+        } else if self.world.fault("sqs.unanswered", faults.queue_unanswered) {
+            (SDK_ATTEMPTS - 1, false)
+        } else {
+            (0, true)
+        };
+        for _ in 0..resends {
+            self.world.sdk_backoff().await;
+            self.world.call("sqs.SendMessageBatch");
+            self.world.latency(5, 20).await;
+            for message in &accepted {
+                self.enqueue((*message).clone());
+            }
+        }
+        if !answered {
             return Err(QueueError("the response was lost".into()));
         }
         Ok(rejected)

@@ -48,7 +48,10 @@ pub struct Functions {
 }
 
 enum Execution {
-    Running(tokio::task::AbortHandle),
+    Running {
+        handle: tokio::task::AbortHandle,
+        input: Value,
+    },
     Ended(String),
 }
 
@@ -114,10 +117,27 @@ impl SimStepFunctions {
             self.world
                 .record(task, format!("slot execution {name} started"));
         }
-        self.executions
-            .lock()
-            .unwrap()
-            .insert(name, Execution::Running(handle));
+        self.executions.lock().unwrap().insert(
+            name,
+            Execution::Running {
+                handle,
+                input: execution_input.clone(),
+            },
+        );
+    }
+
+    /// What a start finds when the name is taken, as Step Functions answers it: a start with
+    /// the same input while the execution runs is answered with that execution, as a success;
+    /// another input, or an ended execution, is `ExecutionAlreadyExists` (which the adapter
+    /// tells apart by describing the execution).
+    fn taken(&self, execution: &tasks_core::Execution) -> Option<StartOutcome> {
+        match self.executions.lock().unwrap().get(&execution.name)? {
+            Execution::Running { input, .. } if *input == execution.input => {
+                Some(StartOutcome::Started)
+            }
+            Execution::Running { .. } => Some(StartOutcome::AlreadyRunning),
+            Execution::Ended(_) => Some(StartOutcome::AlreadyEnded),
+        }
     }
 }
 
@@ -165,19 +185,24 @@ impl Workflow for SimStepFunctions {
         if !admitted {
             return Err(WorkflowError("ThrottlingException: rate exceeded".into()));
         }
-        let name = execution.name.clone();
-        let taken = match self.executions.lock().unwrap().get(&name) {
-            Some(Execution::Running(_)) => Some(StartOutcome::AlreadyRunning),
-            Some(Execution::Ended(_)) => Some(StartOutcome::AlreadyEnded),
-            None => None,
-        };
-        if let Some(outcome) = taken {
+        if let Some(outcome) = self.taken(execution) {
             return Ok(outcome);
         }
-        self.spawn(name, &execution.input);
+        self.spawn(execution.name.clone(), &execution.input);
         if self
             .world
             .fault("stepfunctions.ambiguous", faults.workflow_ambiguous)
+        {
+            // The SDK starts the same name with the same input again: Step Functions answers
+            // with the execution the first try started, as a success.
+            self.world.sdk_backoff().await;
+            self.world.call("stepfunctions.StartExecution");
+            self.world.latency(10, 40).await;
+            return Ok(self.taken(execution).unwrap_or(StartOutcome::Started));
+        }
+        if self
+            .world
+            .fault("stepfunctions.unanswered", faults.workflow_unanswered)
         {
             return Err(WorkflowError("the response was lost".into()));
         }
@@ -195,7 +220,7 @@ impl Workflow for SimStepFunctions {
         }
         Ok(match self.executions.lock().unwrap().get(execution_name) {
             None => ExecutionState::Missing,
-            Some(Execution::Running(_)) => ExecutionState::Running,
+            Some(Execution::Running { .. }) => ExecutionState::Running,
             Some(Execution::Ended(status)) => ExecutionState::Ended(status.clone()),
         })
     }
@@ -204,7 +229,7 @@ impl Workflow for SimStepFunctions {
         self.world.call("stepfunctions.StopExecution");
         self.world.latency(10, 40).await;
         let mut executions = self.executions.lock().unwrap();
-        if let Some(Execution::Running(handle)) = executions.get(execution_name) {
+        if let Some(Execution::Running { handle, .. }) = executions.get(execution_name) {
             handle.abort();
             executions.insert(
                 execution_name.to_string(),

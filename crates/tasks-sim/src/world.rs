@@ -18,20 +18,28 @@ use crate::usage::{self, Function, Invocation, Usage};
 pub struct Faults {
     /// DynamoDB: a call refused (throttled or 500) after the SDK's own retries.
     pub store_error: f64,
-    /// DynamoDB: a write applied whose response was lost.
+    /// DynamoDB: a write applied whose response was lost, and the SDK's retry answered: the
+    /// retry's condition fails on the item the first try wrote (a create's: "already exists").
     pub store_ambiguous: f64,
+    /// DynamoDB: a write applied whose response was lost, and every retry's too: the caller
+    /// sees an error for a write that happened.
+    pub store_unanswered: f64,
     /// DynamoDB: the longest a GSI read lags the table.
     pub index_lag_ms: u64,
     /// SQS: a SendMessageBatch that fails whole, one entry refused, an accepted batch whose
-    /// response was lost, a message delivered twice.
+    /// response was lost (the SDK's retry sends it again and is answered), an accepted batch
+    /// whose every answer was lost, a message delivered twice.
     pub queue_error: f64,
     pub queue_entry_error: f64,
     pub queue_ambiguous: f64,
+    pub queue_unanswered: f64,
     pub queue_duplicate: f64,
     /// Step Functions: a StartExecution or DescribeExecution refused (500), a start applied
-    /// whose response was lost.
+    /// whose response was lost (the SDK's retry starts the same name with the same input, which
+    /// Step Functions answers with the running execution), a start whose every answer was lost.
     pub workflow_error: f64,
     pub workflow_ambiguous: f64,
+    pub workflow_unanswered: f64,
     /// Lambda: a cold start, a service error before the handler runs, a crash after it ran.
     pub cold_start: f64,
     pub lambda_service_error: f64,
@@ -55,13 +63,16 @@ impl Faults {
         Faults {
             store_error: 0.01,
             store_ambiguous: 0.005,
+            store_unanswered: 0.001,
             index_lag_ms: 1500,
             queue_error: 0.02,
             queue_entry_error: 0.01,
             queue_ambiguous: 0.01,
+            queue_unanswered: 0.002,
             queue_duplicate: 0.02,
             workflow_error: 0.02,
             workflow_ambiguous: 0.01,
+            workflow_unanswered: 0.002,
             cold_start: 0.05,
             lambda_service_error: 0.005,
             lambda_crash_after: 0.002,
@@ -79,13 +90,16 @@ impl Faults {
         Faults {
             store_error: 0.0,
             store_ambiguous: 0.0,
+            store_unanswered: 0.0,
             index_lag_ms: 0,
             queue_error: 0.0,
             queue_entry_error: 0.0,
             queue_ambiguous: 0.0,
+            queue_unanswered: 0.0,
             queue_duplicate: 0.0,
             workflow_error: 0.0,
             workflow_ambiguous: 0.0,
+            workflow_unanswered: 0.0,
             cold_start: 0.0,
             lambda_service_error: 0.0,
             lambda_crash_after: 0.0,
@@ -242,6 +256,11 @@ impl World {
 
     pub fn index(&self, len: usize) -> usize {
         self.rng.lock().unwrap().random_range(0..len)
+    }
+
+    /// The pause before the SDK's first retry (standard mode: a jittered backoff of up to 1 s).
+    pub async fn sdk_backoff(&self) {
+        tokio::time::sleep(self.millis(0, 1000)).await;
     }
 
     /// Sleeps a random service latency.
