@@ -27,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::future::{join, join_all};
 use futures::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hasher;
 
 /// The most tasks in one slot: one execute-task run holds this many sends at once.
@@ -310,13 +310,12 @@ pub async fn start_slots(
                 starts.push((slots[*index].clone(), vec![*index], false));
                 continue;
             }
-            let mut tasks: Vec<DispatchMessage> = chunk
-                .iter()
-                .map(|index| slots[*index].tasks[0].clone())
-                .collect();
-            in_time_order(&mut tasks);
-            // A message delivered twice in one batch is one task.
-            tasks.dedup_by(|a, b| a.id == b.id);
+            let tasks = merged_tasks(
+                chunk
+                    .iter()
+                    .map(|index| slots[*index].tasks[0].clone())
+                    .collect(),
+            );
             let digest = digest_of(
                 None,
                 tasks.iter().map(|task| (task.id.as_str(), task.series)),
@@ -359,6 +358,30 @@ pub async fn start_slots(
         }
     }
     results
+}
+
+/// The tasks of a second's single-task slots, as their merged slot holds them: in time order,
+/// each task once. A message delivered twice in one batch is one task; and a task changed without
+/// a new time (its webhook, payload, retry policy, failure callback) while its hand-off was held
+/// has two held messages of one time, the earlier series and the current one. The highest series
+/// is kept: a slot holding the stale one skips the task, which then waits minutes for the sweeps.
+fn merged_tasks(mut tasks: Vec<DispatchMessage>) -> Vec<DispatchMessage> {
+    let mut newest: HashMap<String, u32> = HashMap::new();
+    for task in &tasks {
+        let series = newest.entry(task.id.clone()).or_insert(task.series);
+        *series = (*series).max(task.series);
+    }
+    in_time_order(&mut tasks);
+    tasks.retain(|task| {
+        // The first copy of the task's highest series; its entry goes with it, so that a copy
+        // delivered twice is kept once.
+        let kept = newest.get(&task.id) == Some(&task.series);
+        if kept {
+            newest.remove(&task.id);
+        }
+        kept
+    });
+    tasks
 }
 
 /// Starts the execution, trying twice more after a short pause: a slot's tasks are due soon,
@@ -668,5 +691,67 @@ impl<'a> Patience<'a> {
         self.pause = (self.pause * 2).min(Duration::seconds(4));
         self.round += 1;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{FixedClock, MemoryStore, MemoryWorkflow};
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
+    }
+
+    /// The api's held hand-off of a task in one series.
+    fn hand_off(id: &str, due: DateTime<Utc>, series: u32) -> Slot {
+        Slot {
+            name: format!("slot-of-{id}-{series}"),
+            wake_at: Schedule::default().wake_at(due),
+            tasks: vec![DispatchMessage {
+                id: id.into(),
+                timestamp: due,
+                series,
+            }],
+            held: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn merge_keeps_the_highest_series_of_a_task() {
+        let store = MemoryStore::new();
+        let workflow = MemoryWorkflow::new();
+        let clock = FixedClock::new(now());
+        let schedule = Schedule::default();
+        let due = now() + Duration::seconds(30);
+        // A PATCH of its webhook (no new time) moved the task from series 4 to 5 while its
+        // hand-off was held: two held messages of one task and one time, the stale one first.
+        let mut task = Task::new("patched", due, &schedule, now() - Duration::hours(1));
+        task.task_status = TaskStatus::Queued;
+        task.series = 5;
+        store.put(task);
+        let slots = [
+            hand_off("patched", due, 4),
+            hand_off("patched", due, 5),
+            hand_off("other", due + Duration::milliseconds(200), 1),
+            hand_off("other", due + Duration::milliseconds(200), 1),
+        ];
+        let refs: Vec<&Slot> = slots.iter().collect();
+        let results = start_slots(&store, &workflow, &clock, &schedule, &refs).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let started = workflow.slots();
+        assert_eq!(started.len(), 1, "{started:?}");
+        let merged = &started[0];
+        let held: Vec<(&str, u32)> = merged
+            .tasks
+            .iter()
+            .map(|task| (task.id.as_str(), task.series))
+            .collect();
+        assert_eq!(held, [("patched", 5), ("other", 1)]);
+        // The current series is recorded running in the merged slot, not left to the sweeps.
+        let recorded = store.get("patched").await.unwrap().unwrap();
+        assert_eq!(recorded.task_status, TaskStatus::InProgress);
+        assert_eq!(recorded.slot.as_deref(), Some(merged.name.as_str()));
     }
 }
