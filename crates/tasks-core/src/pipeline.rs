@@ -15,8 +15,16 @@ use crate::task::{
     ATTEMPT_ERROR_BYTES,
 };
 use crate::timing::ATTEMPT_IN_FLIGHT;
+use crate::tries::Tries;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+/// Tries of the write that begins an attempt before the run gives up (Step Functions then runs
+/// execute-task again).
+pub(crate) const BEGIN_TRIES: Tries = Tries {
+    count: 3,
+    pause: std::time::Duration::from_millis(100),
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartReport {
@@ -366,7 +374,16 @@ pub(crate) async fn attempt_task(
         .in_series(input.series)
         .if_attempts(task.attempts);
     begin.changes.record_attempt = unwritten;
-    let task = match store.transition(&task.id, &begin).await {
+    // A begin whose every answer was lost may have been applied: the same write tried again is
+    // settled as ours if it was (never a second attempt), and applied if it was not.
+    let task = match BEGIN_TRIES
+        .run(
+            &format!("begin of attempt {} of {}", task.attempts + 1, task.id),
+            |_| store.transition(&task.id, &begin),
+            |error| matches!(error, StoreError::Unavailable { .. }),
+        )
+        .await
+    {
         Ok(task) => task,
         Err(StoreError::Conflict { current }) if current.series != input.series => {
             return Ok(ExecutionReport::superseded(current.task_status))

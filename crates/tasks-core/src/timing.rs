@@ -2,6 +2,7 @@
 //! (and, for local mode, in `tasks-local`'s settings); a test reads them from the template and
 //! runs [`Timings::violations`], so changing one value without the others fails the build.
 
+use crate::pipeline::BEGIN_TRIES;
 use crate::retry::{StateRetry, STATUS_RETRY};
 use crate::retry_policy::RetryPolicy;
 use crate::schedule::Schedule;
@@ -45,11 +46,13 @@ pub struct Timings {
 impl Timings {
     /// The longest one execute-task invocation runs: it is woken at most the wake-ahead, a
     /// slot's preparation and the Wait's truncation early; it reads the task, resolves the
-    /// target and records the attempt (all before the task's time when they are quick), sleeps
+    /// target and begins the attempt, with its tries (all before the task's time when they are
+    /// quick), sleeps
     /// to the time, sends, and (in a slot) records the outcome, patiently.
     pub fn execute_task_worst_case(&self) -> Duration {
         let before_time = MAX_PREPARE + self.schedule.wake_ahead + WAIT_TRUNCATION;
-        let calls = STORE_CALL_TIMEOUT * 2 + DNS_TIMEOUT;
+        let begin = BEGIN_TRIES.worst_case(STORE_CALL_TIMEOUT);
+        let calls = STORE_CALL_TIMEOUT + DNS_TIMEOUT + begin;
         before_time.max(calls) + self.webhook_timeout + RECORD_PATIENCE + STORE_CALL_TIMEOUT
     }
 

@@ -14,6 +14,14 @@ pub(crate) struct Tries {
 }
 
 impl Tries {
+    /// The longest every try of a call takes, each at most `call`, with the pauses between.
+    pub(crate) fn worst_case(self, call: chrono::Duration) -> chrono::Duration {
+        let pauses: u32 = (1..self.count).sum();
+        let pause =
+            chrono::Duration::from_std(self.pause * pauses).unwrap_or(chrono::Duration::MAX);
+        call * self.count as i32 + pause
+    }
+
     /// Calls `call` (with the try's number, from 1) until it succeeds, fails in a way `passing`
     /// says will not pass, or has been tried `count` times; returns the last result.
     pub(crate) async fn run<T, E, Fut>(

@@ -44,6 +44,30 @@ async fn begin_attempt_whose_answer_was_lost_still_sends() {
     );
 }
 
+#[tokio::test]
+async fn begin_attempt_whose_every_answer_was_lost_is_tried_again_and_sends_once() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(204));
+    let mut due = task(
+        "a",
+        Utc::now() + Duration::milliseconds(300),
+        TaskStatus::Queued,
+    );
+    due.webhook = Some(webhook());
+    store.put(due.clone());
+    let schedule = Schedule::default();
+    let input = schedule.execution_input(&DispatchMessage::from(&due));
+    store.lose_transition_answers(1, LostAnswer::AppliedUnanswered);
+    let report = execute_task(&store, &sender, &SystemClock, &schedule, &input.into())
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Delivered);
+    let sent = sender.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1, 1, "the attempt begun, not a second one");
+    assert_eq!(store.tasks()[0].attempts, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn claim_whose_answer_was_lost_is_sent_in_the_same_run() {
     let store = MemoryStore::new();
