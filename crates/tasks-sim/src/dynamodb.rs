@@ -241,6 +241,7 @@ impl SimStore {
             }
             self.write(&mut tables, task.clone());
         }
+        self.world.write_applied();
         self.world.record(&task.id, "created");
         Ok(())
     }
@@ -262,6 +263,7 @@ impl SimStore {
             self.write(&mut tables, next.clone());
             next
         };
+        self.world.write_applied();
         self.world.record(
             id,
             format!(

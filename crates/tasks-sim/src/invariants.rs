@@ -8,7 +8,11 @@
 //!    task's idempotency key;
 //! 5. FAILED always has a lastError; COMPLETED with a webhook was delivered;
 //! 6. the dead-letter queue holds only tasks the API can show;
-//! 7. no task a client was told exists is lost.
+//! 7. no task a client was told exists is lost;
+//! 8. no request is answered 409 (nothing changed) after a write of its own was applied;
+//! 9. a task with a webhook FAILED for its execution (not a webhook error) had its last attempt
+//!    reach the receiver, or recorded that attempt's webhook error: an attempt is never begun
+//!    and then left unsent and called failed.
 
 use crate::receiver::Delivery;
 use crate::world::World;
@@ -120,6 +124,10 @@ pub struct Report {
     pub lost: usize,
     pub stuck: usize,
     pub duplicates: usize,
+    /// Requests answered 409 after a write of their own was applied (invariant 8).
+    pub refused_after_own_write: usize,
+    /// Tasks FAILED for their execution whose last attempt was never sent (invariant 9).
+    pub failed_unsent: usize,
     /// Deliveries beyond a task's first (retries after a failure or an ambiguous timeout).
     pub redeliveries: usize,
     pub dead_letters: usize,
@@ -169,6 +177,14 @@ pub fn check(
     let mut run_now_lateness = Vec::new();
     let mut redeliveries = 0;
     let mut max_settle = 0;
+    let refusals = world.refusals_after_own_write();
+    for (task, what) in &refusals {
+        violate(
+            task,
+            format!("{what} answered 409 after its own write was applied"),
+        );
+    }
+    let mut failed_unsent = 0;
     for id in clients.accepted.keys() {
         if !by_id.contains_key(id.as_str()) {
             lost += 1;
@@ -239,6 +255,10 @@ pub fn check(
                 if task.last_error.as_deref().is_none_or(str::is_empty) {
                     violate(id, "FAILED without a lastError".into());
                 }
+                if let Some(why) = failed_unsent_attempt(task, &sent) {
+                    failed_unsent += 1;
+                    violate(id, why);
+                }
             }
             TaskStatus::Cancelled => cancelled += 1,
             status => {
@@ -278,6 +298,8 @@ pub fn check(
         lost,
         stuck,
         duplicates,
+        refused_after_own_write: refusals.len(),
+        failed_unsent,
         redeliveries,
         dead_letters: dead_letters.iter().map(|m| m.task_ids().len()).sum(),
         lateness_ms: lateness,
@@ -286,4 +308,22 @@ pub fn check(
         failed_by,
         violations,
     }
+}
+
+/// Why a FAILED task breaks invariant 9, if it does: a task with a webhook failed for its
+/// execution (its `lastError` names no webhook error) with an attempt begun in its series that
+/// neither reached the receiver nor recorded a webhook error.
+fn failed_unsent_attempt(task: &Task, sent: &[&Delivery]) -> Option<String> {
+    let reason = task.last_error.as_deref().unwrap_or_default();
+    if task.webhook.is_none() || reason.starts_with("Webhook") || !task.attempt_began_in_series() {
+        return None;
+    }
+    let attempt = task.attempts;
+    let reached = sent.iter().any(|delivery| delivery.attempt == attempt);
+    let recorded = task
+        .attempt_history
+        .iter()
+        .any(|record| record.attempt == attempt && record.error.is_some());
+    (!reached && !recorded)
+        .then(|| format!("FAILED ({reason}) but attempt {attempt} never reached the receiver"))
 }

@@ -62,8 +62,9 @@ pub struct Scenario {
     pub schedule: Schedule,
     /// Share of tasks cancelled by their client at a random moment before (or just after) their time.
     pub cancel_share: f64,
-    /// Share of tasks their client changes (moves earlier or later, or runs now) at a random
-    /// moment before (or just after) their time.
+    /// Share of tasks their client changes (moves earlier or later, runs now, or edits its
+    /// webhook, payload or retry policy without moving it) at a random moment before (or just
+    /// after) their time.
     pub change_share: f64,
     /// Share of tasks whose client, finding them FAILED, retries them.
     pub retry_share: f64,
@@ -167,6 +168,10 @@ pub struct Activity {
     /// Changes answered 200 (moves and runs now), and those refused because the attempt had begun.
     pub changes: u64,
     pub changes_refused: u64,
+    /// Edits answered 200 (a PATCH of the webhook, payload or retry policy, the time unchanged),
+    /// and those refused because the attempt had begun.
+    pub edits: u64,
+    pub edits_refused: u64,
     /// FAILED tasks retried (answered 200).
     pub retries: u64,
     /// Client requests answered 429 or 503 because a quota throttled them (the client retried).
@@ -356,6 +361,23 @@ impl Pipeline {
         Some(request().await)
     }
 
+    /// A client's request that changes a task (`api`). One answered "nothing changed" (409,
+    /// an error `refused` names) after a write of its own was applied breaks an invariant: it
+    /// is recorded for the report.
+    async fn api_change<T, E, Fut: std::future::Future<Output = Result<T, E>>>(
+        &self,
+        task: &str,
+        what: &str,
+        request: impl FnOnce() -> Fut,
+        refused: impl Fn(&E) -> bool,
+    ) -> Option<Result<T, E>> {
+        let (wrote, answer) = self.api(|| self.world.client_request(request())).await?;
+        if wrote && answer.as_ref().is_err_and(refused) {
+            self.world.refused_after_own_write(task, what);
+        }
+        Some(answer)
+    }
+
     /// Runs a Lambda function invoked by a service that retries a throttled invocation.
     async fn invoke<T, Fut: std::future::Future<Output = T>>(
         &self,
@@ -394,10 +416,46 @@ struct Planned {
     receiver_gone: bool,
 }
 
-/// A client's change of its task: when it asks, and the new time (`None`: run now).
+/// A client's change of its task: when it asks, and what.
 struct PlannedChange {
     at: DateTime<Utc>,
-    timestamp: Option<DateTime<Utc>>,
+    kind: ChangeKind,
+}
+
+enum ChangeKind {
+    /// PATCH /tasks/{id} with a new time.
+    Move(DateTime<Utc>),
+    /// POST /tasks/{id}/run.
+    RunNow,
+    /// PATCH /tasks/{id} of the webhook, the payload or the retry policy, the time unchanged:
+    /// the task starts a new series at the same time (a new hand-off, when it is due soon).
+    Edit(serde_json::Value),
+}
+
+/// How long before its time a client's last-minute edit comes: within the api's hand-off, so
+/// that the task has a held message of its old series and one of its new, for the same time.
+const LAST_MINUTE_EDIT: Duration = Duration::minutes(2);
+
+/// The body of a client's edit: its webhook (only when it has one: a webhook is not added
+/// here, so that which tasks must be delivered stays as created), its payload or its retry
+/// policy, chosen at random.
+fn edit_body(world: &World, webhook: bool) -> serde_json::Value {
+    let version = (2 + world.index(8)).to_string();
+    match world.index(if webhook { 3 } else { 2 }) {
+        0 => serde_json::json!({"payload": {"version": version}}),
+        1 => serde_json::json!({
+            "retry": {
+                "maxAttempts": 1 + world.index(6),
+                "backoff": {
+                    "initialSeconds": 1 + world.index(10),
+                    "multiplier": 1 + world.index(3),
+                    "maxSeconds": 60
+                },
+                "retryOn": ["5xx", 429, "timeout", "connection"]
+            }
+        }),
+        _ => serde_json::json!({"webhook": {"headers": {"X-Client-Version": version}}}),
+    }
 }
 
 fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned> {
@@ -441,13 +499,35 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
                 (scenario.change_share > 0.0 && world.chance(scenario.change_share)).then(|| {
                     let window = (timestamp - created_at).num_milliseconds() as f64 + 5_000.0;
                     let at = created_at + Duration::milliseconds(world.uniform(0.0, window) as i64);
-                    // Earlier or later, inside or beyond the lead time; one in five runs now.
-                    let new_time = (!world.chance(0.2)).then(|| {
-                        at + Duration::milliseconds(world.uniform(1_000.0, 4_200_000.0) as i64)
-                    });
-                    PlannedChange {
-                        at,
-                        timestamp: new_time,
+                    // One in five runs now; one in five edits the task without moving it, half
+                    // of those in its last two minutes (its hand-off held in the queue); the
+                    // rest move it earlier or later, inside or beyond the lead time.
+                    match world.index(5) {
+                        0 => PlannedChange {
+                            at,
+                            kind: ChangeKind::RunNow,
+                        },
+                        1 => {
+                            let at = if world.chance(0.5) {
+                                let before =
+                                    world.uniform(0.0, LAST_MINUTE_EDIT.num_milliseconds() as f64);
+                                (timestamp - Duration::milliseconds(before as i64)).max(created_at)
+                            } else {
+                                at
+                            };
+                            PlannedChange {
+                                at,
+                                kind: ChangeKind::Edit(edit_body(world, webhook)),
+                            }
+                        }
+                        _ => PlannedChange {
+                            at,
+                            kind: ChangeKind::Move(
+                                at + Duration::milliseconds(
+                                    world.uniform(1_000.0, 4_200_000.0) as i64
+                                ),
+                            ),
+                        },
                     }
                 });
             let retry = scenario.retry_share > 0.0 && world.chance(scenario.retry_share);
@@ -522,16 +602,21 @@ async fn client(
     let mut id = None;
     for attempt in 0..8 {
         let created = pipeline
-            .api(|| {
-                create_task(
-                    store.as_ref(),
-                    queue.as_ref(),
-                    &world.clock,
-                    schedule,
-                    body.as_bytes(),
-                    Some(&planned.key),
-                )
-            })
+            .api_change(
+                &planned.key,
+                "a create",
+                || {
+                    create_task(
+                        store.as_ref(),
+                        queue.as_ref(),
+                        &world.clock,
+                        schedule,
+                        body.as_bytes(),
+                        Some(&planned.key),
+                    )
+                },
+                |error| matches!(error, CreateError::IdempotencyConflict(_)),
+            )
             .await;
         match created {
             Some(Ok(created)) => {
@@ -588,7 +673,7 @@ async fn client(
     };
     if change_first {
         if let Some(change) = &planned.change {
-            change_time(&pipeline, &ports, &clients, &id, change).await;
+            change_task_at(&pipeline, &ports, &clients, &id, change).await;
         }
     }
     if let Some(cancel_at) = planned.cancel_at {
@@ -598,7 +683,7 @@ async fn client(
     }
     if !change_first {
         if let Some(change) = &planned.change {
-            change_time(&pipeline, &ports, &clients, &id, change).await;
+            change_task_at(&pipeline, &ports, &clients, &id, change).await;
         }
     }
     if planned.retry {
@@ -624,7 +709,12 @@ async fn cancel(
     world.clock.sleep_until(at).await;
     for _ in 0..3 {
         let cancelled = pipeline
-            .api(|| cancel_task(store.as_ref(), workflow.as_ref(), &world.clock, id))
+            .api_change(
+                id,
+                "a cancel",
+                || cancel_task(store.as_ref(), workflow.as_ref(), &world.clock, id),
+                |error| matches!(error, CancelError::NotCancellable(_)),
+            )
             .await;
         match cancelled {
             Some(Ok(cancelled)) => {
@@ -648,35 +738,58 @@ async fn cancel(
     false
 }
 
-/// PATCH /tasks/{id} with a new time, or POST /tasks/{id}/run, retried on 5xx. The time is
-/// recorded as asked for before the request: a write that succeeded behind an error may apply it.
-async fn change_time(
+/// A client's change of its task, at its moment.
+async fn change_task_at(
     pipeline: &Pipeline,
     ports: &Ports<'_>,
     clients: &Mutex<invariants::Clients>,
     id: &str,
     change: &PlannedChange,
 ) {
+    pipeline.world.clock.sleep_until(change.at).await;
+    match &change.kind {
+        ChangeKind::Move(timestamp) => {
+            change_time(pipeline, ports, clients, id, Some(*timestamp)).await
+        }
+        ChangeKind::RunNow => change_time(pipeline, ports, clients, id, None).await,
+        ChangeKind::Edit(body) => edit(pipeline, ports, id, body).await,
+    }
+}
+
+/// PATCH /tasks/{id} with a new time, or POST /tasks/{id}/run (`None`), retried on 5xx. The
+/// time is recorded as asked for before the request: a write that succeeded behind an error may
+/// apply it.
+async fn change_time(
+    pipeline: &Pipeline,
+    ports: &Ports<'_>,
+    clients: &Mutex<invariants::Clients>,
+    id: &str,
+    new_time: Option<DateTime<Utc>>,
+) {
     let Pipeline {
         world, activity, ..
     } = pipeline;
-    world.clock.sleep_until(change.at).await;
     for _ in 0..3 {
         let now = world.clock.now();
-        let timestamp = change.timestamp.unwrap_or(now);
+        let timestamp = new_time.unwrap_or(now);
         let asked = clients.lock().unwrap().ask(id, timestamp, now);
         let result = pipeline
-            .api(|| async {
-                match change.timestamp {
-                    Some(at) => {
-                        let body = serde_json::json!({
-                            "timestamp": tasks_core::task::rfc3339_millis::format(&at)
-                        });
-                        change_task(ports, id, body.to_string().as_bytes()).await
+            .api_change(
+                id,
+                "a change of time",
+                || async {
+                    match new_time {
+                        Some(at) => {
+                            let body = serde_json::json!({
+                                "timestamp": tasks_core::task::rfc3339_millis::format(&at)
+                            });
+                            change_task(ports, id, body.to_string().as_bytes()).await
+                        }
+                        None => run_task(ports, id).await,
                     }
-                    None => run_task(ports, id).await,
-                }
-            })
+                },
+                |error| matches!(error, ChangeError::NotChangeable(_)),
+            )
             .await;
         match result {
             Some(Ok(changed)) => {
@@ -700,6 +813,46 @@ async fn change_time(
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await
             }
             Some(Err(error)) => panic!("the simulated client's change was refused: {error}"),
+        }
+    }
+}
+
+/// PATCH /tasks/{id} of its webhook, payload or retry policy, the time unchanged, retried on
+/// 5xx. No time is asked for: every delivery is still for the time set last.
+async fn edit(pipeline: &Pipeline, ports: &Ports<'_>, id: &str, body: &serde_json::Value) {
+    let Pipeline {
+        world, activity, ..
+    } = pipeline;
+    let body = body.to_string();
+    for _ in 0..3 {
+        match pipeline
+            .api_change(
+                id,
+                "an edit",
+                || change_task(ports, id, body.as_bytes()),
+                |error| matches!(error, ChangeError::NotChangeable(_)),
+            )
+            .await
+        {
+            Some(Ok(edited)) => {
+                world.record(
+                    id,
+                    format!(
+                        "edit answered 200, due {}, series {}",
+                        edited.timestamp, edited.series
+                    ),
+                );
+                activity.lock().unwrap().edits += 1;
+                return;
+            }
+            Some(Err(ChangeError::NotChangeable(_) | ChangeError::NotFound(_))) => {
+                activity.lock().unwrap().edits_refused += 1;
+                return;
+            }
+            Some(Err(ChangeError::Store(_))) | None => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            }
+            Some(Err(error)) => panic!("the simulated client's edit was refused: {error}"),
         }
     }
 }
@@ -732,7 +885,12 @@ async fn retry_if_failed(
         let asked = clients.lock().unwrap().ask(id, at, now);
         let body = serde_json::json!({"seconds": delay}).to_string();
         match pipeline
-            .api(|| retry_task(ports, id, body.as_bytes()))
+            .api_change(
+                id,
+                "a retry",
+                || retry_task(ports, id, body.as_bytes()),
+                |error| matches!(error, ChangeError::NotRetryable(_)),
+            )
             .await
         {
             Some(Ok(retried)) => {

@@ -147,6 +147,21 @@ impl Clock for SimClock {
     }
 }
 
+tokio::task_local! {
+    /// The client request (through the api) the running code serves, if any.
+    static REQUEST: u64;
+}
+
+/// Client requests, and which of them had a write of their own applied.
+#[derive(Default)]
+struct Requests {
+    next: u64,
+    wrote: std::collections::BTreeSet<u64>,
+    /// Requests answered "nothing changed" (409) after a write of their own was applied: (task
+    /// or idempotency key, what the request was).
+    refused_after_own_write: Vec<(String, String)>,
+}
+
 pub struct World {
     pub clock: SimClock,
     pub faults: Faults,
@@ -155,6 +170,7 @@ pub struct World {
     rng: Mutex<ChaCha8Rng>,
     injected: Mutex<BTreeMap<&'static str, u64>>,
     trace: Mutex<Trace>,
+    requests: Mutex<Requests>,
 }
 
 struct Trace {
@@ -182,12 +198,52 @@ impl World {
             usage: Arc::new(Mutex::new(Usage::default())),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             injected: Mutex::new(BTreeMap::new()),
+            requests: Mutex::new(Requests::default()),
             trace: Mutex::new(Trace {
                 digest: Sha256::new(),
                 events: 0,
                 by_task: keep_task_traces.then(BTreeMap::new),
             }),
         }
+    }
+
+    /// Runs `request` as one client request; returns whether a write of its own was applied,
+    /// with its answer.
+    pub async fn client_request<T>(
+        &self,
+        request: impl std::future::Future<Output = T>,
+    ) -> (bool, T) {
+        let id = {
+            let mut requests = self.requests.lock().unwrap();
+            requests.next += 1;
+            requests.next
+        };
+        let answer = REQUEST.scope(id, request).await;
+        (self.requests.lock().unwrap().wrote.contains(&id), answer)
+    }
+
+    /// The store applied a write: it belongs to the client request being served, if any.
+    pub fn write_applied(&self) {
+        if let Ok(id) = REQUEST.try_with(|id| *id) {
+            self.requests.lock().unwrap().wrote.insert(id);
+        }
+    }
+
+    /// A request answered that nothing changed although a write of its own was applied.
+    pub fn refused_after_own_write(&self, task: &str, what: &str) {
+        self.requests
+            .lock()
+            .unwrap()
+            .refused_after_own_write
+            .push((task.to_string(), what.to_string()));
+    }
+
+    pub fn refusals_after_own_write(&self) -> Vec<(String, String)> {
+        self.requests
+            .lock()
+            .unwrap()
+            .refused_after_own_write
+            .clone()
     }
 
     /// Counts one request to `api` (`service.Action`).

@@ -64,7 +64,9 @@ fn finding_1_an_ended_execution_is_not_taken_for_a_running_one() {
         store_error: 0.25,
         ..Faults::realistic()
     };
-    let outcome = simulate(7, scenario(150, faults));
+    // Re-seeded (7 before) when lost answers came to be answered by the SDK's retry: the
+    // faults' draws changed the random stream.
+    let outcome = simulate(24, scenario(150, faults));
     clean(&outcome);
     assert!(
         starts(&outcome, "restarted in a new series") + outcome.activity.recovered > 0,

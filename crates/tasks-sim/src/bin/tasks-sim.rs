@@ -300,6 +300,14 @@ fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Du
         sum(|o| o.report.duplicates)
     );
     println!(
+        "| requests answered 409 after their own write was applied | {} |",
+        sum(|o| o.report.refused_after_own_write)
+    );
+    println!(
+        "| FAILED for the execution, last attempt never sent | {} |",
+        sum(|o| o.report.failed_unsent)
+    );
+    println!(
         "| retried deliveries (new attempts) | {} |",
         sum(|o| o.report.redeliveries)
     );
