@@ -373,6 +373,11 @@ fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Du
         activity(|o| o.activity.changes_refused)
     );
     println!(
+        "| edits (webhook, payload or retry policy) answered 200 / refused | {} / {} |",
+        activity(|o| o.activity.edits),
+        activity(|o| o.activity.edits_refused)
+    );
+    println!(
         "| FAILED tasks retried by clients | {} |",
         activity(|o| o.activity.retries)
     );
