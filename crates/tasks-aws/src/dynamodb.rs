@@ -363,6 +363,14 @@ impl TaskStore for DynamoDbStore {
     }
 }
 
+/// No attempt began in the task's current series (see [`Task::attempt_began_in_series`]).
+const NO_ATTEMPT_IN_SERIES: &str = " AND (attribute_not_exists(#attempts) OR #attempts = :zero \
+     OR (attribute_exists(#attemptSeries) AND attribute_exists(#series) \
+     AND #attemptSeries <> #series) \
+     OR (attribute_not_exists(#attemptSeries) AND attribute_exists(#series) AND #series <> :zero) \
+     OR (attribute_exists(#attemptSeries) AND attribute_not_exists(#series) \
+     AND #attemptSeries <> :zero))";
+
 /// The UpdateItem that says [`Transition::applies_to`] and [`Transition::apply`] in DynamoDB's
 /// expression language.
 #[derive(Debug, PartialEq)]
@@ -411,13 +419,11 @@ impl Update {
             from.join(", ")
         );
         if change.event.requires_no_attempt_in_series() {
-            // An item without `attempts` reads as 0 attempts (the field's serde default); one
-            // with attempts has `attemptSeries`, and one without `series` is in series 0, which
-            // no comparison with a missing attribute can tell apart from its attempt's.
-            condition.push_str(
-                " AND (attribute_not_exists(#attempts) OR #attempts = :zero \
-                 OR #attemptSeries <> #series)",
-            );
+            // A missing `attempts`, `series` or `attemptSeries` reads as 0 (the fields' serde
+            // defaults, as `Transition::applies_to` sees them). Each comparison is guarded by
+            // the existence of its attributes: what a comparison with a missing attribute gives
+            // is not what the decoded task says.
+            condition.push_str(NO_ATTEMPT_IN_SERIES);
             names.insert("#attempts".into(), "attempts".into());
             names.insert("#attemptSeries".into(), "attemptSeries".into());
             names.insert("#series".into(), "series".into());
@@ -801,7 +807,12 @@ mod tests {
             "attribute_exists(#id) AND #status IN (:from0, :from1, :from2) \
              AND (attribute_not_exists(#writeToken) OR #writeToken <> :writeToken) \
              AND (attribute_not_exists(#attempts) OR #attempts = :zero \
-             OR #attemptSeries <> #series) AND #updated = :expected"
+             OR (attribute_exists(#attemptSeries) AND attribute_exists(#series) \
+             AND #attemptSeries <> #series) \
+             OR (attribute_not_exists(#attemptSeries) AND attribute_exists(#series) \
+             AND #series <> :zero) \
+             OR (attribute_exists(#attemptSeries) AND attribute_not_exists(#series) \
+             AND #attemptSeries <> :zero)) AND #updated = :expected"
         );
         assert_eq!(
             update.update,

@@ -3,7 +3,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use tasks_aws::bootstrap::ensure_table;
 use tasks_aws::DynamoDbStore;
 use tasks_core::{
@@ -569,6 +569,73 @@ async fn an_item_without_attempts_counts_as_none_begun() {
         .await
         .unwrap();
     assert_eq!(cancelled.task_status, TaskStatus::Cancelled);
+}
+
+/// Items written before `series` or `attemptSeries` existed: DynamoDB's condition on "no
+/// attempt began in the series" agrees with `Transition::applies_to` on the task as decoded
+/// (each missing number read as 0), for every combination.
+#[tokio::test]
+async fn legacy_items_without_series_or_attempt_series_are_judged_as_the_store_decodes_them() {
+    let (store, client) = store().await;
+    let combinations: [(Option<u32>, Option<u32>, Option<u32>); 10] = [
+        (Some(1), Some(2), None),
+        (Some(1), Some(0), None),
+        (Some(1), None, None),
+        (Some(1), None, Some(1)),
+        (Some(1), None, Some(0)),
+        (Some(1), Some(2), Some(2)),
+        (Some(1), Some(2), Some(1)),
+        (None, Some(2), None),
+        (Some(0), Some(1), None),
+        (Some(2), Some(1), Some(0)),
+    ];
+    for (n, (attempts, series, attempt_series)) in combinations.into_iter().enumerate() {
+        let id = format!("legacy-{n}");
+        store
+            .create(&task(&id, TaskStatus::Queued, 0))
+            .await
+            .unwrap();
+        let mut set = Vec::new();
+        let mut remove = Vec::new();
+        let mut values = HashMap::new();
+        for (name, value) in [
+            ("attempts", attempts),
+            ("series", series),
+            ("attemptSeries", attempt_series),
+        ] {
+            match value {
+                Some(value) => {
+                    set.push(format!("{name} = :{name}"));
+                    values.insert(format!(":{name}"), AttributeValue::N(value.to_string()));
+                }
+                None => remove.push(name.to_string()),
+            }
+        }
+        let mut update = String::new();
+        if !set.is_empty() {
+            update.push_str(&format!("SET {} ", set.join(", ")));
+        }
+        if !remove.is_empty() {
+            update.push_str(&format!("REMOVE {}", remove.join(", ")));
+        }
+        client
+            .update_item()
+            .table_name(store.table_name())
+            .key("id", AttributeValue::S(id.clone()))
+            .update_expression(update)
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .send()
+            .await
+            .unwrap();
+        let decoded = store.get(&id).await.unwrap().unwrap();
+        let cancel = Transition::new(Event::Cancel, at(1));
+        let expected = cancel.applies_to(&decoded);
+        let applied = store.transition(&id, &cancel).await.is_ok();
+        assert_eq!(
+            applied, expected,
+            "attempts {attempts:?}, series {series:?}, attemptSeries {attempt_series:?}"
+        );
+    }
 }
 
 #[tokio::test]
