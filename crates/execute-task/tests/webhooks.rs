@@ -167,7 +167,7 @@ async fn a_2xx_answer_is_delivered_once_with_the_idempotency_headers() {
     let arrivals = receiver.arrivals();
     assert_eq!(arrivals.len(), 1);
     let headers = &arrivals[0].headers;
-    assert_eq!(headers["idempotency-key"], input.id.as_str());
+    assert_eq!(headers["idempotency-key"], input.execution_name().as_str());
     assert_eq!(headers["x-task-attempt"], "1");
     assert_eq!(headers["x-custom"], "yes");
     let stored = fixture
@@ -330,7 +330,7 @@ async fn every_request_is_signed_and_verifies_with_the_reference_implementation(
     fixture.handler.attempt(input.clone().into()).await.unwrap();
     let arrival = &receiver.arrivals()[0];
     let headers = &arrival.headers;
-    assert_eq!(headers["webhook-id"], input.id.as_str());
+    assert_eq!(headers["webhook-id"], input.execution_name().as_str());
     let timestamp: i64 = headers["webhook-timestamp"]
         .to_str()
         .unwrap()
@@ -430,7 +430,7 @@ async fn a_stored_task_cannot_override_the_service_s_headers() {
     for name in ["idempotency-key", "webhook-signature", "x-task-attempt"] {
         assert_eq!(headers.get_all(name).iter().count(), 1, "{name}");
     }
-    assert_eq!(headers["idempotency-key"], input.id.as_str());
+    assert_eq!(headers["idempotency-key"], input.execution_name().as_str());
     assert_eq!(headers["x-task-attempt"], "1");
 }
 

@@ -406,7 +406,7 @@ pub(crate) async fn attempt_task(
         task: &task,
         webhook,
         attempt: task.attempts,
-        message_id: task.id.clone(),
+        message_id: task.message_id(),
     };
     let answer = sender.send(call).await;
     let ended = clock.now();

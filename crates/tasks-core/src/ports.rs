@@ -422,8 +422,8 @@ pub struct WebhookCall<'a> {
     pub task: &'a Task,
     pub webhook: &'a Webhook,
     pub attempt: u32,
-    /// The message's id (`webhook-id`, `Idempotency-Key`): the task id for its webhook, another
-    /// for each of its other messages.
+    /// The message's id (`webhook-id`, `Idempotency-Key`): the series' for its webhook
+    /// ([`Task::message_id`]), another for each of its other messages.
     pub message_id: String,
 }
 

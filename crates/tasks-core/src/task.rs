@@ -189,6 +189,13 @@ impl Task {
         execution_name(&self.id, self.series)
     }
 
+    /// The `webhook-id` and `Idempotency-Key` of the current series' webhook requests: the same
+    /// on every retry of the series, so a receiver can drop a repeat by it; another for a new
+    /// series (a user's retry or change), which the receiver must not drop.
+    pub fn message_id(&self) -> String {
+        execution_name(&self.id, self.series)
+    }
+
     /// Whether an attempt began in the current series.
     pub fn attempt_began_in_series(&self) -> bool {
         self.attempts > 0 && self.attempt_series == self.series

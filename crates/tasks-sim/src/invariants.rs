@@ -4,8 +4,8 @@
 //!    and retries);
 //! 2. every task reaches COMPLETED, FAILED or CANCELLED within the settle bound after its time;
 //! 3. a task whose cancel answered 200 is never delivered again;
-//! 4. at most one delivery per (task, attempt), across all its series, every one carrying the
-//!    task's idempotency key;
+//! 4. at most one delivery per (task, attempt), across all its series, every one carrying its
+//!    series' idempotency key (the same on every retry of a series, another for a new one);
 //! 5. FAILED always has a lastError; COMPLETED with a webhook was delivered;
 //! 6. the dead-letter queue holds only tasks the API can show;
 //! 7. no task a client was told exists is lost;
@@ -209,8 +209,15 @@ pub fn check(
                 early += 1;
                 violate(id, why);
             }
-            if delivery.key != task.id {
-                violate(id, format!("delivered with another key: {}", delivery.key));
+            let key = tasks_core::task::execution_name(id, delivery.series);
+            if delivery.key != key {
+                violate(
+                    id,
+                    format!(
+                        "delivered with the key {}, not its series' {key}",
+                        delivery.key
+                    ),
+                );
             }
         }
         let mut attempts: BTreeMap<u32, usize> = BTreeMap::new();

@@ -18,7 +18,9 @@ pub struct Delivery {
     pub at: DateTime<Utc>,
     /// The task's time when the request was sent.
     pub due: DateTime<Utc>,
-    /// The `Idempotency-Key` (and `webhook-id`) the request carried: the task id.
+    /// The task's series when the request was sent.
+    pub series: u32,
+    /// The `Idempotency-Key` (and `webhook-id`) the request carried.
     pub key: String,
 }
 
@@ -74,7 +76,8 @@ impl WebhookSender for SimReceivers {
             attempt: call.attempt,
             at,
             due: call.task.timestamp,
-            key: id.clone(),
+            series: call.task.series,
+            key: call.message_id.clone(),
         });
         self.world.record(
             id,

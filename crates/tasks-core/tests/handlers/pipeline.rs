@@ -479,3 +479,21 @@ async fn the_failure_callback_is_called_for_the_series_that_failed_only() {
     assert_eq!(failed.outcome, Outcome::Failed);
     assert!(failed.error.unwrap().starts_with("WebhookServerError"));
 }
+
+#[tokio::test]
+async fn webhook_id_is_the_series_so_a_task_retried_by_its_user_is_not_dropped_as_a_repeat() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(204));
+    let mut first = due_soon("a", 0, TaskStatus::InProgress);
+    first.series = 1;
+    store.put(first.clone());
+    execute(&store, &sender, "a").await.unwrap();
+    // `POST /tasks/a/retry` began a new series of attempts.
+    let mut again = store.tasks()[0].clone();
+    again.task_status = TaskStatus::InProgress;
+    again.series = 2;
+    store.put(again);
+    execute(&store, &sender, "a").await.unwrap();
+    let ids = sender.message_ids.lock().unwrap().clone();
+    assert_eq!(ids, ["a-1", "a-2"]);
+}

@@ -75,6 +75,8 @@ pub struct RecordingSender {
     pub answer: Result<WebhookResponse, DeliveryError>,
     pub refuse_on_prepare: bool,
     pub sent: Mutex<Vec<(String, u32, DateTime<Utc>)>>,
+    /// The `webhook-id` of each request sent, in order.
+    pub message_ids: Mutex<Vec<String>>,
 }
 
 impl RecordingSender {
@@ -88,6 +90,7 @@ impl RecordingSender {
             }),
             refuse_on_prepare: false,
             sent: Mutex::new(Vec::new()),
+            message_ids: Mutex::new(Vec::new()),
         }
     }
 }
@@ -108,6 +111,7 @@ impl WebhookSender for RecordingSender {
             .lock()
             .unwrap()
             .push((call.task.id.clone(), call.attempt, Utc::now()));
+        self.message_ids.lock().unwrap().push(call.message_id);
         self.answer.clone()
     }
 }
