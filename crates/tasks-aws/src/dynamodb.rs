@@ -449,6 +449,11 @@ impl Update {
                 " AND #attempts = :attempts"
             });
         }
+        if let Some(start_by) = change.start_by {
+            condition.push_str(" AND #startExecutionAt <= :startBy");
+            names.insert("#startExecutionAt".into(), "startExecutionAt".into());
+            values.insert(":startBy".into(), AttributeValue::N(start_by.to_string()));
+        }
         if let Some(expected) = change.expected_last_updated_at {
             condition.push_str(" AND #updated = :expected");
             values.insert(":expected".into(), s(rfc3339_millis::format(&expected)));
@@ -880,6 +885,24 @@ mod tests {
             AttributeValue::N("1906545480".into())
         );
         assert!(matches!(update.values[":webhook"], AttributeValue::M(_)));
+    }
+
+    #[test]
+    fn a_claim_is_bounded_by_the_start_it_read() {
+        let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
+        let change = Transition::new(Event::Claim, at).if_starting_by(1_906_545_600);
+        let update = Update::from_transition("a", &change).unwrap();
+        assert!(
+            update
+                .condition
+                .ends_with(" AND #startExecutionAt <= :startBy"),
+            "{}",
+            update.condition
+        );
+        assert_eq!(
+            update.values[":startBy"],
+            AttributeValue::N("1906545600".into())
+        );
     }
 
     #[test]

@@ -131,10 +131,12 @@ pub async fn dispatch(
         .collect();
     let claims: Vec<(Slot, Task, Result<Task, StoreError>)> = stream::iter(planned)
         .map(|(slot, task)| async move {
-            let change = Transition::new(Event::Claim, now).with_changes(Changes {
-                slot: Some(slot.name.clone()),
-                ..Changes::default()
-            });
+            let change = Transition::new(Event::Claim, now)
+                .if_starting_by(task.start_execution_at)
+                .with_changes(Changes {
+                    slot: Some(slot.name.clone()),
+                    ..Changes::default()
+                });
             let result = CLAIM_TRIES
                 .run(
                     &format!("claim of {}", task.id),

@@ -56,7 +56,8 @@ impl Changes {
 /// A conditional status change: applied only if the task is in one of `event.from()` (and, for a
 /// cancel or a reschedule, no webhook attempt of its series has begun; with an expected series,
 /// the task is still in that delivery series; with an expected attempt count, no attempt began
-/// since it was read; with an expected update time, nobody touched it since it was read).
+/// since it was read; with an expected update time, nobody touched it since it was read; with a
+/// start bound, it does not start later than that).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub event: Event,
@@ -64,6 +65,8 @@ pub struct Transition {
     pub expected_series: Option<u32>,
     pub expected_attempts: Option<u32>,
     pub expected_last_updated_at: Option<DateTime<Utc>>,
+    /// Apply only while the task's `startExecutionAt` is at most this.
+    pub start_by: Option<i64>,
     pub last_error: Option<String>,
     pub executed_at: Option<DateTime<Utc>>,
     pub lateness_ms: Option<i64>,
@@ -83,6 +86,7 @@ impl Transition {
             expected_series: None,
             expected_attempts: None,
             expected_last_updated_at: None,
+            start_by: None,
             last_error: None,
             executed_at: None,
             lateness_ms: None,
@@ -108,6 +112,14 @@ impl Transition {
     /// Optimistic lock: apply only if the task was last updated at exactly this time.
     pub fn if_last_updated_at(mut self, at: DateTime<Utc>) -> Self {
         self.expected_last_updated_at = Some(at);
+        self
+    }
+
+    /// Apply only while the task starts no later than `start_execution_at`: a claim read from
+    /// the index (which lags the table) must not take a task moved later since, maybe beyond
+    /// anything an execution can wait for.
+    pub fn if_starting_by(mut self, start_execution_at: i64) -> Self {
+        self.start_by = Some(start_execution_at);
         self
     }
 
@@ -145,6 +157,7 @@ impl Transition {
             && self
                 .expected_last_updated_at
                 .is_none_or(|at| at == task.last_updated_at)
+            && self.start_by.is_none_or(|by| task.start_execution_at <= by)
             && !self.wrote(task)
     }
 

@@ -639,6 +639,26 @@ async fn legacy_items_without_series_or_attempt_series_are_judged_as_the_store_d
 }
 
 #[tokio::test]
+async fn a_claim_refuses_a_task_that_starts_later_than_it_read() {
+    let (store, _) = store().await;
+    let read = task("moved", TaskStatus::Scheduled, 0);
+    store.create(&read).await.unwrap();
+    let claim = |start_by: i64| Transition::new(Event::Claim, at(1)).if_starting_by(start_by);
+    let refused = store
+        .transition("moved", &claim(read.start_execution_at - 1))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    let claimed = store
+        .transition("moved", &claim(read.start_execution_at))
+        .await
+        .unwrap();
+    assert_eq!(claimed.task_status, TaskStatus::Queued);
+}
+
+#[tokio::test]
 async fn the_optimistic_lock_refuses_a_task_changed_since_it_was_read() {
     let (store, _) = store().await;
     let read = task("t", TaskStatus::Queued, 0);

@@ -294,3 +294,32 @@ async fn a_task_moved_since_the_index_read_runs_on_its_own_at_its_new_time() {
     };
     assert_eq!(message.timestamp, now + Duration::minutes(20));
 }
+
+#[tokio::test]
+async fn a_claim_from_a_stale_read_does_not_take_a_task_moved_later() {
+    let now = crate::support::now();
+    let schedule = Schedule::default();
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::new();
+    // Moved two years ahead, beyond anything an execution can wait for.
+    let moved = task("moved", now + Duration::days(730), TaskStatus::Scheduled);
+    store.put(moved.clone());
+    // The index still shows the time (and start) it had before the change.
+    let was_due = now + Duration::seconds(60);
+    let stale = Task {
+        timestamp: was_due,
+        start_execution_at: schedule.start_execution_at(was_due),
+        ..moved
+    };
+    let clock = FixedClock::new(now);
+    let mut planner = tasks_core::slot::SlotPlanner::new(&schedule, now);
+    let (summary, _) =
+        tasks_core::dispatch::dispatch(&store, &queue, &clock, &mut planner, vec![stale]).await;
+    assert_eq!(
+        (summary.dispatched, summary.lost_races),
+        (0, 1),
+        "{summary:?}"
+    );
+    assert!(queue.messages().is_empty());
+    assert_eq!(status_of(&store, "moved"), TaskStatus::Scheduled);
+}
