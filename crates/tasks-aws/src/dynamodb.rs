@@ -478,6 +478,14 @@ impl Update {
                 s(rfc3339_millis::format(&at)),
             );
         }
+        if let Some(at) = change.changes.attempt_at {
+            set(
+                "#attemptAt",
+                "attemptAt",
+                ":attemptAt",
+                s(rfc3339_millis::format(&at)),
+            );
+        }
         if let Some(lateness) = change.lateness_ms {
             let n = AttributeValue::N(lateness.to_string());
             set("#latenessMs", "latenessMs", ":latenessMs", n);
@@ -833,23 +841,30 @@ mod tests {
     #[test]
     fn a_begun_attempt_sets_the_given_fields_and_adds_one_attempt() {
         let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
-        let change = Transition::new(Event::BeginAttempt, at)
+        let mut change = Transition::new(Event::BeginAttempt, at)
             .in_series(3)
             .if_attempts(2)
             .with_error("boom")
             .executed(at, 5);
+        change.changes.attempt_at = Some(at);
         let update = Update::from_transition("a", &change).unwrap();
         assert_eq!(
             update.condition,
-            "attribute_exists(#id) AND #status IN (:from0, :from1) AND (attribute_not_exists(#writeToken) OR #writeToken <> :writeToken) AND #series = :series \
-             AND #attempts = :attempts"
+            "attribute_exists(#id) AND #status IN (:from0, :from1) \
+             AND (attribute_not_exists(#writeToken) OR #writeToken <> :writeToken) \
+             AND #series = :series AND #attempts = :attempts"
         );
         assert_eq!(update.values[":attempts"], AttributeValue::N("2".into()));
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, #lastError = :lastError, \
-             #executedAt = :executedAt, #latenessMs = :latenessMs, \
-             #attemptSeries = if_not_exists(#series, :zero) ADD #attempts :one"
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, \
+             #lastError = :lastError, #executedAt = :executedAt, #attemptAt = :attemptAt, \
+             #latenessMs = :latenessMs, #attemptSeries = if_not_exists(#series, :zero) \
+             ADD #attempts :one"
+        );
+        assert_eq!(
+            update.values[":attemptAt"],
+            AttributeValue::S("2030-06-01T12:00:00.000Z".into())
         );
         assert_eq!(update.values[":latenessMs"], AttributeValue::N("5".into()));
         assert_eq!(update.values[":series"], AttributeValue::N("3".into()));
@@ -875,8 +890,8 @@ mod tests {
         let update = Update::from_transition("a", &change).unwrap();
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, #timestamp = :timestamp, \
-             #startExecutionAt = :startExecutionAt, #webhook = :webhook, \
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, \
+             #timestamp = :timestamp, #startExecutionAt = :startExecutionAt, #webhook = :webhook, \
              #redispatches = :noRedispatches REMOVE #payload, #slot ADD #series :one"
         );
         assert_eq!(update.names["#payload"], "payload");
@@ -920,8 +935,8 @@ mod tests {
         );
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken REMOVE #slot \
-             ADD #series :one, #redispatches :one"
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken \
+             REMOVE #slot ADD #series :one, #redispatches :one"
         );
     }
 

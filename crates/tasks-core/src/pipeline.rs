@@ -301,7 +301,7 @@ pub async fn execute_task(
 }
 
 /// A first attempt of the series found already begun (a repeated run, or a second execution
-/// of the series) waits until that attempt has surely ended: the receiver then has at most one
+/// of the series) waits until that attempt, counted from its send, has surely ended: the receiver then has at most one
 /// request in flight for the task, and a delivered attempt is recorded before this one would
 /// begin. (A slot's own tries after a failed write go on at once: the write was its own.)
 fn wait_for_attempt_in_flight(
@@ -309,7 +309,9 @@ fn wait_for_attempt_in_flight(
     attempt: &AttemptInput,
     clock: &dyn Clock,
 ) -> Result<(), ExecuteError> {
-    let since = clock.now() - task.last_updated_at;
+    // Counted from the send, not from the begin: a slot begins its attempts up to its
+    // preparation and the wake-ahead before it sends them.
+    let since = clock.now() - task.attempt_at.unwrap_or(task.last_updated_at);
     if attempt.previous.is_none() && task.attempt_began_in_series() && since < ATTEMPT_IN_FLIGHT {
         return Err(ExecuteError {
             error_type: "TaskNotDue",
@@ -374,6 +376,7 @@ pub(crate) async fn attempt_task(
         .in_series(input.series)
         .if_attempts(task.attempts);
     begin.changes.record_attempt = unwritten;
+    begin.changes.attempt_at = Some(rfc3339_millis::truncate(not_before.max(clock.now())));
     // A begin whose every answer was lost may have been applied: the same write tried again is
     // settled as ours if it was (never a second attempt), and applied if it was not.
     let task = match BEGIN_TRIES

@@ -45,6 +45,8 @@ pub struct Changes {
     pub attempt_history: Option<Vec<AttemptRecord>>,
     /// The slot execution a claim puts the task in.
     pub slot: Option<String>,
+    /// When the attempt a begin starts is to be sent.
+    pub attempt_at: Option<DateTime<Utc>>,
 }
 
 impl Changes {
@@ -226,6 +228,9 @@ impl Transition {
         }
         if let Some(slot) = self.slot_change() {
             next.slot = slot;
+        }
+        if let Some(at) = self.changes.attempt_at {
+            next.attempt_at = Some(at);
         }
         if let Some(history) = &self.changes.attempt_history {
             next.attempt_history = history.clone();

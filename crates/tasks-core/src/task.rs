@@ -102,6 +102,15 @@ pub struct Task {
     /// series has no attempt can safely run again; one with an attempt may have delivered.
     #[serde(default)]
     pub attempt_series: u32,
+    /// When the latest attempt is (or was) sent. Its begin is written before the sleep to that
+    /// time, as much as a slot's preparation and the wake-ahead before it: another runner of the
+    /// series counts its wait for an attempt in flight from here.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_millis::option"
+    )]
+    pub attempt_at: Option<DateTime<Utc>>,
     /// Times the task was re-sent or restarted because its execution did not start or ended
     /// without an outcome. Bounded, so a task that cannot be started ends FAILED.
     #[serde(default)]
@@ -165,6 +174,7 @@ impl Task {
             attempts: 0,
             series: 0,
             attempt_series: 0,
+            attempt_at: None,
             redispatches: 0,
             last_error: None,
             executed_at: None,

@@ -16,8 +16,8 @@ pub const WAIT_TRUNCATION: Duration = Duration::seconds(1);
 pub const STORE_CALL_TIMEOUT: Duration = Duration::seconds(5);
 /// The longest execute-task waits for the webhook's DNS answer.
 pub const DNS_TIMEOUT: Duration = Duration::seconds(2);
-/// Longer than one attempt can take once it has begun (the webhook timeout, 10 s, and a store
-/// call): a new attempt of the same series waits this long after the last one began.
+/// Longer than one attempt can take once it is sent (the webhook timeout, 10 s, and a store
+/// call): a new attempt of the same series waits this long after the last one's send time.
 pub const ATTEMPT_IN_FLIGHT: Duration = Duration::seconds(20);
 /// The dispatch queue's visibility timeout and receives before the dead-letter queue, as the
 /// template sets them (a test checks) and local mode creates its queue.

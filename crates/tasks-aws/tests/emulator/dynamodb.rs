@@ -372,6 +372,7 @@ async fn every_event_from_every_status_does_what_the_core_says() {
                         response_body: Some("{\"busy\": true}".into()),
                     }),
                     attempt_history: None,
+                    attempt_at: Some(at(3)),
                 };
                 let change = Transition::new(event, at(1) + Duration::milliseconds(7))
                     .with_error("why")

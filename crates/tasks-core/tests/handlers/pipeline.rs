@@ -497,3 +497,36 @@ async fn webhook_id_is_the_series_so_a_task_retried_by_its_user_is_not_dropped_a
     let ids = sender.message_ids.lock().unwrap().clone();
     assert_eq!(ids, ["a-1", "a-2"]);
 }
+
+/// One runner per series: a slot begins its attempts up to its preparation and the wake-ahead
+/// (31 s) before it sends them. A second runner of the series that finds such an attempt begun
+/// 25 s ago, its send still 5 s ahead, waits: the attempt is in flight from its send, not from
+/// its begin.
+#[tokio::test]
+async fn a_second_runner_waits_for_an_attempt_in_flight_counted_from_its_send_not_its_begin() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(204));
+    let mut begun = due_soon("a", 5_000, TaskStatus::InProgress);
+    begun.attempts = 1;
+    begun.attempt_series = begun.series;
+    begun.last_updated_at = Utc::now() - Duration::seconds(25);
+    begun.attempt_at = Some(begun.timestamp);
+    store.put(begun);
+    let error = execute(&store, &sender, "a").await.unwrap_err();
+    assert_eq!(error.error_type, "TaskNotDue", "{error:?}");
+    assert!(sender.sent.lock().unwrap().is_empty());
+    assert_eq!(store.tasks()[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn an_attempt_s_begin_records_when_it_is_sent() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(204));
+    store.put(due_soon("a", 300, TaskStatus::InProgress));
+    let due = store.tasks()[0].timestamp;
+    execute(&store, &sender, "a").await.unwrap();
+    assert_eq!(
+        store.tasks()[0].attempt_at,
+        Some(tasks_core::task::rfc3339_millis::truncate(due))
+    );
+}
