@@ -11,8 +11,8 @@ use crate::schedule::{Schedule, EARLY_WAKE_ALLOWANCE};
 use crate::slot::MAX_PREPARE;
 use crate::status::{Event, TaskStatus};
 use crate::task::{
-    rfc3339_millis, truncated, AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook,
-    ATTEMPT_ERROR_BYTES,
+    new_write_token, rfc3339_millis, truncated, AttemptRecord, DispatchMessage, ExecutionInput,
+    Task, Webhook, ATTEMPT_ERROR_BYTES,
 };
 use crate::timing::ATTEMPT_IN_FLIGHT;
 use crate::tries::Tries;
@@ -297,7 +297,8 @@ pub async fn execute_task(
             wait_for_attempt_in_flight(task, attempt, clock)?;
         }
     }
-    attempt_task(store, sender, clock, schedule, attempt, task).await
+    let begin_token = new_write_token();
+    attempt_task(store, sender, clock, schedule, attempt, task, &begin_token).await
 }
 
 /// A first attempt of the series found already begun (a repeated run, or a second execution
@@ -325,7 +326,9 @@ fn wait_for_attempt_in_flight(
     Ok(())
 }
 
-/// execute-task's attempt on the task as read (`None`: gone).
+/// execute-task's attempt on the task as read (`None`: gone). The attempt's begin writes
+/// `begin_token`: a run that tries the same attempt again with the same token finds its own
+/// begin, if it was applied, instead of beginning another.
 pub(crate) async fn attempt_task(
     store: &dyn TaskStore,
     sender: &dyn WebhookSender,
@@ -333,6 +336,7 @@ pub(crate) async fn attempt_task(
     schedule: &Schedule,
     attempt: &AttemptInput,
     task: Option<Task>,
+    begin_token: &str,
 ) -> Result<ExecutionReport, ExecuteError> {
     let input = &attempt.input;
     let previous = attempt.previous.as_ref();
@@ -374,7 +378,8 @@ pub(crate) async fn attempt_task(
     // Conditional on the attempts read: of two runs racing to the same attempt, one begins it.
     let mut begin = Transition::new(Event::BeginAttempt, clock.now())
         .in_series(input.series)
-        .if_attempts(task.attempts);
+        .if_attempts(task.attempts)
+        .with_write_token(begin_token);
     begin.changes.record_attempt = unwritten;
     begin.changes.attempt_at = Some(rfc3339_millis::truncate(not_before.max(clock.now())));
     // A begin whose every answer was lost may have been applied: the same write tried again is

@@ -125,6 +125,13 @@ impl Transition {
         self
     }
 
+    /// The same write as another with this token: a try of a change made before, whose
+    /// answer may have been lost.
+    pub fn with_write_token(mut self, token: &str) -> Self {
+        self.write_token = token.to_string();
+        self
+    }
+
     pub fn with_error(mut self, error: impl Into<String>) -> Self {
         self.last_error = Some(error.into());
         self

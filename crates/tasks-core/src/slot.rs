@@ -21,7 +21,7 @@ use crate::ports::{
 };
 use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
-use crate::task::{rfc3339_millis, DispatchMessage, ExecutionInput, Task};
+use crate::task::{new_write_token, rfc3339_millis, DispatchMessage, ExecutionInput, Task};
 use crate::tries::Tries;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::{join, join_all};
@@ -567,26 +567,45 @@ async fn run_one(
     // One patience for the reads, the attempts and the record, counted from the task's time: a
     // slot run ends within its function's timeout however its calls fail.
     let mut patience = Patience::new(clock, &message.id, input.timestamp);
-    let mut first = true;
+    // The attempts the task had when this run last knew them (after its own attempt), and the
+    // token of the begin it is trying: on every read, an attempt begun since by another runner
+    // (a repeated run of the slot, a second slot of the series) hands the task off, and one
+    // begun by this run's own try, whose answer was lost, is tried on with the same token.
+    let mut known_attempts = None;
+    let mut begin_token = new_write_token();
     loop {
         let task = match store.get(&input.id).await {
             Ok(task) => task,
             Err(_) if patience.wait_to_attempt().await => continue,
             Err(_) => return hand_off(attempt.previous),
         };
-        if let Some(task) = task.as_ref().filter(|_| first) {
+        if let Some(task) = &task {
             let runnable =
                 Event::BeginAttempt.allows(task.task_status) && task.series == input.series;
-            if runnable && task.attempt_began_in_series() {
+            let begun_by_another = task.attempt_began_in_series()
+                && known_attempts != Some(task.attempts)
+                && task.write_token.as_deref() != Some(begin_token.as_str());
+            if runnable && begun_by_another {
                 return hand_off(None);
             }
         }
-        first = false;
-        let report = match attempt_task(store, sender, clock, schedule, &attempt, task).await {
+        let report = match attempt_task(
+            store,
+            sender,
+            clock,
+            schedule,
+            &attempt,
+            task,
+            &begin_token,
+        )
+        .await
+        {
             Ok(report) => report,
             Err(_) if patience.wait_to_attempt().await => continue,
             Err(_) => return hand_off(attempt.previous),
         };
+        known_attempts = Some(report.attempt);
+        begin_token = new_write_token();
         let final_outcome = match report.outcome {
             Outcome::Skipped | Outcome::Superseded => return SlotOutcome::Skipped,
             // A retry due soon (the default policy's 2, 4 and 8 s) runs here; a later one in the

@@ -323,3 +323,82 @@ async fn a_claim_from_a_stale_read_does_not_take_a_task_moved_later() {
     assert!(queue.messages().is_empty());
     assert_eq!(status_of(&store, "moved"), TaskStatus::Scheduled);
 }
+
+/// A store whose first attempt begin fails while another runner of the series (a repeated run
+/// of the slot) begins the same attempt, and whose next begins fail too: every try of the run's
+/// begin fails, and the run reads the task again.
+struct RacedBegin {
+    inner: MemoryStore,
+    begins: std::sync::Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl TaskStore for RacedBegin {
+    async fn create(&self, task: &Task) -> Result<(), tasks_core::StoreError> {
+        self.inner.create(task).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Task>, tasks_core::StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn query(
+        &self,
+        query: &tasks_core::StatusQuery,
+    ) -> Result<tasks_core::Page, tasks_core::StoreError> {
+        self.inner.query(query).await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        change: &tasks_core::Transition,
+    ) -> Result<Task, tasks_core::StoreError> {
+        if change.event == tasks_core::Event::BeginAttempt {
+            let begins = {
+                let mut begins = self.begins.lock().unwrap();
+                *begins += 1;
+                *begins
+            };
+            if begins == 1 {
+                let theirs = tasks_core::Transition::new(change.event, change.at)
+                    .in_series(change.expected_series.unwrap_or_default())
+                    .if_attempts(change.expected_attempts.unwrap_or_default());
+                self.inner.transition(id, &theirs).await?;
+            }
+        }
+        if *self.begins.lock().unwrap() <= 3 && change.event == tasks_core::Event::BeginAttempt {
+            return Err(tasks_core::StoreError::Unavailable {
+                message: "injected".into(),
+                request_id: None,
+            });
+        }
+        self.inner.transition(id, change).await
+    }
+}
+
+#[tokio::test]
+async fn a_slot_run_hands_off_an_attempt_another_runner_began_after_its_first_read() {
+    let store = RacedBegin {
+        inner: MemoryStore::new(),
+        begins: std::sync::Mutex::new(0),
+    };
+    let queue = MemoryQueue::new();
+    let sender = RecordingSender::answering(Ok(204));
+    let slot = slot_of(&store.inner, &["a"], 300);
+    let (summary, _) = run_slot(
+        &store,
+        &sender,
+        &queue,
+        &SystemClock,
+        &Schedule::default(),
+        &slot,
+    )
+    .await;
+    assert_eq!(summary.handed_off, 1, "{summary:?}");
+    assert!(
+        sender.sent.lock().unwrap().is_empty(),
+        "the other runner sends attempt 1; this run must not send attempt 2"
+    );
+    assert_eq!(store.inner.tasks()[0].attempts, 1);
+}
