@@ -363,8 +363,12 @@ impl TaskStore for DynamoDbStore {
     }
 }
 
-/// No attempt began in the task's current series (see [`Task::attempt_began_in_series`]).
-const NO_ATTEMPT_IN_SERIES: &str = " AND (attribute_not_exists(#attempts) OR #attempts = :zero \
+/// No attempt began in the task's current series (see [`Task::attempt_began_in_series`]). A
+/// missing `attempts`, `series` or `attemptSeries` reads as 0 (the fields' serde defaults, as
+/// `Transition::applies_to` sees them); each comparison is guarded by the existence of its
+/// attributes, since what a comparison with a missing attribute gives is not what the decoded
+/// task says.
+const NO_ATTEMPT_IN_SERIES: &str = "(attribute_not_exists(#attempts) OR #attempts = :zero \
      OR (attribute_exists(#attemptSeries) AND attribute_exists(#series) \
      AND #attemptSeries <> #series) \
      OR (attribute_not_exists(#attemptSeries) AND attribute_exists(#series) AND #series <> :zero) \
@@ -419,11 +423,12 @@ impl Update {
             from.join(", ")
         );
         if change.event.requires_no_attempt_in_series() {
-            // A missing `attempts`, `series` or `attemptSeries` reads as 0 (the fields' serde
-            // defaults, as `Transition::applies_to` sees them). Each comparison is guarded by
-            // the existence of its attributes: what a comparison with a missing attribute gives
-            // is not what the decoded task says.
-            condition.push_str(NO_ATTEMPT_IN_SERIES);
+            condition.push_str(&format!(" AND {NO_ATTEMPT_IN_SERIES}"));
+        }
+        if change.requires_attempt_in_series {
+            condition.push_str(&format!(" AND NOT {NO_ATTEMPT_IN_SERIES}"));
+        }
+        if change.event.requires_no_attempt_in_series() || change.requires_attempt_in_series {
             names.insert("#attempts".into(), "attempts".into());
             names.insert("#attemptSeries".into(), "attemptSeries".into());
             names.insert("#series".into(), "series".into());

@@ -596,7 +596,12 @@ pub async fn record_outcome(
 ) -> Result<TaskStatus, StoreError> {
     let now = clock.now();
     let mut change = match (&update.error, &update.result) {
-        (Some(error), _) => Transition::new(Event::Fail, now).with_error(error.describe()),
+        // An execution's error (a Lambda crash or timeout, a store outage past every retry)
+        // ends the task only if its attempt began: otherwise nothing was sent, and the
+        // sweeps run it again in a new series.
+        (Some(error), _) => Transition::new(Event::Fail, now)
+            .with_error(error.describe())
+            .if_attempt_began(),
         (None, Some(report))
             if matches!(report.outcome, Outcome::Skipped | Outcome::Superseded) =>
         {
@@ -639,7 +644,15 @@ pub async fn record_outcome(
     match store.transition(&update.input.id, &change).await {
         Ok(task) => Ok(task.task_status),
         Err(StoreError::Conflict { current }) => {
-            if current.task_status != change.event.to() && current.series == update.input.series {
+            let in_series = current.series == update.input.series;
+            if in_series && !current.task_status.is_terminal() && !current.attempt_began_in_series()
+            {
+                tracing::warn!(
+                    task_id = %current.id,
+                    status = %current.task_status,
+                    "the execution failed before any attempt: left to the sweeps to run again"
+                );
+            } else if current.task_status != change.event.to() && in_series {
                 tracing::warn!(
                     task_id = %current.id,
                     status = %current.task_status,

@@ -69,6 +69,8 @@ pub struct Transition {
     pub expected_last_updated_at: Option<DateTime<Utc>>,
     /// Apply only while the task's `startExecutionAt` is at most this.
     pub start_by: Option<i64>,
+    /// Apply only if an attempt began in the task's current series.
+    pub requires_attempt_in_series: bool,
     pub last_error: Option<String>,
     pub executed_at: Option<DateTime<Utc>>,
     pub lateness_ms: Option<i64>,
@@ -89,6 +91,7 @@ impl Transition {
             expected_attempts: None,
             expected_last_updated_at: None,
             start_by: None,
+            requires_attempt_in_series: false,
             last_error: None,
             executed_at: None,
             lateness_ms: None,
@@ -122,6 +125,14 @@ impl Transition {
     /// anything an execution can wait for.
     pub fn if_starting_by(mut self, start_execution_at: i64) -> Self {
         self.start_by = Some(start_execution_at);
+        self
+    }
+
+    /// Apply only if an attempt began in the task's current series: an execution's error ends
+    /// the task only when the receiver may have its request; before any attempt, the task is
+    /// left to the sweeps, which run it again.
+    pub fn if_attempt_began(mut self) -> Self {
+        self.requires_attempt_in_series = true;
         self
     }
 
@@ -167,6 +178,7 @@ impl Transition {
                 .expected_last_updated_at
                 .is_none_or(|at| at == task.last_updated_at)
             && self.start_by.is_none_or(|by| task.start_execution_at <= by)
+            && (!self.requires_attempt_in_series || task.attempt_began_in_series())
             && !self.wrote(task)
     }
 

@@ -572,9 +572,9 @@ async fn an_item_without_attempts_counts_as_none_begun() {
     assert_eq!(cancelled.task_status, TaskStatus::Cancelled);
 }
 
-/// Items written before `series` or `attemptSeries` existed: DynamoDB's condition on "no
-/// attempt began in the series" agrees with `Transition::applies_to` on the task as decoded
-/// (each missing number read as 0), for every combination.
+/// Items written before `series` or `attemptSeries` existed: DynamoDB's conditions on whether an
+/// attempt began in the series agree with `Transition::applies_to` on the task as decoded (each
+/// missing number read as 0), for every combination.
 #[tokio::test]
 async fn legacy_items_without_series_or_attempt_series_are_judged_as_the_store_decodes_them() {
     let (store, client) = store().await;
@@ -590,7 +590,17 @@ async fn legacy_items_without_series_or_attempt_series_are_judged_as_the_store_d
         (Some(0), Some(1), None),
         (Some(2), Some(1), Some(0)),
     ];
-    for (n, (attempts, series, attempt_series)) in combinations.into_iter().enumerate() {
+    type Change = (&'static str, fn() -> Transition);
+    let changes: [Change; 2] = [
+        ("cancel", || Transition::new(Event::Cancel, at(1))),
+        ("fail after an attempt", || {
+            Transition::new(Event::Fail, at(1)).if_attempt_began()
+        }),
+    ];
+    let cases = combinations
+        .into_iter()
+        .flat_map(|combination| changes.map(|change| (combination, change)));
+    for (n, ((attempts, series, attempt_series), (what, change))) in cases.enumerate() {
         let id = format!("legacy-{n}");
         store
             .create(&task(&id, TaskStatus::Queued, 0))
@@ -629,12 +639,12 @@ async fn legacy_items_without_series_or_attempt_series_are_judged_as_the_store_d
             .await
             .unwrap();
         let decoded = store.get(&id).await.unwrap().unwrap();
-        let cancel = Transition::new(Event::Cancel, at(1));
-        let expected = cancel.applies_to(&decoded);
-        let applied = store.transition(&id, &cancel).await.is_ok();
+        let change = change();
+        let expected = change.applies_to(&decoded);
+        let applied = store.transition(&id, &change).await.is_ok();
         assert_eq!(
             applied, expected,
-            "attempts {attempts:?}, series {series:?}, attemptSeries {attempt_series:?}"
+            "{what}: attempts {attempts:?}, series {series:?}, attemptSeries {attempt_series:?}"
         );
     }
 }

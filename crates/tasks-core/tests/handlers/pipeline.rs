@@ -344,10 +344,13 @@ async fn completion_is_recorded_once_and_repeats_are_no_ops() {
 }
 
 #[tokio::test]
-async fn a_caught_error_marks_the_task_failed_with_its_reason() {
+async fn a_caught_error_after_an_attempt_began_marks_the_task_failed_with_its_reason() {
     let store = MemoryStore::new();
     let clock = FixedClock::new(at());
-    store.put(task("a", at(), TaskStatus::InProgress));
+    let mut begun = task("a", at(), TaskStatus::InProgress);
+    begun.attempts = 1;
+    begun.attempt_series = begun.series;
+    store.put(begun);
     let error = StepError {
         error: "WebhookRejected".into(),
         cause: r#"{"errorType":"WebhookRejected","errorMessage":"the receiver answered HTTP 404 (attempt 1)"}"#.into(),
@@ -362,22 +365,25 @@ async fn a_caught_error_marks_the_task_failed_with_its_reason() {
     );
 }
 
+/// No FAILED without an attempt: an execution's error before any attempt began in the series
+/// (a Lambda crash or timeout, an init error, a store outage past every retry) sent nothing, so
+/// the task is left to the sweeps, which run it again in a new series.
 #[tokio::test]
-async fn a_failure_before_the_first_attempt_still_ends_the_task() {
-    let store = MemoryStore::new();
-    store.put(task("a", at(), TaskStatus::Queued));
-    let error = StepError {
-        error: "WebhookRefused".into(),
-        cause: String::new(),
-    };
-    let status = record_outcome(&store, &FixedClock::new(at()), &update(None, Some(error)))
-        .await
-        .unwrap();
-    assert_eq!(status, TaskStatus::Failed);
-    assert_eq!(
-        store.tasks()[0].last_error.as_deref(),
-        Some("WebhookRefused")
-    );
+async fn an_execution_error_before_any_attempt_leaves_the_task_to_the_sweeps() {
+    for status in [TaskStatus::Queued, TaskStatus::InProgress] {
+        let store = MemoryStore::new();
+        store.put(task("a", at(), status));
+        let error = StepError {
+            error: "Lambda.Unknown".into(),
+            cause: "execute-task: the function crashed".into(),
+        };
+        let recorded = record_outcome(&store, &FixedClock::new(at()), &update(None, Some(error)))
+            .await
+            .unwrap();
+        assert_eq!(recorded, status);
+        assert_eq!(store.tasks()[0].task_status, status);
+        assert_eq!(store.tasks()[0].last_error, None);
+    }
 }
 
 #[tokio::test]
