@@ -12,7 +12,9 @@
 //! 8. no request is answered 409 (nothing changed) after a write of its own was applied;
 //! 9. a task with a webhook FAILED for its execution (not a webhook error) had its last attempt
 //!    reach the receiver, or recorded that attempt's webhook error: an attempt is never begun
-//!    and then left unsent and called failed.
+//!    and then left unsent and called failed;
+//! 10. a task FAILED with no attempt begun in its series failed for its webhook (a refused
+//!    target) or after the sweeps' bounded tries: an execution's error alone never fails it.
 
 use crate::receiver::Delivery;
 use crate::world::World;
@@ -128,6 +130,8 @@ pub struct Report {
     pub refused_after_own_write: usize,
     /// Tasks FAILED for their execution whose last attempt was never sent (invariant 9).
     pub failed_unsent: usize,
+    /// Tasks FAILED with no attempt in their series for an execution's error (invariant 10).
+    pub failed_without_attempt: usize,
     /// Deliveries beyond a task's first (retries after a failure or an ambiguous timeout).
     pub redeliveries: usize,
     pub dead_letters: usize,
@@ -185,6 +189,7 @@ pub fn check(
         );
     }
     let mut failed_unsent = 0;
+    let mut failed_without_attempt = 0;
     for id in clients.accepted.keys() {
         if !by_id.contains_key(id.as_str()) {
             lost += 1;
@@ -266,6 +271,10 @@ pub fn check(
                     failed_unsent += 1;
                     violate(id, why);
                 }
+                if let Some(why) = failed_without_an_attempt(task) {
+                    failed_without_attempt += 1;
+                    violate(id, why);
+                }
             }
             TaskStatus::Cancelled => cancelled += 1,
             status => {
@@ -307,6 +316,7 @@ pub fn check(
         duplicates,
         refused_after_own_write: refusals.len(),
         failed_unsent,
+        failed_without_attempt,
         redeliveries,
         dead_letters: dead_letters.iter().map(|m| m.task_ids().len()).sum(),
         lateness_ms: lateness,
@@ -333,4 +343,19 @@ fn failed_unsent_attempt(task: &Task, sent: &[&Delivery]) -> Option<String> {
         .any(|record| record.attempt == attempt && record.error.is_some());
     (!reached && !recorded)
         .then(|| format!("FAILED ({reason}) but attempt {attempt} never reached the receiver"))
+}
+
+/// Why a FAILED task breaks invariant 10, if it does: no attempt began in its series, and its
+/// `lastError` is neither a webhook's (a target refused before any request) nor the sweeps'
+/// giving up after their bounded tries.
+fn failed_without_an_attempt(task: &Task) -> Option<String> {
+    let reason = task.last_error.as_deref().unwrap_or_default();
+    let gave_up = reason.starts_with("no execution ran the task after")
+        || reason.starts_with("the task's execution never started after");
+    (!task.attempt_began_in_series() && !reason.starts_with("Webhook") && !gave_up).then(|| {
+        format!(
+            "FAILED ({reason}) with no attempt begun in series {}",
+            task.series
+        )
+    })
 }

@@ -308,6 +308,10 @@ fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Du
         sum(|o| o.report.failed_unsent)
     );
     println!(
+        "| FAILED for an execution's error with no attempt begun | {} |",
+        sum(|o| o.report.failed_without_attempt)
+    );
+    println!(
         "| retried deliveries (new attempts) | {} |",
         sum(|o| o.report.redeliveries)
     );
