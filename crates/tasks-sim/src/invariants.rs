@@ -14,7 +14,9 @@
 //!    reach the receiver, or recorded that attempt's webhook error: an attempt is never begun
 //!    and then left unsent and called failed;
 //! 10. a task FAILED with no attempt begun in its series failed for its webhook (a refused
-//!    target) or after the sweeps' bounded tries: an execution's error alone never fails it.
+//!     target) or after the sweeps' bounded tries: an execution's error alone never fails it;
+//! 11. per series, at most the retry policy's `maxAttempts` requests, and none after one whose
+//!     2xx answer reached the sender (a series delivered is done).
 
 use crate::receiver::Delivery;
 use crate::world::World;
@@ -225,6 +227,9 @@ pub fn check(
                 );
             }
         }
+        if let Some(why) = series_overrun(task, &sent) {
+            violate(id, why);
+        }
         let mut attempts: BTreeMap<u32, usize> = BTreeMap::new();
         for delivery in &sent {
             *attempts.entry(delivery.attempt).or_default() += 1;
@@ -357,5 +362,30 @@ fn failed_without_an_attempt(task: &Task) -> Option<String> {
             "FAILED ({reason}) with no attempt begun in series {}",
             task.series
         )
+    })
+}
+
+/// Why a task's deliveries break invariant 11, if they do.
+fn series_overrun(task: &Task, sent: &[&Delivery]) -> Option<String> {
+    let max_attempts = task.retry_policy().max_attempts as usize;
+    let mut by_series: BTreeMap<u32, Vec<&Delivery>> = BTreeMap::new();
+    for delivery in sent {
+        by_series.entry(delivery.series).or_default().push(delivery);
+    }
+    by_series.into_iter().find_map(|(series, mut deliveries)| {
+        if deliveries.len() > max_attempts {
+            return Some(format!(
+                "series {series}: {} requests, more than maxAttempts {max_attempts}",
+                deliveries.len()
+            ));
+        }
+        deliveries.sort_by_key(|delivery| delivery.at);
+        let delivered = deliveries.iter().position(|delivery| delivery.succeeded)?;
+        deliveries.get(delivered + 1).map(|after| {
+            format!(
+                "series {series}: attempt {} sent after attempt {} was delivered",
+                after.attempt, deliveries[delivered].attempt
+            )
+        })
     })
 }

@@ -22,6 +22,8 @@ pub struct Delivery {
     pub series: u32,
     /// The `Idempotency-Key` (and `webhook-id`) the request carried.
     pub key: String,
+    /// Whether the sender got a 2xx answer: the attempt was delivered.
+    pub succeeded: bool,
 }
 
 pub struct SimReceivers {
@@ -60,11 +62,9 @@ impl WebhookSender for SimReceivers {
     }
 
     async fn send(&self, call: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
-        let faults = self.world.faults;
-        let id = &call.task.id;
         if self
             .world
-            .fault("webhook.unreachable", faults.webhook_unreachable)
+            .fault("webhook.unreachable", self.world.faults.webhook_unreachable)
         {
             self.world.latency(1, 5).await;
             return Err(DeliveryError::Connection("connection refused".into()));
@@ -72,13 +72,42 @@ impl WebhookSender for SimReceivers {
         self.world.latency(0, 3).await;
         let at = self.world.clock.now();
         self.deliveries.lock().unwrap().push(Delivery {
-            task_id: id.clone(),
+            task_id: call.task.id.clone(),
             attempt: call.attempt,
             at,
             due: call.task.timestamp,
             series: call.task.series,
             key: call.message_id.clone(),
+            succeeded: false,
         });
+        let answer = self.answer(&call).await;
+        if answer
+            .as_ref()
+            .is_ok_and(|answer| answer.failure().is_none())
+        {
+            if let Some(delivery) =
+                self.deliveries
+                    .lock()
+                    .unwrap()
+                    .iter_mut()
+                    .rev()
+                    .find(|delivery| {
+                        delivery.key == call.message_id && delivery.attempt == call.attempt
+                    })
+            {
+                delivery.succeeded = true;
+            }
+        }
+        answer
+    }
+}
+
+impl SimReceivers {
+    /// The receiver's answer to a request that reached it.
+    async fn answer(&self, call: &WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
+        let faults = self.world.faults;
+        let id = &call.task.id;
+        let at = self.world.clock.now();
         self.world.record(
             id,
             format!(
