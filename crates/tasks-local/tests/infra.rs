@@ -128,7 +128,7 @@ fn the_template_timings_fit_together() {
             .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
             .unwrap_or_else(|| panic!("{what} is not a number: {value:?}"))
     };
-    let parameter = |name: &str| number(&template["Parameters"][name]["Default"], name);
+    let bound = |name: &str, bound: &str| number(&template["Parameters"][name][bound], name);
     let resource = |name: &str| &template["Resources"][name]["Properties"];
     let seconds = chrono::Duration::seconds;
     let queue = resource("TasksQueue");
@@ -136,13 +136,14 @@ fn the_template_timings_fit_together() {
         .as_str()
         .unwrap();
     assert_eq!(cron_rate, "rate(1 minute)");
-    let timings = tasks_core::timing::Timings {
+    // Each timing parameter at its default, or at one of the bounds the template allows.
+    let timings_at = |at: &dyn Fn(&str) -> &'static str| tasks_core::timing::Timings {
         schedule: tasks_core::Schedule {
-            lead_time: seconds(parameter("LeadTimeSeconds")),
-            wake_ahead: chrono::Duration::milliseconds(parameter("WakeAheadMs")),
-            claim_grace: seconds(parameter("ClaimGraceSeconds")),
-            stuck_after: seconds(parameter("StuckAfterSeconds")),
-            start_rate: parameter("StartRatePerSecond") as u32,
+            lead_time: seconds(bound("LeadTimeSeconds", at("LeadTimeSeconds"))),
+            wake_ahead: chrono::Duration::milliseconds(bound("WakeAheadMs", at("WakeAheadMs"))),
+            claim_grace: seconds(bound("ClaimGraceSeconds", at("ClaimGraceSeconds"))),
+            stuck_after: seconds(bound("StuckAfterSeconds", at("StuckAfterSeconds"))),
+            start_rate: bound("StartRatePerSecond", "Default") as u32,
         },
         cron_period: seconds(60),
         visibility_timeout: seconds(number(&queue["VisibilityTimeout"], "VisibilityTimeout")),
@@ -167,7 +168,32 @@ fn the_template_timings_fit_together() {
             "WEBHOOK_TIMEOUT_MS",
         )),
     };
+    let timings = timings_at(&|_| "Default");
     assert_eq!(timings.violations(), Vec::<String>::new());
+    // The relations are monotone in each parameter: they hold for every setting the template
+    // allows if they hold at every corner of the allowed ranges.
+    let bounded = [
+        "LeadTimeSeconds",
+        "WakeAheadMs",
+        "ClaimGraceSeconds",
+        "StuckAfterSeconds",
+    ];
+    for corner in 0..1u32 << bounded.len() {
+        let at = |name: &str| {
+            let index = bounded.iter().position(|bounded| *bounded == name).unwrap();
+            if corner & (1 << index) == 0 {
+                "MinValue"
+            } else {
+                "MaxValue"
+            }
+        };
+        let broken = timings_at(&at).violations();
+        let setting: Vec<String> = bounded
+            .iter()
+            .map(|name| format!("{name} at its {}", at(name)))
+            .collect();
+        assert_eq!(broken, Vec::<String>::new(), "{}", setting.join(", "));
+    }
     assert_eq!(
         timings.visibility_timeout,
         tasks_core::timing::QUEUE_VISIBILITY_TIMEOUT,
