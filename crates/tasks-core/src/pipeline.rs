@@ -586,6 +586,23 @@ pub struct StatusUpdate {
     pub error: Option<StepError>,
 }
 
+/// `record`, unless the task's history has its attempt already.
+async fn unrecorded(
+    store: &dyn TaskStore,
+    id: &str,
+    record: Option<AttemptRecord>,
+) -> Result<Option<AttemptRecord>, StoreError> {
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let recorded = store.get(id).await?.is_some_and(|task| {
+        task.attempt_history
+            .iter()
+            .any(|done| done.attempt == record.attempt)
+    });
+    Ok((!recorded).then_some(record))
+}
+
 /// update-status: IN_PROGRESS -> COMPLETED or FAILED. Idempotent: repeating an update that was
 /// already recorded, or one for a task that was cancelled meanwhile, succeeds without a change.
 /// Returns the task's status afterwards.
@@ -631,6 +648,12 @@ pub async fn record_outcome(
     }
     .in_series(update.input.series);
     change.changes.record_attempt = update.result.as_ref().and_then(|r| r.record.clone());
+    if update.error.is_some() {
+        // After a Catch, the result is the report of the attempt before the one that failed,
+        // whose record the failed run's begin may have written already: one record an attempt.
+        change.changes.record_attempt =
+            unrecorded(store, &update.input.id, change.changes.record_attempt).await?;
+    }
     if change.event == Event::Fail && update.error.is_none() {
         if let Some(at) = update.result.as_ref().and_then(|r| r.executed_at) {
             let lateness = update

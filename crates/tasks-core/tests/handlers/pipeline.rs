@@ -536,3 +536,40 @@ async fn an_attempt_s_begin_records_when_it_is_sent() {
         Some(tasks_core::task::rfc3339_millis::truncate(due))
     );
 }
+
+/// One record an attempt: after ExecuteTask's Catch, MarkFailed gets the report of the attempt
+/// before the one that failed, whose record that run's begin had already written.
+#[tokio::test]
+async fn a_caught_error_does_not_record_an_attempt_twice() {
+    let store = MemoryStore::new();
+    let report = ExecutionReport {
+        outcome: Outcome::Retry,
+        record: Some(tasks_core::AttemptRecord {
+            attempt: 1,
+            started_at: at(),
+            duration_ms: 12,
+            status_code: Some(503),
+            error: Some("WebhookServerError: the receiver answered HTTP 503".into()),
+            response_body: None,
+        }),
+        ..delivered()
+    };
+    let mut begun = task("a", at(), TaskStatus::InProgress);
+    begun.attempts = 2;
+    begun.attempt_series = begun.series;
+    begun.attempt_history = vec![report.record.clone().unwrap()];
+    store.put(begun);
+    let error = StepError {
+        error: "Lambda.Unknown".into(),
+        cause: "execute-task: the function crashed".into(),
+    };
+    let status = record_outcome(
+        &store,
+        &FixedClock::new(at()),
+        &update(Some(report), Some(error)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, TaskStatus::Failed);
+    assert_eq!(store.tasks()[0].attempt_history.len(), 1);
+}
