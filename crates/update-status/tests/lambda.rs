@@ -13,10 +13,13 @@ async fn function(table_name: &str) -> Function {
         .env("TABLE_NAME", table_name)
 }
 
-async fn in_progress(resources: &Resources) -> Task {
+/// An IN_PROGRESS task in series 1, with `attempts` begun in it.
+async fn in_progress(resources: &Resources, attempts: u32) -> Task {
     let task = Task {
         task_status: TaskStatus::InProgress,
         series: 1,
+        attempts,
+        attempt_series: 1,
         ..Task::new(unique("task"), Utc::now(), &Schedule::default(), Utc::now())
     };
     resources.store().create(&task).await.unwrap();
@@ -30,13 +33,21 @@ async fn records_the_outcome_the_state_machine_hands_over() {
     let process = function.spawn();
     let wake_at = |task: &Task| task.timestamp - Duration::seconds(1);
 
-    let delivered = in_progress(&resources).await;
+    let delivered = in_progress(&resources, 1).await;
     let event = events::status_result(&delivered.id, delivered.timestamp, wake_at(&delivered));
     assert_eq!(function.invoke(&event).await.response(), json!("COMPLETED"));
 
-    let failed = in_progress(&resources).await;
+    let failed = in_progress(&resources, 1).await;
     let event = events::status_error(&failed.id, failed.timestamp, wake_at(&failed));
     assert_eq!(function.invoke(&event).await.response(), json!("FAILED"));
+
+    // An execution's error before any attempt began: nothing was sent, the sweeps run it again.
+    let unsent = in_progress(&resources, 0).await;
+    let event = events::status_error(&unsent.id, unsent.timestamp, wake_at(&unsent));
+    assert_eq!(
+        function.invoke(&event).await.response(),
+        json!("IN_PROGRESS")
+    );
 
     let store = resources.store();
     let stored = store.get(&failed.id).await.unwrap().unwrap();
