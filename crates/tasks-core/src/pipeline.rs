@@ -302,9 +302,9 @@ pub async fn execute_task(
 }
 
 /// A first attempt of the series found already begun (a repeated run, or a second execution
-/// of the series) waits until that attempt, counted from its send, has surely ended: the receiver then has at most one
-/// request in flight for the task, and a delivered attempt is recorded before this one would
-/// begin. (A slot's own tries after a failed write go on at once: the write was its own.)
+/// of the series) waits until that attempt, counted from its send, has surely ended: the
+/// receiver then has at most one request in flight for the task, and a delivered attempt is
+/// recorded before this one would begin. (A slot's own tries after a failed write go on at once: the write was its own.)
 fn wait_for_attempt_in_flight(
     task: &Task,
     attempt: &AttemptInput,

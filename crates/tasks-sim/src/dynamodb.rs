@@ -223,14 +223,6 @@ impl SimStore {
         }
     }
 
-    /// The SDK's retry of a write whose answer was lost, after its backoff: the same request
-    /// again, answered.
-    async fn sdk_retry(&self, api: &'static str) {
-        self.world.sdk_backoff().await;
-        self.world.call(api);
-        self.world.latency(2, 8).await;
-    }
-
     /// A conditional put: a taken id is settled as the adapter settles it (the task's own
     /// create, or another task's).
     fn put_new(&self, task: &Task) -> Result<(), StoreError> {
@@ -370,7 +362,7 @@ impl TaskStore for SimStore {
             None => Ok(()),
             Some(LostAnswer::Unanswered) => Err(unavailable("the response was lost")),
             Some(LostAnswer::Retried) => {
-                self.sdk_retry("dynamodb.PutItem").await;
+                self.world.sdk_retry("dynamodb.PutItem", 2, 8).await;
                 self.put_new(task)
             }
         }
@@ -492,7 +484,7 @@ impl TaskStore for SimStore {
             None => Ok(next),
             Some(LostAnswer::Unanswered) => Err(unavailable("the response was lost")),
             Some(LostAnswer::Retried) => {
-                self.sdk_retry("dynamodb.UpdateItem").await;
+                self.world.sdk_retry("dynamodb.UpdateItem", 2, 8).await;
                 self.update(id, change)
             }
         }

@@ -183,9 +183,7 @@ impl DispatchQueue for SimQueue {
             (0, true)
         };
         for _ in 0..resends {
-            self.world.sdk_backoff().await;
-            self.world.call("sqs.SendMessageBatch");
-            self.world.latency(5, 20).await;
+            self.world.sdk_retry("sqs.SendMessageBatch", 5, 20).await;
             for message in &accepted {
                 self.enqueue((*message).clone());
             }

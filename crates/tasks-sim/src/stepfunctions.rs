@@ -195,9 +195,9 @@ impl Workflow for SimStepFunctions {
         {
             // The SDK starts the same name with the same input again: Step Functions answers
             // with the execution the first try started, as a success.
-            self.world.sdk_backoff().await;
-            self.world.call("stepfunctions.StartExecution");
-            self.world.latency(10, 40).await;
+            self.world
+                .sdk_retry("stepfunctions.StartExecution", 10, 40)
+                .await;
             return Ok(self.taken(execution).unwrap_or(StartOutcome::Started));
         }
         if self

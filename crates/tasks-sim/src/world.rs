@@ -314,9 +314,13 @@ impl World {
         self.rng.lock().unwrap().random_range(0..len)
     }
 
-    /// The pause before the SDK's first retry (standard mode: a jittered backoff of up to 1 s).
-    pub async fn sdk_backoff(&self) {
+    /// The SDK's retry of a request whose answer was lost: the pause before its first retry
+    /// (standard mode: a jittered backoff of up to 1 s), then the same request to `api` again,
+    /// answered after the service's latency.
+    pub async fn sdk_retry(&self, api: &'static str, low_ms: u64, high_ms: u64) {
         tokio::time::sleep(self.millis(0, 1000)).await;
+        self.call(api);
+        self.latency(low_ms, high_ms).await;
     }
 
     /// Sleeps a random service latency.
