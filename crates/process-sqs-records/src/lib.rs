@@ -83,6 +83,9 @@ fn log_start(message: &DispatchMessage, report: &Result<StartReport, StartError>
         Ok(StartReport::AlreadyStarted) => {
             tracing::info!("execution already started (repeated delivery)")
         }
+        Ok(StartReport::HandedOver) => tracing::info!(
+            "the series' execution exists already: the slot's report was applied to the task"
+        ),
         Ok(StartReport::Restarted(series)) => {
             tracing::info!(
                 series,

@@ -15,7 +15,7 @@ use base64::Engine;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use tasks_core::task::rfc3339_millis;
+use tasks_core::task::{rfc3339_millis, NextAttempt};
 use tasks_core::{
     settle_create, status_shard, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore,
     Transition, STATUS_SHARDS,
@@ -459,6 +459,10 @@ impl Update {
             names.insert("#startExecutionAt".into(), "startExecutionAt".into());
             values.insert(":startBy".into(), AttributeValue::N(start_by.to_string()));
         }
+        if change.requires_no_scheduled_retry {
+            condition.push_str(" AND attribute_not_exists(#nextAttempt)");
+            names.insert("#nextAttempt".into(), "nextAttempt".into());
+        }
         if let Some(expected) = change.expected_last_updated_at {
             condition.push_str(" AND #updated = :expected");
             values.insert(":expected".into(), s(rfc3339_millis::format(&expected)));
@@ -526,6 +530,11 @@ impl Update {
             ),
             ("#attemptHistory", "attemptHistory", history_change(change)?),
             ("#slot", "slot", attribute_change(&change.slot_change())?),
+            (
+                "#nextAttempt",
+                "nextAttempt",
+                attribute_change(&next_attempt_change(change))?,
+            ),
         ] {
             match value {
                 None => {}
@@ -540,6 +549,12 @@ impl Update {
                 ":noRedispatches",
                 AttributeValue::N("0".into()),
             );
+        }
+        if change.event.starts_series() {
+            update.push_str(", #seriesStartAttempts = if_not_exists(#attempts, :zero)");
+            names.insert("#seriesStartAttempts".into(), "seriesStartAttempts".into());
+            names.insert("#attempts".into(), "attempts".into());
+            values.insert(":zero".into(), AttributeValue::N("0".into()));
         }
         if change.increments_attempts() {
             // The attempt belongs to the series the task is in (SET reads the item before the
@@ -622,6 +637,16 @@ fn history_change(change: &Transition) -> Result<Option<Option<AttributeValue>>,
         return Ok(Some(None));
     }
     Ok(Some(Some(attribute_value(&history)?)))
+}
+
+/// What a change does to the task's handed-over retry: sets it, removes it (a begin, a new
+/// series) or leaves it, as [`Transition::apply`] does.
+fn next_attempt_change(change: &Transition) -> Option<Option<NextAttempt>> {
+    match &change.changes.next_attempt {
+        Some(next) => Some(Some(next.clone())),
+        None if change.clears_next_attempt() => Some(None),
+        None => None,
+    }
 }
 
 /// A field a change sets (`Some(Some)`), removes (`Some(None)`) or leaves (`None`), as the
@@ -865,7 +890,7 @@ mod tests {
             "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, \
              #lastError = :lastError, #executedAt = :executedAt, #attemptAt = :attemptAt, \
              #latenessMs = :latenessMs, #attemptSeries = if_not_exists(#series, :zero) \
-             ADD #attempts :one"
+             REMOVE #nextAttempt ADD #attempts :one"
         );
         assert_eq!(
             update.values[":attemptAt"],
@@ -897,7 +922,9 @@ mod tests {
             update.update,
             "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, \
              #timestamp = :timestamp, #startExecutionAt = :startExecutionAt, #webhook = :webhook, \
-             #redispatches = :noRedispatches REMOVE #payload, #slot ADD #series :one"
+             #redispatches = :noRedispatches, \
+             #seriesStartAttempts = if_not_exists(#attempts, :zero) \
+             REMOVE #payload, #slot, #nextAttempt ADD #series :one"
         );
         assert_eq!(update.names["#payload"], "payload");
         assert_eq!(
@@ -940,8 +967,9 @@ mod tests {
         );
         assert_eq!(
             update.update,
-            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken \
-             REMOVE #slot ADD #series :one, #redispatches :one"
+            "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, \
+             #seriesStartAttempts = if_not_exists(#attempts, :zero) \
+             REMOVE #slot, #nextAttempt ADD #series :one, #redispatches :one"
         );
     }
 

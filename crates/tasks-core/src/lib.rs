@@ -24,7 +24,7 @@ pub use ports::{
 pub use schedule::Schedule;
 pub use slot::{QueueMessage, Slot};
 pub use status::{status_shard, Event, TaskStatus, STATUS_SHARDS};
-pub use task::{AttemptRecord, DispatchMessage, ExecutionInput, Task, Webhook};
+pub use task::{AttemptRecord, DispatchMessage, ExecutionInput, NextAttempt, Task, Webhook};
 
 pub mod commands;
 pub mod dispatch;

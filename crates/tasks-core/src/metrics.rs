@@ -180,6 +180,8 @@ pub fn cron_failure() -> Record {
 pub struct StartCounts {
     pub started: usize,
     pub already_started: usize,
+    /// Slot reports applied to a task whose execution existed already.
+    pub handed_over: usize,
     pub skipped: usize,
     /// Starts that failed (throttled or unavailable): those records are delivered again.
     pub failed: usize,
@@ -191,6 +193,7 @@ impl StartCounts {
         match report {
             StartReport::Started | StartReport::Restarted(_) => self.started += 1,
             StartReport::AlreadyStarted => self.already_started += 1,
+            StartReport::HandedOver => self.handed_over += 1,
             StartReport::Skipped(_)
             | StartReport::Superseded
             | StartReport::Missing
@@ -203,6 +206,7 @@ pub fn starts(counts: &StartCounts) -> Record {
     Record::new("process-sqs-records")
         .count("Started", counts.started)
         .count("AlreadyStarted", counts.already_started)
+        .count("ReportsHandedOver", counts.handed_over)
         .count("NotStarted", counts.skipped)
         .count("StartFailures", counts.failed)
         .count("MalformedRecords", counts.malformed)

@@ -12,7 +12,7 @@ use crate::slot::MAX_PREPARE;
 use crate::status::{Event, TaskStatus};
 use crate::task::{
     new_write_token, rfc3339_millis, truncated, AttemptRecord, DispatchMessage, ExecutionInput,
-    Task, Webhook, ATTEMPT_ERROR_BYTES,
+    NextAttempt, Task, Webhook, ATTEMPT_ERROR_BYTES,
 };
 use crate::timing::ATTEMPT_IN_FLIGHT;
 use crate::tries::Tries;
@@ -31,6 +31,9 @@ pub enum StartReport {
     Started,
     /// A repeated delivery: the execution of the task's series is running already.
     AlreadyStarted,
+    /// A slot's report reached a task whose execution exists already: it was applied (see
+    /// [`hand_over`]) instead of being dropped.
+    HandedOver,
     /// The execution of the task's series had ended without an outcome; the task was started
     /// again in the given new series.
     Restarted(u32),
@@ -78,7 +81,15 @@ pub async fn start_task(
         return Ok(StartReport::Skipped(task.task_status));
     }
     let execution = Execution::of_task(&execution_input(schedule, &task), previous);
-    let report = match workflow.start(&execution).await? {
+    let started = workflow.start(&execution).await?;
+    if let Some(report) = previous.filter(|_| started != StartOutcome::Started) {
+        if let Some(handed_over) =
+            hand_over(store, workflow, clock, schedule, &task, report, started).await?
+        {
+            return Ok(handed_over);
+        }
+    }
+    let report = match started {
         StartOutcome::Started => StartReport::Started,
         StartOutcome::AlreadyRunning => StartReport::AlreadyStarted,
         StartOutcome::AlreadyEnded => {
@@ -105,6 +116,66 @@ pub async fn start_task(
         record_start(store, clock, &task).await?;
     }
     Ok(report)
+}
+
+/// A slot's report of an attempt, for a task whose execution of the series exists already (it
+/// runs, or has ended): the report is applied, never dropped. A delivery is recorded COMPLETED;
+/// a failure is recorded, and its callback called, by an execution of its own named after the
+/// attempt; a retry's time and try count are kept on the task, where the running execution
+/// finds them before it would begin an attempt. `None`: nothing to apply here (a retry whose
+/// execution has ended goes the way of every ended execution, through `recovery`).
+async fn hand_over(
+    store: &dyn TaskStore,
+    workflow: &dyn Workflow,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    task: &Task,
+    report: &ExecutionReport,
+    started: StartOutcome,
+) -> Result<Option<StartReport>, StartError> {
+    let input = execution_input(schedule, task);
+    match (report.outcome, report.retry_at) {
+        (Outcome::Delivered | Outcome::Completed, _) => {
+            let update = StatusUpdate {
+                input,
+                result: Some(report.clone()),
+                error: None,
+            };
+            record_outcome(store, clock, &update).await?;
+            Ok(Some(StartReport::HandedOver))
+        }
+        (Outcome::Failed, _) => {
+            let execution = Execution::of_report(&input, report);
+            Ok(Some(match workflow.start(&execution).await? {
+                StartOutcome::Started => StartReport::HandedOver,
+                StartOutcome::AlreadyRunning | StartOutcome::AlreadyEnded => {
+                    StartReport::AlreadyStarted
+                }
+            }))
+        }
+        (Outcome::Retry, Some(at)) if started == StartOutcome::AlreadyRunning => {
+            let mut change = Transition::new(Event::ScheduleRetry, clock.now())
+                .in_series(task.series)
+                .if_attempts(report.attempt)
+                .if_attempt_began();
+            change.changes.next_attempt = Some(NextAttempt {
+                series: task.series,
+                after_attempt: report.attempt,
+                attempt_in_series: report.attempt_in_series,
+                at,
+            });
+            change.changes.record_attempt = report.record.clone();
+            match store.transition(&task.id, &change).await {
+                Ok(_) => Ok(Some(StartReport::HandedOver)),
+                // The series went on without it: a later attempt began, an outcome was recorded.
+                Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {
+                    Ok(Some(StartReport::Superseded))
+                }
+                Err(error) => Err(error.into()),
+            }
+        }
+        _ => Ok(None),
+    }
 }
 
 pub fn execution_input(schedule: &Schedule, task: &Task) -> ExecutionInput {
@@ -196,6 +267,18 @@ impl ExecutionReport {
 
     fn superseded(status: TaskStatus) -> Self {
         ExecutionReport::not_run(Outcome::Superseded, status)
+    }
+
+    /// The retry handed over to `task` (`Task::next_attempt`), as the report of the attempt that
+    /// asked for it: the state machine waits for it as for any retry.
+    fn handed_over_retry(next: &NextAttempt) -> Self {
+        ExecutionReport {
+            attempt: next.after_attempt,
+            attempt_in_series: next.attempt_in_series,
+            retry_at: Some(next.at),
+            task_status: None,
+            ..ExecutionReport::not_run(Outcome::Retry, TaskStatus::InProgress)
+        }
     }
 
     /// A report of `task`'s current attempt, not yet run: each path fills in what happened.
@@ -292,32 +375,62 @@ pub async fn execute_task(
         return notify_failure(store, sender, input).await;
     }
     let task = read_task(store, &input.id).await?;
+    let begin_token = new_write_token();
     if let Some(task) = &task {
+        if let Some(retry) = handed_over_retry(task, attempt) {
+            return Ok(retry);
+        }
         if task.series == input.series {
-            wait_for_attempt_in_flight(task, attempt, clock)?;
+            wait_for_attempt_in_flight(task, attempt, &begin_token, clock)?;
         }
     }
-    let begin_token = new_write_token();
     attempt_task(store, sender, clock, schedule, attempt, task, &begin_token).await
 }
 
-/// A first attempt of the series found already begun (a repeated run, or a second execution
-/// of the series) waits until that attempt, counted from its send, has surely ended: the
-/// receiver then has at most one request in flight for the task, and a delivered attempt is
-/// recorded before this one would begin. (A slot's own tries after a failed write go on at once: the write was its own.)
+/// For a run that knows of no earlier attempt's outcome (no `previous`): the retry a slot's
+/// report handed over to the task, which this run waits for instead of sending at once.
+fn handed_over_retry(task: &Task, attempt: &AttemptInput) -> Option<ExecutionReport> {
+    let runnable = Event::BeginAttempt.allows(task.task_status);
+    let retry = task.scheduled_retry().filter(|_| {
+        attempt.previous.is_none() && runnable && task.series == attempt.input.series
+    })?;
+    Some(ExecutionReport::handed_over_retry(retry))
+}
+
+/// Attempts of the task's series that began after the one `previous` reports (or, without a
+/// report, every one of the series), in another run: a run of this execution whose answer Step Functions
+/// lost (it goes on beside the retry), a repeated run, or a second runner of the series. Their
+/// outcome is unknown here. A begin of this run's own (`begin_token`: its answer was lost and
+/// the same write is being tried again) is not one of them.
+fn unknown_attempts(task: &Task, previous: Option<&ExecutionReport>, begin_token: &str) -> u32 {
+    if !task.attempt_began_in_series() || task.write_token.as_deref() == Some(begin_token) {
+        return 0;
+    }
+    previous.map_or(task.attempts_in_series(), |report| {
+        task.attempts.saturating_sub(report.attempt)
+    })
+}
+
+/// A run that finds an attempt begun in another run waits until that attempt, counted from its
+/// send, has surely ended: the receiver then has at most one request in flight for the task,
+/// and a delivered attempt is recorded before this one would begin.
 fn wait_for_attempt_in_flight(
     task: &Task,
     attempt: &AttemptInput,
+    begin_token: &str,
     clock: &dyn Clock,
 ) -> Result<(), ExecuteError> {
     // Counted from the send, not from the begin: a slot begins its attempts up to its
     // preparation and the wake-ahead before it sends them.
     let since = clock.now() - task.attempt_at.unwrap_or(task.last_updated_at);
-    if attempt.previous.is_none() && task.attempt_began_in_series() && since < ATTEMPT_IN_FLIGHT {
+    // A task that has ended (delivered, failed, cancelled) has nothing in flight to wait for.
+    let runnable = Event::BeginAttempt.allows(task.task_status);
+    let unknown = unknown_attempts(task, attempt.previous.as_ref(), begin_token);
+    if runnable && unknown > 0 && since < ATTEMPT_IN_FLIGHT {
         return Err(ExecuteError {
             error_type: "TaskNotDue",
             message: format!(
-                "attempt {} began {} ms ago and may still be in flight",
+                "attempt {} began {} ms ago in another run and may still be in flight",
                 task.attempts,
                 since.num_milliseconds()
             ),
@@ -343,6 +456,9 @@ pub(crate) async fn attempt_task(
     let Some(task) = task else {
         return Ok(ExecutionReport::skipped(TaskStatus::Cancelled));
     };
+    if let Some(retry) = handed_over_retry(&task, attempt) {
+        return Ok(retry);
+    }
     if !Event::BeginAttempt.allows(task.task_status) {
         return Ok(ExecutionReport::skipped(task.task_status));
     }
@@ -363,9 +479,24 @@ pub(crate) async fn attempt_task(
             message: format!("woken {} ms before its time", remaining.num_milliseconds()),
         });
     }
-    let attempt_in_series = previous.map_or(1, |report| report.attempt_in_series + 1);
+    // Attempts begun in other runs count against the series' tries too: the receiver may have
+    // had them.
+    let unknown = unknown_attempts(&task, previous, begin_token);
+    let attempt_in_series = previous.map_or(0, |report| report.attempt_in_series) + unknown + 1;
     // The previous attempt's record, not yet written: this attempt's start writes it.
     let unwritten = previous.and_then(|report| report.record.clone());
+    let max_attempts = task.retry_policy().max_attempts;
+    if attempt_in_series > max_attempts {
+        let mut report = ExecutionReport::of_attempt(&task, attempt_in_series - 1);
+        report.outcome = Outcome::Failed;
+        report.record = unwritten;
+        report.error = Some(format!(
+            "attempt {} began in another run and its outcome is unknown; the retry policy's \
+             {max_attempts} attempts of this series are used up",
+            task.attempts
+        ));
+        return Ok(report);
+    }
     if let Some(webhook) = &task.webhook {
         if let Err(failure) = sender.prepare(webhook).await {
             // Refused or unresolvable before any request: no attempt begins.
@@ -380,6 +511,9 @@ pub(crate) async fn attempt_task(
         .in_series(input.series)
         .if_attempts(task.attempts)
         .with_write_token(begin_token);
+    if previous.is_none() {
+        begin = begin.unless_retry_scheduled();
+    }
     begin.changes.record_attempt = unwritten;
     begin.changes.attempt_at = Some(rfc3339_millis::truncate(not_before.max(clock.now())));
     // A begin whose every answer was lost may have been applied: the same write tried again is
@@ -393,6 +527,9 @@ pub(crate) async fn attempt_task(
         .await
     {
         Ok(task) => task,
+        Err(StoreError::Conflict { current }) if handed_over_retry(&current, attempt).is_some() => {
+            return Ok(handed_over_retry(&current, attempt).expect("just checked"))
+        }
         Err(StoreError::Conflict { current }) if current.series != input.series => {
             return Ok(ExecutionReport::superseded(current.task_status))
         }

@@ -5,7 +5,7 @@ use crate::pipeline::{AttemptInput, ExecutionReport};
 use crate::retry_policy::RetryPolicy;
 use crate::slot::{QueueMessage, Slot};
 use crate::status::{Event, TaskStatus};
-use crate::task::{AttemptRecord, ExecutionInput, Task, Webhook};
+use crate::task::{AttemptRecord, ExecutionInput, NextAttempt, Task, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -47,6 +47,8 @@ pub struct Changes {
     pub slot: Option<String>,
     /// When the attempt a begin starts is to be sent.
     pub attempt_at: Option<DateTime<Utc>>,
+    /// The retry a handed-over report asks for.
+    pub next_attempt: Option<NextAttempt>,
 }
 
 impl Changes {
@@ -71,6 +73,8 @@ pub struct Transition {
     pub start_by: Option<i64>,
     /// Apply only if an attempt began in the task's current series.
     pub requires_attempt_in_series: bool,
+    /// Apply only if no retry was handed over to the task (`Task::next_attempt`).
+    pub requires_no_scheduled_retry: bool,
     pub last_error: Option<String>,
     pub executed_at: Option<DateTime<Utc>>,
     pub lateness_ms: Option<i64>,
@@ -92,6 +96,7 @@ impl Transition {
             expected_last_updated_at: None,
             start_by: None,
             requires_attempt_in_series: false,
+            requires_no_scheduled_retry: false,
             last_error: None,
             executed_at: None,
             lateness_ms: None,
@@ -134,6 +139,19 @@ impl Transition {
     pub fn if_attempt_began(mut self) -> Self {
         self.requires_attempt_in_series = true;
         self
+    }
+
+    /// Apply only if no retry was handed over to the task: a runner that knows of no earlier
+    /// attempt's outcome must not begin the attempt a handed-over retry waits for.
+    pub fn unless_retry_scheduled(mut self) -> Self {
+        self.requires_no_scheduled_retry = true;
+        self
+    }
+
+    /// Whether the change removes the task's handed-over retry: a begin uses it up, and a new
+    /// series makes it stale.
+    pub fn clears_next_attempt(&self) -> bool {
+        self.increments_attempts() || self.event.starts_series()
     }
 
     /// The same write as another with this token: a try of a change made before, whose
@@ -179,6 +197,7 @@ impl Transition {
                 .is_none_or(|at| at == task.last_updated_at)
             && self.start_by.is_none_or(|by| task.start_execution_at <= by)
             && (!self.requires_attempt_in_series || task.attempt_began_in_series())
+            && (!self.requires_no_scheduled_retry || task.next_attempt.is_none())
             && !self.wrote(task)
     }
 
@@ -222,6 +241,7 @@ impl Transition {
         }
         if self.event.starts_series() {
             next.series += 1;
+            next.series_start_attempts = Some(task.attempts);
         }
         if self.event.counts_redispatch() {
             next.redispatches += 1;
@@ -250,6 +270,12 @@ impl Transition {
         }
         if let Some(at) = self.changes.attempt_at {
             next.attempt_at = Some(at);
+        }
+        if self.clears_next_attempt() {
+            next.next_attempt = None;
+        }
+        if let Some(retry) = &self.changes.next_attempt {
+            next.next_attempt = Some(retry.clone());
         }
         if let Some(history) = &self.changes.attempt_history {
             next.attempt_history = history.clone();
@@ -410,6 +436,15 @@ impl Execution {
         Execution {
             name: input.execution_name(),
             input: serde_json::to_value(attempt).expect("an execution input is JSON"),
+        }
+    }
+
+    /// An execution that goes on from a slot's report when the task's execution of the series
+    /// exists already: named after the report's attempt, so it is started once per attempt.
+    pub fn of_report(input: &ExecutionInput, report: &ExecutionReport) -> Self {
+        Execution {
+            name: format!("{}-a{}", input.execution_name(), report.attempt),
+            ..Execution::of_task(input, Some(report))
         }
     }
 

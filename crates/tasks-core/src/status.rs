@@ -108,6 +108,10 @@ pub enum Event {
     Start,
     /// execute-task is about to send the webhook: from here on the task cannot be cancelled.
     BeginAttempt,
+    /// A slot's report of an attempt that asked for a retry reached the task after its own
+    /// execution had started: the retry's time and try count are kept on the task, where that
+    /// execution finds them.
+    ScheduleRetry,
     Complete,
     Fail,
     Cancel,
@@ -120,13 +124,14 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 11] = [
+    pub const ALL: [Event; 12] = [
         Event::Claim,
         Event::Unclaim,
         Event::Redispatch,
         Event::Restart,
         Event::Start,
         Event::BeginAttempt,
+        Event::ScheduleRetry,
         Event::Complete,
         Event::Fail,
         Event::Cancel,
@@ -145,7 +150,7 @@ impl Event {
             Event::Start => &[Queued],
             // An execution can reach execute-task before process-sqs-records has recorded its start.
             Event::BeginAttempt => &[Queued, InProgress],
-            Event::Complete => &[InProgress],
+            Event::ScheduleRetry | Event::Complete => &[InProgress],
             // A workflow can fail before its first attempt began (refused target, woken too early).
             Event::Fail => &[Queued, InProgress],
             Event::Cancel | Event::Reschedule => &[Scheduled, Queued, InProgress],
@@ -159,7 +164,7 @@ impl Event {
         match self {
             Event::Claim | Event::Redispatch | Event::Restart => Queued,
             Event::Unclaim | Event::Reschedule | Event::Retry => Scheduled,
-            Event::Start | Event::BeginAttempt => InProgress,
+            Event::Start | Event::BeginAttempt | Event::ScheduleRetry => InProgress,
             Event::Complete => Completed,
             Event::Fail => Failed,
             Event::Cancel => Cancelled,

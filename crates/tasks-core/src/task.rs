@@ -102,6 +102,10 @@ pub struct Task {
     /// series has no attempt can safely run again; one with an attempt may have delivered.
     #[serde(default)]
     pub attempt_series: u32,
+    /// The attempts the task had when its current series began: the series' own attempts are
+    /// the rest. (Absent on items stored before it was kept.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_start_attempts: Option<u32>,
     /// When the latest attempt is (or was) sent. Its begin is written before the sleep to that
     /// time, as much as a slot's preparation and the wake-ahead before it: another runner of the
     /// series counts its wait for an attempt in flight from here.
@@ -152,6 +156,24 @@ pub struct Task {
     /// write it sees is its own ([`crate::ports::Transition::settle`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_token: Option<String>,
+    /// The retry its series waits for, when the attempt that asked for it was reported by a
+    /// slot after the task's own execution had already started: that execution finds the
+    /// retry's time and try count here instead of sending at once. Removed by the next begin
+    /// and by every new series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<NextAttempt>,
+}
+
+/// A retry the task's policy asked for after attempt `after_attempt` of series `series`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NextAttempt {
+    pub series: u32,
+    pub after_attempt: u32,
+    /// The ended attempt's number in its series (the retry policy counts from it).
+    pub attempt_in_series: u32,
+    #[serde(with = "rfc3339_millis")]
+    pub at: DateTime<Utc>,
 }
 
 impl Task {
@@ -174,6 +196,7 @@ impl Task {
             attempts: 0,
             series: 0,
             attempt_series: 0,
+            series_start_attempts: None,
             attempt_at: None,
             redispatches: 0,
             last_error: None,
@@ -186,6 +209,7 @@ impl Task {
             request_digest: None,
             slot: None,
             write_token: Some(new_write_token()),
+            next_attempt: None,
         }
     }
 
@@ -209,6 +233,23 @@ impl Task {
     /// Whether an attempt began in the current series.
     pub fn attempt_began_in_series(&self) -> bool {
         self.attempts > 0 && self.attempt_series == self.series
+    }
+
+    /// The attempts begun in the current series, as far as the item tells: with no record of
+    /// where the series began (an item stored before it was kept), the latest one only.
+    pub fn attempts_in_series(&self) -> u32 {
+        match (self.attempt_began_in_series(), self.series_start_attempts) {
+            (false, _) => 0,
+            (true, Some(start)) => self.attempts.saturating_sub(start).max(1),
+            (true, None) => 1,
+        }
+    }
+
+    /// The retry the current series waits for after its latest attempt, if one was handed over.
+    pub fn scheduled_retry(&self) -> Option<&NextAttempt> {
+        self.next_attempt
+            .as_ref()
+            .filter(|next| next.series == self.series && next.after_attempt == self.attempts)
     }
 
     /// Whole seconds until the task is due, never negative.

@@ -16,10 +16,11 @@
 //! 10. a task FAILED with no attempt begun in its series failed for its webhook (a refused
 //!     target) or after the sweeps' bounded tries: an execution's error alone never fails it;
 //! 11. per series, at most the retry policy's `maxAttempts` requests, and none after one whose
-//!     2xx answer reached the sender (a series delivered is done).
+//!     2xx answer reached the sender (a series delivered is done);
+//! 12. per series, no request before the `retryAt` that the previous attempt's report asked for.
 
 use crate::receiver::Delivery;
-use crate::world::World;
+use crate::world::{ReportedRetry, World};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 use tasks_core::{QueueMessage, Task, TaskStatus};
@@ -134,6 +135,8 @@ pub struct Report {
     pub failed_unsent: usize,
     /// Tasks FAILED with no attempt in their series for an execution's error (invariant 10).
     pub failed_without_attempt: usize,
+    /// Invariant 12: requests sent before the `retryAt` a report of their series asked for.
+    pub sent_before_retry: usize,
     /// Deliveries beyond a task's first (retries after a failure or an ambiguous timeout).
     pub redeliveries: usize,
     pub dead_letters: usize,
@@ -192,6 +195,15 @@ pub fn check(
     }
     let mut failed_unsent = 0;
     let mut failed_without_attempt = 0;
+    let mut sent_before_retry = 0;
+    let retries = world.reported_retries();
+    let mut retries_of: BTreeMap<&str, Vec<&ReportedRetry>> = BTreeMap::new();
+    for retry in &retries {
+        retries_of
+            .entry(retry.task_id.as_str())
+            .or_default()
+            .push(retry);
+    }
     for id in clients.accepted.keys() {
         if !by_id.contains_key(id.as_str()) {
             lost += 1;
@@ -228,6 +240,10 @@ pub fn check(
             }
         }
         if let Some(why) = series_overrun(task, &sent) {
+            violate(id, why);
+        }
+        for why in sent_before_retry_at(&sent, retries_of.get(id).map_or(&[][..], Vec::as_slice)) {
+            sent_before_retry += 1;
             violate(id, why);
         }
         let mut attempts: BTreeMap<u32, usize> = BTreeMap::new();
@@ -322,6 +338,7 @@ pub fn check(
         refused_after_own_write: refusals.len(),
         failed_unsent,
         failed_without_attempt,
+        sent_before_retry,
         redeliveries,
         dead_letters: dead_letters.iter().map(|m| m.task_ids().len()).sum(),
         lateness_ms: lateness,
@@ -388,4 +405,27 @@ fn series_overrun(task: &Task, sent: &[&Delivery]) -> Option<String> {
             )
         })
     })
+}
+
+/// Invariant 12: in each series, the attempt after one whose report asked for a retry is sent
+/// no earlier than that report's `retryAt` (whoever runs it: the slot, the task's execution, or
+/// an execution that found the report handed over to the task).
+fn sent_before_retry_at(sent: &[&Delivery], retries: &[&ReportedRetry]) -> Vec<String> {
+    sent.iter()
+        .flat_map(|delivery| {
+            retries
+                .iter()
+                .filter(move |retry| {
+                    retry.series == delivery.series
+                        && retry.after_attempt + 1 == delivery.attempt
+                        && delivery.at < retry.at
+                })
+                .map(move |retry| {
+                    format!(
+                        "series {}: attempt {} sent at {}, before the retryAt {} that attempt {} reported",
+                        delivery.series, delivery.attempt, delivery.at, retry.at, retry.after_attempt
+                    )
+                })
+        })
+        .collect()
 }

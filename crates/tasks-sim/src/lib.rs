@@ -1018,6 +1018,7 @@ async fn poll(pipeline: Arc<Pipeline>) {
             let name = match &result {
                 Ok(StartReport::Started) => "started",
                 Ok(StartReport::AlreadyStarted) => "already started",
+                Ok(StartReport::HandedOver) => "report handed over",
                 Ok(StartReport::Restarted(_)) => "restarted in a new series",
                 Ok(StartReport::Failed) => "ended without an outcome: FAILED",
                 Ok(StartReport::Skipped(_)) => "skipped",

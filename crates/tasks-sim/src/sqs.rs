@@ -4,10 +4,11 @@
 //! a batch, a batch accepted whose response was lost (the sender sees an error for messages
 //! that were sent), and a message delayed by its sender (`DelaySeconds`).
 
-use crate::world::{World, SDK_ATTEMPTS};
+use crate::world::{ReportedRetry, World, SDK_ATTEMPTS};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use tasks_core::pipeline::Outcome;
 use tasks_core::{Clock, DispatchQueue, QueueError, QueueMessage};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -165,6 +166,17 @@ impl DispatchQueue for SimQueue {
             {
                 rejected.extend(message.task_ids().into_iter().map(str::to_string));
                 continue;
+            }
+            if let QueueMessage::HandOff(hand_off) = message {
+                let report = &hand_off.result;
+                if let Some(at) = report.retry_at.filter(|_| report.outcome == Outcome::Retry) {
+                    self.world.retry_reported(ReportedRetry {
+                        task_id: hand_off.task.id.clone(),
+                        series: hand_off.task.series,
+                        after_attempt: report.attempt,
+                        at,
+                    });
+                }
             }
             self.enqueue(message.clone());
             if self.world.fault("sqs.duplicate", faults.queue_duplicate) {

@@ -18,14 +18,16 @@
 
 use crate::quotas::Bucket;
 use crate::usage::Function;
-use crate::world::World;
+use crate::world::{ReportedRetry, World};
 use asl::{Context, ExecutionOutcome, Failure, HistoryEvent, Host, StateMachine};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tasks_core::pipeline::{execute_task, record_outcome, AttemptInput, StatusUpdate};
+use tasks_core::pipeline::{
+    execute_task, record_outcome, AttemptInput, ExecutionReport, Outcome, StatusUpdate,
+};
 use tasks_core::retry::store_error_type;
 use tasks_core::slot::run_slot;
 use tasks_core::{
@@ -276,15 +278,14 @@ impl ExecutionHost {
         }
     }
 
-    async fn lambda<F, Fut>(
+    async fn lambda<Fut>(
         &self,
         function: Function,
         timeout: std::time::Duration,
-        handler: F,
+        handler: Fut,
     ) -> Result<Value, Failure>
     where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Value, Failure>>,
+        Fut: std::future::Future<Output = Result<Value, Failure>> + Send + 'static,
     {
         let name = function.name();
         let Some(_invocation) = self.world.invoke(function) else {
@@ -308,7 +309,19 @@ impl ExecutionHost {
                 format!("{name}: the Lambda service failed"),
             ));
         }
-        let result = match tokio::time::timeout(timeout, handler()).await {
+        if self
+            .world
+            .fault("lambda.answer_lost", faults.lambda_answer_lost)
+        {
+            // The handler runs on to its end (or its timeout); the caller is told it failed.
+            tokio::spawn(tokio::time::timeout(timeout, handler));
+            self.world.latency(10, 1_000).await;
+            return Err(Failure::new(
+                "Lambda.SdkClientException",
+                format!("{name}: the invocation's answer was lost"),
+            ));
+        }
+        let result = match tokio::time::timeout(timeout, handler).await {
             Ok(result) => result,
             Err(_) => {
                 self.world.fault("lambda.timeout", 1.0);
@@ -361,53 +374,73 @@ impl Host for ExecutionHost {
 
     async fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
         self.pay_transitions().await;
-        let functions = &self.functions;
-        let clock: &dyn Clock = &self.world.clock;
+        // Each handler owns what it uses: a run whose answer is lost goes on beside its retry.
+        let functions = Arc::clone(&self.functions);
+        let world = Arc::clone(&self.world);
         match resource {
             EXECUTE_TASK if input.get("tasks").is_some() => {
-                self.lambda(Function::ExecuteTask, functions.execute_timeout, || async {
+                let timeout = functions.execute_timeout;
+                let run = async move {
                     let slot: Slot = payload(input)?;
                     let (summary, _) = run_slot(
                         functions.store.as_ref(),
                         functions.sender.as_ref(),
                         functions.queue.as_ref(),
-                        clock,
+                        &world.clock,
                         &functions.schedule,
                         &slot,
                     )
                     .await;
-                    self.world.usage.lock().unwrap().slot_run(&summary);
+                    world.usage.lock().unwrap().slot_run(&summary);
                     Ok(serde_json::to_value(summary).expect("a summary is JSON"))
-                })
-                .await
+                };
+                self.lambda(Function::ExecuteTask, timeout, run).await
             }
             EXECUTE_TASK => {
-                self.lambda(Function::ExecuteTask, functions.execute_timeout, || async {
+                let timeout = functions.execute_timeout;
+                let series = input["series"].as_u64().unwrap_or_default() as u32;
+                let run = async move {
                     let input: AttemptInput = payload(input)?;
                     let report = execute_task(
                         functions.store.as_ref(),
                         functions.sender.as_ref(),
-                        clock,
+                        &world.clock,
                         &functions.schedule,
                         &input,
                     )
                     .await
                     .map_err(|error| lambda_error(error.error_type, error.message))?;
                     Ok(serde_json::to_value(report).expect("a report is JSON"))
-                })
-                .await
+                };
+                let task_id = self.task_id.clone();
+                let answer = self.lambda(Function::ExecuteTask, timeout, run).await;
+                // A retry is reported when Step Functions gets the answer (a lost answer's
+                // report reaches nobody).
+                let report = answer.as_ref().ok().and_then(|value| {
+                    serde_json::from_value::<ExecutionReport>(value.clone()).ok()
+                });
+                if let Some(report) = report.filter(|report| report.outcome == Outcome::Retry) {
+                    self.world.retry_reported(ReportedRetry {
+                        task_id,
+                        series,
+                        after_attempt: report.attempt,
+                        at: report.retry_at.expect("a retry has its time"),
+                    });
+                }
+                answer
             }
             UPDATE_STATUS => {
-                self.lambda(Function::UpdateStatus, functions.update_timeout, || async {
+                let timeout = functions.update_timeout;
+                let run = async move {
                     let update: StatusUpdate = payload(input)?;
-                    let status = record_outcome(functions.store.as_ref(), clock, &update)
+                    let status = record_outcome(functions.store.as_ref(), &world.clock, &update)
                         .await
                         .map_err(|error| {
                             lambda_error(store_error_type(&error), error.to_string())
                         })?;
                     Ok(serde_json::to_value(status).expect("a status is JSON"))
-                })
-                .await
+                };
+                self.lambda(Function::UpdateStatus, timeout, run).await
             }
             other => Err(Failure::new(
                 "Lambda.ResourceNotFoundException",

@@ -40,10 +40,13 @@ pub struct Faults {
     pub workflow_error: f64,
     pub workflow_ambiguous: f64,
     pub workflow_unanswered: f64,
-    /// Lambda: a cold start, a service error before the handler runs, a crash after it ran.
+    /// Lambda: a cold start, a service error before the handler runs, a crash after it ran,
+    /// an invocation whose caller sees `Lambda.SdkClientException` while the handler runs on
+    /// (Step Functions then retries it beside the first run).
     pub cold_start: f64,
     pub lambda_service_error: f64,
     pub lambda_crash_after: f64,
+    pub lambda_answer_lost: f64,
     /// EventBridge: a cron invocation that comes late, or twice.
     pub cron_late: f64,
     pub cron_duplicate: f64,
@@ -76,6 +79,7 @@ impl Faults {
             cold_start: 0.05,
             lambda_service_error: 0.005,
             lambda_crash_after: 0.002,
+            lambda_answer_lost: 0.002,
             cron_late: 0.05,
             cron_duplicate: 0.02,
             webhook_error: 0.03,
@@ -103,6 +107,7 @@ impl Faults {
             cold_start: 0.0,
             lambda_service_error: 0.0,
             lambda_crash_after: 0.0,
+            lambda_answer_lost: 0.0,
             cron_late: 0.0,
             cron_duplicate: 0.0,
             webhook_error: 0.0,
@@ -171,6 +176,17 @@ pub struct World {
     injected: Mutex<BTreeMap<&'static str, u64>>,
     trace: Mutex<Trace>,
     requests: Mutex<Requests>,
+    retries: Mutex<Vec<ReportedRetry>>,
+}
+
+/// A retry an attempt's report asked for (an execution's result, or a slot's hand-off): the
+/// series' next attempt must not be sent before `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedRetry {
+    pub task_id: String,
+    pub series: u32,
+    pub after_attempt: u32,
+    pub at: DateTime<Utc>,
 }
 
 struct Trace {
@@ -199,6 +215,7 @@ impl World {
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             injected: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Requests::default()),
+            retries: Mutex::new(Vec::new()),
             trace: Mutex::new(Trace {
                 digest: Sha256::new(),
                 events: 0,
@@ -236,6 +253,15 @@ impl World {
             .unwrap()
             .refused_after_own_write
             .push((task.to_string(), what.to_string()));
+    }
+
+    /// A report asked for a retry (see [`ReportedRetry`]).
+    pub fn retry_reported(&self, retry: ReportedRetry) {
+        self.retries.lock().unwrap().push(retry);
+    }
+
+    pub fn reported_retries(&self) -> Vec<ReportedRetry> {
+        self.retries.lock().unwrap().clone()
     }
 
     pub fn refusals_after_own_write(&self) -> Vec<(String, String)> {

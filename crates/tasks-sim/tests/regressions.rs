@@ -8,11 +8,14 @@ use tasks_sim::{simulate, Faults, Outcome, Scenario, Shape};
 
 /// The findings' seeds were recorded before clients changed and retried tasks and set retry
 /// policies, and before the cron looked ahead (its counts draw from the random stream): those
-/// stay off so each seed still takes its path.
+/// stay off so each seed still takes its path; so do the faults added since (their draws).
 fn scenario(tasks: usize, faults: Faults) -> Scenario {
     Scenario {
         tasks,
-        faults,
+        faults: Faults {
+            lambda_answer_lost: 0.0,
+            ..faults
+        },
         change_share: 0.0,
         retry_share: 0.0,
         policy_share: 0.0,
@@ -304,5 +307,34 @@ fn a_hotspot_within_execute_task_s_reservation_runs_whole_at_its_ceiling() {
     assert_eq!(
         reserved.usage.functions[&tasks_sim::usage::Function::ExecuteTask].peak_concurrency,
         2
+    );
+}
+
+/// Finding 7: a Lambda invocation whose answer Step Functions loses while the handler runs on
+/// (`Lambda.SdkClientException`) is retried beside the first run. A slot run twice at once hands
+/// a task off without a report from one run while the other still runs its attempts, whose
+/// report then meets the task's execution already running: the report is applied (a delivery
+/// recorded, a failure's own execution, a retry's time and try count kept on the task), and
+/// no request goes out before a reported `retryAt` or past the series' `maxAttempts`.
+#[test]
+fn finding_7_a_slot_s_report_for_a_running_execution_is_applied_not_dropped() {
+    let faults = Faults {
+        lambda_answer_lost: 0.3,
+        webhook_error: 0.4,
+        ..Faults::realistic()
+    };
+    let outcome = simulate(
+        17,
+        Scenario {
+            tasks: 150,
+            faults,
+            ..Scenario::standard()
+        },
+    );
+    clean(&outcome);
+    assert!(
+        starts(&outcome, "report handed over") > 0,
+        "{:?}",
+        outcome.activity
     );
 }

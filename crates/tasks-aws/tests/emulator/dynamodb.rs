@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use tasks_aws::bootstrap::ensure_table;
 use tasks_aws::DynamoDbStore;
 use tasks_core::{
-    AttemptRecord, Changes, Event, Page, Schedule, StatusQuery, StoreError, Task, TaskStatus,
-    TaskStore, Transition, Webhook,
+    AttemptRecord, Changes, Event, NextAttempt, Page, Schedule, StatusQuery, StoreError, Task,
+    TaskStatus, TaskStore, Transition, Webhook,
 };
 
 async fn store() -> (DynamoDbStore, Client) {
@@ -337,13 +337,23 @@ async fn every_event_from_every_status_does_what_the_core_says() {
     let (store, _) = store().await;
     for event in Event::ALL {
         for status in TaskStatus::ALL {
-            // No attempt; an attempt in the task's series; an attempt in an earlier series.
-            for (attempts, series) in [(0, 0), (1, 0), (1, 1)] {
-                let id = format!("{event:?}-{status}-{attempts}-{series}");
+            // No attempt; an attempt in the task's series; an attempt in an earlier series; an
+            // attempt in the task's series with a retry handed over.
+            for (attempts, series, handed_over) in
+                [(0, 0, false), (1, 0, false), (1, 1, false), (1, 0, true)]
+            {
+                let id = format!("{event:?}-{status}-{attempts}-{series}-{handed_over}");
+                let next_attempt = NextAttempt {
+                    series,
+                    after_attempt: attempts,
+                    attempt_in_series: 1,
+                    at: at(40),
+                };
                 let before = Task {
                     attempts,
                     series,
                     redispatches: 2,
+                    next_attempt: handed_over.then(|| next_attempt.clone()),
                     ..full_task(&id)
                 };
                 let before = Task {
@@ -373,11 +383,18 @@ async fn every_event_from_every_status_does_what_the_core_says() {
                     }),
                     attempt_history: None,
                     attempt_at: Some(at(3)),
+                    next_attempt: (event == Event::ScheduleRetry).then(|| NextAttempt {
+                        at: at(50),
+                        ..next_attempt
+                    }),
                 };
-                let change = Transition::new(event, at(1) + Duration::milliseconds(7))
+                let mut change = Transition::new(event, at(1) + Duration::milliseconds(7))
                     .with_error("why")
                     .executed(at(2), 1_000)
                     .with_changes(changes);
+                if event == Event::BeginAttempt {
+                    change = change.unless_retry_scheduled();
+                }
                 let outcome = store.transition(&id, &change).await;
                 if change.applies_to(&before) {
                     let after = change.apply(&before);

@@ -2,6 +2,7 @@
 
 mod commands;
 mod dispatch;
+mod hand_over;
 mod own_writes;
 mod pipeline;
 mod reschedule;

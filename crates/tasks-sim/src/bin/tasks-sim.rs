@@ -312,6 +312,10 @@ fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Du
         sum(|o| o.report.failed_without_attempt)
     );
     println!(
+        "| requests sent before a reported retryAt | {} |",
+        sum(|o| o.report.sent_before_retry)
+    );
+    println!(
         "| retried deliveries (new attempts) | {} |",
         sum(|o| o.report.redeliveries)
     );
