@@ -19,11 +19,14 @@ pub const WEBHOOK_FAILURES: [&str; 5] = [
     "WebhookRefused",
 ];
 
-/// Failures of the Lambda service itself, retried by the state machine before any Catch.
-pub const LAMBDA_SERVICE_ERRORS: [&str; 3] = [
+/// Failures of the Lambda service itself, and a function whose init failed (a cold start that
+/// could not read its secret, say: the handler never ran), retried by the state machine before
+/// any Catch. A retried run that finds an attempt begun by the first waits for it and counts it.
+pub const LAMBDA_SERVICE_ERRORS: [&str; 4] = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
+    "Runtime.ExitError",
 ];
 
 /// The account's Lambda concurrency is used up: retried for minutes (`THROTTLE_RETRY`), since

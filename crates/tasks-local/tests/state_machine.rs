@@ -209,6 +209,13 @@ fn execute_task_retries_exactly_the_retryable_errors() {
         );
     }
 
+    // The failure callback is called at most once: only a throttled invocation (which never
+    // ran) is tried again.
+    let notify = state(&asl, "NotifyFailure");
+    let notify_retriers = notify["Retry"].as_array().unwrap();
+    assert_eq!(notify_retriers.len(), 1);
+    assert_eq!(notify_retriers[0]["ErrorEquals"], json!([LAMBDA_THROTTLED]));
+
     for error in execute_task_error_types() {
         let retrier = rule_for(retriers, error).map(|(index, _)| index);
         if is_retryable(error) {

@@ -256,6 +256,9 @@ impl SimStore {
             next
         };
         self.world.write_applied();
+        if next.task_status == TaskStatus::Failed {
+            self.world.failed_recorded(id, next.series);
+        }
         self.world.record(
             id,
             format!(

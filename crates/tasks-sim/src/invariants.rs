@@ -17,9 +17,10 @@
 //!     target) or after the sweeps' bounded tries: an execution's error alone never fails it;
 //! 11. per series, at most the retry policy's `maxAttempts` requests, and none after one whose
 //!     2xx answer reached the sender (a series delivered is done);
-//! 12. per series, no request before the `retryAt` that the previous attempt's report asked for.
+//! 12. per series, no request before the `retryAt` that the previous attempt's report asked for;
+//! 13. every failure callback matches a FAILED record of its task's series, at most one each.
 
-use crate::receiver::Delivery;
+use crate::receiver::{Callback, Delivery};
 use crate::world::{ReportedRetry, World};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
@@ -137,6 +138,10 @@ pub struct Report {
     pub failed_without_attempt: usize,
     /// Invariant 12: requests sent before the `retryAt` a report of their series asked for.
     pub sent_before_retry: usize,
+    /// Failure callbacks that reached their receivers, and (invariant 13) those without a
+    /// FAILED record of their series or repeated.
+    pub callbacks: usize,
+    pub unmatched_callbacks: usize,
     /// Deliveries beyond a task's first (retries after a failure or an ambiguous timeout).
     pub redeliveries: usize,
     pub dead_letters: usize,
@@ -151,15 +156,25 @@ pub struct Report {
     pub violations: Vec<Violation>,
 }
 
+/// What the receivers got: the webhooks' requests and the failure callbacks.
+pub struct Received<'a> {
+    pub deliveries: &'a [Delivery],
+    pub callbacks: &'a [Callback],
+}
+
 pub fn check(
     world: &World,
     tasks: &[Task],
-    deliveries: &[Delivery],
+    received: Received<'_>,
     dead_letters: &[QueueMessage],
     clients: &Clients,
     settle_bound: Duration,
     end: DateTime<Utc>,
 ) -> Report {
+    let Received {
+        deliveries,
+        callbacks,
+    } = received;
     let mut violations = Vec::new();
     let (mut completed, mut failed, mut cancelled, mut delivered_tasks) = (0, 0, 0, 0);
     let mut failed_by = BTreeMap::new();
@@ -318,6 +333,28 @@ pub fn check(
             delivered_tasks += 1;
         }
     }
+    let mut calls_per_series: BTreeMap<(&str, u32), usize> = BTreeMap::new();
+    for callback in callbacks {
+        *calls_per_series
+            .entry((callback.task_id.as_str(), callback.series))
+            .or_default() += 1;
+    }
+    let mut unmatched_callbacks = 0;
+    for ((id, series), calls) in calls_per_series {
+        if !world.recorded_failed(id, series) {
+            unmatched_callbacks += calls;
+            violate(
+                id,
+                format!("failure callback of series {series}, which was never recorded FAILED"),
+            );
+        } else if calls > 1 {
+            unmatched_callbacks += calls - 1;
+            violate(
+                id,
+                format!("failure callback of series {series} called {calls} times"),
+            );
+        }
+    }
     for id in dead_letters.iter().flat_map(QueueMessage::task_ids) {
         if !by_id.contains_key(id) {
             violate(id, "in the DLQ but not visible through the API".into());
@@ -339,6 +376,8 @@ pub fn check(
         failed_unsent,
         failed_without_attempt,
         sent_before_retry,
+        callbacks: callbacks.len(),
+        unmatched_callbacks,
         redeliveries,
         dead_letters: dead_letters.iter().map(|m| m.task_ids().len()).sum(),
         lateness_ms: lateness,

@@ -70,6 +70,8 @@ pub struct Scenario {
     pub retry_share: f64,
     /// Share of tasks created with their own retry policy (a few attempts, up to a minute apart).
     pub policy_share: f64,
+    /// Every n-th task (0: none) has a failure callback (`onFailure`) at its receiver.
+    pub on_failure_every: usize,
     /// Keep each task's events for the report of a violation (memory grows with the tasks).
     pub keep_task_traces: bool,
 }
@@ -88,6 +90,7 @@ impl Scenario {
             change_share: 0.1,
             retry_share: 0.5,
             policy_share: 0.2,
+            on_failure_every: 4,
             keep_task_traces: true,
         }
     }
@@ -286,7 +289,10 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
     let report = invariants::check(
         &world,
         &store.tasks(),
-        &receivers.deliveries(),
+        invariants::Received {
+            deliveries: &receivers.deliveries(),
+            callbacks: &receivers.callbacks(),
+        },
         &queue.dead_letters(),
         &clients,
         settle_bound(&schedule),
@@ -414,6 +420,7 @@ struct Planned {
     look_after: Duration,
     policy: Option<serde_json::Value>,
     receiver_gone: bool,
+    on_failure: bool,
 }
 
 /// A client's change of its task: when it asks, and what.
@@ -561,6 +568,7 @@ fn plan(world: &World, scenario: &Scenario, start: DateTime<Utc>) -> Vec<Planned
                 look_after,
                 policy,
                 receiver_gone,
+                on_failure: scenario.on_failure_every > 0 && i % scenario.on_failure_every == 0,
             }
         })
         .collect();
@@ -597,6 +605,10 @@ async fn client(
     }
     if let Some(policy) = &planned.policy {
         body["retry"] = policy.clone();
+    }
+    if planned.on_failure {
+        body["onFailure"] =
+            serde_json::json!({"url": format!("{}/failed", receiver_url(&planned.key))});
     }
     let body = body.to_string();
     let mut id = None;
@@ -986,6 +998,11 @@ async fn poll(pipeline: Arc<Pipeline>) {
         ..
     } = pipeline.as_ref();
     loop {
+        if world.fault("sqs.receive_error", world.faults.queue_receive_error) {
+            // The poller backs off and polls again; the messages wait in the queue.
+            world.latency(1_000, 2_000).await;
+            continue;
+        }
         let batch = queue.receive(10, std::time::Duration::from_secs(20)).await;
         if batch.is_empty() {
             continue;
@@ -1034,6 +1051,10 @@ async fn poll(pipeline: Arc<Pipeline>) {
                 handled.push(message.receipt);
             }
         }
-        queue.delete(&handled);
+        // A DeleteMessageBatch that fails leaves the handled records to come back after the
+        // visibility timeout: they are started again (a repeated delivery).
+        if !world.fault("sqs.delete_error", faults.queue_delete_error) {
+            queue.delete(&handled);
+        }
     }
 }

@@ -26,11 +26,20 @@ pub struct Delivery {
     pub succeeded: bool,
 }
 
+/// A failure callback that reached its receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callback {
+    pub task_id: String,
+    /// The task's series when the callback was sent.
+    pub series: u32,
+}
+
 pub struct SimReceivers {
     world: Arc<World>,
     timeout: std::time::Duration,
     gone: Mutex<BTreeSet<String>>,
     deliveries: Mutex<Vec<Delivery>>,
+    callbacks: Mutex<Vec<Callback>>,
 }
 
 impl SimReceivers {
@@ -40,6 +49,7 @@ impl SimReceivers {
             timeout,
             gone: Mutex::new(BTreeSet::new()),
             deliveries: Mutex::new(Vec::new()),
+            callbacks: Mutex::new(Vec::new()),
         }
     }
 
@@ -62,6 +72,9 @@ impl WebhookSender for SimReceivers {
     }
 
     async fn send(&self, call: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
+        if call.message_id.contains("-failed-") {
+            return Ok(self.callback(&call).await);
+        }
         if self
             .world
             .fault("webhook.unreachable", self.world.faults.webhook_unreachable)
@@ -103,6 +116,28 @@ impl WebhookSender for SimReceivers {
 }
 
 impl SimReceivers {
+    /// A failure callback reached its receiver: kept apart from the webhook's deliveries.
+    async fn callback(&self, call: &WebhookCall<'_>) -> WebhookResponse {
+        self.world.latency(0, 3).await;
+        self.world.record(
+            &call.task.id,
+            format!("failure callback of series {}", call.task.series),
+        );
+        self.callbacks.lock().unwrap().push(Callback {
+            task_id: call.task.id.clone(),
+            series: call.task.series,
+        });
+        WebhookResponse {
+            status: 204,
+            retry_after: None,
+            body: String::new(),
+        }
+    }
+
+    pub fn callbacks(&self) -> Vec<Callback> {
+        self.callbacks.lock().unwrap().clone()
+    }
+
     /// The receiver's answer to a request that reached it.
     async fn answer(&self, call: &WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
         let faults = self.world.faults;

@@ -230,6 +230,12 @@ impl Workflow for SimStepFunctions {
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
         self.world.call("stepfunctions.StopExecution");
         self.world.latency(10, 40).await;
+        if self
+            .world
+            .fault("stepfunctions.stop_error", self.world.faults.stop_error)
+        {
+            return Err(WorkflowError("InternalError".into()));
+        }
         let mut executions = self.executions.lock().unwrap();
         if let Some(Execution::Running { handle, .. }) = executions.get(execution_name) {
             handle.abort();
@@ -297,6 +303,15 @@ impl ExecutionHost {
         let faults = self.world.faults;
         if self.world.fault("lambda.cold_start", faults.cold_start) {
             self.world.latency(100, 400).await;
+            if self
+                .world
+                .fault("lambda.init_error", faults.lambda_init_error)
+            {
+                return Err(Failure::new(
+                    "Runtime.ExitError",
+                    format!("{name}: the function's init failed; the handler did not run"),
+                ));
+            }
         } else {
             self.world.latency(1, 4).await;
         }
@@ -364,8 +379,15 @@ impl Host for ExecutionHost {
         let wait = self.wait_until.lock().unwrap().take();
         let at = if wait == Some(at) {
             // A Wait ends at the start of its second, a little after it as scheduled.
-            at.trunc_subsecs(0)
-                + chrono::Duration::from_std(self.world.millis(0, 80)).unwrap_or_default()
+            let late = if self
+                .world
+                .fault("stepfunctions.late_wait", self.world.faults.late_wait)
+            {
+                self.world.millis(1_000, 5_000)
+            } else {
+                self.world.millis(0, 80)
+            };
+            at.trunc_subsecs(0) + chrono::Duration::from_std(late).unwrap_or_default()
         } else {
             at
         };

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use tasks_core::Clock;
 
@@ -34,16 +34,25 @@ pub struct Faults {
     pub queue_ambiguous: f64,
     pub queue_unanswered: f64,
     pub queue_duplicate: f64,
+    /// SQS: the poller's ReceiveMessage fails (it backs off), its DeleteMessageBatch fails (the
+    /// handled records come back after the visibility timeout).
+    pub queue_receive_error: f64,
+    pub queue_delete_error: f64,
     /// Step Functions: a StartExecution or DescribeExecution refused (500), a start applied
     /// whose response was lost (the SDK's retry starts the same name with the same input, which
     /// Step Functions answers with the running execution), a start whose every answer was lost.
     pub workflow_error: f64,
     pub workflow_ambiguous: f64,
     pub workflow_unanswered: f64,
+    /// Step Functions: a Wait state that ends seconds late; a StopExecution refused (500).
+    pub late_wait: f64,
+    pub stop_error: f64,
     /// Lambda: a cold start, a service error before the handler runs, a crash after it ran,
     /// an invocation whose caller sees `Lambda.SdkClientException` while the handler runs on
-    /// (Step Functions then retries it beside the first run).
+    /// (Step Functions then retries it beside the first run), a cold start whose init fails
+    /// (`Runtime.ExitError`: a secret that cannot be read, say; the handler never runs).
     pub cold_start: f64,
+    pub lambda_init_error: f64,
     pub lambda_service_error: f64,
     pub lambda_crash_after: f64,
     pub lambda_answer_lost: f64,
@@ -73,10 +82,15 @@ impl Faults {
             queue_ambiguous: 0.01,
             queue_unanswered: 0.002,
             queue_duplicate: 0.02,
+            queue_receive_error: 0.01,
+            queue_delete_error: 0.01,
             workflow_error: 0.02,
             workflow_ambiguous: 0.01,
             workflow_unanswered: 0.002,
+            late_wait: 0.002,
+            stop_error: 0.02,
             cold_start: 0.05,
+            lambda_init_error: 0.02,
             lambda_service_error: 0.005,
             lambda_crash_after: 0.002,
             lambda_answer_lost: 0.002,
@@ -101,10 +115,15 @@ impl Faults {
             queue_ambiguous: 0.0,
             queue_unanswered: 0.0,
             queue_duplicate: 0.0,
+            queue_receive_error: 0.0,
+            queue_delete_error: 0.0,
             workflow_error: 0.0,
             workflow_ambiguous: 0.0,
             workflow_unanswered: 0.0,
+            late_wait: 0.0,
+            stop_error: 0.0,
             cold_start: 0.0,
+            lambda_init_error: 0.0,
             lambda_service_error: 0.0,
             lambda_crash_after: 0.0,
             lambda_answer_lost: 0.0,
@@ -177,6 +196,8 @@ pub struct World {
     trace: Mutex<Trace>,
     requests: Mutex<Requests>,
     retries: Mutex<Vec<ReportedRetry>>,
+    /// (task, series) of every FAILED the store recorded.
+    failed: Mutex<BTreeSet<(String, u32)>>,
 }
 
 /// A retry an attempt's report asked for (an execution's result, or a slot's hand-off): the
@@ -216,6 +237,7 @@ impl World {
             injected: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Requests::default()),
             retries: Mutex::new(Vec::new()),
+            failed: Mutex::new(BTreeSet::new()),
             trace: Mutex::new(Trace {
                 digest: Sha256::new(),
                 events: 0,
@@ -258,6 +280,21 @@ impl World {
     /// A report asked for a retry (see [`ReportedRetry`]).
     pub fn retry_reported(&self, retry: ReportedRetry) {
         self.retries.lock().unwrap().push(retry);
+    }
+
+    /// The store recorded the task FAILED in this series.
+    pub fn failed_recorded(&self, task_id: &str, series: u32) {
+        self.failed
+            .lock()
+            .unwrap()
+            .insert((task_id.to_string(), series));
+    }
+
+    pub fn recorded_failed(&self, task_id: &str, series: u32) -> bool {
+        self.failed
+            .lock()
+            .unwrap()
+            .contains(&(task_id.to_string(), series))
     }
 
     pub fn reported_retries(&self) -> Vec<ReportedRetry> {

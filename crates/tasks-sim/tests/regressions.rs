@@ -14,11 +14,17 @@ fn scenario(tasks: usize, faults: Faults) -> Scenario {
         tasks,
         faults: Faults {
             lambda_answer_lost: 0.0,
+            lambda_init_error: 0.0,
+            late_wait: 0.0,
+            stop_error: 0.0,
+            queue_receive_error: 0.0,
+            queue_delete_error: 0.0,
             ..faults
         },
         change_share: 0.0,
         retry_share: 0.0,
         policy_share: 0.0,
+        on_failure_every: 0,
         schedule: Schedule {
             start_rate: 0,
             ..Schedule::default()

@@ -316,6 +316,11 @@ fn print_table(scenario: &Scenario, outcomes: &[Outcome], elapsed: std::time::Du
         sum(|o| o.report.sent_before_retry)
     );
     println!(
+        "| failure callbacks (without a FAILED record of their series, or repeated) | {} ({}) |",
+        sum(|o| o.report.callbacks),
+        sum(|o| o.report.unmatched_callbacks)
+    );
+    println!(
         "| retried deliveries (new attempts) | {} |",
         sum(|o| o.report.redeliveries)
     );
