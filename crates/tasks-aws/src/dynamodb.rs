@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use tasks_core::task::{rfc3339_millis, NextAttempt};
 use tasks_core::{
-    settle_create, status_shard, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore,
+    settle_create, status_shard, Event, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore,
     Transition, STATUS_SHARDS,
 };
 
@@ -459,6 +459,14 @@ impl Update {
             names.insert("#startExecutionAt".into(), "startExecutionAt".into());
             values.insert(":startBy".into(), AttributeValue::N(start_by.to_string()));
         }
+        if change.event == Event::ClaimCallback {
+            // Once per series: the series whose callback was taken is not this one.
+            condition.push_str(
+                " AND (attribute_not_exists(#callbackSeries) OR #callbackSeries <> #series)",
+            );
+            names.insert("#callbackSeries".into(), "callbackSeries".into());
+            names.insert("#series".into(), "series".into());
+        }
         if change.requires_no_scheduled_retry {
             condition.push_str(" AND attribute_not_exists(#nextAttempt)");
             names.insert("#nextAttempt".into(), "nextAttempt".into());
@@ -549,6 +557,12 @@ impl Update {
                 ":noRedispatches",
                 AttributeValue::N("0".into()),
             );
+        }
+        if change.event == Event::ClaimCallback {
+            update.push_str(", #callbackSeries = if_not_exists(#series, :zero)");
+            names.insert("#callbackSeries".into(), "callbackSeries".into());
+            names.insert("#series".into(), "series".into());
+            values.insert(":zero".into(), AttributeValue::N("0".into()));
         }
         if change.event.starts_series() {
             update.push_str(", #seriesStartAttempts = if_not_exists(#attempts, :zero)");

@@ -10,8 +10,9 @@ use crate::schedule::Schedule;
 use crate::slot::{in_time_order, QueueMessage, Slot, SlotPlanner};
 use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
+use crate::timing::STORE_CALL_TIMEOUT;
 use crate::tries::Tries;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -279,6 +280,20 @@ async fn send(
     claimed
 }
 
+/// The pause before the `tries`-th send of a batch's refused messages.
+fn send_pause(tries: i32) -> std::time::Duration {
+    std::time::Duration::from_millis(200 * tries as u64)
+}
+
+/// The longest [`send_batch_soon`] takes: every send runs to the SDK's call timeout, with the
+/// pauses between them.
+pub fn send_batch_worst_case() -> Duration {
+    let pauses = (1..SEND_TRIES)
+        .map(|tries| Duration::from_std(send_pause(tries)).unwrap_or_default())
+        .fold(Duration::zero(), |sum, pause| sum + pause);
+    STORE_CALL_TIMEOUT * SEND_TRIES + pauses
+}
+
 /// Sends a batch, and its refused messages again twice after a short pause: a slot is many
 /// tasks, and one given back waits for the next cron run. Returns the tasks of the messages
 /// still refused. A message sent twice (its answer lost) starts its execution once.
@@ -302,7 +317,7 @@ pub(crate) async fn send_batch_soon(
         if batch.is_empty() || tries == SEND_TRIES {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200 * tries as u64)).await;
+        tokio::time::sleep(send_pause(tries)).await;
     }
     batch
         .iter()

@@ -372,7 +372,7 @@ pub async fn execute_task(
 ) -> Result<ExecutionReport, ExecuteError> {
     let input = &attempt.input;
     if attempt.notify == Some(Notice::OnFailure) {
-        return notify_failure(store, sender, input).await;
+        return notify_failure(store, sender, clock, input).await;
     }
     let task = read_task(store, &input.id).await?;
     let begin_token = new_write_token();
@@ -573,13 +573,16 @@ pub(crate) async fn attempt_task(
     Ok(report)
 }
 
-/// Calls the failure callback of a task this execution recorded FAILED, once: the state machine
-/// runs this step once, after MarkFailed, and does not retry a failed call. The body is the task
+/// Calls the failure callback of a task recorded FAILED in this execution's series, at most
+/// once: the call is taken first ([`Event::ClaimCallback`], once per series), so of two
+/// executions of the series that both reach this step (a slot's report applied beside a running
+/// execution) one calls; the state machine does not retry a failed call. The body is the task
 /// without its webhook or callback (their headers may hold credentials); the message id is
 /// `<task id>-failed-<series>`, so a receiver also taking the task's webhook tells them apart.
 async fn notify_failure(
     store: &dyn TaskStore,
     sender: &dyn WebhookSender,
+    clock: &dyn Clock,
     input: &ExecutionInput,
 ) -> Result<ExecutionReport, ExecuteError> {
     let Some(task) = read_task(store, &input.id).await? else {
@@ -588,6 +591,16 @@ async fn notify_failure(
     let failed_here = task.task_status == TaskStatus::Failed && task.series == input.series;
     let Some(callback) = task.on_failure.clone().filter(|_| failed_here) else {
         return Ok(ExecutionReport::skipped(task.task_status));
+    };
+    let claim = Transition::new(Event::ClaimCallback, clock.now()).in_series(input.series);
+    let task = match store.transition(&task.id, &claim).await {
+        Ok(task) => task,
+        // Another execution of the series took the call, or the task moved on.
+        Err(StoreError::Conflict { current }) => {
+            return Ok(ExecutionReport::skipped(current.task_status))
+        }
+        Err(StoreError::NotFound(_)) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
+        Err(error) => return Err(ExecuteError::store(&error)),
     };
     let request = Webhook {
         body: Some(failure_notice(&task)),

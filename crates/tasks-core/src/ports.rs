@@ -198,6 +198,7 @@ impl Transition {
             && self.start_by.is_none_or(|by| task.start_execution_at <= by)
             && (!self.requires_attempt_in_series || task.attempt_began_in_series())
             && (!self.requires_no_scheduled_retry || task.next_attempt.is_none())
+            && (self.event != Event::ClaimCallback || task.callback_series != Some(task.series))
             && !self.wrote(task)
     }
 
@@ -270,6 +271,9 @@ impl Transition {
         }
         if let Some(at) = self.changes.attempt_at {
             next.attempt_at = Some(at);
+        }
+        if self.event == Event::ClaimCallback {
+            next.callback_series = Some(task.series);
         }
         if self.clears_next_attempt() {
             next.next_attempt = None;

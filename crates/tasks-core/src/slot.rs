@@ -10,10 +10,10 @@
 //! the task's own execution, which goes on from the attempt's report (a retry waits for its
 //! time, a failure is recorded and its callback called) as any task's execution does.
 
-use crate::dispatch::{send_batch_soon, SEND_BATCH_SIZE};
+use crate::dispatch::{send_batch_soon, send_batch_worst_case, SEND_BATCH_SIZE};
 use crate::pipeline::{
-    attempt_task, execute_task, record_outcome, start_task, AttemptInput, ExecutionReport, Notice,
-    Outcome, StartError, StartReport, StatusUpdate,
+    attempt_task, record_outcome, start_task, AttemptInput, ExecutionReport, Outcome, StartError,
+    StartReport, StatusUpdate,
 };
 use crate::ports::{
     Changes, Clock, DispatchQueue, Execution, StartOutcome, StoreError, TaskStore, Transition,
@@ -58,8 +58,9 @@ const START_TRIES: Tries = Tries {
 
 /// An attempt (a first try after a failed call, or a retry) starts in the slot only this long
 /// before the slot's patience ends: time for its reads and writes (5 s each at most), the target's
-/// DNS (2 s), its webhook (10 s), its record and a failure callback (10 s).
-const IN_SLOT_ATTEMPT_MARGIN: Duration = Duration::seconds(40);
+/// DNS (2 s), its webhook (10 s), its record, and the hand-off's send if the record fails
+/// (`timing` checks it).
+pub const IN_SLOT_ATTEMPT_MARGIN: Duration = Duration::seconds(40);
 
 /// A slot execution's input, and the queue message that starts it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -486,17 +487,20 @@ pub async fn run_slot(
             (begin_at, input)
         })
         .collect();
-    let outcomes: Vec<(String, SlotOutcome)> = stream::iter(inputs)
-        .map(|(begin_at, input)| async move {
-            crate::wait::sleep_until(clock, begin_at).await;
-            let id = input.id.clone();
-            (id, run_one(store, sender, clock, schedule, input).await)
-        })
-        .buffer_unordered(slot.tasks.len().max(1))
-        .collect()
-        .await;
-    let mut summary = SlotSummary::default();
-    let mut hand_offs = Vec::new();
+    // Each hand-off is sent as it occurs (with those ready at the same moment, up to a batch):
+    // a slot run that times out later has handed on what it could not finish.
+    let (ready, hand_offs) = futures::channel::mpsc::unbounded::<QueueMessage>();
+    let runs = run_tasks(store, sender, clock, schedule, inputs, ready);
+    let sends = send_as_ready(queue, hand_offs);
+    let (outcomes, lost) = join(runs, sends).await;
+    if !lost.is_empty() {
+        tracing::warn!(tasks = ?lost, "could not hand tasks off; the sweeps will find them");
+    }
+    let mut summary = SlotSummary {
+        lost_hand_offs: lost.len(),
+        ..SlotSummary::default()
+    };
+    let mut handed_off = 0;
     let mut runs = Vec::with_capacity(outcomes.len());
     for (id, outcome) in outcomes {
         let (report, recorded) = match outcome {
@@ -513,11 +517,11 @@ pub async fn run_slot(
                 (None, None)
             }
             SlotOutcome::HandOff(message) => {
-                let report = match &message {
-                    QueueMessage::HandOff(hand_off) => Some(hand_off.result.clone()),
+                let report = match message {
+                    QueueMessage::HandOff(hand_off) => Some(hand_off.result),
                     _ => None,
                 };
-                hand_offs.push(message);
+                handed_off += 1;
                 (report, None)
             }
         };
@@ -527,16 +531,52 @@ pub async fn run_slot(
             recorded,
         });
     }
-    summary.handed_off = hand_offs.len();
-    for batch in hand_offs.chunks(SEND_BATCH_SIZE) {
-        let lost = send_batch_soon(queue, batch.to_vec()).await;
-        if !lost.is_empty() {
-            tracing::warn!(tasks = ?lost, "could not hand tasks off; the sweeps will find them");
-        }
-        summary.lost_hand_offs += lost.len();
-    }
-    summary.handed_off -= summary.lost_hand_offs;
+    summary.handed_off = handed_off - summary.lost_hand_offs;
     (summary, runs)
+}
+
+/// Sends the hand-offs as they come, those ready at the same moment together (up to a batch);
+/// returns the tasks the queue did not take.
+async fn send_as_ready(
+    queue: &dyn DispatchQueue,
+    hand_offs: futures::channel::mpsc::UnboundedReceiver<QueueMessage>,
+) -> Vec<String> {
+    let mut batches = hand_offs.ready_chunks(SEND_BATCH_SIZE);
+    let mut lost = Vec::new();
+    while let Some(batch) = batches.next().await {
+        lost.extend(send_batch_soon(queue, batch).await);
+    }
+    lost
+}
+
+/// Runs each task at its begin time, all at once, and puts each hand-off on `ready` as it
+/// occurs.
+async fn run_tasks(
+    store: &dyn TaskStore,
+    sender: &dyn WebhookSender,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    inputs: Vec<(DateTime<Utc>, ExecutionInput)>,
+    ready: futures::channel::mpsc::UnboundedSender<QueueMessage>,
+) -> Vec<(String, SlotOutcome)> {
+    let at_once = inputs.len().max(1);
+    stream::iter(inputs)
+        .map(|(begin_at, input)| {
+            let ready = ready.clone();
+            async move {
+                crate::wait::sleep_until(clock, begin_at).await;
+                let id = input.id.clone();
+                let outcome = run_one(store, sender, clock, schedule, input).await;
+                if let SlotOutcome::HandOff(message) = &outcome {
+                    // The receiver lives until every sender is gone.
+                    let _ = ready.unbounded_send(message.clone());
+                }
+                (id, outcome)
+            }
+        })
+        .buffer_unordered(at_once)
+        .collect()
+        .await
 }
 
 /// One task of a slot. A task whose attempt already began in its series (a repeated run of the
@@ -579,6 +619,7 @@ async fn run_one(
             Err(_) if patience.wait_to_attempt().await => continue,
             Err(_) => return hand_off(attempt.previous),
         };
+        let has_callback = task.as_ref().is_some_and(|task| task.on_failure.is_some());
         if let Some(task) = &task {
             let runnable =
                 Event::BeginAttempt.allows(task.task_status) && task.series == input.series;
@@ -626,17 +667,13 @@ async fn run_one(
             result: Some(report.clone()),
             error: None,
         };
-        if !record_patiently(store, &mut patience, &update).await {
+        // A failure with a callback goes on in the task's own execution, which records it and
+        // calls the callback: the call stays out of the slot's run (and its timeout).
+        if matches!(final_outcome, SlotOutcome::Failed(_)) && has_callback {
             return hand_off(Some(report));
         }
-        if matches!(final_outcome, SlotOutcome::Failed(_)) {
-            let notice = AttemptInput {
-                notify: Some(Notice::OnFailure),
-                ..input.clone().into()
-            };
-            if let Err(error) = execute_task(store, sender, clock, schedule, &notice).await {
-                tracing::warn!(task_id = %input.id, %error, "the failure callback was not called");
-            }
+        if !record_patiently(store, &mut patience, &update).await {
+            return hand_off(Some(report));
         }
         return final_outcome;
     }
@@ -677,7 +714,8 @@ impl<'a> Patience<'a> {
         Patience {
             clock,
             id,
-            give_up_at: from.max(now) + RECORD_PATIENCE,
+            // The last record try leaves time to hand the task off within the patience.
+            give_up_at: from.max(now) + RECORD_PATIENCE - send_batch_worst_case(),
             paused_until: now,
             pause: Duration::milliseconds(250),
             round: 0,
@@ -686,7 +724,7 @@ impl<'a> Patience<'a> {
 
     /// The latest time an attempt may start in the slot and still be sent and recorded in time.
     fn last_attempt_at(&self) -> DateTime<Utc> {
-        self.give_up_at - IN_SLOT_ATTEMPT_MARGIN
+        self.give_up_at + send_batch_worst_case() - IN_SLOT_ATTEMPT_MARGIN
     }
 
     /// Waits before the next try of an attempt; false when it could no longer finish in time.

@@ -121,10 +121,13 @@ pub enum Event {
     /// The user runs a FAILED task again: a new series of attempts; the attempts already made
     /// keep counting.
     Retry,
+    /// An execution is about to call the failure callback of the task's FAILED series: taken
+    /// once per series, so the callback is called at most once whoever tries.
+    ClaimCallback,
 }
 
 impl Event {
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 13] = [
         Event::Claim,
         Event::Unclaim,
         Event::Redispatch,
@@ -137,6 +140,7 @@ impl Event {
         Event::Cancel,
         Event::Reschedule,
         Event::Retry,
+        Event::ClaimCallback,
     ];
 
     /// The transition table: the statuses an event may leave from.
@@ -154,7 +158,7 @@ impl Event {
             // A workflow can fail before its first attempt began (refused target, woken too early).
             Event::Fail => &[Queued, InProgress],
             Event::Cancel | Event::Reschedule => &[Scheduled, Queued, InProgress],
-            Event::Retry => &[Failed],
+            Event::Retry | Event::ClaimCallback => &[Failed],
         }
     }
 
@@ -166,7 +170,7 @@ impl Event {
             Event::Unclaim | Event::Reschedule | Event::Retry => Scheduled,
             Event::Start | Event::BeginAttempt | Event::ScheduleRetry => InProgress,
             Event::Complete => Completed,
-            Event::Fail => Failed,
+            Event::Fail | Event::ClaimCallback => Failed,
             Event::Cancel => Cancelled,
         }
     }
@@ -240,11 +244,15 @@ mod tests {
     }
 
     #[test]
-    fn only_a_retry_leaves_a_terminal_status_and_only_from_failed() {
+    fn only_a_retry_leaves_a_terminal_status_and_only_from_failed_and_a_callback_keeps_it() {
         for event in Event::ALL {
             for status in event.from() {
                 if status.is_terminal() {
-                    assert_eq!((event, *status), (Event::Retry, TaskStatus::Failed));
+                    assert!(
+                        matches!(event, Event::Retry | Event::ClaimCallback)
+                            && *status == TaskStatus::Failed,
+                        "{event:?} from {status}"
+                    );
                 }
             }
         }

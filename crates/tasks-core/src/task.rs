@@ -162,6 +162,11 @@ pub struct Task {
     /// and by every new series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt: Option<NextAttempt>,
+    /// The series whose failure callback was taken to be called ([`Event::ClaimCallback`]).
+    ///
+    /// [`Event::ClaimCallback`]: crate::status::Event::ClaimCallback
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_series: Option<u32>,
 }
 
 /// A retry the task's policy asked for after attempt `after_attempt` of series `series`.
@@ -210,6 +215,7 @@ impl Task {
             slot: None,
             write_token: Some(new_write_token()),
             next_attempt: None,
+            callback_series: None,
         }
     }
 

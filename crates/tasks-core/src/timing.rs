@@ -2,11 +2,12 @@
 //! (and, for local mode, in `tasks-local`'s settings); a test reads them from the template and
 //! runs [`Timings::violations`], so changing one value without the others fails the build.
 
+use crate::dispatch::send_batch_worst_case;
 use crate::pipeline::BEGIN_TRIES;
 use crate::retry::{StateRetry, STATUS_RETRY};
 use crate::retry_policy::RetryPolicy;
 use crate::schedule::Schedule;
-use crate::slot::{MAX_PREPARE, RECORD_PATIENCE};
+use crate::slot::{IN_SLOT_ATTEMPT_MARGIN, MAX_PREPARE, RECORD_PATIENCE};
 use chrono::Duration;
 
 /// Step Functions ends a Wait at the start of the second, so it may wake up to a second early.
@@ -44,16 +45,27 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// The longest one execute-task invocation runs: it is woken at most the wake-ahead, a
-    /// slot's preparation and the Wait's truncation early; it reads the task, resolves the
-    /// target and begins the attempt, with its tries (all before the task's time when they are
-    /// quick), sleeps
-    /// to the time, sends, and (in a slot) records the outcome, patiently.
+    /// The longest one execute-task invocation runs, the longer of a slot's two worst paths. It
+    /// is woken at most the wake-ahead, a slot's preparation and the Wait's truncation early.
+    /// The first attempt reads the task, begins the attempt with its tries and resolves the
+    /// target (all before the task's time when they are quick), sleeps to the time, sends, and
+    /// records the outcome patiently; the record's last try leaves time for the hand-off's send
+    /// within the patience. The last attempt a slot starts (a retry, or a try after a failed
+    /// call) starts [`IN_SLOT_ATTEMPT_MARGIN`] before the patience ends: its calls, its send,
+    /// one record try and the hand-off's send. A failure callback is never called in a slot
+    /// (the task's own execution calls it), and a single task's run is shorter than a slot's.
     pub fn execute_task_worst_case(&self) -> Duration {
         let before_time = MAX_PREPARE + self.schedule.wake_ahead + WAIT_TRUNCATION;
         let begin = BEGIN_TRIES.worst_case(STORE_CALL_TIMEOUT);
-        let calls = STORE_CALL_TIMEOUT + DNS_TIMEOUT + begin;
-        before_time.max(calls) + self.webhook_timeout + RECORD_PATIENCE + STORE_CALL_TIMEOUT
+        let calls = STORE_CALL_TIMEOUT + begin + DNS_TIMEOUT;
+        let first =
+            before_time.max(calls) + self.webhook_timeout + RECORD_PATIENCE + STORE_CALL_TIMEOUT;
+        let last = before_time + RECORD_PATIENCE - IN_SLOT_ATTEMPT_MARGIN
+            + calls
+            + self.webhook_timeout
+            + STORE_CALL_TIMEOUT
+            + send_batch_worst_case();
+        first.max(last)
     }
 
     /// The longest an execution with the default retry policy runs after its task's time:
@@ -112,6 +124,14 @@ impl Timings {
             ),
         );
         require(
+            IN_SLOT_ATTEMPT_MARGIN > self.webhook_timeout + send_batch_worst_case(),
+            format!(
+                "a slot's last attempt ({}s before its patience ends) must leave time for its send and its hand-off ({}s)",
+                IN_SLOT_ATTEMPT_MARGIN.num_seconds(),
+                (self.webhook_timeout + send_batch_worst_case()).num_seconds()
+            ),
+        );
+        require(
             ATTEMPT_IN_FLIGHT > self.webhook_timeout + STORE_CALL_TIMEOUT,
             format!(
                 "an attempt's longest flight ({}s) must exceed the webhook timeout plus a store call ({}s), so no attempt begins while another may be in flight",
@@ -167,6 +187,7 @@ mod tests {
     fn the_defaults_fit_together() {
         assert_eq!(deployed().violations(), Vec::<String>::new());
         assert_eq!(deployed().execute_task_worst_case(), Duration::seconds(107));
+        assert_eq!(send_batch_worst_case(), Duration::milliseconds(15_600));
     }
 
     #[test]

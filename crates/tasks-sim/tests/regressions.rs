@@ -329,8 +329,9 @@ fn finding_7_a_slot_s_report_for_a_running_execution_is_applied_not_dropped() {
         webhook_error: 0.4,
         ..Faults::realistic()
     };
+    // Re-seeded (17 before) when callbacks and more faults came: their draws changed the stream.
     let outcome = simulate(
-        17,
+        1,
         Scenario {
             tasks: 150,
             faults,

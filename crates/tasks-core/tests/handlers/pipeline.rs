@@ -481,9 +481,29 @@ async fn the_failure_callback_is_called_for_the_series_that_failed_only() {
     assert_eq!(sender.sent.lock().unwrap().len(), 1);
 
     let refusing = RecordingSender::answering(Ok(500));
-    let failed = notify(&store, &refusing, "a", 2).await;
+    store.put(failed_with_callback("c", 1));
+    let failed = notify(&store, &refusing, "c", 1).await;
     assert_eq!(failed.outcome, Outcome::Failed);
     assert!(failed.error.unwrap().starts_with("WebhookServerError"));
+}
+
+/// Two executions of one FAILED series reach the callback step (a slot's failure report applied
+/// beside the task's running execution, which failed too): the callback is called once.
+#[tokio::test]
+async fn the_failure_callback_is_called_at_most_once_per_failed_series() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(204));
+    store.put(failed_with_callback("a", 2));
+    assert_eq!(
+        notify(&store, &sender, "a", 2).await.outcome,
+        Outcome::Delivered
+    );
+    assert_eq!(
+        notify(&store, &sender, "a", 2).await.outcome,
+        Outcome::Skipped
+    );
+    assert_eq!(sender.sent.lock().unwrap().len(), 1);
+    assert_eq!(store.tasks()[0].callback_series, Some(2));
 }
 
 #[tokio::test]

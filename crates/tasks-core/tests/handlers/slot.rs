@@ -402,3 +402,32 @@ async fn a_slot_run_hands_off_an_attempt_another_runner_began_after_its_first_re
     );
     assert_eq!(store.inner.tasks()[0].attempts, 1);
 }
+
+/// The failure callback stays out of the slot's run (and its timeout): a task that fails with a
+/// callback is handed off with its unrecorded report, and its own execution records FAILED and
+/// calls the callback. A task without one is recorded FAILED in the slot.
+#[tokio::test]
+async fn a_failure_with_a_callback_is_handed_to_the_task_s_own_execution() {
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::new();
+    let sender = RecordingSender::answering(Ok(404));
+    let slot = slot_of(&store, &["called-back", "plain"], 300);
+    let mut with_callback = store.get("called-back").await.unwrap().unwrap();
+    with_callback.on_failure = Some(webhook());
+    store.put(with_callback);
+
+    let summary = run(&store, &queue, &sender, &slot).await;
+    assert_eq!((summary.failed, summary.handed_off), (1, 1), "{summary:?}");
+    assert_eq!(status_of(&store, "plain"), TaskStatus::Failed);
+    assert_eq!(status_of(&store, "called-back"), TaskStatus::InProgress);
+    let messages = queue.messages();
+    let [QueueMessage::HandOff(hand_off)] = messages.as_slice() else {
+        panic!("{messages:?}");
+    };
+    assert_eq!(
+        (hand_off.task.id.as_str(), hand_off.result.outcome),
+        ("called-back", Outcome::Failed)
+    );
+    // Two webhook requests, no callback.
+    assert_eq!(sender.sent.lock().unwrap().len(), 2);
+}
