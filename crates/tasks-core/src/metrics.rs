@@ -276,6 +276,7 @@ mod tests {
             error: error.map(str::to_string),
             record: None,
             task_status: None,
+            recorded: false,
         };
         let delivered = execution("t", &Ok(report(Outcome::Delivered, None)), 40).to_json(0);
         assert_eq!(

@@ -258,6 +258,10 @@ pub struct ExecutionReport {
     /// For a skipped task: the status it was found in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_status: Option<TaskStatus>,
+    /// The outcome is recorded already (execute-task records a delivery before it answers):
+    /// the state machine ends without update-status.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recorded: bool,
 }
 
 impl ExecutionReport {
@@ -303,6 +307,7 @@ impl ExecutionReport {
             error: None,
             record: None,
             task_status: Some(status),
+            recorded: false,
         }
     }
 }
@@ -384,7 +389,20 @@ pub async fn execute_task(
             wait_for_attempt_in_flight(task, attempt, &begin_token, clock)?;
         }
     }
-    attempt_task(store, sender, clock, schedule, attempt, task, &begin_token).await
+    let mut report =
+        attempt_task(store, sender, clock, schedule, attempt, task, &begin_token).await?;
+    // A delivery is recorded before Step Functions gets the answer: if the answer is lost, the
+    // run Step Functions starts again finds the task COMPLETED instead of an attempt in flight
+    // it would send again. A record that fails is left to update-status, as before.
+    if matches!(report.outcome, Outcome::Delivered | Outcome::Completed) {
+        let update = StatusUpdate {
+            input: input.clone(),
+            result: Some(report.clone()),
+            error: None,
+        };
+        report.recorded = record_outcome(store, clock, &update).await.is_ok();
+    }
+    Ok(report)
 }
 
 /// For a run that knows of no earlier attempt's outcome (no `previous`): the retry a slot's
@@ -774,6 +792,8 @@ pub async fn record_outcome(
         {
             return Ok(report.task_status.unwrap_or(TaskStatus::Cancelled))
         }
+        // execute-task recorded the delivery itself.
+        (None, Some(report)) if report.recorded => return Ok(TaskStatus::Completed),
         (None, Some(report)) if report.outcome == Outcome::Failed => {
             Transition::new(Event::Fail, now).with_error(
                 report

@@ -250,6 +250,7 @@ fn a_retry_waits_until_retry_at_and_runs_execute_task_again() {
         error: None,
         record: None,
         task_status: None,
+        recorded: false,
     };
     let result = serde_json::to_value(&report).unwrap();
     let choices = decide["Choices"].as_array().unwrap();
@@ -438,6 +439,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
         error: None,
         record: None,
         task_status: None,
+        recorded: false,
     };
     let report_json = serde_json::to_value(&report).unwrap();
     let completed = serde_json::to_value(TaskStatus::Completed).unwrap();

@@ -64,6 +64,7 @@ fn report_of_attempt_1(task: &Task, outcome: Outcome) -> ExecutionReport {
         error: (outcome != Outcome::Delivered).then(|| "WebhookServerError: 503".to_string()),
         record: Some(record),
         task_status: None,
+        recorded: false,
     }
 }
 

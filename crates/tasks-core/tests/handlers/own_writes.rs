@@ -40,7 +40,7 @@ async fn begin_attempt_whose_answer_was_lost_still_sends() {
     let stored = &store.tasks()[0];
     assert_eq!(
         (stored.attempts, stored.task_status),
-        (1, TaskStatus::InProgress)
+        (1, TaskStatus::Completed)
     );
 }
 

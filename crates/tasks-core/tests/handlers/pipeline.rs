@@ -166,7 +166,32 @@ async fn a_task_without_webhook_just_completes() {
     let report = execute(&store, &sender, "a").await.unwrap();
     assert_eq!(report.outcome, Outcome::Completed);
     assert!(sender.sent.lock().unwrap().is_empty());
-    assert_eq!(status_of(&store, "a"), TaskStatus::InProgress);
+    assert_eq!(status_of(&store, "a"), TaskStatus::Completed);
+}
+
+/// A run whose answer Step Functions lost after a 2xx is started again: it finds the task
+/// COMPLETED (execute-task records a delivery before it answers) and sends nothing more; the
+/// state machine's update-status, given the recorded report, writes nothing.
+#[tokio::test]
+async fn a_delivery_is_recorded_before_step_functions_gets_the_answer() {
+    let store = MemoryStore::new();
+    let sender = RecordingSender::answering(Ok(204));
+    store.put(due_soon("a", 0, TaskStatus::InProgress));
+    let report = execute(&store, &sender, "a").await.unwrap();
+    assert_eq!(
+        (report.outcome, report.recorded),
+        (Outcome::Delivered, true)
+    );
+    assert_eq!(status_of(&store, "a"), TaskStatus::Completed);
+    let again = execute(&store, &sender, "a").await.unwrap();
+    assert_eq!(again.outcome, Outcome::Skipped);
+    assert_eq!(sender.sent.lock().unwrap().len(), 1);
+    let written = store.tasks()[0].last_updated_at;
+    let status = record_outcome(&store, &SystemClock, &update(Some(report), None))
+        .await
+        .unwrap();
+    assert_eq!(status, TaskStatus::Completed);
+    assert_eq!(store.tasks()[0].last_updated_at, written);
 }
 
 #[tokio::test]
@@ -319,6 +344,7 @@ fn delivered() -> ExecutionReport {
         error: None,
         record: None,
         task_status: None,
+        recorded: false,
     }
 }
 
