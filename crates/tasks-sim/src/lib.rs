@@ -21,7 +21,7 @@ use dynamodb::SimStore;
 use quotas::{Bucket, Quotas};
 use receiver::SimReceivers;
 use sqs::SimQueue;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use stepfunctions::{Functions, SimStepFunctions};
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
@@ -33,7 +33,7 @@ use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
 use tasks_core::{Clock, QueueMessage, Schedule, TaskStatus};
 use usage::{Function, Usage};
 pub use world::Faults;
-use world::World;
+use world::{as_function, World};
 
 /// When the tasks are due and when their clients create them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,6 +194,8 @@ pub struct Outcome {
     pub injected: BTreeMap<&'static str, u64>,
     pub activity: Activity,
     pub usage: Usage,
+    /// Each AWS API each function's handler called.
+    pub calls_by_function: BTreeSet<(Function, &'static str)>,
 }
 
 /// Runs one seed of a scenario on a fresh single-threaded runtime with a paused clock.
@@ -308,6 +310,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         injected: world.injected(),
         activity,
         usage,
+        calls_by_function: world.calls_by_function(),
     }
 }
 
@@ -364,7 +367,7 @@ impl Pipeline {
             self.activity.lock().unwrap().requests_throttled += 1;
             return None;
         };
-        Some(request().await)
+        Some(as_function(Function::Api, request()).await)
     }
 
     /// A client's request that changes a task (`api`). One answered "nothing changed" (409,
@@ -392,7 +395,7 @@ impl Pipeline {
     ) -> T {
         loop {
             if let Some(_invocation) = self.world.invoke(function) {
-                return run().await;
+                return as_function(function, run()).await;
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
@@ -1019,12 +1022,15 @@ async fn poll(pipeline: Arc<Pipeline>) {
             continue;
         }
         let messages: Vec<&QueueMessage> = batch.iter().map(|message| &message.body).collect();
-        let results = start_messages(
-            store.as_ref(),
-            workflow.as_ref(),
-            &world.clock,
-            schedule,
-            &messages,
+        let results = as_function(
+            Function::ProcessSqsRecords,
+            start_messages(
+                store.as_ref(),
+                workflow.as_ref(),
+                &world.clock,
+                schedule,
+                &messages,
+            ),
         )
         .await;
         if world.fault("lambda.crash_after", faults.lambda_crash_after) {

@@ -18,7 +18,7 @@
 
 use crate::quotas::Bucket;
 use crate::usage::Function;
-use crate::world::{ReportedRetry, World};
+use crate::world::{as_function, ReportedRetry, World};
 use asl::{Context, ExecutionOutcome, Failure, HistoryEvent, Host, StateMachine};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -329,14 +329,17 @@ impl ExecutionHost {
             .fault("lambda.answer_lost", faults.lambda_answer_lost)
         {
             // The handler runs on to its end (or its timeout); the caller is told it failed.
-            tokio::spawn(tokio::time::timeout(timeout, handler));
+            tokio::spawn(tokio::time::timeout(
+                timeout,
+                as_function(function, handler),
+            ));
             self.world.latency(10, 1_000).await;
             return Err(Failure::new(
                 "Lambda.SdkClientException",
                 format!("{name}: the invocation's answer was lost"),
             ));
         }
-        let result = match tokio::time::timeout(timeout, handler).await {
+        let result = match tokio::time::timeout(timeout, as_function(function, handler)).await {
             Ok(result) => result,
             Err(_) => {
                 self.world.fault("lambda.timeout", 1.0);

@@ -174,6 +174,13 @@ impl Clock for SimClock {
 tokio::task_local! {
     /// The client request (through the api) the running code serves, if any.
     static REQUEST: u64;
+    /// The Lambda function whose handler the running code is, if any.
+    static FUNCTION: Function;
+}
+
+/// Runs `handler` as `function`'s: the AWS calls it makes are counted as that function's.
+pub async fn as_function<F: std::future::Future>(function: Function, handler: F) -> F::Output {
+    FUNCTION.scope(function, handler).await
 }
 
 /// Client requests, and which of them had a write of their own applied.
@@ -198,6 +205,8 @@ pub struct World {
     retries: Mutex<Vec<ReportedRetry>>,
     /// (task, series) of every FAILED the store recorded.
     failed: Mutex<BTreeSet<(String, u32)>>,
+    /// Each AWS API a function's handler called (`service.Action`).
+    calls_by_function: Mutex<BTreeSet<(Function, &'static str)>>,
 }
 
 /// A retry an attempt's report asked for (an execution's result, or a slot's hand-off): the
@@ -238,6 +247,7 @@ impl World {
             requests: Mutex::new(Requests::default()),
             retries: Mutex::new(Vec::new()),
             failed: Mutex::new(BTreeSet::new()),
+            calls_by_function: Mutex::new(BTreeSet::new()),
             trace: Mutex::new(Trace {
                 digest: Sha256::new(),
                 events: 0,
@@ -312,6 +322,16 @@ impl World {
     /// Counts one request to `api` (`service.Action`).
     pub fn call(&self, api: &'static str) {
         self.usage.lock().unwrap().call(api);
+        if let Ok(function) = FUNCTION.try_with(|function| *function) {
+            self.calls_by_function
+                .lock()
+                .unwrap()
+                .insert((function, api));
+        }
+    }
+
+    pub fn calls_by_function(&self) -> BTreeSet<(Function, &'static str)> {
+        self.calls_by_function.lock().unwrap().clone()
     }
 
     /// Starts an invocation of `function` within its share of the account's Lambda concurrency,
