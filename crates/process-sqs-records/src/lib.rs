@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tasks_core::metrics::{self, StartCounts};
 use tasks_core::pipeline::{StartError, StartReport};
 use tasks_core::slot::{start_messages, HandOff};
+use tasks_core::timing::START_BUDGET;
 use tasks_core::{Clock, DispatchMessage, QueueMessage, Schedule, TaskStore, Workflow};
 
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
@@ -34,6 +35,7 @@ impl ProcessRecords {
             self.clock.as_ref(),
             &self.schedule,
             &messages,
+            START_BUDGET.to_std().unwrap_or_default(),
         )
         .await
         .into_iter();

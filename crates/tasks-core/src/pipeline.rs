@@ -53,6 +53,10 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+    /// process-sqs-records' budget ran out before the start finished (its calls were slow): the
+    /// record is delivered again, and every step of a start is safe to repeat.
+    #[error("the start did not finish within {0:?}; the record will be delivered again")]
+    OutOfTime(std::time::Duration),
 }
 
 /// process-sqs-records' step for a task's own message: start the execution of the task's

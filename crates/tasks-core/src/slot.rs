@@ -244,13 +244,16 @@ fn digest_of<'a>(run: Option<i64>, tasks: impl Iterator<Item = (&'a str, u32)>) 
 
 /// process-sqs-records' step for one batch of messages: its slots together (`start_slots`,
 /// which merges the api's hand-offs of one second), each other message in its task's own
-/// execution (`start_task`). Each message's result, in order.
+/// execution (`start_task`). Each message's result, in order. A start not finished within
+/// `budget` is given up (`StartError::OutOfTime`, the record comes back): the function ends
+/// within its timeout however slow its calls are.
 pub async fn start_messages(
     store: &dyn TaskStore,
     workflow: &dyn Workflow,
     clock: &dyn Clock,
     schedule: &Schedule,
     messages: &[&QueueMessage],
+    budget: std::time::Duration,
 ) -> Vec<Result<StartReport, StartError>> {
     let slots: Vec<&Slot> = messages
         .iter()
@@ -259,15 +262,33 @@ pub async fn start_messages(
             _ => None,
         })
         .collect();
+    let slots_started = async {
+        tokio::time::timeout(
+            budget,
+            start_slots(store, workflow, clock, schedule, &slots),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            slots
+                .iter()
+                .map(|_| Err(StartError::OutOfTime(budget)))
+                .collect()
+        })
+    };
     let (slot_results, own_results) = join(
-        start_slots(store, workflow, clock, schedule, &slots),
+        slots_started,
         join_all(messages.iter().map(|message| async move {
             let (task, previous) = match message {
                 QueueMessage::Slot(_) => return None,
                 QueueMessage::HandOff(hand_off) => (&hand_off.task, Some(&hand_off.result)),
                 QueueMessage::Task(task) => (task, None),
             };
-            Some(start_task(store, workflow, clock, schedule, task, previous).await)
+            let start = start_task(store, workflow, clock, schedule, task, previous);
+            Some(
+                tokio::time::timeout(budget, start)
+                    .await
+                    .unwrap_or(Err(StartError::OutOfTime(budget))),
+            )
         })),
     )
     .await;

@@ -20,6 +20,12 @@ pub const DNS_TIMEOUT: Duration = Duration::seconds(2);
 /// Longer than one attempt can take once it is sent (the webhook timeout, 10 s, and a store
 /// call): a new attempt of the same series waits this long after the last one's send time.
 pub const ATTEMPT_IN_FLIGHT: Duration = Duration::seconds(20);
+/// How long process-sqs-records waits for its records' starts before it reports the unfinished
+/// ones failed (they come back after the visibility timeout): its function timeout must leave
+/// time to answer after it.
+pub const START_BUDGET: Duration = Duration::seconds(8);
+/// What process-sqs-records needs after its budget: to count, log and answer.
+pub const START_ANSWER_TIME: Duration = Duration::seconds(1);
 /// The dispatch queue's visibility timeout and receives before the dead-letter queue, as the
 /// template sets them (a test checks) and local mode creates its queue.
 pub const QUEUE_VISIBILITY_TIMEOUT: Duration = Duration::seconds(60);
@@ -90,6 +96,14 @@ impl Timings {
                 broken.push(what);
             }
         };
+        require(
+            self.start_timeout >= START_BUDGET + START_ANSWER_TIME,
+            format!(
+                "process-sqs-records' timeout ({}s) must cover its budget for the starts and its answer ({}s)",
+                self.start_timeout.num_seconds(),
+                (START_BUDGET + START_ANSWER_TIME).num_seconds()
+            ),
+        );
         require(
             self.visibility_timeout >= self.start_timeout * 6,
             format!(

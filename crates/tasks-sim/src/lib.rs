@@ -29,7 +29,7 @@ use tasks_core::dispatch::{run_cron, CronSummary};
 use tasks_core::pipeline::StartReport;
 use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Ports};
 use tasks_core::slot::start_messages;
-use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
+use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT, START_BUDGET};
 use tasks_core::{Clock, QueueMessage, Schedule, TaskStatus};
 use usage::{Function, Usage};
 pub use world::Faults;
@@ -135,9 +135,6 @@ pub const VISIBILITY_TIMEOUT: std::time::Duration =
     std::time::Duration::from_secs(QUEUE_VISIBILITY_TIMEOUT.num_seconds() as u64);
 pub const MAX_RECEIVE_COUNT: u32 = QUEUE_MAX_RECEIVE_COUNT;
 pub const CRON_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
-pub const CRON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-pub const EXECUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-pub const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Lambda's SQS event source polls with (at least) five concurrent pollers.
 const POLLERS: usize = 5;
@@ -236,8 +233,8 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
             sender: receivers.clone(),
             queue: queue.clone(),
             schedule,
-            execute_timeout: EXECUTE_TIMEOUT,
-            update_timeout: UPDATE_TIMEOUT,
+            execute_timeout: Function::ExecuteTask.timeout(),
+            update_timeout: Function::UpdateStatus.timeout(),
         },
     ));
     let pipeline = Arc::new(Pipeline {
@@ -367,7 +364,19 @@ impl Pipeline {
             self.activity.lock().unwrap().requests_throttled += 1;
             return None;
         };
-        Some(as_function(Function::Api, request()).await)
+        // API Gateway answers 504 to a request its function did not answer within its timeout;
+        // the client hears nothing it can use, as for a throttled request.
+        let answer = tokio::time::timeout(
+            Function::Api.timeout(),
+            as_function(Function::Api, request()),
+        );
+        match answer.await {
+            Ok(answer) => Some(answer),
+            Err(_) => {
+                self.world.fault("lambda.timeout", 1.0);
+                None
+            }
+        }
     }
 
     /// A client's request that changes a task (`api`). One answered "nothing changed" (409,
@@ -950,7 +959,7 @@ async fn cron_loop(pipeline: Arc<Pipeline>) {
                 let summary = pipeline
                     .invoke(Function::Cron, || {
                         tokio::time::timeout(
-                            CRON_TIMEOUT,
+                            Function::Cron.timeout(),
                             run_cron(
                                 pipeline.store.as_ref(),
                                 pipeline.queue.as_ref(),
@@ -1022,7 +1031,9 @@ async fn poll(pipeline: Arc<Pipeline>) {
             continue;
         }
         let messages: Vec<&QueueMessage> = batch.iter().map(|message| &message.body).collect();
-        let results = as_function(
+        // The function's timeout ends an invocation that has more to do: its batch comes back
+        // after the visibility timeout (the handler's budget keeps it from getting there).
+        let run = as_function(
             Function::ProcessSqsRecords,
             start_messages(
                 store.as_ref(),
@@ -1030,9 +1041,14 @@ async fn poll(pipeline: Arc<Pipeline>) {
                 &world.clock,
                 schedule,
                 &messages,
+                START_BUDGET.to_std().unwrap_or_default(),
             ),
-        )
-        .await;
+        );
+        let Ok(results) = tokio::time::timeout(Function::ProcessSqsRecords.timeout(), run).await
+        else {
+            world.fault("lambda.timeout", 1.0);
+            continue;
+        };
         if world.fault("lambda.crash_after", faults.lambda_crash_after) {
             continue;
         }

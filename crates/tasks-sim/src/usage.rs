@@ -46,6 +46,17 @@ impl Function {
         }
     }
 
+    /// The function's timeout, as the template sets it (a test checks).
+    pub fn timeout(self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self {
+            Function::Api => 10,
+            Function::Cron => 120,
+            Function::ProcessSqsRecords => 10,
+            Function::ExecuteTask => 120,
+            Function::UpdateStatus => 10,
+        })
+    }
+
     pub fn memory_mb(self) -> u64 {
         match self {
             Function::Api => 256,

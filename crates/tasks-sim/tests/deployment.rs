@@ -1,5 +1,6 @@
 //! The simulated deployment is the SAM template's: each function billed at the memory the template
-//! gives it, and execute-task's concurrency reserved as the template's default reserves it.
+//! gives it and ended at its timeout, and execute-task's concurrency reserved as the template's
+//! default reserves it.
 
 use tasks_sim::quotas::Quotas;
 use tasks_sim::usage::Function;
@@ -15,6 +16,21 @@ fn each_function_is_billed_at_the_template_s_memory_size() {
         assert_eq!(
             memory.as_u64(),
             Some(function.memory_mb()),
+            "{}",
+            function.resource()
+        );
+    }
+}
+
+#[test]
+fn each_function_runs_with_the_template_s_timeout() {
+    let template: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(TEMPLATE).expect("infra/template.yaml is YAML");
+    for function in Function::ALL {
+        let timeout = &template["Resources"][function.resource()]["Properties"]["Timeout"];
+        assert_eq!(
+            timeout.as_u64(),
+            Some(function.timeout().as_secs()),
             "{}",
             function.resource()
         );
