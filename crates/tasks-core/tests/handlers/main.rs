@@ -1,5 +1,6 @@
 //! The handlers' rules, on the in-memory adapters.
 
+mod budgets;
 mod commands;
 mod dispatch;
 mod hand_over;
