@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Pareto};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,8 @@ pub struct Faults {
     pub workflow_error: f64,
     pub workflow_ambiguous: f64,
     pub workflow_unanswered: f64,
+    /// Every call and answer: the share whose latency gets a long (Pareto) tail.
+    pub latency_tail: f64,
     /// Step Functions: a Wait state that ends seconds late; a StopExecution refused (500).
     pub late_wait: f64,
     pub stop_error: f64,
@@ -88,6 +91,7 @@ impl Faults {
             workflow_ambiguous: 0.01,
             workflow_unanswered: 0.002,
             late_wait: 0.002,
+            latency_tail: 0.01,
             stop_error: 0.02,
             cold_start: 0.05,
             lambda_init_error: 0.02,
@@ -121,6 +125,7 @@ impl Faults {
             workflow_ambiguous: 0.0,
             workflow_unanswered: 0.0,
             late_wait: 0.0,
+            latency_tail: 0.0,
             stop_error: 0.0,
             cold_start: 0.0,
             lambda_init_error: 0.0,
@@ -225,6 +230,11 @@ struct Trace {
     /// Each task's events, for the report of a violation (kept for small runs only).
     by_task: Option<BTreeMap<String, Vec<String>>>,
 }
+
+/// The tail's shape (a smaller shape, a heavier tail: 1.5 has a mean but no variance) and its
+/// cap, below the SDK's 5 s call timeout.
+const LATENCY_TAIL_SHAPE: f64 = 1.5;
+const LATENCY_TAIL_CAP: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// The SDK's attempts at a throttled request before it gives up (standard retry mode).
 pub const SDK_ATTEMPTS: u32 = 3;
@@ -407,8 +417,18 @@ impl World {
     }
 
     /// Sleeps a random service latency.
+    /// A call's latency: uniform between `low_ms` and `high_ms`, and now and then (the
+    /// `latency.tail` fault) a Pareto-distributed tail on top, the long tail real services show,
+    /// capped below the SDK's call timeout (a call that times out is another fault's business).
     pub async fn latency(&self, low_ms: u64, high_ms: u64) {
-        tokio::time::sleep(self.millis(low_ms, high_ms)).await;
+        let mut latency = self.millis(low_ms, high_ms);
+        if self.fault("latency.tail", self.faults.latency_tail) {
+            let tail = Pareto::new(high_ms.max(1) as f64, LATENCY_TAIL_SHAPE)
+                .expect("a valid Pareto distribution");
+            let extra = tail.sample(&mut *self.rng.lock().unwrap());
+            latency += std::time::Duration::from_millis(extra as u64).min(LATENCY_TAIL_CAP);
+        }
+        tokio::time::sleep(latency).await;
     }
 
     pub fn record(&self, task_id: &str, event: impl Into<String>) {

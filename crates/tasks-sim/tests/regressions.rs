@@ -16,6 +16,7 @@ fn scenario(tasks: usize, faults: Faults) -> Scenario {
             lambda_answer_lost: 0.0,
             lambda_init_error: 0.0,
             late_wait: 0.0,
+            latency_tail: 0.0,
             stop_error: 0.0,
             queue_receive_error: 0.0,
             queue_delete_error: 0.0,
