@@ -6,9 +6,7 @@ use tasks_core::retry_policy::RetryPolicy;
 use tasks_core::task::rfc3339_millis;
 use tasks_core::{Task, TaskStatus, Webhook};
 
-/// What the API shows in place of a webhook header's value: values are write-only, as they often
-/// carry credentials.
-pub const REDACTED: &str = "<redacted>";
+pub use tasks_core::task::REDACTED;
 
 /// A task as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

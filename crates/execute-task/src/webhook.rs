@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tasks_core::new_task::is_reserved_header;
 use tasks_core::ports::RESPONSE_BODY_BYTES;
+use tasks_core::task::REDACTED;
 use tasks_core::task::{rfc3339_millis, truncated};
 use tasks_core::timing::DNS_TIMEOUT;
 use tasks_core::{DeliveryError, Webhook, WebhookCall, WebhookResponse, WebhookSender};
@@ -233,15 +234,14 @@ impl WebhookSender for HttpSender {
             ),
         };
         let timestamp = chrono::Utc::now().timestamp();
+        let signature = self.keys.signature(&call.message_id, timestamp, &body);
+        let secrets = secrets_of(webhook, &signature);
         let mut request = self
             .client
             .request(method, &webhook.url)
             .header("webhook-id", &call.message_id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header(
-                "webhook-signature",
-                self.keys.signature(&call.message_id, timestamp, &body),
-            )
+            .header("webhook-signature", &signature)
             .header("Idempotency-Key", &call.message_id)
             .header("X-Task-Id", &call.task.id)
             .header("X-Task-Attempt", call.attempt.to_string())
@@ -286,22 +286,67 @@ impl WebhookSender for HttpSender {
         Ok(WebhookResponse {
             status,
             retry_after,
-            body: body_start(response).await,
+            body: body_start(response, &secrets).await,
         })
     }
 }
 
-/// The first [`RESPONSE_BODY_BYTES`] of the body, read no further; a body that fails midway
-/// keeps what arrived.
-async fn body_start(mut response: reqwest::Response) -> String {
-    let mut start = Vec::with_capacity(RESPONSE_BODY_BYTES);
-    while start.len() < RESPONSE_BODY_BYTES {
+/// What an answer must not carry back out (a receiver that echoes its request): every value of
+/// the request's stored headers and the signature. A stored value shorter than
+/// [`MIN_REDACTED_BYTES`] is left alone unless its header's name suggests a credential: redacting
+/// every `1` or `no` would leave nothing readable.
+fn secrets_of(webhook: &Webhook, signature: &str) -> Vec<String> {
+    let mut secrets: Vec<String> = webhook
+        .headers
+        .iter()
+        .filter(|(name, value)| {
+            !value.is_empty() && (value.len() >= MIN_REDACTED_BYTES || names_a_credential(name))
+        })
+        .map(|(_, value)| value.clone())
+        .chain(std::iter::once(signature.to_string()))
+        .collect();
+    // The longest first: a value inside another is redacted with it.
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// Stored header values shorter than this are not redacted from answers (unless the header's
+/// name suggests a credential).
+const MIN_REDACTED_BYTES: usize = 4;
+
+/// Whether a header's name suggests it carries a credential.
+fn names_a_credential(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "token",
+        "key",
+        "secret",
+        "cookie",
+        "signature",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+/// The first [`RESPONSE_BODY_BYTES`] of the body with every secret replaced by `<redacted>`. It is
+/// read as far as the longest secret beyond that length and redacted whole *before* it is cut, so
+/// that no prefix of a secret survives the cut; a body that fails midway keeps what arrived.
+async fn body_start(mut response: reqwest::Response, secrets: &[String]) -> String {
+    let longest = secrets.iter().map(String::len).max().unwrap_or(0);
+    let wanted = RESPONSE_BODY_BYTES + longest;
+    let mut start = Vec::with_capacity(wanted);
+    while start.len() < wanted {
         match response.chunk().await {
             Ok(Some(chunk)) => start.extend_from_slice(&chunk),
             Ok(None) | Err(_) => break,
         }
     }
-    let text = String::from_utf8_lossy(&start);
+    let mut text = String::from_utf8_lossy(&start).into_owned();
+    for secret in secrets {
+        text = text.replace(secret.as_str(), REDACTED);
+    }
     truncated(&text, RESPONSE_BODY_BYTES)
 }
 

@@ -54,16 +54,17 @@ async fn answer(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, String) {
     let at = Utc::now();
     let path = uri.path().to_string();
     receiver.0.lock().unwrap().push(Arrival {
         at,
         path: path.clone(),
-        headers,
+        headers: headers.clone(),
         body,
     });
-    match path.as_str() {
+    let status = match path.as_str() {
+        "/echo" => return (StatusCode::OK, echo(&headers)),
         "/reject" => StatusCode::NOT_FOUND,
         "/fail" => StatusCode::SERVICE_UNAVAILABLE,
         "/slow" => {
@@ -71,7 +72,24 @@ async fn answer(
             StatusCode::OK
         }
         _ => StatusCode::NO_CONTENT,
+    };
+    (status, String::new())
+}
+
+/// A receiver that echoes its request's headers, its `Authorization` first and straddling the
+/// 256 bytes of an answer that are kept.
+fn echo(headers: &HeaderMap) -> String {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let mut text = format!("{}{}\n", "x".repeat(250), value("authorization"));
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("")));
     }
+    text
 }
 
 struct Fixture {
@@ -601,4 +619,38 @@ async fn the_failure_callback_is_signed_as_its_own_message_and_tells_no_secret()
             "the callback tells {secret}: {text}"
         );
     }
+}
+
+/// A receiver that echoes its request's headers hands nothing secret back: the kept start of its
+/// answer has every stored header value and the signature redacted, redacted before the cut so
+/// that not even a prefix of a secret straddling it survives.
+#[tokio::test]
+async fn an_echoing_receiver_s_answer_is_kept_without_the_request_s_secrets() {
+    let (receiver, base) = Receiver::start().await;
+    let fixture = fixture(true).await;
+    let secret = "tok_9f8e7d6c5b4a3210";
+    let webhook = Webhook {
+        url: format!("{base}/echo"),
+        method: "POST".into(),
+        headers: [
+            ("Authorization".to_string(), secret.to_string()),
+            ("X-Api-Key".to_string(), "k3y-value-77".to_string()),
+        ]
+        .into(),
+        body: None,
+    };
+    let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
+    let report = fixture.handler.attempt(input.into()).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Delivered);
+    let kept = report.record.unwrap().response_body.unwrap();
+    assert_eq!(kept.len(), 256, "{kept}");
+    assert!(kept.ends_with("<redac"), "{kept}");
+    for leaked in [&secret[..6], "k3y-value"] {
+        assert!(!kept.contains(leaked), "{leaked} in {kept}");
+    }
+    let signature = receiver.arrivals()[0].headers["webhook-signature"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(!kept.contains(&signature[..12]), "{kept}");
 }

@@ -295,6 +295,10 @@ pub struct AttemptRecord {
     pub response_body: Option<String>,
 }
 
+/// What the API shows in place of a webhook header's value (values are write-only, as they often
+/// carry credentials), and what replaces them in a receiver's answer as it is kept.
+pub const REDACTED: &str = "<redacted>";
+
 /// `text` cut to at most `max` bytes, at a character boundary.
 pub fn truncated(text: &str, max: usize) -> String {
     text[..text.floor_char_boundary(max)].to_string()
