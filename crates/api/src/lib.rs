@@ -26,7 +26,7 @@ use std::sync::Arc;
 use tasks_core::commands::{cancel_task, create_task, Created};
 use tasks_core::document::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
-use tasks_core::reschedule::{change_task, retry_task, run_task, Ports};
+use tasks_core::reschedule::{change_task, retry_task, run_task, Changed, Ports};
 use tasks_core::{
     Clock, DispatchQueue, Schedule, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Workflow,
 };
@@ -241,7 +241,7 @@ async fn change(
     check_id(&id)?;
     let body = read_body(body)?;
     let changed = change_task(&state.ports(), &id, &body).await?;
-    Ok(changed_view(&state, &changed, "task changed"))
+    Ok(changed_view(&state, changed, "task changed"))
 }
 
 /// `POST /tasks/{id}/run`: run now.
@@ -251,7 +251,7 @@ async fn run_now(
 ) -> Result<Json<TaskView>, ApiError> {
     check_id(&id)?;
     let run = run_task(&state.ports(), &id).await?;
-    Ok(changed_view(&state, &run, "task run now"))
+    Ok(changed_view(&state, run, "task run now"))
 }
 
 /// `POST /tasks/{id}/retry`: a FAILED task runs again, now or at the time the body gives.
@@ -263,18 +263,24 @@ async fn retry(
     check_id(&id)?;
     let body = read_body(body)?;
     let retried = retry_task(&state.ports(), &id, &body).await?;
-    Ok(changed_view(&state, &retried, "task retried"))
+    Ok(changed_view(&state, retried, "task retried"))
 }
 
-/// Logs a change a user made and answers with the task as it now is.
-fn changed_view(state: &AppState, task: &Task, what: &'static str) -> Json<TaskView> {
+/// Logs a change a user made and answers with the task as it now is, and the stored headers the
+/// change dropped.
+fn changed_view(state: &AppState, changed: Changed, what: &'static str) -> Json<TaskView> {
+    let task = &changed.task;
     tracing::info!(
         task_id = %task.id,
         status = %task.task_status,
         timestamp = %tasks_core::task::rfc3339_millis::format(&task.timestamp),
+        dropped_headers = ?changed.dropped_headers,
         "{what}"
     );
-    Json(TaskView::new(task, state.clock.now()))
+    Json(TaskView {
+        dropped_headers: changed.dropped_headers.clone(),
+        ..TaskView::new(task, state.clock.now())
+    })
 }
 
 /// `GET /tasks?status=SCHEDULED&limit=50&nextToken=...&from=...&to=...`: one page of the status

@@ -40,6 +40,10 @@ pub struct TaskView {
     pub executed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lateness_ms: Option<i64>,
+    /// For a change that moved a webhook or callback to another origin: the stored headers it
+    /// dropped (`webhook.headers.<name>`), whose values were given for the old receiver.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_headers: Vec<String>,
 }
 
 impl TaskView {
@@ -60,6 +64,7 @@ impl TaskView {
             last_error: task.last_error.clone(),
             executed_at: task.executed_at,
             lateness_ms: task.lateness_ms,
+            dropped_headers: Vec::new(),
         }
     }
 }

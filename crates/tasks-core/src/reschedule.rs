@@ -30,6 +30,14 @@ pub enum ChangeError {
     Store(StoreError),
 }
 
+/// A task as a change left it, and the stored headers the change dropped for moving their
+/// webhook or callback to another origin (`webhook.headers.<name>`), which the answer names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changed {
+    pub task: Task,
+    pub dropped_headers: Vec<String>,
+}
+
 /// The ports a change needs.
 pub struct Ports<'a> {
     pub store: &'a dyn TaskStore,
@@ -41,20 +49,20 @@ pub struct Ports<'a> {
 
 /// `PATCH /tasks/{id}`: changes the time, webhook or payload of a task whose current series has
 /// not begun an attempt (SCHEDULED, QUEUED, or IN_PROGRESS still waiting for its time).
-pub async fn change_task(ports: &Ports<'_>, id: &str, body: &[u8]) -> Result<Task, ChangeError> {
+pub async fn change_task(ports: &Ports<'_>, id: &str, body: &[u8]) -> Result<Changed, ChangeError> {
     let patch = TaskPatch::parse(body, ports.clock.now())?;
     apply(ports, id, Event::Reschedule, &patch).await
 }
 
 /// `POST /tasks/{id}/run`: the task's time becomes now; the same rules as a change.
-pub async fn run_task(ports: &Ports<'_>, id: &str) -> Result<Task, ChangeError> {
+pub async fn run_task(ports: &Ports<'_>, id: &str) -> Result<Changed, ChangeError> {
     let patch = TaskPatch::time(Some(rfc3339_millis::truncate(ports.clock.now())));
     apply(ports, id, Event::Reschedule, &patch).await
 }
 
 /// `POST /tasks/{id}/retry`: a FAILED task starts a new series of attempts, now or at the time the
 /// body gives (which may also change the webhook or payload). The attempts made keep counting.
-pub async fn retry_task(ports: &Ports<'_>, id: &str, body: &[u8]) -> Result<Task, ChangeError> {
+pub async fn retry_task(ports: &Ports<'_>, id: &str, body: &[u8]) -> Result<Changed, ChangeError> {
     let now = ports.clock.now();
     let patch = TaskPatch::parse_optional(body, now)?.at(rfc3339_millis::truncate(now));
     apply(ports, id, Event::Retry, &patch).await
@@ -65,7 +73,7 @@ async fn apply(
     id: &str,
     event: Event,
     patch: &TaskPatch,
-) -> Result<Task, ChangeError> {
+) -> Result<Changed, ChangeError> {
     let mut task = ports
         .store
         .get(id)
@@ -93,7 +101,12 @@ async fn apply(
             .with_changes(changes)
             .if_last_updated_at(task.last_updated_at);
         match ports.store.transition(id, &change).await {
-            Ok(changed) => return Ok(after_change(ports, &task, changed).await),
+            Ok(changed) => {
+                return Ok(Changed {
+                    dropped_headers: patch.dropped_headers(&task),
+                    task: after_change(ports, &task, changed).await,
+                })
+            }
             Err(StoreError::Conflict { current }) => task = *current,
             Err(StoreError::NotFound(id)) => return Err(ChangeError::NotFound(id)),
             Err(error) => return Err(ChangeError::Store(error)),

@@ -9,7 +9,7 @@ use crate::new_task::{
 use crate::ports::Changes;
 use crate::retry_policy::RetryPolicy;
 use crate::schedule::Schedule;
-use crate::task::Task;
+use crate::task::{Task, Webhook};
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -105,6 +105,68 @@ impl TaskPatch {
         Some(merged)
     }
 
+    /// The stored headers of `field` (the webhook or the failure callback) that the request
+    /// leaves bound to another origin: the merged URL's origin (scheme, host, port) is not the
+    /// stored one's, and the request does not give the header again. Their values were given
+    /// for the old receiver, so they are dropped; a change of path or query keeps them.
+    fn unbound(&self, field: &str, stored: Option<&Webhook>, merged: &Value) -> Vec<String> {
+        let (Some(stored), Some(url)) = (stored, merged.get("url").and_then(Value::as_str)) else {
+            return Vec::new();
+        };
+        if same_origin(&stored.url, url) {
+            return Vec::new();
+        }
+        let given: Vec<String> = self
+            .merge
+            .get(field)
+            .and_then(|patch| patch.get("headers"))
+            .and_then(Value::as_object)
+            .map(|headers| {
+                headers
+                    .iter()
+                    .filter(|(_, value)| !value.is_null())
+                    .map(|(name, _)| name.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        stored
+            .headers
+            .keys()
+            .filter(|name| !given.contains(&name.to_ascii_lowercase()))
+            .cloned()
+            .collect()
+    }
+
+    /// `merged` without the stored headers the request leaves bound to another origin.
+    fn rebound(&self, field: &str, stored: Option<&Webhook>, mut merged: Value) -> Value {
+        let unbound = self.unbound(field, stored, &merged);
+        if let Some(headers) = merged.get_mut("headers").and_then(Value::as_object_mut) {
+            for name in &unbound {
+                headers.remove(name);
+            }
+        }
+        merged
+    }
+
+    /// The headers the request drops from `task` for moving their webhook or callback to another
+    /// origin (`webhook.headers.<name>`, `onFailure.headers.<name>`), for the answer to say.
+    pub fn dropped_headers(&self, task: &Task) -> Vec<String> {
+        let mut dropped = Vec::new();
+        for (field, stored) in [
+            ("webhook", task.webhook.as_ref()),
+            ("onFailure", task.on_failure.as_ref()),
+        ] {
+            if let Some(merged) = self.merged(field, serde_json::to_value(stored)) {
+                dropped.extend(
+                    self.unbound(field, stored, &merged)
+                        .into_iter()
+                        .map(|name| format!("{field}.headers.{name}")),
+                );
+            }
+        }
+        dropped
+    }
+
     /// What the request changes in `task`, checked as a new task would be: the merged webhook
     /// must be a valid webhook, and the task must still fit in one item.
     pub fn changes_for(
@@ -119,6 +181,7 @@ impl TaskPatch {
             ..Changes::default()
         };
         if let Some(merged) = self.merged("webhook", serde_json::to_value(&task.webhook)) {
+            let merged = self.rebound("webhook", task.webhook.as_ref(), merged);
             changes.webhook = Some(match merged {
                 Value::Null => None,
                 merged if merged.get("url").is_none() => {
@@ -132,6 +195,7 @@ impl TaskPatch {
             });
         }
         if let Some(merged) = self.merged("onFailure", serde_json::to_value(&task.on_failure)) {
+            let merged = self.rebound("onFailure", task.on_failure.as_ref(), merged);
             changes.on_failure = Some(match merged {
                 Value::Null => None,
                 merged => Some(validate_callback(fields_of("onFailure", merged)?)?),
@@ -159,6 +223,14 @@ impl TaskPatch {
             on_failure: on_failure.as_ref(),
         })?;
         Ok(changes)
+    }
+}
+
+/// Whether two URLs have one origin (scheme, host and port, the default port spelled or not).
+fn same_origin(stored: &str, url: &str) -> bool {
+    match (url::Url::parse(stored), url::Url::parse(url)) {
+        (Ok(stored), Ok(url)) => stored.origin() == url.origin(),
+        _ => false,
     }
 }
 
@@ -206,6 +278,76 @@ mod tests {
             .changes_for(&task(), &Schedule::default())
     }
 
+    /// Secrets are bound to their origin: moving the webhook to another scheme, host or port
+    /// drops the stored header values the request does not give again (the answer names them);
+    /// another path or query keeps them.
+    #[test]
+    fn a_webhook_moved_to_another_origin_leaves_its_stored_secrets_behind() {
+        let headers = |body: Value| {
+            changes(body)
+                .unwrap()
+                .webhook
+                .unwrap()
+                .unwrap()
+                .headers
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        let kept = vec![("Authorization".to_string(), "Bearer s3cret".to_string())];
+        for url in [
+            "https://example.com/other?x=1",
+            "https://EXAMPLE.com:443/hook",
+        ] {
+            assert_eq!(headers(json!({"webhook": {"url": url}})), kept, "{url}");
+        }
+        for url in [
+            "https://other.example/hook",
+            "http://example.com/hook",
+            "https://example.com:8443/hook",
+        ] {
+            assert_eq!(headers(json!({"webhook": {"url": url}})), vec![], "{url}");
+            let patch = TaskPatch::parse(
+                json!({"webhook": {"url": url}}).to_string().as_bytes(),
+                now(),
+            )
+            .unwrap();
+            assert_eq!(
+                patch.dropped_headers(&task()),
+                ["webhook.headers.Authorization"]
+            );
+        }
+        let given_again = json!({"webhook": {"url": "https://other.example/",
+            "headers": {"Authorization": "Bearer for-other"}}});
+        assert_eq!(
+            headers(given_again),
+            [("Authorization".to_string(), "Bearer for-other".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_callback_moved_to_another_origin_leaves_its_stored_secrets_behind() {
+        let mut with_callback = task();
+        with_callback.on_failure = with_callback.webhook.clone().map(|callback| Webhook {
+            body: None,
+            ..callback
+        });
+        let patch = TaskPatch::parse(
+            json!({"onFailure": {"url": "https://collector.example/"}})
+                .to_string()
+                .as_bytes(),
+            now(),
+        )
+        .unwrap();
+        let change = patch
+            .changes_for(&with_callback, &Schedule::default())
+            .unwrap();
+        assert!(change.on_failure.unwrap().unwrap().headers.is_empty());
+        assert_eq!(
+            patch.dropped_headers(&with_callback),
+            ["onFailure.headers.Authorization"]
+        );
+    }
+
     #[test]
     fn a_new_time_comes_with_its_start_execution_at() {
         let schedule = Schedule::default();
@@ -225,9 +367,9 @@ mod tests {
 
     #[test]
     fn the_webhook_is_merged_so_its_secret_headers_need_not_be_sent_again() {
-        let change = changes(json!({"webhook": {"url": "https://example.org/new"}})).unwrap();
+        let change = changes(json!({"webhook": {"url": "https://example.com/new"}})).unwrap();
         let webhook = change.webhook.unwrap().unwrap();
-        assert_eq!(webhook.url, "https://example.org/new");
+        assert_eq!(webhook.url, "https://example.com/new");
         assert_eq!(webhook.headers["Authorization"], "Bearer s3cret");
         assert_eq!(webhook.body, Some(json!({"a": 1})));
         let change = changes(json!({"webhook": {"headers": {"Authorization": null}}})).unwrap();

@@ -819,10 +819,13 @@ async fn change_time(
             Some(Ok(changed)) => {
                 world.record(
                     id,
-                    format!("change answered 200, due {}", changed.timestamp),
+                    format!("change answered 200, due {}", changed.task.timestamp),
                 );
                 activity.lock().unwrap().changes += 1;
-                clients.lock().unwrap().answer(id, asked, changed.attempts);
+                clients
+                    .lock()
+                    .unwrap()
+                    .answer(id, asked, changed.task.attempts);
                 return;
             }
             Some(Err(ChangeError::NotChangeable(_) | ChangeError::NotFound(_))) => {
@@ -863,7 +866,7 @@ async fn edit(pipeline: &Pipeline, ports: &Ports<'_>, id: &str, body: &serde_jso
                     id,
                     format!(
                         "edit answered 200, due {}, series {}",
-                        edited.timestamp, edited.series
+                        edited.task.timestamp, edited.task.series
                     ),
                 );
                 activity.lock().unwrap().edits += 1;
@@ -918,9 +921,15 @@ async fn retry_if_failed(
             .await
         {
             Some(Ok(retried)) => {
-                world.record(id, format!("retry answered 200, due {}", retried.timestamp));
+                world.record(
+                    id,
+                    format!("retry answered 200, due {}", retried.task.timestamp),
+                );
                 activity.lock().unwrap().retries += 1;
-                clients.lock().unwrap().answer(id, asked, retried.attempts);
+                clients
+                    .lock()
+                    .unwrap()
+                    .answer(id, asked, retried.task.attempts);
                 return;
             }
             Some(Err(ChangeError::NotRetryable(_) | ChangeError::NotFound(_))) => return,

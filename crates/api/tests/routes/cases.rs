@@ -680,16 +680,38 @@ pub async fn a_failure_callback_is_checked_shown_redacted_and_changed(app: &Test
         .call(
             "PATCH",
             &uri,
-            Some(r#"{"onFailure": {"url": "https://example.org/other"}}"#),
+            Some(r#"{"onFailure": {"url": "https://example.com/other"}}"#),
             &[],
         )
         .await;
     assert_eq!(status, 200, "{moved}");
-    assert_eq!(moved["onFailure"]["url"], "https://example.org/other");
+    assert_eq!(moved["onFailure"]["url"], "https://example.com/other");
     assert_eq!(
         moved["onFailure"]["headers"]["X-Key"],
         api::REDACTED,
-        "merged"
+        "merged: the same origin keeps its secrets"
+    );
+    assert!(moved.get("droppedHeaders").is_none(), "{moved}");
+    // Another origin: the stored value stays behind, and the answer says so.
+    let (status, elsewhere) = app
+        .call(
+            "PATCH",
+            &uri,
+            Some(r#"{"onFailure": {"url": "https://example.org/other"}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{elsewhere}");
+    assert_eq!(elsewhere["onFailure"]["url"], "https://example.org/other");
+    assert!(
+        elsewhere["onFailure"]
+            .get("headers")
+            .is_none_or(|headers| headers == &json!({})),
+        "{elsewhere}"
+    );
+    assert_eq!(
+        elsewhere["droppedHeaders"],
+        json!(["onFailure.headers.X-Key"])
     );
     let (status, removed) = app
         .call("PATCH", &uri, Some(r#"{"onFailure": null}"#), &[])

@@ -137,8 +137,8 @@ async fn change_whose_answer_was_lost_is_applied_once_not_a_conflict() {
     let changed = change_task(&world.ports(), "a", br#"{"payload": {"n": 2}}"#)
         .await
         .expect("the change was applied: no 409");
-    assert_eq!(changed.payload, Some(json!({"n": 2})));
-    assert_eq!(changed.series, 1, "applied once: one new series");
+    assert_eq!(changed.task.payload, Some(json!({"n": 2})));
+    assert_eq!(changed.task.series, 1, "applied once: one new series");
 }
 
 #[tokio::test]
@@ -156,8 +156,11 @@ async fn retry_whose_answer_was_lost_is_a_new_series_not_a_conflict() {
     let expected = retried(false).await.unwrap();
     let after_a_lost_answer = retried(true).await.expect("the retry was applied: no 409");
     assert_eq!(
-        (after_a_lost_answer.series, after_a_lost_answer.task_status),
-        (expected.series, expected.task_status),
+        (
+            after_a_lost_answer.task.series,
+            after_a_lost_answer.task.task_status
+        ),
+        (expected.task.series, expected.task.task_status),
         "applied once, as without the fault"
     );
 }

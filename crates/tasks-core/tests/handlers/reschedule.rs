@@ -5,7 +5,9 @@ use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError};
 use tasks_core::{StoreError, Task, TaskStatus, TaskStore, Transition};
 
 async fn patch(world: &World, id: &str, body: serde_json::Value) -> Result<Task, ChangeError> {
-    change_task(&world.ports(), id, body.to_string().as_bytes()).await
+    change_task(&world.ports(), id, body.to_string().as_bytes())
+        .await
+        .map(|changed| changed.task)
 }
 
 /// A task claimed for its first series, as the cron leaves it.
@@ -112,7 +114,7 @@ async fn run_now_hands_the_task_off_with_its_time_now() {
     world
         .store
         .put(task("s", now() + Duration::days(3), TaskStatus::Scheduled));
-    let run = run_task(&world.ports(), "s").await.unwrap();
+    let run = run_task(&world.ports(), "s").await.unwrap().task;
     assert_eq!(run.task_status, TaskStatus::Queued);
     assert_eq!(run.timestamp, now());
     assert_eq!(world.queue.queued().len(), 1);
@@ -129,7 +131,7 @@ async fn a_failed_task_retried_runs_again_and_its_attempts_keep_counting() {
         last_error: Some("HttpServerError: HTTP 503".into()),
         ..task("f", now() - Duration::hours(1), TaskStatus::Failed)
     });
-    let retried = retry_task(&world.ports(), "f", b"").await.unwrap();
+    let retried = retry_task(&world.ports(), "f", b"").await.unwrap().task;
     assert_eq!(retried.task_status, TaskStatus::Queued);
     assert_eq!(retried.timestamp, now());
     assert_eq!((retried.attempts, retried.redispatches), (4, 0));
@@ -146,7 +148,8 @@ async fn a_failed_task_retried_runs_again_and_its_attempts_keep_counting() {
         br#"{"hours": 1, "webhook": {"url": "https://fixed.example/"}}"#,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .task;
     assert_eq!(later.task_status, TaskStatus::Scheduled);
     assert_eq!(later.timestamp, now() + Duration::hours(1));
     assert_eq!(later.webhook.unwrap().url, "https://fixed.example/");
