@@ -3,7 +3,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use tasks_core::retry_policy::RetryPolicy;
-use tasks_core::task::rfc3339_millis;
+use tasks_core::task::{masked_url, rfc3339_millis};
 use tasks_core::{Task, TaskStatus, Webhook};
 
 pub use tasks_core::task::REDACTED;
@@ -84,7 +84,7 @@ pub struct WebhookView {
 impl WebhookView {
     pub fn new(webhook: &Webhook) -> Self {
         WebhookView {
-            url: webhook.url.clone(),
+            url: masked_url(&webhook.url),
             method: webhook.method.clone(),
             headers: webhook
                 .headers

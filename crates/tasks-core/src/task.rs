@@ -299,6 +299,33 @@ pub struct AttemptRecord {
 /// carry credentials), and what replaces them in a receiver's answer as it is kept.
 pub const REDACTED: &str = "<redacted>";
 
+/// `url` as the API shows it: each query value replaced by [`REDACTED`], its name kept (chat-style
+/// webhook URLs carry their secret there; a bare `?value` is all value). The full URL is only ever
+/// sent to the receiver.
+pub fn masked_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}={REDACTED}"),
+            None if pair.is_empty() => String::new(),
+            None => REDACTED.to_string(),
+        })
+        .collect();
+    let mut shown = format!("{base}?{}", masked.join("&"));
+    if let Some(fragment) = fragment {
+        shown.push('#');
+        shown.push_str(fragment);
+    }
+    shown
+}
+
 /// `text` cut to at most `max` bytes, at a character boundary.
 pub fn truncated(text: &str, max: usize) -> String {
     text[..text.floor_char_boundary(max)].to_string()
@@ -361,6 +388,28 @@ impl From<&Task> for DispatchMessage {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_url_is_shown_with_its_query_values_masked() {
+        use super::masked_url;
+        for (url, shown) in [
+            ("https://example.com/hook", "https://example.com/hook"),
+            (
+                "https://chat.example/hooks?key=AIza-s3cret&token=t0k",
+                "https://chat.example/hooks?key=<redacted>&token=<redacted>",
+            ),
+            (
+                "https://example.com/h?s3cret",
+                "https://example.com/h?<redacted>",
+            ),
+            (
+                "https://example.com/h?a=1#part",
+                "https://example.com/h?a=<redacted>#part",
+            ),
+        ] {
+            assert_eq!(masked_url(url), shown);
+        }
+    }
+
     use super::*;
     use chrono::TimeZone;
 

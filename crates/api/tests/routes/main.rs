@@ -31,7 +31,7 @@ macro_rules! all_backends {
 
 all_backends!(
     create_with_relative_time_answers_201_and_can_be_read_back,
-    create_with_absolute_time_and_webhook_hides_header_values,
+    create_with_absolute_time_and_webhook_hides_header_and_query_values,
     a_task_due_within_the_hand_off_window_is_queued_at_once,
     a_task_due_later_in_the_lead_time_waits_for_the_cron,
     idempotency_key_replays_or_conflicts,
