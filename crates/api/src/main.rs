@@ -4,7 +4,7 @@ use tasks_core::{Schedule, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    tasks_lambda::init_logging();
     let config = tasks_aws::load_config().await;
     let state = AppState {
         store: Arc::new(tasks_aws::store_from_env(&config)?),

@@ -86,3 +86,23 @@ async fn answers_api_gateway_proxy_events() {
     );
     process.stop().await;
 }
+
+/// The Lambda runtime logs every raw event at TRACE, a request's headers and webhook headers
+/// included: the function filters it out whatever `RUST_LOG` says.
+#[tokio::test]
+async fn at_trace_the_raw_event_and_its_secrets_are_never_logged() {
+    let resources = Resources::create().await;
+    let secret = format!("Bearer {}", uuid::Uuid::new_v4().simple());
+    let function = Function::on_emulator("api", env!("CARGO_BIN_EXE_api"))
+        .await
+        .env("TABLE_NAME", &resources.table_name)
+        .env("QUEUE_URL", &resources.queue_url)
+        .env(
+            "STATE_MACHINE_ARN",
+            resources.workflow().state_machine_arn(),
+        )
+        .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
+    let event = events::api_post_tasks(&json!({"hours": 1, "webhook": {
+        "url": "https://example.com/hook", "headers": {"Authorization": secret}}}));
+    lambda_harness::assert_event_never_logged(function, &event, &secret).await;
+}

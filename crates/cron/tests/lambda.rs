@@ -63,3 +63,15 @@ async fn errors_carry_stable_types() {
     );
     process.stop().await;
 }
+
+/// The Lambda runtime logs every raw event at TRACE: the function filters it out whatever
+/// `RUST_LOG` says.
+#[tokio::test]
+async fn at_trace_the_raw_event_is_never_logged() {
+    let resources = Resources::create().await;
+    let secret = unique("never-logged");
+    let function = function(&resources.table_name, &resources.queue_url).await;
+    let mut event = events::scheduled();
+    event["detail"] = json!({"note": secret});
+    lambda_harness::assert_event_never_logged(function, &event, &secret).await;
+}

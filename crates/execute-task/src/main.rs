@@ -8,7 +8,7 @@ use tasks_core::{Schedule, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    tasks_lambda::init_logging();
     let config = tasks_aws::load_config().await;
     let secret_arn = std::env::var("WEBHOOK_SIGNING_SECRET_ARN")
         .map_err(|_| "WEBHOOK_SIGNING_SECRET_ARN is not set")?;

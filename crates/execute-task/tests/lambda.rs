@@ -182,3 +182,15 @@ async fn function_without_table() -> Function {
     )
     .await
 }
+
+/// The Lambda runtime logs every raw event at TRACE (a previous attempt's answer included): the
+/// function filters it out whatever `RUST_LOG` says.
+#[tokio::test]
+async fn at_trace_the_raw_event_is_never_logged() {
+    let resources = Resources::create().await;
+    let secret = unique("never-logged");
+    let function = function(&resources.table_name, &resources.queue_url).await;
+    let mut event = started(&resources, None).await;
+    event["note"] = json!(secret);
+    lambda_harness::assert_event_never_logged(function, &event, &secret).await;
+}

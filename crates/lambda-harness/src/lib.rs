@@ -147,6 +147,23 @@ impl Process {
     }
 }
 
+/// Invokes a fresh process of `function` at TRACE with `event`, which carries `secret`, and
+/// asserts that the log never shows the value while trace logging is on: the Lambda runtime
+/// logs every raw event at TRACE unless the function filters it out.
+pub async fn assert_event_never_logged(
+    function: Function,
+    event: &serde_json::Value,
+    secret: &str,
+) {
+    let function = function.env("RUST_LOG", "trace");
+    let process = function.spawn();
+    function.invoke(event).await;
+    let log = process.log();
+    process.stop().await;
+    assert!(log.contains("TRACE"), "not logging at TRACE: {log}");
+    assert!(!log.contains(secret), "the secret is in the log: {log}");
+}
+
 fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -6,7 +6,7 @@ use tasks_lambda::FunctionError;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    tasks_lambda::init_logging();
     let config = tasks_aws::load_config().await;
     let handler = ProcessRecords {
         store: Arc::new(tasks_aws::store_from_env(&config)?),

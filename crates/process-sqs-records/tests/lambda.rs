@@ -66,3 +66,30 @@ async fn reports_only_the_failed_records() {
     );
     process.stop().await;
 }
+
+/// The Lambda runtime logs every raw event at TRACE: the function filters it out whatever
+/// `RUST_LOG` says.
+#[tokio::test]
+async fn at_trace_the_raw_event_is_never_logged() {
+    let resources = Resources::create().await;
+    let secret = unique("never-logged");
+    let function = Function::on_emulator(
+        "process-sqs-records",
+        env!("CARGO_BIN_EXE_process-sqs-records"),
+    )
+    .await
+    .env("TABLE_NAME", &resources.table_name)
+    .env(
+        "STATE_MACHINE_ARN",
+        "arn:aws:states:us-east-1:123456789012:stateMachine:absent",
+    );
+    let message = serde_json::to_string(&tasks_core::QueueMessage::Task(DispatchMessage {
+        id: unique("task"),
+        timestamp: Utc::now() + Duration::minutes(2),
+        series: 1,
+    }))
+    .unwrap();
+    let mut event = events::sqs_batch(&[(unique("message"), message)]);
+    event["Records"][0]["md5OfBody"] = json!(secret);
+    lambda_harness::assert_event_never_logged(function, &event, &secret).await;
+}

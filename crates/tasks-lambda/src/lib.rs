@@ -9,6 +9,47 @@ use serde_json::value::RawValue;
 use std::future::Future;
 use tasks_core::retry::store_error_type;
 use tasks_core::StoreError;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+/// Logging that would carry values, held below TRACE whatever `RUST_LOG` or
+/// `AWS_LAMBDA_LOG_LEVEL` say: the Lambda runtime logs every raw event at TRACE (an API
+/// request's `Authorization`, a task's webhook headers), the AWS SDK every request, response and
+/// decoded output (a task's item, its header values included), and the HTTP stacks their frames.
+pub const VALUE_LOGGING_OFF: [&str; 6] = [
+    "lambda_runtime::layers::api_response=off",
+    "aws_smithy_runtime=debug",
+    "aws_smithy_runtime_api=debug",
+    "aws_smithy_http=debug",
+    "hyper=debug",
+    "h2=debug",
+];
+
+/// The functions' logging: the Lambda runtime's default (the level from `AWS_LAMBDA_LOG_LEVEL`
+/// or `RUST_LOG`, JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON`), with the logging that would
+/// carry values held back ([`VALUE_LOGGING_OFF`]), added last so that no directive lifts it.
+pub fn init_logging() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
+    let level = level
+        .ok()
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let filter = VALUE_LOGGING_OFF.iter().fold(
+        EnvFilter::builder()
+            .with_default_directive(level.into())
+            .from_env_lossy(),
+        |filter, directive| filter.add_directive(directive.parse().expect("a valid directive")),
+    );
+    let logger = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(filter);
+    let format = std::env::var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
+    if format.eq_ignore_ascii_case("json") {
+        logger.json().init()
+    } else {
+        logger.init()
+    }
+}
 
 /// The event is not the shape the function takes: retrying the same event cannot help.
 pub const INVALID_INPUT: &str = "InvalidInput";

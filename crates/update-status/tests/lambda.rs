@@ -104,3 +104,21 @@ async fn errors_carry_the_types_the_state_machine_names() {
     }
     process.stop().await;
 }
+
+/// The Lambda runtime logs every raw event at TRACE: the function filters it out whatever
+/// `RUST_LOG` says.
+#[tokio::test]
+async fn at_trace_the_raw_event_is_never_logged() {
+    let resources = Resources::create().await;
+    let secret = unique("never-logged");
+    let function = function(&resources.table_name).await;
+    let task = in_progress(&resources, 1).await;
+    let mut event = events::status_result(
+        &task.id,
+        task.timestamp,
+        task.timestamp - Duration::seconds(1),
+    );
+    event["result"]["record"] = json!({"attempt": 1, "startedAt": "2030-01-01T00:00:00.000Z",
+        "durationMs": 3, "responseBody": secret});
+    lambda_harness::assert_event_never_logged(function, &event, &secret).await;
+}
