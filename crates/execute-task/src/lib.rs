@@ -15,12 +15,13 @@ use tasks_core::{Clock, DispatchQueue, Schedule, Slot, TaskStore, WebhookSender}
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
 /// one (a test checks).
-pub const ENVIRONMENT: [&str; 5] = [
+pub const ENVIRONMENT: [&str; 6] = [
     "TABLE_NAME",
     "QUEUE_URL",
     "WEBHOOK_TIMEOUT_MS",
     "WEBHOOK_ALLOW_PRIVATE",
     "WEBHOOK_SIGNING_SECRET_ARN",
+    "WEBHOOK_KEEP_ANSWERS",
 ];
 
 pub struct ExecuteTask {

@@ -17,6 +17,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         env_bool("WEBHOOK_ALLOW_PRIVATE", false)?,
         SigningKeys::from_secrets_manager(&config, &secret_arn).await?,
     )?;
+    let sender = if env_bool("WEBHOOK_KEEP_ANSWERS", true)? {
+        sender
+    } else {
+        sender.without_answers()
+    };
     let handler = ExecuteTask {
         store: Arc::new(tasks_aws::store_from_env(&config)?),
         sender: Arc::new(sender),

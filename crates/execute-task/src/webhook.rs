@@ -159,6 +159,8 @@ pub struct HttpSender {
     resolver: Arc<GuardedResolver>,
     timeout: Duration,
     keys: SigningKeys,
+    /// Whether the start of each answer is kept (redacted) in the attempt's record.
+    keep_answers: bool,
 }
 
 impl HttpSender {
@@ -183,7 +185,17 @@ impl HttpSender {
             resolver,
             timeout,
             keys,
+            keep_answers: true,
         })
+    }
+
+    /// The sender that keeps nothing of the receivers' answers but their status (the
+    /// deployment's `WEBHOOK_KEEP_ANSWERS=false`): the body is not even read.
+    pub fn without_answers(self) -> Self {
+        HttpSender {
+            keep_answers: false,
+            ..self
+        }
     }
 
     async fn check_target(&self, webhook: &Webhook) -> Result<(), DeliveryError> {
@@ -286,7 +298,11 @@ impl WebhookSender for HttpSender {
         Ok(WebhookResponse {
             status,
             retry_after,
-            body: body_start(response, &secrets).await,
+            body: if self.keep_answers {
+                body_start(response, &secrets).await
+            } else {
+                String::new()
+            },
         })
     }
 }

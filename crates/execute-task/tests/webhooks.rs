@@ -654,3 +654,28 @@ async fn an_echoing_receiver_s_answer_is_kept_without_the_request_s_secrets() {
         .to_string();
     assert!(!kept.contains(&signature[..12]), "{kept}");
 }
+
+/// A deployment that keeps no answers (`WEBHOOK_KEEP_ANSWERS=false`) keeps the status only.
+#[tokio::test]
+async fn a_deployment_that_keeps_no_answers_keeps_the_status_only() {
+    let (_receiver, base) = Receiver::start().await;
+    let mut fixture = fixture(true).await;
+    fixture.handler.sender = Arc::new(
+        HttpSender::new(
+            std::time::Duration::from_millis(800),
+            true,
+            SigningKeys::parse(SECRET).unwrap(),
+        )
+        .unwrap()
+        .without_answers(),
+    );
+    let input = fixture
+        .task(&format!("{base}/echo"), 0, TaskStatus::InProgress)
+        .await;
+    let report = fixture.handler.attempt(input.into()).await.unwrap();
+    let record = report.record.unwrap();
+    assert_eq!(
+        (record.status_code, record.response_body),
+        (Some(200), None)
+    );
+}

@@ -32,6 +32,8 @@ pub struct Settings {
     pub queue_name: String,
     pub webhook_timeout: Duration,
     pub allow_private_webhooks: bool,
+    /// From `WEBHOOK_KEEP_ANSWERS` (true): whether attempts keep the start of each answer.
+    pub keep_webhook_answers: bool,
     /// From `WEBHOOK_SIGNING_SECRETS`, or generated at start (`signing_secret_generated`).
     pub signing_keys: SigningKeys,
     pub signing_secret_generated: bool,
@@ -45,6 +47,7 @@ pub struct Settings {
 impl Settings {
     /// `PORT` (3000), `CRON_INTERVAL_SECONDS` (60), `WEBHOOK_TIMEOUT_MS` (10000),
     /// `WEBHOOK_ALLOW_PRIVATE` (true here: local receivers are the point of local mode),
+    /// `WEBHOOK_KEEP_ANSWERS` (true),
     /// `WEBHOOK_SIGNING_SECRETS` (one or two comma-separated `whsec_` secrets; one is generated
     /// when unset), `API_KEYS` (comma-separated; none by default), `AWS_ENDPOINT_URL`, and the
     /// schedule's variables.
@@ -80,6 +83,7 @@ impl Settings {
             queue_name: "tasksQueue-local".into(),
             webhook_timeout: Duration::from_millis(env_u64("WEBHOOK_TIMEOUT_MS", 10_000)?),
             allow_private_webhooks: env_bool("WEBHOOK_ALLOW_PRIVATE", true)?,
+            keep_webhook_answers: env_bool("WEBHOOK_KEEP_ANSWERS", true)?,
             signing_keys,
             signing_secret_generated,
             api_keys,
@@ -137,11 +141,18 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
     let queue = Arc::new(queue);
     let execute = Arc::new(ExecuteTask {
         store: store.clone(),
-        sender: Arc::new(HttpSender::new(
-            settings.webhook_timeout,
-            settings.allow_private_webhooks,
-            settings.signing_keys.clone(),
-        )?),
+        sender: Arc::new({
+            let sender = HttpSender::new(
+                settings.webhook_timeout,
+                settings.allow_private_webhooks,
+                settings.signing_keys.clone(),
+            )?;
+            if settings.keep_webhook_answers {
+                sender
+            } else {
+                sender.without_answers()
+            }
+        }),
         queue: queue.clone(),
         clock: clock.clone(),
         schedule: settings.schedule,
