@@ -8,8 +8,12 @@
 //!   message twice): the emulator never does either, and the proxy cannot make it without
 //!   writing the service's answer itself; the adapter's handling of both is tested on its own.
 //! - the index lag (`index_lag_ms`): the emulator's index is consistent at once.
-//! - Lambda, EventBridge and webhook faults are not SDK calls: the deployed stack on an
-//!   emulator and the network tests hold those.
+//! - `sqs.receive_error` and `sqs.delete_error`: the poller is Lambda's event source mapping,
+//!   not a call of ours.
+//! - Lambda, EventBridge and webhook faults (a lost answer while the handler runs on, a failed
+//!   init, a late Wait, a long-tail latency among them) are not SDK calls: nothing here holds
+//!   them to a real counterpart yet; the deployed stack on an emulator and the network tests are
+//!   to.
 
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -431,5 +435,29 @@ async fn the_workflows_answers_to_each_fault_are_the_real_sdks() {
             ));
         }
     }
+    // A StopExecution refused (500) on every try: the SDK gives up with an error, and the
+    // execution runs on.
+    let stopped = execution();
+    real_workflow.start(&stopped).await.unwrap();
+    proxy.inject(
+        "StopExecution",
+        &[Fault::Refuse, Fault::Refuse, Fault::Refuse],
+    );
+    let real = (
+        real_workflow.stop(&stopped.name).await.is_err(),
+        real_workflow.state(&stopped.name).await.ok(),
+    );
+    let sim = sim_workflow(faults(|f| f.stop_error = 1.0));
+    sim.start(&stopped).await.unwrap();
+    let modelled = (
+        sim.stop(&stopped.name).await.is_err(),
+        sim.state(&stopped.name).await.ok(),
+    );
+    if real != modelled {
+        mismatches.push(format!(
+            "a stop refused on every try: real {real:?}, simulated {modelled:?}"
+        ));
+    }
+    assert_eq!(real, (true, Some(ExecutionState::Running)));
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
