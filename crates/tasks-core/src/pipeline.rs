@@ -140,12 +140,7 @@ async fn hand_over(
     let input = execution_input(schedule, task);
     match (report.outcome, report.retry_at) {
         (Outcome::Delivered | Outcome::Completed, _) => {
-            let update = StatusUpdate {
-                input,
-                result: Some(report.clone()),
-                error: None,
-            };
-            record_outcome(store, clock, &update).await?;
+            record_outcome(store, clock, &StatusUpdate::of_report(input, report)).await?;
             Ok(Some(StartReport::HandedOver))
         }
         (Outcome::Failed, _) => {
@@ -399,11 +394,7 @@ pub async fn execute_task(
     // run Step Functions starts again finds the task COMPLETED instead of an attempt in flight
     // it would send again. A record that fails is left to update-status, as before.
     if matches!(report.outcome, Outcome::Delivered | Outcome::Completed) {
-        let update = StatusUpdate {
-            input: input.clone(),
-            result: Some(report.clone()),
-            error: None,
-        };
+        let update = StatusUpdate::of_report(input.clone(), &report);
         report.recorded = record_outcome(store, clock, &update).await.is_ok();
     }
     Ok(report)
@@ -549,14 +540,14 @@ pub(crate) async fn attempt_task(
         .await
     {
         Ok(task) => task,
-        Err(StoreError::Conflict { current }) if handed_over_retry(&current, attempt).is_some() => {
-            return Ok(handed_over_retry(&current, attempt).expect("just checked"))
-        }
-        Err(StoreError::Conflict { current }) if current.series != input.series => {
-            return Ok(ExecutionReport::superseded(current.task_status))
-        }
         Err(StoreError::Conflict { current }) => {
-            return Ok(ExecutionReport::skipped(current.task_status))
+            return Ok(match handed_over_retry(&current, attempt) {
+                Some(retry) => retry,
+                None if current.series != input.series => {
+                    ExecutionReport::superseded(current.task_status)
+                }
+                None => ExecutionReport::skipped(current.task_status),
+            })
         }
         Err(StoreError::NotFound(_)) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
         Err(error) => return Err(ExecuteError::store(&error)),
@@ -756,6 +747,17 @@ pub struct StatusUpdate {
     pub result: Option<ExecutionReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
+}
+
+impl StatusUpdate {
+    /// The update that records an attempt's report.
+    pub fn of_report(input: ExecutionInput, report: &ExecutionReport) -> Self {
+        StatusUpdate {
+            input,
+            result: Some(report.clone()),
+            error: None,
+        }
+    }
 }
 
 /// `record`, unless the task's history has its attempt already.

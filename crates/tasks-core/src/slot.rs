@@ -683,11 +683,7 @@ async fn run_one(
             Outcome::Failed => SlotOutcome::Failed(report.clone()),
             Outcome::Delivered | Outcome::Completed => SlotOutcome::Completed(report.clone()),
         };
-        let update = StatusUpdate {
-            input: input.clone(),
-            result: Some(report.clone()),
-            error: None,
-        };
+        let update = StatusUpdate::of_report(input.clone(), &report);
         // A failure with a callback goes on in the task's own execution, which records it and
         // calls the callback: the call stays out of the slot's run (and its timeout).
         if matches!(final_outcome, SlotOutcome::Failed(_)) && has_callback {
