@@ -84,6 +84,7 @@ async fn create_one(state: &AppState, mut item: Value) -> Result<(StatusCode, Ta
         state.queue.as_ref(),
         state.clock.as_ref(),
         &state.schedule,
+        &state.signing_secrets,
         &body,
         key.as_deref(),
     )

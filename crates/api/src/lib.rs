@@ -27,6 +27,7 @@ use tasks_core::commands::{cancel_task, create_task, Created};
 use tasks_core::document::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
 use tasks_core::reschedule::{change_task, retry_task, run_task, Changed, Ports};
+use tasks_core::signing::SigningSecretNames;
 use tasks_core::{
     Clock, DispatchQueue, Schedule, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Workflow,
 };
@@ -35,11 +36,12 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// What `main` reads from the environment, beyond `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each one (a test checks).
-pub const ENVIRONMENT: [&str; 4] = [
+pub const ENVIRONMENT: [&str; 5] = [
     "TABLE_NAME",
     "QUEUE_URL",
     "STATE_MACHINE_ARN",
     "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
+    tasks_core::signing::NAMES_ENVIRONMENT,
 ];
 
 /// What the handlers need: the ports and the schedule rules.
@@ -50,6 +52,8 @@ pub struct AppState {
     pub workflow: Arc<dyn Workflow>,
     pub clock: Arc<dyn Clock>,
     pub schedule: Schedule,
+    /// The names of the signing secrets a task may choose (never their values).
+    pub signing_secrets: SigningSecretNames,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -125,6 +129,7 @@ async fn create(
         state.queue.as_ref(),
         state.clock.as_ref(),
         &state.schedule,
+        &state.signing_secrets,
         &body,
         key,
     )
@@ -218,6 +223,7 @@ impl AppState {
             workflow: self.workflow.as_ref(),
             clock: self.clock.as_ref(),
             schedule: &self.schedule,
+            signing_secrets: &self.signing_secrets,
         }
     }
 }

@@ -1,5 +1,6 @@
 use api::{router, AppState};
 use std::sync::Arc;
+use tasks_core::signing::SigningSecretNames;
 use tasks_core::{Schedule, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
@@ -12,6 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
+        signing_secrets: SigningSecretNames::from_env()?,
     };
     api::lambda::run(router(state)).await
 }

@@ -4,7 +4,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use tasks_core::retry_policy::RetryPolicy;
 use tasks_core::task::{masked_url, rfc3339_millis};
-use tasks_core::{Task, TaskStatus, Webhook};
+use tasks_core::{Signing, Task, TaskStatus, Webhook};
 
 pub use tasks_core::task::REDACTED;
 
@@ -79,6 +79,12 @@ pub struct WebhookView {
     pub headers: BTreeMap<String, &'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// The name of the signing secret, never its value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
+    /// Shown when `false`, the default being to keep them.
+    #[serde(skip_serializing_if = "is_kept")]
+    pub keep_response_body: bool,
 }
 
 impl WebhookView {
@@ -92,6 +98,12 @@ impl WebhookView {
                 .map(|name| (name.clone(), REDACTED))
                 .collect(),
             body: webhook.body.clone(),
+            signing: webhook.signing.clone(),
+            keep_response_body: webhook.keep_response_body,
         }
     }
+}
+
+fn is_kept(keep: &bool) -> bool {
+    *keep
 }

@@ -15,14 +15,19 @@ use tasks_core::{Clock, DispatchQueue, Schedule, Slot, TaskStore, WebhookSender}
 /// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
 /// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
 /// one (a test checks).
-pub const ENVIRONMENT: [&str; 6] = [
+pub const ENVIRONMENT: [&str; 8] = [
     "TABLE_NAME",
     "QUEUE_URL",
     "WEBHOOK_TIMEOUT_MS",
     "WEBHOOK_ALLOW_PRIVATE",
     "WEBHOOK_SIGNING_SECRET_ARN",
+    tasks_core::signing::NAMES_ENVIRONMENT,
+    NAMED_SECRETS_PREFIX_ENVIRONMENT,
     "WEBHOOK_KEEP_ANSWERS",
 ];
+
+/// Where the named signing secrets are in Secrets Manager: `<prefix><name>`.
+pub const NAMED_SECRETS_PREFIX_ENVIRONMENT: &str = "WEBHOOK_SIGNING_SECRET_PREFIX";
 
 pub struct ExecuteTask {
     pub store: Arc<dyn TaskStore>,

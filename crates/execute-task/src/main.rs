@@ -1,9 +1,10 @@
-use execute_task::signing::SigningKeys;
+use execute_task::signing::Keyring;
 use execute_task::webhook::HttpSender;
-use execute_task::{ExecuteTask, Invocation};
+use execute_task::{ExecuteTask, Invocation, NAMED_SECRETS_PREFIX_ENVIRONMENT};
 use std::sync::Arc;
 use std::time::Duration;
 use tasks_core::schedule::{env_bool, env_u64};
+use tasks_core::signing::SigningSecretNames;
 use tasks_core::{Schedule, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
@@ -12,10 +13,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = tasks_aws::load_config().await;
     let secret_arn = std::env::var("WEBHOOK_SIGNING_SECRET_ARN")
         .map_err(|_| "WEBHOOK_SIGNING_SECRET_ARN is not set")?;
+    let named_prefix = std::env::var(NAMED_SECRETS_PREFIX_ENVIRONMENT).unwrap_or_default();
+    let keyring = Keyring::from_secrets_manager(
+        &config,
+        &secret_arn,
+        &named_prefix,
+        &SigningSecretNames::from_env()?,
+    )
+    .await?;
     let sender = HttpSender::new(
         Duration::from_millis(env_u64("WEBHOOK_TIMEOUT_MS", 10_000)?),
         env_bool("WEBHOOK_ALLOW_PRIVATE", false)?,
-        SigningKeys::from_secrets_manager(&config, &secret_arn).await?,
+        keyring,
     )?;
     let sender = if env_bool("WEBHOOK_KEEP_ANSWERS", true)? {
         sender

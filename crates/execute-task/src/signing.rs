@@ -7,7 +7,11 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::collections::BTreeMap;
 use std::fmt;
+use tasks_core::signing::SigningSecretNames;
+use tasks_core::task::is_valid_signing_name;
+use tasks_core::{DeliveryError, Webhook};
 
 pub const SECRET_PREFIX: &str = "whsec_";
 /// The specification asks for secrets of 24 to 64 random bytes.
@@ -122,6 +126,109 @@ impl SigningKeys {
     }
 }
 
+/// Every secret requests may be signed with: the deployment's, and the ones the operator created
+/// by name for tasks that choose one (`"signing": {"secret": "<name>"}`). Each rotates on its
+/// own: a name's value may hold its current and its previous secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keyring {
+    deployment: SigningKeys,
+    named: BTreeMap<String, SigningKeys>,
+}
+
+impl From<SigningKeys> for Keyring {
+    fn from(deployment: SigningKeys) -> Self {
+        Keyring {
+            deployment,
+            named: BTreeMap::new(),
+        }
+    }
+}
+
+impl Keyring {
+    /// The deployment's secrets and the named ones.
+    pub fn new(deployment: SigningKeys, named: BTreeMap<String, SigningKeys>) -> Self {
+        Keyring { deployment, named }
+    }
+
+    /// Named secrets as local mode configures them: `name=secret[,previous]` entries separated by
+    /// `;` (each secret as [`SigningKeys::parse`] takes it).
+    pub fn parse_named(text: &str) -> Result<BTreeMap<String, SigningKeys>, NamedSecretError> {
+        let mut named = BTreeMap::new();
+        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, secrets) = entry.split_once('=').ok_or(NamedSecretError::NotAnEntry)?;
+            let name = name.trim();
+            if !is_valid_signing_name(name) {
+                return Err(NamedSecretError::BadName(name.to_string()));
+            }
+            let keys = SigningKeys::parse(secrets).map_err(|error| NamedSecretError::Secret {
+                name: name.to_string(),
+                error,
+            })?;
+            if named.insert(name.to_string(), keys).is_some() {
+                return Err(NamedSecretError::Twice(name.to_string()));
+            }
+        }
+        Ok(named)
+    }
+
+    /// The names of the operator's secrets, for the API to accept.
+    pub fn names(&self) -> SigningSecretNames {
+        self.named.keys().cloned().collect()
+    }
+
+    /// The secrets `webhook` is signed with. A name the deployment does not have (removed since
+    /// the task chose it) is an attempt that cannot be made: it is never signed with another
+    /// secret instead.
+    pub fn keys_for(&self, webhook: &Webhook) -> Result<&SigningKeys, DeliveryError> {
+        match &webhook.signing {
+            None => Ok(&self.deployment),
+            Some(signing) => self.named.get(&signing.secret).ok_or_else(|| {
+                DeliveryError::Invalid(format!(
+                    "the signing secret `{}` is not configured in this deployment",
+                    signing.secret
+                ))
+            }),
+        }
+    }
+
+    /// Reads the deployment's secret (`deployment_id`) and each named one (`<prefix><name>`)
+    /// from AWS Secrets Manager, all at once (done at cold start).
+    pub async fn from_secrets_manager(
+        config: &aws_config::SdkConfig,
+        deployment_id: &str,
+        prefix: &str,
+        names: &SigningSecretNames,
+    ) -> Result<Self, SecretError> {
+        let named = names.iter().map(|name| async move {
+            let keys = SigningKeys::from_secrets_manager(config, &format!("{prefix}{name}"))
+                .await
+                .map_err(|error| SecretError::Unreadable(format!("`{name}`: {error}")))?;
+            Ok::<_, SecretError>((name.to_string(), keys))
+        });
+        let (deployment, named) = futures::join!(
+            SigningKeys::from_secrets_manager(config, deployment_id),
+            futures::future::try_join_all(named)
+        );
+        Ok(Keyring {
+            deployment: deployment?,
+            named: named?.into_iter().collect(),
+        })
+    }
+}
+
+/// A local `WEBHOOK_NAMED_SIGNING_SECRETS` that cannot be used; never says a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NamedSecretError {
+    #[error("an entry is not `name=secret`")]
+    NotAnEntry,
+    #[error("`{0}` is not a name of 1 to 64 letters, digits, - and _")]
+    BadName(String),
+    #[error("`{0}` is given twice")]
+    Twice(String),
+    #[error("`{name}`: {error}")]
+    Secret { name: String, error: SecretError },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +309,35 @@ mod tests {
     fn bare_base64_from_secrets_manager_is_accepted() {
         let bare = SECRET.strip_prefix(SECRET_PREFIX).unwrap();
         assert_eq!(SigningKeys::parse(bare).unwrap().secrets(), vec![SECRET]);
+    }
+
+    #[test]
+    fn named_secrets_are_parsed_each_with_its_rotation_and_never_shown() {
+        let other = SigningKeys::generate().unwrap().secrets()[0].clone();
+        let named =
+            Keyring::parse_named(&format!(" billing={other},{SECRET} ; crm={SECRET};")).unwrap();
+        assert_eq!(
+            named["billing"].secrets(),
+            vec![other.clone(), SECRET.to_string()]
+        );
+        assert_eq!(named["crm"].secrets(), vec![SECRET]);
+        assert_eq!(Keyring::parse_named("").unwrap(), BTreeMap::new());
+        for (text, error) in [
+            ("billing", NamedSecretError::NotAnEntry),
+            (
+                &format!("a/b={SECRET}"),
+                NamedSecretError::BadName("a/b".into()),
+            ),
+            (
+                &format!("a={SECRET};a={SECRET}"),
+                NamedSecretError::Twice("a".into()),
+            ),
+        ] {
+            assert_eq!(Keyring::parse_named(text).unwrap_err(), error, "{text}");
+        }
+        let malformed = Keyring::parse_named("a=whsec_c2VjcmV0").unwrap_err();
+        assert!(!malformed.to_string().contains("c2VjcmV0"), "{malformed}");
+        let keyring = Keyring::new(SigningKeys::parse(SECRET).unwrap(), named);
+        assert!(!format!("{keyring:?}").contains(&other));
     }
 }

@@ -9,7 +9,7 @@
 //! Error texts never carry the URL: it may hold a token in its query string, and the text becomes
 //! the task's `lastError`, a log line and the execution's Cause.
 
-use crate::signing::SigningKeys;
+use crate::signing::Keyring;
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -158,7 +158,7 @@ pub struct HttpSender {
     client: reqwest::Client,
     resolver: Arc<GuardedResolver>,
     timeout: Duration,
-    keys: SigningKeys,
+    keys: Keyring,
     /// Whether the start of each answer is kept (redacted) in the attempt's record.
     keep_answers: bool,
 }
@@ -167,7 +167,7 @@ impl HttpSender {
     pub fn new(
         timeout: Duration,
         allow_private: bool,
-        keys: SigningKeys,
+        keys: impl Into<Keyring>,
     ) -> Result<Self, reqwest::Error> {
         let resolver = Arc::new(GuardedResolver {
             allow_private,
@@ -184,7 +184,7 @@ impl HttpSender {
             client,
             resolver,
             timeout,
-            keys,
+            keys: keys.into(),
             keep_answers: true,
         })
     }
@@ -220,10 +220,12 @@ impl HttpSender {
 #[async_trait]
 impl WebhookSender for HttpSender {
     async fn prepare(&self, webhook: &Webhook) -> Result<(), DeliveryError> {
+        self.keys.keys_for(webhook)?;
         self.check_target(webhook).await
     }
 
     async fn send(&self, call: WebhookCall<'_>) -> Result<WebhookResponse, DeliveryError> {
+        let keys = self.keys.keys_for(call.webhook)?;
         self.check_target(call.webhook).await?;
         let webhook = call.webhook;
         let method = reqwest::Method::from_bytes(webhook.method.as_bytes())
@@ -246,7 +248,7 @@ impl WebhookSender for HttpSender {
             ),
         };
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = self.keys.signature(&call.message_id, timestamp, &body);
+        let signature = keys.signature(&call.message_id, timestamp, &body);
         let secrets = secrets_of(webhook, &signature);
         let mut request = self
             .client
@@ -298,7 +300,7 @@ impl WebhookSender for HttpSender {
         Ok(WebhookResponse {
             status,
             retry_after,
-            body: if self.keep_answers {
+            body: if self.keep_answers && webhook.keep_response_body {
                 body_start(response, &secrets).await
             } else {
                 String::new()

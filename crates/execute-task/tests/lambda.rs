@@ -1,16 +1,21 @@
 //! execute-task run as a Lambda process, with the state machine's input: its answer, and the
 //! errorType of each failure as the state machine's Retry and Catch name it.
 
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
 use axum::Router;
 use chrono::{Duration, Utc};
 use lambda_harness::events::{self, state_errors};
 use lambda_harness::Function;
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use tasks_aws::testing::{unique, Resources};
 use tasks_core::retry::RETRYABLE_ERRORS;
 use tasks_core::{Schedule, Task, TaskStatus, TaskStore, Webhook};
+
+mod verifier;
 
 /// A receiver on a free loopback port: `/ok` answers 204, `/reject` 404, `/fail` 503.
 async fn receiver() -> String {
@@ -45,16 +50,15 @@ async fn function(table_name: &str, queue_url: &str) -> Function {
 
 /// A task started by the workflow, due now, with a webhook at `url` (if any); returns its input.
 async fn started(resources: &Resources, url: Option<String>) -> serde_json::Value {
+    started_with(resources, url.map(|url| Webhook::new(url, "POST"))).await
+}
+
+async fn started_with(resources: &Resources, webhook: Option<Webhook>) -> serde_json::Value {
     let now = Utc::now();
     let task = Task {
         task_status: TaskStatus::InProgress,
         series: 1,
-        webhook: url.map(|url| Webhook {
-            url,
-            method: "POST".into(),
-            headers: Default::default(),
-            body: None,
-        }),
+        webhook,
         ..Task::new(unique("task"), now, &Schedule::default(), now)
     };
     resources.store().create(&task).await.unwrap();
@@ -193,4 +197,58 @@ async fn at_trace_the_raw_event_is_never_logged() {
     let mut event = started(&resources, None).await;
     event["note"] = json!(secret);
     lambda_harness::assert_event_never_logged(function, &event, &secret).await;
+}
+
+/// Each request a receiver got: its headers and the body its signature covers.
+type Arrivals = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+/// The function as deployed: it reads the named signing secrets the template lists
+/// (`WEBHOOK_SIGNING_SECRET_NAMES`) from Secrets Manager under their prefix when it starts, and
+/// signs a task that names one with it alone.
+#[tokio::test]
+async fn a_task_naming_an_operator_s_signing_secret_is_signed_with_it() {
+    let resources = Resources::create().await;
+    let arrivals: Arrivals = Arc::default();
+    let app = Router::new()
+        .route(
+            "/{*path}",
+            any(
+                |State(arrivals): State<Arrivals>, headers: HeaderMap, body: Bytes| async move {
+                    arrivals.lock().unwrap().push((headers, body));
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(arrivals.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let prefix = format!("{}/signing/", unique("tasks"));
+    let billing = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let config = tasks_aws::testing::emulator_config().await;
+    aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name(format!("{prefix}billing"))
+        .secret_string(billing)
+        .send()
+        .await
+        .unwrap();
+    let function = function(&resources.table_name, resources.queue().queue_url())
+        .await
+        .env("WEBHOOK_SIGNING_SECRET_NAMES", "billing")
+        .env("WEBHOOK_SIGNING_SECRET_PREFIX", &prefix);
+    let process = function.spawn();
+    let webhook = Webhook {
+        signing: Some(tasks_core::Signing {
+            secret: "billing".into(),
+        }),
+        ..Webhook::new(format!("{base}/billing"), "POST")
+    };
+    let input = started_with(&resources, Some(webhook)).await;
+    let delivered = function.invoke(&input).await.response();
+    assert_eq!(delivered["outcome"], "DELIVERED", "{delivered}");
+    let (headers, body) = arrivals.lock().unwrap()[0].clone();
+    assert_eq!(verifier::verify(billing, &headers, &body), Ok(()));
+    process.stop().await;
 }

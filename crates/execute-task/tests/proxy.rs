@@ -49,6 +49,8 @@ async fn a_proxy_in_the_environment_is_ignored() {
         method: "POST".into(),
         headers: Default::default(),
         body: None,
+        signing: None,
+        keep_response_body: true,
     };
     let task = Task::new(
         "t",

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use execute_task::signing::SigningKeys;
+use execute_task::signing::{Keyring, SigningKeys};
 use execute_task::webhook::HttpSender;
 use execute_task::ExecuteTask;
 use lambda_runtime::Diagnostic;
@@ -104,7 +104,7 @@ async fn fixture(allow_private: bool) -> Fixture {
     fixture_signing(allow_private, SigningKeys::parse(SECRET).unwrap()).await
 }
 
-async fn fixture_signing(allow_private: bool, keys: SigningKeys) -> Fixture {
+async fn fixture_signing(allow_private: bool, keys: impl Into<Keyring>) -> Fixture {
     let resources = Resources::create().await;
     let handler = ExecuteTask {
         store: Arc::new(resources.store()),
@@ -127,6 +127,8 @@ impl Fixture {
             method: "POST".into(),
             headers: [("X-Custom".to_string(), "yes".to_string())].into(),
             body: None,
+            signing: None,
+            keep_response_body: true,
         };
         self.task_with(webhook, in_ms, status).await
     }
@@ -414,6 +416,8 @@ async fn string_bodies_and_bodiless_requests_are_signed_as_sent() {
             method: method.into(),
             headers: Default::default(),
             body,
+            signing: None,
+            keep_response_body: true,
         };
         let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
         fixture.handler.attempt(input.into()).await.unwrap();
@@ -441,6 +445,8 @@ async fn a_stored_task_cannot_override_the_service_s_headers() {
         ]
         .into(),
         body: None,
+        signing: None,
+        keep_response_body: true,
     };
     let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
     fixture.handler.attempt(input.clone().into()).await.unwrap();
@@ -555,6 +561,162 @@ async fn the_signing_secret_is_read_from_secrets_manager() {
     assert!(missing.is_err());
 }
 
+/// The deployment's secret and one the operator created for the receiver `billing`.
+fn keyring() -> (Keyring, String) {
+    let billing = SigningKeys::generate().unwrap();
+    let secret = billing.secrets()[0].clone();
+    let named = [("billing".to_string(), billing)].into();
+    (
+        Keyring::new(SigningKeys::parse(SECRET).unwrap(), named),
+        secret,
+    )
+}
+
+fn signed_with(url: String, name: &str) -> Webhook {
+    Webhook {
+        signing: Some(tasks_core::Signing {
+            secret: name.to_string(),
+        }),
+        ..Webhook::new(url, "POST")
+    }
+}
+
+/// A task that names a signing secret is signed with it alone: its receiver verifies with its own
+/// secret, and a receiver holding the deployment's (or another's) cannot accept it, nor can the
+/// named secret's holder accept the deployment's requests.
+#[tokio::test]
+async fn a_task_s_own_signing_secret_signs_it_and_no_other_secret_verifies_it() {
+    let (receiver, base) = Receiver::start().await;
+    let (keys, billing) = keyring();
+    let fixture = fixture_signing(true, keys).await;
+    let named = signed_with(format!("{base}/billing"), "billing");
+    let input = fixture.task_with(named, 0, TaskStatus::InProgress).await;
+    fixture.handler.attempt(input.into()).await.unwrap();
+    let input = fixture
+        .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
+        .await;
+    fixture.handler.attempt(input.into()).await.unwrap();
+    let arrivals = receiver.arrivals();
+    let (to_billing, to_other) = (&arrivals[0], &arrivals[1]);
+    assert_eq!(to_billing.path, "/billing");
+    assert_eq!(
+        verify(&billing, &to_billing.headers, &to_billing.body),
+        Ok(())
+    );
+    assert!(verify(SECRET, &to_billing.headers, &to_billing.body).is_err());
+    assert_eq!(verify(SECRET, &to_other.headers, &to_other.body), Ok(()));
+    assert!(verify(&billing, &to_other.headers, &to_other.body).is_err());
+}
+
+/// A name the deployment no longer has is a failed attempt that sends nothing: a request is
+/// never signed with another secret in its place.
+#[tokio::test]
+async fn a_signing_secret_the_deployment_does_not_have_sends_nothing() {
+    let (receiver, base) = Receiver::start().await;
+    let (keys, _) = keyring();
+    let fixture = fixture_signing(true, keys).await;
+    let removed = signed_with(format!("{base}/ok"), "crm");
+    let input = fixture.task_with(removed, 0, TaskStatus::InProgress).await;
+    let error = fixture.error(input).await;
+    assert_eq!(error.error_type, "WebhookInvalid");
+    assert!(
+        error.error_message.contains("`crm`"),
+        "{}",
+        error.error_message
+    );
+    assert!(receiver.arrivals().is_empty());
+}
+
+/// Each named secret rotates on its own: during a rotation its value holds the new secret and
+/// the previous one, and a receiver holding either verifies.
+#[tokio::test]
+async fn a_named_secret_rotates_on_its_own() {
+    let (receiver, base) = Receiver::start().await;
+    let old = SigningKeys::generate().unwrap().secrets()[0].clone();
+    let new = SigningKeys::generate().unwrap().secrets()[0].clone();
+    let named = Keyring::parse_named(&format!("billing={new},{old}")).unwrap();
+    let fixture = fixture_signing(
+        true,
+        Keyring::new(SigningKeys::parse(SECRET).unwrap(), named),
+    )
+    .await;
+    let input = fixture
+        .task_with(
+            signed_with(format!("{base}/ok"), "billing"),
+            0,
+            TaskStatus::InProgress,
+        )
+        .await;
+    fixture.handler.attempt(input.into()).await.unwrap();
+    let arrival = &receiver.arrivals()[0];
+    for secret in [&new, &old] {
+        assert_eq!(verify(secret, &arrival.headers, &arrival.body), Ok(()));
+    }
+    assert!(verify(SECRET, &arrival.headers, &arrival.body).is_err());
+}
+
+/// execute-task reads the deployment's secret and each named one (`<prefix><name>`) from
+/// Secrets Manager; a named secret that is missing stops the start, naming it.
+#[tokio::test]
+async fn named_signing_secrets_are_read_from_secrets_manager_under_their_prefix() {
+    let config = tasks_aws::testing::emulator_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let prefix = format!("{}/signing/", unique("tasks"));
+    let deployment = unique("signing");
+    let billing = SigningKeys::generate().unwrap().secrets()[0].clone();
+    for (name, value) in [
+        (deployment.clone(), SECRET.strip_prefix("whsec_").unwrap()),
+        (format!("{prefix}billing"), billing.as_str()),
+    ] {
+        client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    let names = tasks_core::signing::SigningSecretNames::parse("billing").unwrap();
+    let keyring = Keyring::from_secrets_manager(&config, &deployment, &prefix, &names)
+        .await
+        .unwrap();
+    assert_eq!(keyring.names().iter().collect::<Vec<_>>(), vec!["billing"]);
+    let expected = Keyring::new(
+        SigningKeys::parse(SECRET).unwrap(),
+        Keyring::parse_named(&format!("billing={billing}")).unwrap(),
+    );
+    assert_eq!(keyring, expected);
+    let missing = tasks_core::signing::SigningSecretNames::parse("billing,crm").unwrap();
+    let error = Keyring::from_secrets_manager(&config, &deployment, &prefix, &missing)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("`crm`"), "{error}");
+}
+
+/// A task that keeps no answers (`keepResponseBody: false`) keeps the status only, whatever the
+/// deployment keeps.
+#[tokio::test]
+async fn a_task_that_keeps_no_answers_keeps_the_status_only() {
+    let (_receiver, base) = Receiver::start().await;
+    let fixture = fixture(true).await;
+    let webhook = Webhook {
+        keep_response_body: false,
+        ..Webhook::new(format!("{base}/echo"), "POST")
+    };
+    let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
+    let record = fixture
+        .handler
+        .attempt(input.into())
+        .await
+        .unwrap()
+        .record
+        .unwrap();
+    assert_eq!(
+        (record.status_code, record.response_body),
+        (Some(200), None)
+    );
+}
+
 #[tokio::test]
 async fn the_failure_callback_is_signed_as_its_own_message_and_tells_no_secret() {
     let (receiver, base) = Receiver::start().await;
@@ -574,12 +736,16 @@ async fn the_failure_callback_is_signed_as_its_own_message_and_tells_no_secret()
             )]
             .into(),
             body: None,
+            signing: None,
+            keep_response_body: true,
         }),
         on_failure: Some(Webhook {
             url: format!("{base}/failed"),
             method: "POST".into(),
             headers: [("X-Callback-Key".to_string(), "CALLBACK-SECRET".to_string())].into(),
             body: None,
+            signing: None,
+            keep_response_body: true,
         }),
         payload: Some(serde_json::json!({"order": 7})),
         ..Task::new(unique("task"), now, &Schedule::default(), now)
@@ -638,6 +804,8 @@ async fn an_echoing_receiver_s_answer_is_kept_without_the_request_s_secrets() {
         ]
         .into(),
         body: None,
+        signing: None,
+        keep_response_body: true,
     };
     let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
     let report = fixture.handler.attempt(input.into()).await.unwrap();

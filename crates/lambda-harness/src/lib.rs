@@ -170,7 +170,6 @@ fn clock_ticks_per_second() -> u64 {
     u64::try_from(ticks).unwrap_or(100)
 }
 
-/// The workspace's root, where the state machine and the event fixtures live.
 /// A webhook signing secret in the emulator's Secrets Manager, as the template creates it (bare
 /// base64): execute-task reads it at start from `WEBHOOK_SIGNING_SECRET_ARN`.
 pub async fn signing_secret_arn() -> String {
@@ -185,6 +184,7 @@ pub async fn signing_secret_arn() -> String {
     created.arn().expect("the secret's ARN").to_string()
 }
 
+/// The workspace's root, where the state machine and the event fixtures live.
 pub fn workspace_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }

@@ -922,6 +922,8 @@ mod tests {
             method: "POST".into(),
             headers: Default::default(),
             body: None,
+            signing: None,
+            keep_response_body: true,
         };
         let change = Transition::new(Event::Reschedule, at)
             .if_last_updated_at(at)

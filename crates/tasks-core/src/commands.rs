@@ -4,6 +4,7 @@ use crate::dispatch::hand_off_if_due;
 use crate::new_task::{NewTask, ValidationError};
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
+use crate::signing::SigningSecretNames;
 use crate::status::Event;
 use crate::task::Task;
 use uuid::Uuid;
@@ -39,6 +40,7 @@ pub async fn create_task(
     queue: &dyn DispatchQueue,
     clock: &dyn Clock,
     schedule: &Schedule,
+    signing_secrets: &SigningSecretNames,
     body: &[u8],
     idempotency_key: Option<&str>,
 ) -> Result<Created, CreateError> {
@@ -47,6 +49,8 @@ pub async fn create_task(
         validate_idempotency_key(key)?;
     }
     let new_task = NewTask::parse(body, now)?;
+    signing_secrets.check(new_task.webhook.as_ref(), "webhook")?;
+    signing_secrets.check(new_task.on_failure.as_ref(), "onFailure")?;
     let id = match idempotency_key {
         Some(key) => Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes()),
         None => Uuid::new_v4(),

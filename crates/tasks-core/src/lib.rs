@@ -8,6 +8,7 @@ pub mod ports;
 pub mod retry;
 pub mod retry_policy;
 pub mod schedule;
+pub mod signing;
 pub mod slot;
 pub mod status;
 pub mod task;
@@ -24,7 +25,9 @@ pub use ports::{
 pub use schedule::Schedule;
 pub use slot::{QueueMessage, Slot};
 pub use status::{status_shard, Event, TaskStatus, STATUS_SHARDS};
-pub use task::{AttemptRecord, DispatchMessage, ExecutionInput, NextAttempt, Task, Webhook};
+pub use task::{
+    AttemptRecord, DispatchMessage, ExecutionInput, NextAttempt, Signing, Task, Webhook,
+};
 
 pub mod commands;
 pub mod dispatch;

@@ -3,7 +3,7 @@
 use crate::document::{check_storable, item_size, Unstorable, MAX_ITEM_BYTES};
 use crate::retry_policy::RetryPolicy;
 use crate::schedule::{Schedule, MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
-use crate::task::{Task, Webhook};
+use crate::task::{is_valid_signing_name, Signing, Task, Webhook, MAX_SIGNING_NAME_CHARS};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -75,6 +75,9 @@ pub(crate) struct CallbackBody {
     url: String,
     method: Option<String>,
     headers: Option<BTreeMap<String, String>>,
+    signing: Option<Signing>,
+    #[serde(rename = "keepResponseBody")]
+    keep_response_body: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +87,9 @@ pub(crate) struct WebhookBody {
     method: Option<String>,
     headers: Option<BTreeMap<String, String>>,
     body: Option<Value>,
+    signing: Option<Signing>,
+    #[serde(rename = "keepResponseBody")]
+    keep_response_body: Option<bool>,
 }
 
 /// A create request that passed validation.
@@ -360,6 +366,8 @@ pub(crate) fn validate_callback(body: CallbackBody) -> Result<Webhook, Validatio
         method: body.method,
         headers: body.headers,
         body: None,
+        signing: body.signing,
+        keep_response_body: body.keep_response_body,
     };
     validate_request(request, "onFailure")
 }
@@ -395,11 +403,26 @@ fn validate_request(body: WebhookBody, field: &str) -> Result<Webhook, Validatio
     }
     let headers = body.headers.unwrap_or_default();
     validate_headers(&headers, &format!("{field}.headers"))?;
+    if let Some(signing) = &body.signing {
+        if !is_valid_signing_name(&signing.secret) {
+            let field = format!("{field}.signing.secret");
+            return Err(ValidationError::new(
+                "invalid_signing_secret",
+                Some(&field),
+                format!(
+                    "`{field}` must be the name of a signing secret: 1 to {MAX_SIGNING_NAME_CHARS} \
+                     letters, digits, - and _"
+                ),
+            ));
+        }
+    }
     Ok(Webhook {
         url: url.to_string(),
         method,
         headers,
         body: body.body,
+        signing: body.signing,
+        keep_response_body: body.keep_response_body.unwrap_or(true),
     })
 }
 
@@ -537,6 +560,59 @@ mod tests {
         assert_eq!(webhook.method, "POST");
         assert_eq!(webhook.url, "https://example.com/hook");
         assert!(webhook.headers.is_empty());
+    }
+
+    #[test]
+    fn a_request_may_name_its_signing_secret_and_keep_no_answers() {
+        let task = parse(json!({"minutes": 5,
+            "webhook": {"url": "https://a.example/", "signing": {"secret": "billing-eu_2"},
+                        "keepResponseBody": false},
+            "onFailure": {"url": "https://b.example/", "signing": {"secret": "crm"}}}))
+        .unwrap();
+        let webhook = task.webhook.unwrap();
+        let callback = task.on_failure.unwrap();
+        assert_eq!(
+            (webhook.signing.unwrap().secret, webhook.keep_response_body),
+            ("billing-eu_2".to_string(), false)
+        );
+        assert_eq!(
+            (
+                callback.signing.unwrap().secret,
+                callback.keep_response_body
+            ),
+            ("crm".to_string(), true)
+        );
+        for (signing, code, field) in [
+            (
+                json!({"secret": "a/b"}),
+                "invalid_signing_secret",
+                "webhook.signing.secret",
+            ),
+            (
+                json!({"secret": ""}),
+                "invalid_signing_secret",
+                "webhook.signing.secret",
+            ),
+            (
+                json!({"secret": "x".repeat(65)}),
+                "invalid_signing_secret",
+                "webhook.signing.secret",
+            ),
+            (
+                json!({"secret": "a", "value": "whsec_x"}),
+                "unknown_field",
+                "webhook.signing.value",
+            ),
+            (json!({}), "invalid_field", "webhook.signing"),
+        ] {
+            let error = rejected(json!({"minutes": 5,
+                "webhook": {"url": "https://a.example/", "signing": signing}}));
+            assert_eq!(
+                (error.code, error.field.as_deref()),
+                (code, Some(field)),
+                "{signing}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::dispatch::hand_off_if_due;
 use crate::new_task::ValidationError;
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
 use crate::schedule::Schedule;
+use crate::signing::SigningSecretNames;
 use crate::status::{Event, TaskStatus};
 use crate::task::{execution_name, rfc3339_millis, Task, ATTEMPT_HISTORY_KEPT_ON_RETRY};
 use crate::task_patch::TaskPatch;
@@ -45,6 +46,8 @@ pub struct Ports<'a> {
     pub workflow: &'a dyn Workflow,
     pub clock: &'a dyn Clock,
     pub schedule: &'a Schedule,
+    /// The signing secrets a changed webhook or callback may name.
+    pub signing_secrets: &'a SigningSecretNames,
 }
 
 /// `PATCH /tasks/{id}`: changes the time, webhook or payload of a task whose current series has
@@ -87,6 +90,14 @@ async fn apply(
         }
         // The merge was computed from this read: write it only if nobody changed the task since.
         let mut changes = patch.changes_for(&task, ports.schedule)?;
+        if let Some(webhook) = &changes.webhook {
+            ports.signing_secrets.check(webhook.as_ref(), "webhook")?;
+        }
+        if let Some(on_failure) = &changes.on_failure {
+            ports
+                .signing_secrets
+                .check(on_failure.as_ref(), "onFailure")?;
+        }
         if event == Event::Retry {
             // The new series adds its attempts to a history kept within its bound.
             let excess = task

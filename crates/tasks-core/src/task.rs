@@ -69,6 +69,58 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// The operator's signing secret the request is signed with, by name; `None`: the
+    /// deployment's. A receiver given a secret of its own cannot forge another's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
+    /// Whether attempts keep the start of the receiver's answer (redacted) beside its status.
+    #[serde(default = "keeps", skip_serializing_if = "is_kept")]
+    pub keep_response_body: bool,
+}
+
+impl Webhook {
+    /// A request to `url` by `method` with no headers, no body, the deployment's signing secret,
+    /// and its answers kept.
+    pub fn new(url: impl Into<String>, method: impl Into<String>) -> Self {
+        Webhook {
+            url: url.into(),
+            method: method.into(),
+            headers: BTreeMap::new(),
+            body: None,
+            signing: None,
+            keep_response_body: true,
+        }
+    }
+}
+
+fn keeps() -> bool {
+    true
+}
+
+/// Answers are kept unless the request says otherwise, so only `false` is stored.
+fn is_kept(keep: &bool) -> bool {
+    *keep
+}
+
+/// `"signing": {"secret": "<name>"}`: a signing secret the operator created, by its name (its
+/// value is never given to or shown by the API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    pub secret: String,
+}
+
+/// At most this many characters in a signing secret's name.
+pub const MAX_SIGNING_NAME_CHARS: usize = 64;
+
+/// Whether `name` may name a signing secret: 1 to [`MAX_SIGNING_NAME_CHARS`] ASCII letters,
+/// digits, `-` and `_` (it becomes the last part of a Secrets Manager name, and of a local
+/// setting).
+pub fn is_valid_signing_name(name: &str) -> bool {
+    (1..=MAX_SIGNING_NAME_CHARS).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
 /// A task as stored: one DynamoDB item, attribute names as in the original service.

@@ -267,6 +267,8 @@ mod tests {
                 method: "POST".into(),
                 headers: BTreeMap::from([("Authorization".into(), "Bearer s3cret".into())]),
                 body: Some(json!({"a": 1})),
+                signing: None,
+                keep_response_body: true,
             }),
             payload: Some(json!({"keep": true, "drop": 1})),
             ..Task::new("t", now() + Duration::hours(1), &Schedule::default(), now())

@@ -7,11 +7,12 @@ pub mod consumer;
 pub mod workflow;
 
 use cron::Cron;
-use execute_task::signing::SigningKeys;
+use execute_task::signing::{Keyring, SigningKeys};
 use execute_task::webhook::HttpSender;
 use execute_task::ExecuteTask;
 use local_emulator::Moto;
 use process_sqs_records::ProcessRecords;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub struct Settings {
     /// From `WEBHOOK_SIGNING_SECRETS`, or generated at start (`signing_secret_generated`).
     pub signing_keys: SigningKeys,
     pub signing_secret_generated: bool,
+    /// From `WEBHOOK_NAMED_SIGNING_SECRETS`: the secrets a task may choose by name.
+    pub named_signing_keys: BTreeMap<String, SigningKeys>,
     /// From `API_KEYS`: when any is given, the API requires one in `x-api-key`.
     pub api_keys: Vec<String>,
     pub schedule: Schedule,
@@ -49,7 +52,8 @@ impl Settings {
     /// `WEBHOOK_ALLOW_PRIVATE` (true here: local receivers are the point of local mode),
     /// `WEBHOOK_KEEP_ANSWERS` (true),
     /// `WEBHOOK_SIGNING_SECRETS` (one or two comma-separated `whsec_` secrets; one is generated
-    /// when unset), `API_KEYS` (comma-separated; none by default), `AWS_ENDPOINT_URL`, and the
+    /// when unset), `WEBHOOK_NAMED_SIGNING_SECRETS` (`name=secret[,previous]` entries separated
+    /// by `;`; none by default), `API_KEYS` (comma-separated; none by default), `AWS_ENDPOINT_URL`, and the
     /// schedule's variables.
     pub fn from_env() -> Result<Self, ConfigError> {
         let configured = std::env::var("WEBHOOK_SIGNING_SECRETS")
@@ -63,6 +67,15 @@ impl Settings {
         .map_err(|_| ConfigError {
             name: "WEBHOOK_SIGNING_SECRETS",
             expected: "one or two comma-separated whsec_ secrets of 24 to 64 bytes",
+            value: "(not shown)".into(),
+        })?;
+        let named_signing_keys = Keyring::parse_named(
+            &std::env::var("WEBHOOK_NAMED_SIGNING_SECRETS").unwrap_or_default(),
+        )
+        .map_err(|_| ConfigError {
+            name: "WEBHOOK_NAMED_SIGNING_SECRETS",
+            expected: "name=secret[,previous] entries separated by ;, each name of 1 to \
+                               64 letters, digits, - and _, each secret whsec_ and 24 to 64 bytes",
             value: "(not shown)".into(),
         })?;
         let api_keys = std::env::var("API_KEYS")
@@ -86,6 +99,7 @@ impl Settings {
             keep_webhook_answers: env_bool("WEBHOOK_KEEP_ANSWERS", true)?,
             signing_keys,
             signing_secret_generated,
+            named_signing_keys,
             api_keys,
             schedule: Schedule::from_env()?,
             endpoint: std::env::var("AWS_ENDPOINT_URL")
@@ -137,6 +151,11 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
     let (store, queue) =
         tasks_aws::local_resources(&config, &settings.table_name, &settings.queue_name).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keyring = Keyring::new(
+        settings.signing_keys.clone(),
+        settings.named_signing_keys.clone(),
+    );
+    let signing_secrets = keyring.names();
     let store = Arc::new(store);
     let queue = Arc::new(queue);
     let execute = Arc::new(ExecuteTask {
@@ -145,7 +164,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
             let sender = HttpSender::new(
                 settings.webhook_timeout,
                 settings.allow_private_webhooks,
-                settings.signing_keys.clone(),
+                keyring,
             )?;
             if settings.keep_webhook_answers {
                 sender
@@ -169,6 +188,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         workflow: workflow.clone(),
         clock: clock.clone(),
         schedule: settings.schedule,
+        signing_secrets,
     });
     let router = api::require_api_key(router, &settings.api_keys);
     let server = tokio::spawn(async move {

@@ -29,6 +29,14 @@ async fn run() -> Result<(), tasks_local::Error> {
             settings.signing_keys.secrets()[0]
         );
     }
+    if !settings.named_signing_keys.is_empty() {
+        let names: Vec<&str> = settings
+            .named_signing_keys
+            .keys()
+            .map(String::as_str)
+            .collect();
+        tracing::info!(names = %names.join(", "), "signing secrets tasks may choose by name");
+    }
     if !settings.api_keys.is_empty() {
         tracing::info!(
             keys = settings.api_keys.len(),

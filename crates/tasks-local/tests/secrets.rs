@@ -1,6 +1,7 @@
 //! Write-only secrets, black-box against the whole service in local mode (this process's
 //! `tasks-local` with its own emulator) and two receivers of their own origin on this machine.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::any;
@@ -10,12 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tasks_local::{start, Settings};
 
+#[path = "../../execute-task/tests/verifier/mod.rs"]
+mod verifier;
+
 const SECRET: &str = "Bearer local-s3cret-7a1c";
 
 /// A receiver on a free loopback port (an origin of its own) that keeps each request's headers
 /// and answers with them all, as an echo service does.
 #[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<HeaderMap>>>);
+struct Receiver(Arc<Mutex<Vec<(HeaderMap, Bytes)>>>);
 
 impl Receiver {
     async fn start() -> (Self, String) {
@@ -30,16 +34,28 @@ impl Receiver {
     }
 
     fn requests(&self) -> Vec<HeaderMap> {
+        self.signed()
+            .into_iter()
+            .map(|(headers, _)| headers)
+            .collect()
+    }
+
+    /// Each request's headers and body: what its signature covers.
+    fn signed(&self) -> Vec<(HeaderMap, Bytes)> {
         self.0.lock().unwrap().clone()
     }
 }
 
-async fn echo(State(receiver): State<Receiver>, headers: HeaderMap) -> (StatusCode, String) {
+async fn echo(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     let text = headers
         .iter()
         .map(|(name, value)| format!("{name}: {}\n", value.to_str().unwrap_or("")))
         .collect();
-    receiver.0.lock().unwrap().push(headers);
+    receiver.0.lock().unwrap().push((headers, body));
     (StatusCode::OK, text)
 }
 
@@ -152,4 +168,75 @@ async fn a_secret_never_follows_its_task_to_another_receiver_nor_comes_back_out(
     for leaked in [SECRET, "local-s3cret"] {
         assert!(!shown.contains(leaked), "{leaked} shown: {shown}");
     }
+}
+
+/// A receiver given a signing secret of its own (`WEBHOOK_NAMED_SIGNING_SECRETS`) gets requests
+/// only its secret verifies, by the specification's own verifier; the other receiver's requests,
+/// signed with the deployment's secret, do not verify with it. The API shows the name, never a
+/// value, and refuses a name the deployment does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_s_own_signing_secret_verifies_its_requests_and_no_other_s() {
+    let billing = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let settings = Settings {
+        port: 0,
+        endpoint: None,
+        named_signing_keys: execute_task::signing::Keyring::parse_named(&format!(
+            "billing={billing}"
+        ))
+        .unwrap(),
+        ..Settings::from_env().expect("settings")
+    };
+    let deployment = settings.signing_keys.secrets()[0].clone();
+    let service = start(settings).await.expect("the local service starts");
+    let base = format!("http://{}", service.addr);
+    let http = reqwest::Client::new();
+    let (other, other_url) = Receiver::start().await;
+    let (own, own_url) = Receiver::start().await;
+
+    let refused = http
+        .post(format!("{base}/tasks"))
+        .json(
+            &json!({"seconds": 1, "webhook": {"url": format!("{own_url}/hook"),
+                      "signing": {"secret": "crm"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "unknown_signing_secret", "{error}");
+
+    let signed = call(
+        &http,
+        "POST",
+        &format!("{base}/tasks"),
+        Some(
+            json!({"seconds": 1, "webhook": {"url": format!("{own_url}/hook"),
+                    "signing": {"secret": "billing"}}}),
+        ),
+    )
+    .await;
+    assert_eq!(signed["webhook"]["signing"], json!({"secret": "billing"}));
+    let unsigned = call(
+        &http,
+        "POST",
+        &format!("{base}/tasks"),
+        Some(json!({"seconds": 1, "webhook": {"url": format!("{other_url}/hook")}})),
+    )
+    .await;
+    for task in [&signed, &unsigned] {
+        let id = task["id"].as_str().unwrap();
+        completed(&http, &base, id).await;
+        let shown = everything_shown(&http, &base, id).await;
+        assert!(!shown.contains(&billing[6..]), "{shown}");
+    }
+    let (own_request, own_body) = own.signed().remove(0);
+    let (other_request, other_body) = other.signed().remove(0);
+    assert_eq!(verifier::verify(billing, &own_request, &own_body), Ok(()));
+    assert!(verifier::verify(&deployment, &own_request, &own_body).is_err());
+    assert_eq!(
+        verifier::verify(&deployment, &other_request, &other_body),
+        Ok(())
+    );
+    assert!(verifier::verify(billing, &other_request, &other_body).is_err());
 }

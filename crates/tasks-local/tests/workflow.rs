@@ -95,6 +95,8 @@ async fn run_with_callback(
             method: "POST".into(),
             headers: Default::default(),
             body: None,
+            signing: None,
+            keep_response_body: true,
         }),
         retry,
         on_failure,
@@ -233,6 +235,8 @@ async fn a_failed_task_calls_its_failure_callback_once_with_the_task_as_the_body
         method: "POST".into(),
         headers: Default::default(),
         body: None,
+        signing: None,
+        keep_response_body: true,
     };
     let (task, _, requests) = run_with_callback(Ok(404), None, Some(callback), Start::Slot).await;
     assert_eq!(task.task_status, TaskStatus::Failed, "{task:?}");
@@ -262,6 +266,8 @@ async fn a_failed_task_calls_its_failure_callback_once_with_the_task_as_the_body
             method: "POST".into(),
             headers: Default::default(),
             body: None,
+            signing: None,
+            keep_response_body: true,
         }),
         Start::Slot,
     )

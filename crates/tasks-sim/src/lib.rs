@@ -28,6 +28,7 @@ use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
 use tasks_core::dispatch::{run_cron, CronSummary};
 use tasks_core::pipeline::StartReport;
 use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Ports};
+use tasks_core::signing::SigningSecretNames;
 use tasks_core::slot::start_messages;
 use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT, START_BUDGET};
 use tasks_core::{Clock, QueueMessage, Schedule, TaskStatus};
@@ -623,6 +624,7 @@ async fn client(
             serde_json::json!({"url": format!("{}/failed", receiver_url(&planned.key))});
     }
     let body = body.to_string();
+    let signing_secrets = SigningSecretNames::default();
     let mut id = None;
     for attempt in 0..8 {
         let created = pipeline
@@ -635,6 +637,7 @@ async fn client(
                         queue.as_ref(),
                         &world.clock,
                         schedule,
+                        &signing_secrets,
                         body.as_bytes(),
                         Some(&planned.key),
                     )
@@ -690,6 +693,7 @@ async fn client(
         workflow: workflow.as_ref(),
         clock: &world.clock,
         schedule,
+        signing_secrets: &signing_secrets,
     };
     let change_first = match (&planned.change, planned.cancel_at) {
         (Some(change), Some(cancel_at)) => change.at <= cancel_at,

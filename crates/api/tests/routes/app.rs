@@ -6,6 +6,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::Arc;
 use tasks_core::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
+use tasks_core::signing::SigningSecretNames;
 use tasks_core::{Schedule, SystemClock, Task, TaskStore};
 use tower::ServiceExt;
 
@@ -15,6 +16,13 @@ enum Backend {
         queue: Arc<MemoryQueue>,
     },
     Emulator(Box<tasks_aws::testing::Resources>),
+}
+
+/// The signing secrets every test app's operator created: tasks may name `billing`.
+pub const SIGNING_SECRET: &str = "billing";
+
+fn signing_secrets() -> SigningSecretNames {
+    [SIGNING_SECRET].into_iter().collect()
 }
 
 pub struct TestApp {
@@ -32,6 +40,7 @@ impl TestApp {
             workflow: Arc::new(MemoryWorkflow::new()),
             clock: Arc::new(SystemClock),
             schedule: Schedule::default(),
+            signing_secrets: signing_secrets(),
         };
         TestApp {
             router: router(state),
@@ -48,6 +57,7 @@ impl TestApp {
             workflow: Arc::new(resources.workflow()),
             clock: Arc::new(SystemClock),
             schedule: Schedule::default(),
+            signing_secrets: signing_secrets(),
         };
         TestApp {
             router: router(state),

@@ -1,4 +1,4 @@
-use crate::app::TestApp;
+use crate::app::{TestApp, SIGNING_SECRET};
 pub use crate::bulk::*;
 pub use crate::window::*;
 use serde_json::{json, Value};
@@ -745,6 +745,87 @@ pub async fn a_failure_callback_is_checked_shown_redacted_and_changed(app: &Test
             .await;
         assert_error(status, &error, 400, code);
         assert_eq!(error["error"]["field"], field, "{body}");
+    }
+    assert_eq!(app.stored().await, 1);
+}
+
+/// A task may name a signing secret the operator created (the test app has `billing`) and keep
+/// no answers: both are shown (the name, never a value) and changed by a merge patch; a name the
+/// deployment does not have is a 400 that writes nothing, on create, in a batch and in a change.
+pub async fn a_signing_secret_is_chosen_by_name_shown_and_changed(app: &TestApp) {
+    let created = create(
+        app,
+        json!({"minutes": 30,
+               "webhook": {"url": "https://example.com/hook",
+                           "signing": {"secret": SIGNING_SECRET}, "keepResponseBody": false},
+               "onFailure": {"url": "https://example.com/failed",
+                             "signing": {"secret": SIGNING_SECRET}}}),
+    )
+    .await;
+    assert_eq!(
+        created["webhook"]["signing"],
+        json!({"secret": SIGNING_SECRET})
+    );
+    assert_eq!(created["webhook"]["keepResponseBody"], false);
+    assert_eq!(
+        created["onFailure"]["signing"],
+        json!({"secret": SIGNING_SECRET})
+    );
+    assert!(
+        created["onFailure"].get("keepResponseBody").is_none(),
+        "{created}"
+    );
+    let uri = format!("/tasks/{}", created["id"].as_str().unwrap());
+    let (status, error) = app
+        .call(
+            "PATCH",
+            &uri,
+            Some(r#"{"webhook": {"signing": {"secret": "crm"}}}"#),
+            &[],
+        )
+        .await;
+    assert_error(status, &error, 400, "unknown_signing_secret");
+    assert_eq!(error["error"]["field"], "webhook.signing.secret");
+    let (_, unchanged) = app.call("GET", &uri, None, &[]).await;
+    assert_eq!(unchanged["webhook"], created["webhook"]);
+    let (status, changed) = app
+        .call(
+            "PATCH",
+            &uri,
+            Some(r#"{"webhook": {"signing": null, "keepResponseBody": true}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert!(changed["webhook"].get("signing").is_none(), "{changed}");
+    assert!(
+        changed["webhook"].get("keepResponseBody").is_none(),
+        "{changed}"
+    );
+    for (body, field) in [
+        (
+            json!({"minutes": 5, "webhook": {"url": "https://x", "signing": {"secret": "crm"}}}),
+            "webhook.signing.secret",
+        ),
+        (
+            json!({"minutes": 5, "onFailure": {"url": "https://x", "signing": {"secret": "crm"}}}),
+            "onFailure.signing.secret",
+        ),
+    ] {
+        let (status, error) = app
+            .call("POST", "/tasks", Some(&body.to_string()), &[])
+            .await;
+        assert_error(status, &error, 400, "unknown_signing_secret");
+        assert_eq!(error["error"]["field"], field, "{body}");
+        let batch = json!({"tasks": [body]});
+        let (status, answer) = app
+            .call("POST", "/tasks/batch", Some(&batch.to_string()), &[])
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["results"][0]["error"]["code"],
+            "unknown_signing_secret"
+        );
     }
     assert_eq!(app.stored().await, 1);
 }

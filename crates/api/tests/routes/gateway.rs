@@ -91,6 +91,7 @@ async fn every_router_route_is_an_api_gateway_route_and_back() {
         workflow: Arc::new(MemoryWorkflow::new()),
         clock: Arc::new(SystemClock),
         schedule: Schedule::default(),
+        signing_secrets: Default::default(),
     });
     // The router's paths: those of the template and of the OpenAPI document, each also with a
     // trailing slash (API Gateway treats `/console/` as `/console`).

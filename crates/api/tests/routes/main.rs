@@ -58,6 +58,7 @@ all_backends!(
     a_task_s_retry_policy_is_checked_shown_and_changed,
     attempts_are_listed_newest_first,
     a_failure_callback_is_checked_shown_redacted_and_changed,
+    a_signing_secret_is_chosen_by_name_shown_and_changed,
 );
 
 #[tokio::test]

@@ -45,6 +45,8 @@ fn full_task(id: &str) -> Task {
                 ("X-Empty".to_string(), String::new()),
             ]),
             body: Some(json!({"n": 1.5, "list": [1, "two", null, false], "nested": {"deep": []}})),
+            signing: None,
+            keep_response_body: true,
         }),
         payload: Some(json!({"customer": "c-42", "amount": -7, "tags": ["a", "b"]})),
         attempts: 2,
@@ -372,6 +374,8 @@ async fn every_event_from_every_status_does_what_the_core_says() {
                         method: "POST".into(),
                         headers: BTreeMap::from([("X-Key".to_string(), "k".to_string())]),
                         body: None,
+                        signing: None,
+                        keep_response_body: true,
                     })),
                     record_attempt: Some(AttemptRecord {
                         attempt: 1,

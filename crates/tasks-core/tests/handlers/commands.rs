@@ -1,4 +1,4 @@
-use crate::support::{now, status_of, task, World};
+use crate::support::{now, status_of, task, World, SIGNING_SECRET};
 use chrono::Duration;
 use serde_json::json;
 use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
@@ -14,6 +14,7 @@ async fn create(
         &world.queue,
         &world.clock,
         &world.schedule,
+        &world.signing_secrets,
         body.to_string().as_bytes(),
         key,
     )
@@ -195,4 +196,30 @@ async fn a_finished_or_executing_task_cannot_be_cancelled() {
         .unwrap_err();
     assert!(matches!(error, CancelError::NotFound(_)));
     assert!(world.workflow.stopped().is_empty());
+}
+
+#[tokio::test]
+async fn a_task_may_name_only_a_signing_secret_the_operator_created() {
+    let world = World::new();
+    let named = |secret: &str| {
+        json!({"minutes": 10, "webhook": {"url": "https://a.example/",
+               "signing": {"secret": secret}}})
+    };
+    let error = create(&world, named("crm"), None).await.unwrap_err();
+    assert!(
+        matches!(error, CreateError::Invalid(ref e) if e.code == "unknown_signing_secret"
+            && e.field.as_deref() == Some("webhook.signing.secret")),
+        "{error:?}"
+    );
+    let callback = json!({"minutes": 10, "onFailure": {"url": "https://a.example/",
+                          "signing": {"secret": "crm"}}});
+    let error = create(&world, callback, None).await.unwrap_err();
+    assert!(
+        matches!(error, CreateError::Invalid(ref e) if e.field.as_deref() == Some("onFailure.signing.secret")),
+        "{error:?}"
+    );
+    assert!(world.store.tasks().is_empty());
+    let created = create(&world, named(SIGNING_SECRET), None).await.unwrap();
+    let signing = created.task.webhook.unwrap().signing.unwrap();
+    assert_eq!(signing.secret, SIGNING_SECRET);
 }

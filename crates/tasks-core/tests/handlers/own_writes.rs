@@ -105,6 +105,7 @@ async fn create_without_a_key_whose_answer_was_lost_is_created_not_a_conflict() 
         &world.queue,
         &world.clock,
         &world.schedule,
+        &world.signing_secrets,
         json!({"minutes": 10}).to_string().as_bytes(),
         None,
     )

@@ -1,4 +1,4 @@
-use crate::support::{now, task, webhook, World};
+use crate::support::{now, task, webhook, World, SIGNING_SECRET};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError};
@@ -223,4 +223,48 @@ async fn a_store_failure_is_reported_and_nothing_changes() {
         world.store.get("s").await.unwrap().unwrap().timestamp,
         now() + Duration::hours(2)
     );
+}
+
+#[tokio::test]
+async fn a_change_may_name_only_a_signing_secret_the_operator_created_and_may_drop_it() {
+    let world = World::new();
+    put_claimed(
+        &world,
+        "s",
+        now() + Duration::hours(1),
+        TaskStatus::Scheduled,
+    );
+    let error = patch(
+        &world,
+        "s",
+        json!({"webhook": {"signing": {"secret": "crm"}}}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, ChangeError::Invalid(ref e) if e.code == "unknown_signing_secret"),
+        "{error:?}"
+    );
+    assert_eq!(
+        world.store.get("s").await.unwrap().unwrap().webhook,
+        Some(webhook())
+    );
+    let signed = patch(
+        &world,
+        "s",
+        json!({"webhook": {"signing": {"secret": SIGNING_SECRET}, "keepResponseBody": false}}),
+    )
+    .await
+    .unwrap();
+    let webhook_now = signed.webhook.unwrap();
+    assert_eq!(webhook_now.signing.unwrap().secret, SIGNING_SECRET);
+    assert!(!webhook_now.keep_response_body);
+    let unsigned = patch(
+        &world,
+        "s",
+        json!({"webhook": {"signing": null, "keepResponseBody": null}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unsigned.webhook, Some(webhook()));
 }

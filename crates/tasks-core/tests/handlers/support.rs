@@ -3,6 +3,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::reschedule::Ports;
+use tasks_core::signing::SigningSecretNames;
 use tasks_core::{
     DeliveryError, Schedule, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender,
 };
@@ -14,7 +15,12 @@ pub struct World {
     pub workflow: MemoryWorkflow,
     pub clock: FixedClock,
     pub schedule: Schedule,
+    /// The operator's signing secrets: [`SIGNING_SECRET`].
+    pub signing_secrets: SigningSecretNames,
 }
+
+/// The one signing secret the operator created, for tasks to name.
+pub const SIGNING_SECRET: &str = "billing";
 
 /// The fixed time the command tests run at.
 pub fn now() -> DateTime<Utc> {
@@ -30,6 +36,7 @@ impl World {
             workflow: MemoryWorkflow::new(),
             clock: FixedClock::new(now()),
             schedule: Schedule::default(),
+            signing_secrets: [SIGNING_SECRET].into_iter().collect(),
         }
     }
 
@@ -40,6 +47,7 @@ impl World {
             workflow: &self.workflow,
             clock: &self.clock,
             schedule: &self.schedule,
+            signing_secrets: &self.signing_secrets,
         }
     }
 }
@@ -53,12 +61,7 @@ pub fn task(id: &str, timestamp: DateTime<Utc>, status: TaskStatus) -> Task {
 }
 
 pub fn webhook() -> Webhook {
-    Webhook {
-        url: "https://receiver.example/hook".into(),
-        method: "POST".into(),
-        headers: Default::default(),
-        body: None,
-    }
+    Webhook::new("https://receiver.example/hook", "POST")
 }
 
 pub fn status_of(store: &MemoryStore, id: &str) -> TaskStatus {
