@@ -23,6 +23,10 @@ TEMPLATE := infra/template.yaml
 SAMCONFIG := $(ROOT)/infra/samconfig.toml
 STATE_MACHINE := state-machine/tasks.asl.json
 SAM_BUILD_DIR := .aws-sam/build
+EMULATOR_VENV := $(ROOT)/.venv-emulator
+EMULATOR_REQUIREMENTS := infra/emulator-requirements.txt
+EMULATOR_REQ_HASH := $(shell $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest()[:16])' $(EMULATOR_REQUIREMENTS))
+EMULATOR_VENV_STAMP := $(EMULATOR_VENV)/.installed-$(EMULATOR_REQ_HASH)
 LAMBDA_BINS := api cron process-sqs-records execute-task update-status
 LAMBDA_DIR := target/lambda-arm64
 ARM64_TARGET := aarch64-unknown-linux-gnu
@@ -45,7 +49,8 @@ PROFILE_LAMBDA_REQUESTS ?= 50
 CARGO_TEST ?= cargo test --workspace
 
 .PHONY: help venv browser valgrind rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
-	sim sim-long sim-scale bench bench-lambda profile-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv
+	sim sim-long sim-scale bench bench-lambda profile-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv \
+	emulator-venv emulator emulator-stop e2e-deployed
 
 help: ## List the targets
 	@echo "Tasks Service — make targets:"
@@ -183,11 +188,29 @@ sam-build: venv rust-arm64 ## sam build (rust-cargolambda builder) into .aws-sam
 
 # ---------------------------------------------------------------- deploy
 
-deploy-local: venv rust-arm64 ## Build + deploy to LocalStack (localhost:4566), print the API URL
+emulator-venv: $(EMULATOR_VENV_STAMP) ## MiniStack (the free AWS emulator deploy-local uses) into .venv-emulator
+
+$(EMULATOR_VENV_STAMP): $(EMULATOR_REQUIREMENTS)
+	@echo "==> .venv-emulator: installing $(EMULATOR_REQUIREMENTS)"
+	@test -x $(EMULATOR_VENV)/bin/python || $(PYTHON) -m venv $(EMULATOR_VENV)
+	@rm -f $(EMULATOR_VENV)/.installed-*
+	@$(EMULATOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(EMULATOR_REQUIREMENTS)
+	@touch $@
+
+emulator: emulator-venv ## Start MiniStack on 127.0.0.1:4566 in the background (no Docker, no account)
+	infra/scripts/emulator.sh start
+
+emulator-stop: ## Stop the MiniStack that `make emulator` (or deploy-local) started
+	infra/scripts/emulator.sh stop
+
+deploy-local: venv emulator-venv ## Build this machine's binaries + deploy to the emulator (started if needed), print the API URL
 	$(WITH_VENV) infra/scripts/stack.sh deploy local
 
-destroy-local: venv ## Delete the LocalStack stack
+destroy-local: venv ## Delete the emulator's stack
 	$(WITH_VENV) SAM_DELETE_ARGS=--no-prompts infra/scripts/stack.sh destroy local
+
+e2e-deployed: venv emulator-venv ## Deploy to a fresh emulator, run the e2e suite against the deployed API, destroy (CI)
+	$(WITH_VENV) infra/scripts/e2e-deployed.sh
 
 deploy-dev: venv rust-arm64 ## Build + deploy the dev stack to AWS (needs AWS_PROFILE), print outputs
 	@if [[ -z "$${AWS_PROFILE:-}" ]]; then echo "AWS_PROFILE is not set: run \`AWS_PROFILE=<profile> make deploy-dev\`" >&2; exit 1; fi

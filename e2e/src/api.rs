@@ -131,8 +131,17 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(base: &str, max_idle: usize) -> Result<Self, String> {
+    /// A client of the API at `base`, sending `api_key` (if any) as `x-api-key` on every request.
+    pub fn new(base: &str, max_idle: usize, api_key: Option<&str>) -> Result<Self, String> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(key)
+                .map_err(|_| "the API key is not a valid header value".to_string())?;
+            value.set_sensitive(true);
+            headers.insert("x-api-key", value);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(max_idle)

@@ -19,6 +19,8 @@ Phases (both by default):
 
 Flags (environment variable, default):
   --api-url URL                   (API_URL, http://127.0.0.1:3000)
+  --api-key KEY                   sent as x-api-key; the error checks then also try a
+                                  missing and a wrong key (API_KEY, none)
   --seed-seconds N                seed task's relative time (E2E_SEED_SECONDS, 65)
   --seed-timeout-seconds N        seed must complete within (E2E_SEED_TIMEOUT_SECONDS, 180)
   --tasks N                       precision run's tasks (E2E_TASKS, 200)
@@ -37,6 +39,7 @@ Flags (environment variable, default):
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub api_url: String,
+    pub api_key: Option<String>,
     pub seed: bool,
     pub precision: bool,
     pub seed_seconds: u64,
@@ -60,6 +63,7 @@ pub enum Command {
 /// Flags that take a value, with the environment variable that stands in for each.
 const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--api-url", "API_URL"),
+    ("--api-key", "API_KEY"),
     ("--seed-seconds", "E2E_SEED_SECONDS"),
     ("--seed-timeout-seconds", "E2E_SEED_TIMEOUT_SECONDS"),
     ("--tasks", "E2E_TASKS"),
@@ -143,6 +147,7 @@ pub fn parse(
             .get("--api-url", "http://127.0.0.1:3000".to_string())?
             .trim_end_matches('/')
             .to_string(),
+        api_key: sources.raw("--api-key").map(|key| key.trim().to_string()),
         seed,
         precision,
         seed_seconds: sources.get("--seed-seconds", 65)?,
@@ -246,6 +251,15 @@ mod tests {
         assert_eq!(c.max_p99_ms, 1000);
         assert_eq!(c.receiver_bind, "127.0.0.1:0".parse().unwrap());
         assert_eq!(c.receiver_url, None);
+        assert_eq!(c.api_key, None);
+    }
+
+    #[test]
+    fn the_api_key_comes_from_the_flag_or_the_environment() {
+        let c = config(&[], &[("API_KEY", " k3y ")]);
+        assert_eq!(c.api_key.as_deref(), Some("k3y"));
+        let c = config(&["--api-key", "other"], &[("API_KEY", "k3y")]);
+        assert_eq!(c.api_key.as_deref(), Some("other"));
     }
 
     #[test]

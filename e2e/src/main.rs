@@ -1,11 +1,13 @@
-//! End-to-end checks of a running Tasks Service: the seed scenario (one task followed to
-//! COMPLETED, and beside it two tasks moved earlier and later) and the precision run (many webhooks, timed by our own receiver). `e2e --help`
-//! lists the flags and environment variables.
+//! End-to-end checks of a running Tasks Service: the error shape of what it (or API Gateway in
+//! front of it) answers itself, the seed scenario (one task followed to COMPLETED, and beside it
+//! two tasks moved earlier and later) and the precision run (many webhooks, timed by our own
+//! receiver). `e2e --help` lists the flags and environment variables.
 
 mod api;
 mod bounded;
 mod bulk;
 mod config;
+mod gateway;
 mod histogram;
 mod plan;
 mod precision;
@@ -53,7 +55,11 @@ async fn main() -> ExitCode {
 
 /// Returns each failed phase's reasons; `Err` when the service cannot be tested at all.
 async fn run(config: &Config) -> Result<Vec<String>, String> {
-    let api = Api::new(&config.api_url, config.concurrency)?;
+    let api = Api::new(
+        &config.api_url,
+        config.concurrency,
+        config.api_key.as_deref(),
+    )?;
     let version = api.wait_healthy(HEALTH_TIMEOUT).await?;
     println!("e2e: {} is healthy (version {version})", api.base());
     let run_id = format!(
@@ -63,6 +69,13 @@ async fn run(config: &Config) -> Result<Vec<String>, String> {
     );
 
     let mut failures = Vec::new();
+    match gateway::run(config).await {
+        Ok(()) => println!("error shape: PASS"),
+        Err(reason) => {
+            println!("error shape: FAIL: {reason}");
+            failures.push(format!("error shape: {reason}"));
+        }
+    }
     if config.seed {
         let moved = async {
             if config.seed_seconds < reschedule::MIN_SEED_SECONDS {

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Deploys or destroys the SAM stack (`make deploy-local|destroy-local|deploy-dev|destroy-dev`).
 # Usage: infra/scripts/stack.sh deploy|destroy local|dev|prod
-#   local: LocalStack at $LOCALSTACK_ENDPOINT (default http://localhost:4566), via samlocal, dummy credentials.
+#   local: an AWS emulator at $EMULATOR_ENDPOINT: LocalStack or MiniStack that you run; by default
+#          MiniStack on http://127.0.0.1:$EMULATOR_PORT (4566), started here when nothing answers
+#          there (`make emulator`). The
+#          functions are this machine's own binaries (LOCAL_PROFILE: release, or debug), staged by
+#          infra/scripts/stage-local.py, since the emulator runs them on this host.
 #   dev/prod: real AWS; AWS_PROFILE must be set; region = AWS_REGION, AWS_DEFAULT_REGION, the
 #             profile's region, else us-east-1.
+# PARAMS="Key=Value ..." adds stack parameters (local only, for now).
 # Expects the project venv's bin (sam, samlocal, aws, cargo-lambda) first on PATH (the Makefile does it).
 set -euo pipefail
 
@@ -20,19 +25,18 @@ export SAM_CLI_TELEMETRY=0
 
 case "$env" in
   local)
-    endpoint=${LOCALSTACK_ENDPOINT:-http://localhost:4566}
+    given_endpoint=${EMULATOR_ENDPOINT:-${LOCALSTACK_ENDPOINT:-}}
+    endpoint=${given_endpoint:-http://127.0.0.1:${EMULATOR_PORT:-4566}}
     if ! curl -fsS --max-time 5 "$endpoint/_localstack/health" >/dev/null 2>&1; then
-      cat >&2 <<MSG
-LocalStack does not answer at $endpoint/_localstack/health.
-Start it first (it needs a Docker engine: Lambda code runs in containers), e.g.:
-
-  docker run --rm -it -p 4566:4566 -e SQS_ENDPOINT_STRATEGY=domain \\
-    -v /var/run/docker.sock:/var/run/docker.sock localstack/localstack
-
-The functions are arm64: on an x86_64 Linux host, enable Docker's arm64 emulation once with
-  docker run --privileged --rm tonistiigi/binfmt --install arm64
-MSG
-      exit 1
+      if [[ "$action" == destroy ]]; then
+        echo "no emulator answers at $endpoint: nothing to destroy"
+        exit 0
+      fi
+      if [[ -n "$given_endpoint" ]]; then
+        echo "no emulator answers at $endpoint/_localstack/health; start it first" >&2
+        exit 1
+      fi
+      infra/scripts/emulator.sh start
     fi
     export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
     export AWS_ENDPOINT_URL="$endpoint"
@@ -64,22 +68,49 @@ outputs() {
 
 case "$action" in
   deploy)
-    echo "==> sam build ($env)"
-    sam build --template-file "$template" --build-dir "$build_dir" \
-      --config-file "$samconfig" --config-env "$env"
+    if [[ "$env" == local ]]; then
+      profile=${LOCAL_PROFILE:-release}
+      case "$(uname -m)" in
+        aarch64 | arm64) architecture=arm64 ;;
+        *) architecture=x86_64 ;;
+      esac
+      echo "==> cargo build ($profile, this machine's $architecture)"
+      profile_flag=()
+      [[ "$profile" == release ]] && profile_flag=(--release)
+      # shellcheck disable=SC2046 # one -p per function
+      cargo build ${profile_flag[@]+"${profile_flag[@]}"} $(printf -- '-p %s ' api cron process-sqs-records execute-task update-status)
+      target_dir=$(cargo metadata --no-deps --format-version 1 |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+      build_dir=".aws-sam/local"
+      python3 infra/scripts/stage-local.py "$target_dir/$profile" "$build_dir"
+      # The emulator's receivers are on this machine: private addresses allowed. Its
+      # CloudFormation refuses metric math: those two alarms are left out.
+      # shellcheck disable=SC2206 # PARAMS is a list of Key=Value words
+      overrides=(Stage=local RequireApiKey=false LogRetentionDays=1 WebhookAllowPrivate=true
+        MetricMathAlarms=false "Architecture=$architecture" ${PARAMS:-})
+      profile_args=(--parameter-overrides "${overrides[@]}")
+    else
+      echo "==> sam build ($env)"
+      sam build --template-file "$template" --build-dir "$build_dir" \
+        --config-file "$samconfig" --config-env "$env"
+    fi
     echo "==> ${sam_deploy[*]} deploy ($env, stack $stack)"
+    # Upload progress is one line of carriage returns per function: left out.
     "${sam_deploy[@]}" deploy --template-file "$build_dir/template.yaml" \
       --config-file "$samconfig" --config-env "$env" --stack-name "$stack" \
-      --no-fail-on-empty-changeset ${profile_args[@]+"${profile_args[@]}"}
+      --no-fail-on-empty-changeset ${profile_args[@]+"${profile_args[@]}"} 2>&1 |
+      tr '\r' '\n' | grep -v '^\s*Uploading to '
     echo "==> stack outputs"
     "${aws_cli[@]}" cloudformation describe-stacks --stack-name "$stack" \
       --query 'Stacks[0].Outputs' --output table
     if [[ "$env" == local ]]; then
       api_id=$(outputs ApiId)
+      python3 infra/scripts/emulator-gateway-responses.py "$endpoint" "$api_id" local
       url="$endpoint/restapis/$api_id/local/_user_request_"
+      echo "$url" >"$build_dir/api-url"
       cat <<MSG
 
-API (LocalStack): $url
+API (emulator): $url
 Try:
   curl -s -X POST $url/tasks -H 'content-type: application/json' \\
     -d '{"minutes":2,"webhook":{"url":"https://example.com/hook"}}'

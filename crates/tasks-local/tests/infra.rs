@@ -230,3 +230,108 @@ fn the_generated_signing_secret_is_base64_execute_task_accepts() {
     let example: String = "Ab9+/".chars().cycle().take(length).collect();
     assert!(execute_task::signing::SigningKeys::parse(&example).is_ok());
 }
+
+/// The name a `!Ref` gives, if `value` is one.
+fn reference(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+        _ => None,
+    }
+}
+
+/// What an emulator that runs the functions on its host needs (`make deploy-local`), set by
+/// parameters whose defaults are what AWS gets: the architecture, webhooks to private addresses
+/// (off), and the metric-math alarms (on), which nothing references unless they exist.
+#[test]
+fn an_emulator_gets_its_host_architecture_private_receivers_and_no_metric_math() {
+    let template = template();
+    let parameters = &template["Parameters"];
+    for (name, default) in [
+        ("Architecture", "arm64"),
+        ("WebhookAllowPrivate", "false"),
+        ("MetricMathAlarms", "true"),
+    ] {
+        assert_eq!(
+            parameters[name]["Default"].as_str(),
+            Some(default),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        reference(&template["Globals"]["Function"]["Architectures"][0]),
+        Some("Architecture")
+    );
+    let execute_task = &template["Resources"]["ExecuteTaskFunction"]["Properties"];
+    assert_eq!(
+        reference(&execute_task["Environment"]["Variables"]["WEBHOOK_ALLOW_PRIVATE"]),
+        Some("WebhookAllowPrivate")
+    );
+    let resources = template["Resources"].as_mapping().unwrap();
+    let with_math: BTreeSet<&str> = resources
+        .iter()
+        .filter(|(_, resource)| !resource["Properties"]["Metrics"].is_null())
+        .map(|(name, resource)| {
+            assert_eq!(
+                resource["Condition"].as_str(),
+                Some("HasMetricMathAlarms"),
+                "{name:?}"
+            );
+            name.as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        with_math,
+        BTreeSet::from(["CronErrorsAlarm", "FailedRateAlarm"])
+    );
+    // Referenced only inside the branch of an `!If` on the same condition.
+    let dashboard = serde_yaml_ng::to_string(&template["Resources"]["Dashboard"]).unwrap();
+    for alarm in &with_math {
+        assert_eq!(dashboard.matches(alarm).count(), 1, "{dashboard}");
+    }
+    assert!(dashboard.contains("HasMetricMathAlarms"), "{dashboard}");
+}
+
+/// API Gateway's own answers (a bad key, an unknown route, throttling, its 4xx and 5xx) are in the
+/// service's `{"error": {"code", "message", "requestId"}}` shape, with the status a client expects.
+#[test]
+fn the_gateway_answers_in_the_service_s_error_shape() {
+    let template = template();
+    let responses = &template["Resources"]["Api"]["Properties"]["GatewayResponses"];
+    let mut seen = BTreeSet::new();
+    for (kind, response) in responses.as_mapping().unwrap() {
+        let kind = kind.as_str().unwrap();
+        let body = response["ResponseTemplates"]["application/json"]
+            .as_str()
+            .unwrap()
+            .replace("$context.error.messageString", r#""the gateway's message""#)
+            .replace("$context.requestId", "request-1");
+        let body: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|error| panic!("{kind}: not JSON once filled in: {error}"));
+        let error = &body["error"];
+        for field in ["code", "message"] {
+            assert!(
+                error[field].as_str().is_some_and(|v| !v.is_empty()),
+                "{kind}: {body}"
+            );
+        }
+        assert_eq!(error["requestId"], "request-1", "{kind}");
+        let status = response["StatusCode"].as_str();
+        let expected = match kind {
+            "INVALID_API_KEY" => Some("403"),
+            "MISSING_AUTHENTICATION_TOKEN" => Some("404"),
+            "THROTTLED" | "QUOTA_EXCEEDED" => Some("429"),
+            _ => None,
+        };
+        assert_eq!(status, expected, "{kind}");
+        seen.insert(kind.to_string());
+    }
+    let expected = [
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+        "INVALID_API_KEY",
+        "MISSING_AUTHENTICATION_TOKEN",
+        "QUOTA_EXCEEDED",
+        "THROTTLED",
+    ];
+    assert_eq!(seen, expected.iter().map(|k| k.to_string()).collect());
+}

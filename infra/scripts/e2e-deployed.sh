@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole stack deployed to an AWS emulator and driven end to end (`make e2e-deployed`, a CI
+# step): starts MiniStack on a free port, deploys the template with this machine's binaries
+# (LOCAL_PROFILE, debug by default: the ones `cargo test` built), runs the e2e suite against the
+# deployed API — the seed task through the cron (EventBridge -> cron -> SQS -> process-sqs-records
+# -> Step Functions -> execute-task), a precision run of webhooks handed off by the api to a
+# receiver on this machine, and the gateway's own answers (an unknown route, a missing and a wrong
+# API key) in the service's error shape — then destroys the stack and stops the emulator,
+# whatever happened.
+#
+# Environment:
+#   E2E_DEPLOYED_ARGS  e2e's arguments (default: --seed-seconds 120 --tasks 50 --spread-seconds 30)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+e2e_args=${E2E_DEPLOYED_ARGS:---seed-seconds 120 --tasks 50 --spread-seconds 30}
+EMULATOR_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export EMULATOR_PORT LOCAL_PROFILE=${LOCAL_PROFILE:-debug}
+log="$root/.emulator/ministack.log"
+
+finish() {
+  local status=$?
+  if [[ $status -ne 0 && -f "$log" ]]; then
+    echo "e2e-deployed: FAILED (exit $status); last lines of $log:" >&2
+    tail -n 80 "$log" >&2 || true
+  fi
+  infra/scripts/stack.sh destroy local >/dev/null 2>&1 || true
+  infra/scripts/emulator.sh stop || true
+  exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+started=$(date +%s)
+infra/scripts/emulator.sh start
+# With an API key, as production runs: the e2e client sends it, and checks the gateway's answers
+# to a missing and a wrong one.
+PARAMS="RequireApiKey=true ${PARAMS:-}" infra/scripts/stack.sh deploy local
+api_url=$(cat .aws-sam/local/api-url)
+endpoint="http://127.0.0.1:$EMULATOR_PORT"
+aws_local=(aws --endpoint-url "$endpoint" --region us-east-1)
+key_id=$(AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "${aws_local[@]}" cloudformation describe-stacks \
+  --stack-name tasks-service-local --query "Stacks[0].Outputs[?OutputKey=='ApiKeyId'].OutputValue" --output text)
+API_KEY=$(AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "${aws_local[@]}" apigateway get-api-key \
+  --api-key "$key_id" --include-value --query value --output text)
+export API_KEY
+echo "e2e-deployed: deployed in $(( $(date +%s) - started ))s; e2e $e2e_args against $api_url"
+cargo build -p e2e --bin e2e
+target_dir=$(cargo metadata --no-deps --format-version 1 |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+# shellcheck disable=SC2086 # E2E_DEPLOYED_ARGS is a list of words
+API_URL="$api_url" "$target_dir/debug/e2e" $e2e_args
+echo "e2e-deployed: PASS in $(( $(date +%s) - started ))s"
