@@ -49,7 +49,7 @@ PROFILE_LAMBDA_REQUESTS ?= 50
 CARGO_TEST ?= cargo test --workspace
 
 .PHONY: help venv browser valgrind rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
-	sim sim-long sim-scale bench bench-lambda profile-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev clean-venv \
+	sim sim-long sim-scale bench bench-lambda profile-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev deploy-prod destroy-prod clean-venv \
 	emulator-venv emulator emulator-stop e2e-deployed
 
 help: ## List the targets
@@ -58,7 +58,7 @@ help: ## List the targets
 		awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables: PORT=$(PORT) API_URL=$(API_URL) E2E_ARGS='$(E2E_ARGS)' BENCH_ARGS='$(BENCH_ARGS)'"
-	@echo "           AWS_PROFILE (deploy-dev/destroy-dev), CRON_INTERVAL_SECONDS (e2e-ci, default 5)"
+	@echo "           AWS_PROFILE or other AWS CLI credentials and PARAMS (deploy-*), CRON_INTERVAL_SECONDS (e2e-ci, default 5)"
 
 # ---------------------------------------------------------------- toolchains
 
@@ -212,10 +212,14 @@ destroy-local: venv ## Delete the emulator's stack
 e2e-deployed: venv emulator-venv ## Deploy to a fresh emulator, run the e2e suite against the deployed API, destroy (CI)
 	$(WITH_VENV) infra/scripts/e2e-deployed.sh
 
-deploy-dev: venv rust-arm64 ## Build + deploy the dev stack to AWS (needs AWS_PROFILE), print outputs
-	@if [[ -z "$${AWS_PROFILE:-}" ]]; then echo "AWS_PROFILE is not set: run \`AWS_PROFILE=<profile> make deploy-dev\`" >&2; exit 1; fi
+deploy-dev: venv rust-arm64 ## Build + deploy the dev stack to AWS (any AWS CLI credentials; PARAMS="Key=Value ..."), print outputs
 	$(WITH_VENV) infra/scripts/stack.sh deploy dev
 
-destroy-dev: venv ## Delete the dev stack (needs AWS_PROFILE; asks for confirmation)
-	@if [[ -z "$${AWS_PROFILE:-}" ]]; then echo "AWS_PROFILE is not set: run \`AWS_PROFILE=<profile> make destroy-dev\`" >&2; exit 1; fi
+destroy-dev: venv ## Delete the dev stack (asks for confirmation)
 	$(WITH_VENV) infra/scripts/stack.sh destroy dev
+
+deploy-prod: venv rust-arm64 ## Build + deploy the prod stack (API key required; changeset confirmed; PARAMS="Key=Value ...")
+	$(WITH_VENV) infra/scripts/stack.sh deploy prod
+
+destroy-prod: venv ## Delete the prod stack (asks for confirmation)
+	$(WITH_VENV) infra/scripts/stack.sh destroy prod

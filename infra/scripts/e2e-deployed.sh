@@ -5,7 +5,8 @@
 # deployed API — the seed task through the cron (EventBridge -> cron -> SQS -> process-sqs-records
 # -> Step Functions -> execute-task), a precision run of webhooks handed off by the api to a
 # receiver on this machine, and the gateway's own answers (an unknown route, a missing and a wrong
-# API key) in the service's error shape — then destroys the stack and stops the emulator,
+# API key) in the service's error shape; then checks that every finished task carries its
+# expiresAt (the table's TTL attribute) — then destroys the stack and stops the emulator,
 # whatever happened.
 #
 # Environment:
@@ -53,4 +54,22 @@ target_dir=$(cargo metadata --no-deps --format-version 1 |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 # shellcheck disable=SC2086 # E2E_DEPLOYED_ARGS is a list of words
 API_URL="$api_url" "$target_dir/debug/e2e" $e2e_args
+
+# Data with a lifetime: every finished task carries its expiresAt. (MiniStack's CloudFormation
+# does not apply the table's TimeToLiveSpecification: a test of the template checks it.)
+table=tasksTable-local
+finished_count() {
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "${aws_local[@]}" dynamodb scan --table-name "$table" \
+    --filter-expression "taskStatus IN (:completed, :failed, :cancelled) AND $1" \
+    --expression-attribute-values \
+    '{":completed": {"S": "COMPLETED"}, ":failed": {"S": "FAILED"}, ":cancelled": {"S": "CANCELLED"}}' \
+    --select COUNT --query Count --output text
+}
+expiring=$(finished_count "attribute_exists(expiresAt)")
+kept=$(finished_count "attribute_not_exists(expiresAt)")
+echo "e2e-deployed: finished tasks with expiresAt: $expiring, without: $kept"
+if [[ "$expiring" -eq 0 || "$kept" -ne 0 ]]; then
+  echo "e2e-deployed: FAIL: every finished task must carry expiresAt" >&2
+  exit 1
+fi
 echo "e2e-deployed: PASS in $(( $(date +%s) - started ))s"

@@ -6,9 +6,10 @@
 #          there (`make emulator`). The
 #          functions are this machine's own binaries (LOCAL_PROFILE: release, or debug), staged by
 #          infra/scripts/stage-local.py, since the emulator runs them on this host.
-#   dev/prod: real AWS; AWS_PROFILE must be set; region = AWS_REGION, AWS_DEFAULT_REGION, the
-#             profile's region, else us-east-1.
-# PARAMS="Key=Value ..." adds stack parameters (local only, for now).
+#   dev/prod: real AWS, with any credentials the AWS CLI resolves (AWS_PROFILE, the environment's
+#             keys, SSO or role credentials), checked first with `aws sts get-caller-identity`;
+#             region = AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1.
+# PARAMS="Key=Value ..." adds stack parameters to the stage's own.
 # Expects the project venv's bin (sam, samlocal, aws, cargo-lambda) first on PATH (the Makefile does it).
 set -euo pipefail
 
@@ -44,16 +45,31 @@ case "$env" in
     aws_cli=(aws --endpoint-url "$endpoint")
     ;;
   dev | prod)
-    if [[ -z "${AWS_PROFILE:-}" ]]; then
-      echo "AWS_PROFILE is not set: run e.g. \`AWS_PROFILE=my-profile make ${action}-$env\`" >&2
-      exit 1
-    fi
-    region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region --profile "$AWS_PROFILE" 2>/dev/null || true)}}
+    # Any credentials the AWS CLI resolves: a profile (AWS_PROFILE), the environment's keys,
+    # SSO-exported or role credentials, an instance or container role.
+    profile_args=()
+    [[ -n "${AWS_PROFILE:-}" ]] && profile_args=(--profile "$AWS_PROFILE")
+    region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region ${profile_args[@]+"${profile_args[@]}"} 2>/dev/null || true)}}
     region=${region:-us-east-1}
     export AWS_REGION=$region AWS_DEFAULT_REGION=$region
+    profile_args+=(--region "$region")
+    if ! account=$(aws sts get-caller-identity "${profile_args[@]}" --query Account --output text 2>&1); then
+      cat >&2 <<MSG
+No AWS credentials the AWS CLI can use ($account).
+Give a profile (AWS_PROFILE=my-profile make ${action}-$env), or export AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), e.g. from \`aws configure export-credentials\`.
+MSG
+      exit 1
+    fi
+    echo "==> AWS account $account, region $region"
     sam_deploy=(sam)
-    aws_cli=(aws --profile "$AWS_PROFILE" --region "$region")
-    profile_args=(--profile "$AWS_PROFILE" --region "$region")
+    aws_cli=(aws "${profile_args[@]}")
+    # The stage's parameters (the samconfig's are replaced by any given here), then PARAMS.
+    # shellcheck disable=SC2206 # PARAMS is a list of Key=Value words
+    case "$env" in
+      dev) overrides=(Stage=dev ${PARAMS:-}) ;;
+      prod) overrides=(Stage=prod RequireApiKey=auto LogRetentionDays=90 ${PARAMS:-}) ;;
+    esac
     ;;
   *)
     echo "unknown environment: $env (local, dev or prod)" >&2
@@ -93,13 +109,14 @@ case "$action" in
       echo "==> sam build ($env)"
       sam build --template-file "$template" --build-dir "$build_dir" \
         --config-file "$samconfig" --config-env "$env"
+      profile_args+=(--parameter-overrides "${overrides[@]}")
     fi
     echo "==> ${sam_deploy[*]} deploy ($env, stack $stack)"
     # Upload progress is one line of carriage returns per function: left out.
     "${sam_deploy[@]}" deploy --template-file "$build_dir/template.yaml" \
       --config-file "$samconfig" --config-env "$env" --stack-name "$stack" \
       --no-fail-on-empty-changeset ${profile_args[@]+"${profile_args[@]}"} 2>&1 |
-      tr '\r' '\n' | grep -v '^\s*Uploading to '
+      tr '\r' '\n' | sed '/^[[:space:]]*Uploading to /d'
     echo "==> stack outputs"
     "${aws_cli[@]}" cloudformation describe-stacks --stack-name "$stack" \
       --query 'Stacks[0].Outputs' --output table
@@ -128,7 +145,12 @@ Try:
     -d '{"minutes":2,"webhook":{"url":"https://example.com/hook"}}'
 MSG
       if [[ -n "$key_id" && "$key_id" != None ]]; then
-        echo "  API key required (x-api-key): ${aws_cli[*]} apigateway get-api-key --api-key $key_id --include-value --query value --output text"
+        key=$("${aws_cli[@]}" apigateway get-api-key --api-key "$key_id" --include-value --query value --output text)
+        cat <<MSG
+The API needs its key in x-api-key on every route but /health and /openapi.json:
+  curl -s $url/tasks?status=SCHEDULED -H 'x-api-key: $key'
+  API_URL=$url API_KEY=$key make run-e2e-test
+MSG
       fi
     fi
     ;;

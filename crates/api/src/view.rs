@@ -40,6 +40,12 @@ pub struct TaskView {
     pub executed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lateness_ms: Option<i64>,
+    /// When the finished task is deleted (the deployment's `RetentionDays`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_millis::option"
+    )]
+    pub expires_at: Option<DateTime<Utc>>,
     /// For a change that moved a webhook or callback to another origin: the stored headers it
     /// dropped (`webhook.headers.<name>`), whose values were given for the old receiver.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -64,6 +70,9 @@ impl TaskView {
             last_error: task.last_error.clone(),
             executed_at: task.executed_at,
             lateness_ms: task.lateness_ms,
+            expires_at: task
+                .expires_at
+                .and_then(|at| DateTime::from_timestamp(at, 0)),
             dropped_headers: Vec::new(),
         }
     }

@@ -37,6 +37,8 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoDbStore {
     client: Client,
     table_name: String,
+    /// How long finished tasks are kept (`None`: for ever).
+    retention: Option<std::time::Duration>,
 }
 
 impl DynamoDbStore {
@@ -44,7 +46,14 @@ impl DynamoDbStore {
         DynamoDbStore {
             client,
             table_name: table_name.into(),
+            retention: None,
         }
+    }
+
+    /// The store that gives a finished task `expiresAt` (the table's TTL attribute) `retention`
+    /// after it finished; `None` keeps finished tasks for ever.
+    pub fn with_retention(self, retention: Option<std::time::Duration>) -> Self {
+        DynamoDbStore { retention, ..self }
     }
 
     pub fn table_name(&self) -> &str {
@@ -332,7 +341,7 @@ impl TaskStore for DynamoDbStore {
     }
 
     async fn transition(&self, id: &str, change: &Transition) -> Result<Task, StoreError> {
-        let update = Update::from_transition(id, change)?;
+        let update = Update::from_transition(id, change, change.expiry(self.retention))?;
         let result = self
             .client
             .update_item()
@@ -386,7 +395,13 @@ struct Update {
 }
 
 impl Update {
-    fn from_transition(id: &str, change: &Transition) -> Result<Update, StoreError> {
+    /// The conditional update `change` makes; `expiry` is the TTL attribute it sets or removes
+    /// ([`Transition::expiry`]).
+    fn from_transition(
+        id: &str,
+        change: &Transition,
+        expiry: Option<Option<i64>>,
+    ) -> Result<Update, StoreError> {
         let s = AttributeValue::S;
         let mut names: HashMap<String, String> = [
             ("#id", "id"),
@@ -542,6 +557,11 @@ impl Update {
                 "#nextAttempt",
                 "nextAttempt",
                 attribute_change(&next_attempt_change(change))?,
+            ),
+            (
+                "#expiresAt",
+                "expiresAt",
+                expiry.map(|at| at.map(|at| AttributeValue::N(at.to_string()))),
             ),
         ] {
             match value {
@@ -857,6 +877,7 @@ mod tests {
         let update = Update::from_transition(
             "a",
             &Transition::new(Event::Cancel, at).if_last_updated_at(at),
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -891,7 +912,7 @@ mod tests {
             .with_error("boom")
             .executed(at, 5);
         change.changes.attempt_at = Some(at);
-        let update = Update::from_transition("a", &change).unwrap();
+        let update = Update::from_transition("a", &change, None).unwrap();
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1) \
@@ -933,7 +954,7 @@ mod tests {
                 payload: Some(None),
                 ..Default::default()
             });
-        let update = Update::from_transition("a", &change).unwrap();
+        let update = Update::from_transition("a", &change, None).unwrap();
         assert_eq!(
             update.update,
             "SET #status = :to, #shard = :shard, #updated = :at, #writeToken = :writeToken, \
@@ -954,7 +975,7 @@ mod tests {
     fn a_claim_is_bounded_by_the_start_it_read() {
         let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
         let change = Transition::new(Event::Claim, at).if_starting_by(1_906_545_600);
-        let update = Update::from_transition("a", &change).unwrap();
+        let update = Update::from_transition("a", &change, None).unwrap();
         assert!(
             update
                 .condition
@@ -974,7 +995,7 @@ mod tests {
         let change = Transition::new(Event::Restart, at)
             .in_series(0)
             .if_last_updated_at(at);
-        let update = Update::from_transition("a", &change).unwrap();
+        let update = Update::from_transition("a", &change, None).unwrap();
         assert_eq!(
             update.condition,
             "attribute_exists(#id) AND #status IN (:from0, :from1) \
@@ -996,11 +1017,11 @@ mod tests {
             slot: Some("slot-1".into()),
             ..Default::default()
         });
-        let update = Update::from_transition("a", &claim).unwrap();
+        let update = Update::from_transition("a", &claim, None).unwrap();
         assert!(update.update.contains("#slot = :slot"), "{}", update.update);
         assert_eq!(update.values[":slot"], AttributeValue::S("slot-1".into()));
         let begin = Transition::new(Event::BeginAttempt, at);
-        let update = Update::from_transition("a", &begin).unwrap();
+        let update = Update::from_transition("a", &begin, None).unwrap();
         assert!(!update.update.contains("#slot"), "{}", update.update);
     }
 }

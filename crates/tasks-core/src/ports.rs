@@ -231,6 +231,22 @@ impl Transition {
     }
 
     /// The task after the change (the in-memory store's update).
+    /// The `expiresAt` (epoch seconds) this change leaves on the task where finished tasks are
+    /// kept for `retention`: a change to a terminal status sets it to `retention` after the
+    /// change, one out of a terminal status (a retry) removes it (`Some(None)`); `None`: the
+    /// change leaves it as it is.
+    pub fn expiry(&self, retention: Option<std::time::Duration>) -> Option<Option<i64>> {
+        let retention = retention?;
+        if self.event.to().is_terminal() {
+            let kept = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+            Some(Some(self.at.timestamp().saturating_add(kept)))
+        } else if self.event.from().iter().any(|status| status.is_terminal()) {
+            Some(None)
+        } else {
+            None
+        }
+    }
+
     pub fn apply(&self, task: &Task) -> Task {
         let mut next = task.clone();
         next.task_status = self.event.to();
@@ -545,5 +561,33 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    /// Every event against the rule: a change to a terminal status expires the task `retention`
+    /// after it, a change out of one (a retry) removes the expiry, any other leaves it; with no
+    /// retention, nothing expires.
+    #[test]
+    fn a_finished_task_expires_after_the_retention_and_a_retry_keeps_it_again() {
+        let at = Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap();
+        let day = Duration::from_secs(86_400);
+        for event in Event::ALL {
+            let change = Transition::new(event, at);
+            let expected = if event.to().is_terminal() {
+                Some(Some(at.timestamp() + 86_400))
+            } else if event == Event::Retry {
+                Some(None)
+            } else {
+                None
+            };
+            assert_eq!(change.expiry(Some(day)), expected, "{event:?}");
+            assert_eq!(change.expiry(None), None, "{event:?}");
+        }
     }
 }

@@ -219,6 +219,11 @@ pub struct Task {
     /// [`Event::ClaimCallback`]: crate::status::Event::ClaimCallback
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_series: Option<u32>,
+    /// When the finished task is deleted, in epoch seconds (the table's TTL attribute): set by a
+    /// change to a terminal status where the deployment keeps finished tasks for a time, removed
+    /// by a retry. DynamoDB deletes the item, attempts included, within a few days after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 /// A retry the task's policy asked for after attempt `after_attempt` of series `series`.
@@ -268,6 +273,7 @@ impl Task {
             write_token: Some(new_write_token()),
             next_attempt: None,
             callback_series: None,
+            expires_at: None,
         }
     }
 

@@ -6,10 +6,12 @@ use std::collections::BTreeSet;
 const TEMPLATE: &str = include_str!("../../../infra/template.yaml");
 const STATE_MACHINE: &str = include_str!("../../../state-machine/tasks.asl.json");
 
-/// Each Lambda binary and the environment its `main` reads.
+/// Each Lambda binary and the environment its `main` reads (each builds its store with
+/// `tasks_aws::store_from_env`, which also reads the retention).
 fn functions() -> Vec<(&'static str, Vec<&'static str>)> {
     let schedule = tasks_core::schedule::SCHEDULE_ENVIRONMENT.to_vec();
-    let with_schedule = |own: &[&'static str]| [own, &schedule].concat();
+    let store = [tasks_aws::RETENTION_DAYS];
+    let with_schedule = |own: &[&'static str]| [own, &schedule, &store].concat();
     vec![
         ("api", with_schedule(&api::ENVIRONMENT)),
         ("cron", with_schedule(&cron::ENVIRONMENT)),
@@ -18,7 +20,10 @@ fn functions() -> Vec<(&'static str, Vec<&'static str>)> {
             with_schedule(&process_sqs_records::ENVIRONMENT),
         ),
         ("execute-task", with_schedule(&execute_task::ENVIRONMENT)),
-        ("update-status", update_status::ENVIRONMENT.to_vec()),
+        (
+            "update-status",
+            [&update_status::ENVIRONMENT[..], &store].concat(),
+        ),
     ]
 }
 
@@ -334,4 +339,20 @@ fn the_gateway_answers_in_the_service_s_error_shape() {
         "THROTTLED",
     ];
     assert_eq!(seen, expected.iter().map(|k| k.to_string()).collect());
+}
+
+/// Data with a lifetime: finished tasks carry `expiresAt` (`RetentionDays` after they finished,
+/// 30 by default, read by every function's store) and the table's TTL deletes them.
+#[test]
+fn finished_tasks_expire_through_the_table_s_ttl() {
+    let template = template();
+    let retention = &template["Parameters"]["RetentionDays"];
+    assert_eq!(retention["Default"].as_u64(), Some(30));
+    assert_eq!(
+        reference(&template["Globals"]["Function"]["Environment"]["Variables"]["RETENTION_DAYS"]),
+        Some("RetentionDays")
+    );
+    let ttl = &template["Resources"]["TasksTable"]["Properties"]["TimeToLiveSpecification"];
+    assert_eq!(ttl["AttributeName"].as_str(), Some("expiresAt"));
+    assert_eq!(ttl["Enabled"].as_bool(), Some(true));
 }

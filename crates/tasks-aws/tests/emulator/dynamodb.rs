@@ -913,3 +913,38 @@ async fn reshard_puts_unkeyed_items_back_in_the_index_once() {
     );
     assert_eq!(store.reshard().await.unwrap().rewritten, 0);
 }
+
+/// With a retention, a task that finishes carries `expiresAt` (the table's TTL attribute) that
+/// long after, read back on the task; a retry of a FAILED task removes it.
+#[tokio::test]
+async fn a_finished_task_expires_after_the_retention_until_it_is_retried() {
+    let (store, client) = store().await;
+    let store = store.with_retention(Some(std::time::Duration::from_secs(30 * 86_400)));
+    store
+        .create(&task("e", TaskStatus::InProgress, 0))
+        .await
+        .unwrap();
+    let running = store.get("e").await.unwrap().unwrap();
+    assert_eq!(running.expires_at, None);
+    let failed = store
+        .transition("e", &Transition::new(Event::Fail, at(130)))
+        .await
+        .unwrap();
+    assert_eq!(failed.expires_at, Some(at(130).timestamp() + 30 * 86_400));
+    let item = client
+        .get_item()
+        .table_name(store.table_name())
+        .key("id", AttributeValue::S("e".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        item.item().unwrap()["expiresAt"],
+        AttributeValue::N((at(130).timestamp() + 30 * 86_400).to_string())
+    );
+    let retried = store
+        .transition("e", &Transition::new(Event::Retry, at(140)))
+        .await
+        .unwrap();
+    assert_eq!(retried.expires_at, None);
+}
