@@ -43,9 +43,11 @@ PARAMS="RequireApiKey=true ${PARAMS:-}" infra/scripts/stack.sh deploy local
 api_url=$(cat .aws-sam/local/api-url)
 endpoint="http://127.0.0.1:$EMULATOR_PORT"
 aws_local=(aws --endpoint-url "$endpoint" --region us-east-1)
-key_id=$(AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "${aws_local[@]}" cloudformation describe-stacks \
+# The emulator takes any credentials.
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+key_id=$("${aws_local[@]}" cloudformation describe-stacks \
   --stack-name tasks-service-local --query "Stacks[0].Outputs[?OutputKey=='ApiKeyId'].OutputValue" --output text)
-API_KEY=$(AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "${aws_local[@]}" apigateway get-api-key \
+API_KEY=$("${aws_local[@]}" apigateway get-api-key \
   --api-key "$key_id" --include-value --query value --output text)
 export API_KEY
 echo "e2e-deployed: deployed in $(( $(date +%s) - started ))s; e2e $e2e_args against $api_url"
@@ -59,7 +61,7 @@ API_URL="$api_url" "$target_dir/debug/e2e" $e2e_args
 # does not apply the table's TimeToLiveSpecification: a test of the template checks it.)
 table=tasksTable-local
 finished_count() {
-  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "${aws_local[@]}" dynamodb scan --table-name "$table" \
+  "${aws_local[@]}" dynamodb scan --table-name "$table" \
     --filter-expression "taskStatus IN (:completed, :failed, :cancelled) AND $1" \
     --expression-attribute-values \
     '{":completed": {"S": "COMPLETED"}, ":failed": {"S": "FAILED"}, ":cancelled": {"S": "CANCELLED"}}' \

@@ -92,7 +92,7 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing: Option<Signing>,
     /// Shown when `false`, the default being to keep them.
-    #[serde(skip_serializing_if = "is_kept")]
+    #[serde(skip_serializing_if = "tasks_core::task::is_kept")]
     pub keep_response_body: bool,
 }
 
@@ -111,8 +111,4 @@ impl WebhookView {
             keep_response_body: webhook.keep_response_body,
         }
     }
-}
-
-fn is_kept(keep: &bool) -> bool {
-    *keep
 }

@@ -21,14 +21,9 @@ fn header<'a>(response: &'a Value, name: &str) -> Option<&'a str> {
         })
 }
 
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a JSON body")
-}
-
-#[tokio::test]
-async fn answers_api_gateway_proxy_events() {
-    let resources = Resources::create().await;
-    let function = Function::on_emulator("api", env!("CARGO_BIN_EXE_api"))
+/// The api on the emulator with the stack's table, queue and state machine, as the template wires it.
+async fn api_function(resources: &Resources) -> Function {
+    Function::on_emulator("api", env!("CARGO_BIN_EXE_api"))
         .await
         .env("TABLE_NAME", &resources.table_name)
         .env("QUEUE_URL", &resources.queue_url)
@@ -36,7 +31,17 @@ async fn answers_api_gateway_proxy_events() {
             "STATE_MACHINE_ARN",
             resources.workflow().state_machine_arn(),
         )
-        .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
+        .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a JSON body")
+}
+
+#[tokio::test]
+async fn answers_api_gateway_proxy_events() {
+    let resources = Resources::create().await;
+    let function = api_function(&resources).await;
     let process = function.spawn();
 
     let created = function
@@ -93,15 +98,7 @@ async fn answers_api_gateway_proxy_events() {
 async fn at_trace_the_raw_event_and_its_secrets_are_never_logged() {
     let resources = Resources::create().await;
     let secret = format!("Bearer {}", uuid::Uuid::new_v4().simple());
-    let function = Function::on_emulator("api", env!("CARGO_BIN_EXE_api"))
-        .await
-        .env("TABLE_NAME", &resources.table_name)
-        .env("QUEUE_URL", &resources.queue_url)
-        .env(
-            "STATE_MACHINE_ARN",
-            resources.workflow().state_machine_arn(),
-        )
-        .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true");
+    let function = api_function(&resources).await;
     let event = events::api_post_tasks(&json!({"hours": 1, "webhook": {
         "url": "https://example.com/hook", "headers": {"Authorization": secret}}}));
     lambda_harness::assert_event_never_logged(function, &event, &secret).await;

@@ -49,8 +49,7 @@ pub async fn create_task(
         validate_idempotency_key(key)?;
     }
     let new_task = NewTask::parse(body, now)?;
-    signing_secrets.check(new_task.webhook.as_ref(), "webhook")?;
-    signing_secrets.check(new_task.on_failure.as_ref(), "onFailure")?;
+    signing_secrets.check_requests(new_task.webhook.as_ref(), new_task.on_failure.as_ref())?;
     let id = match idempotency_key {
         Some(key) => Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes()),
         None => Uuid::new_v4(),

@@ -90,14 +90,10 @@ async fn apply(
         }
         // The merge was computed from this read: write it only if nobody changed the task since.
         let mut changes = patch.changes_for(&task, ports.schedule)?;
-        if let Some(webhook) = &changes.webhook {
-            ports.signing_secrets.check(webhook.as_ref(), "webhook")?;
-        }
-        if let Some(on_failure) = &changes.on_failure {
-            ports
-                .signing_secrets
-                .check(on_failure.as_ref(), "onFailure")?;
-        }
+        ports.signing_secrets.check_requests(
+            changes.webhook.as_ref().and_then(Option::as_ref),
+            changes.on_failure.as_ref().and_then(Option::as_ref),
+        )?;
         if event == Event::Retry {
             // The new series adds its attempts to a history kept within its bound.
             let excess = task

@@ -45,9 +45,18 @@ impl SigningSecretNames {
         self.0.iter().map(String::as_str)
     }
 
-    /// Refuses a request (the `webhook` or `onFailure` named `field`) that names a secret the
-    /// operator did not create: its attempts could only fail.
-    pub fn check(&self, request: Option<&Webhook>, field: &str) -> Result<(), ValidationError> {
+    /// Refuses a task's webhook or callback that names a secret the operator did not create: its
+    /// attempts could only fail.
+    pub fn check_requests(
+        &self,
+        webhook: Option<&Webhook>,
+        on_failure: Option<&Webhook>,
+    ) -> Result<(), ValidationError> {
+        self.check(webhook, "webhook")?;
+        self.check(on_failure, "onFailure")
+    }
+
+    fn check(&self, request: Option<&Webhook>, field: &str) -> Result<(), ValidationError> {
         let Some(signing) = request.and_then(|request| request.signing.as_ref()) else {
             return Ok(());
         };
@@ -108,11 +117,19 @@ mod tests {
             }),
             ..Webhook::new("https://example.com/", "POST")
         };
-        assert_eq!(names.check(None, "webhook"), Ok(()));
+        assert_eq!(names.check_requests(None, None), Ok(()));
         let unsigned = Webhook::new("https://example.com/", "POST");
-        assert_eq!(names.check(Some(&unsigned), "webhook"), Ok(()));
-        assert_eq!(names.check(Some(&signed("billing")), "webhook"), Ok(()));
-        let error = names.check(Some(&signed("crm")), "onFailure").unwrap_err();
+        let billing = signed("billing");
+        assert_eq!(
+            names.check_requests(Some(&unsigned), Some(&billing)),
+            Ok(())
+        );
+        let crm = signed("crm");
+        let error = names.check_requests(Some(&crm), None).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("webhook.signing.secret"));
+        let error = names
+            .check_requests(Some(&billing), Some(&crm))
+            .unwrap_err();
         assert_eq!(error.code, "unknown_signing_secret");
         assert_eq!(error.field.as_deref(), Some("onFailure.signing.secret"));
         assert!(error.message.contains("has billing"), "{}", error.message);

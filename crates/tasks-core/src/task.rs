@@ -97,8 +97,8 @@ fn keeps() -> bool {
     true
 }
 
-/// Answers are kept unless the request says otherwise, so only `false` is stored.
-fn is_kept(keep: &bool) -> bool {
+/// Answers are kept unless the request says otherwise, so only `false` is stored or shown.
+pub fn is_kept(keep: &bool) -> bool {
     *keep
 }
 
