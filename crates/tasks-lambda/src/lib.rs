@@ -15,34 +15,52 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 /// `AWS_LAMBDA_LOG_LEVEL` say: the Lambda runtime logs every raw event at TRACE (an API
 /// request's `Authorization`, a task's webhook headers), the AWS SDK every request, response and
 /// decoded output (a task's item, its header values included), and the HTTP stacks their frames.
-pub const VALUE_LOGGING_OFF: [&str; 6] = [
-    "lambda_runtime::layers::api_response=off",
-    "aws_smithy_runtime=debug",
-    "aws_smithy_runtime_api=debug",
-    "aws_smithy_http=debug",
-    "hyper=debug",
-    "h2=debug",
+/// Each target's cap; the function's level applies below it (a cap never lifts a target above
+/// the function's level: at INFO, the SDK's DEBUG lines stay out).
+pub const VALUE_LOGGING_CAPS: [(&str, LevelFilter); 6] = [
+    ("lambda_runtime::layers::api_response", LevelFilter::OFF),
+    ("aws_smithy_runtime", LevelFilter::DEBUG),
+    ("aws_smithy_runtime_api", LevelFilter::DEBUG),
+    ("aws_smithy_http", LevelFilter::DEBUG),
+    ("hyper", LevelFilter::DEBUG),
+    ("h2", LevelFilter::DEBUG),
 ];
+
+/// The function's level: `AWS_LAMBDA_LOG_LEVEL` (what Lambda sets from the template's logging
+/// config), else `RUST_LOG` when it is a bare level, else INFO.
+fn level_from(aws_level: Option<&str>, rust_log: Option<&str>) -> LevelFilter {
+    aws_level
+        .or(rust_log)
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO)
+}
+
+/// `RUST_LOG`'s directives at `level` by default, then each target's cap (at most `level`),
+/// added last so that no directive lifts it.
+fn filter(level: LevelFilter, rust_log: Option<&str>) -> EnvFilter {
+    let builder = EnvFilter::builder().with_default_directive(level.into());
+    let filter = builder.parse_lossy(rust_log.unwrap_or_default());
+    VALUE_LOGGING_CAPS
+        .iter()
+        .fold(filter, |filter, (target, cap)| {
+            let directive = format!("{target}={}", (*cap).min(level));
+            filter.add_directive(directive.parse().expect("a valid directive"))
+        })
+}
 
 /// The functions' logging: the Lambda runtime's default (the level from `AWS_LAMBDA_LOG_LEVEL`
 /// or `RUST_LOG`, JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON`), with the logging that would
-/// carry values held back ([`VALUE_LOGGING_OFF`]), added last so that no directive lifts it.
+/// carry values held back ([`VALUE_LOGGING_CAPS`]).
 pub fn init_logging() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
-    let level = level
-        .ok()
-        .and_then(|level| level.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::INFO);
-    let filter = VALUE_LOGGING_OFF.iter().fold(
-        EnvFilter::builder()
-            .with_default_directive(level.into())
-            .from_env_lossy(),
-        |filter, directive| filter.add_directive(directive.parse().expect("a valid directive")),
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let level = level_from(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+        rust_log.as_deref(),
     );
     let logger = tracing_subscriber::fmt()
         .with_target(false)
         .without_time()
-        .with_env_filter(filter);
+        .with_env_filter(filter(level, rust_log.as_deref()));
     let format = std::env::var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
     if format.eq_ignore_ascii_case("json") {
         logger.json().init()
@@ -118,4 +136,76 @@ where
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Which of (target, level) a function logging at `level` with `rust_log` writes.
+    fn writes(level: LevelFilter, rust_log: &str, target: &str, at: Level) -> bool {
+        let subscriber = tracing_subscriber::registry().with(filter(level, Some(rust_log)));
+        tracing::subscriber::with_default(subscriber, || match (target, at) {
+            ("aws_smithy_runtime", Level::DEBUG) => {
+                tracing::enabled!(target: "aws_smithy_runtime", Level::DEBUG)
+            }
+            ("aws_smithy_runtime", Level::TRACE) => {
+                tracing::enabled!(target: "aws_smithy_runtime", Level::TRACE)
+            }
+            ("hyper", Level::DEBUG) => tracing::enabled!(target: "hyper", Level::DEBUG),
+            ("lambda_runtime::layers::api_response", Level::ERROR) => {
+                tracing::enabled!(target: "lambda_runtime::layers::api_response", Level::ERROR)
+            }
+            ("tasks_core", Level::INFO) => tracing::enabled!(target: "tasks_core", Level::INFO),
+            ("tasks_core", Level::DEBUG) => tracing::enabled!(target: "tasks_core", Level::DEBUG),
+            other => panic!("no probe for {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_cap_never_lifts_a_target_above_the_function_s_level() {
+        let info = LevelFilter::INFO;
+        assert!(writes(info, "", "tasks_core", Level::INFO));
+        assert!(!writes(info, "", "tasks_core", Level::DEBUG));
+        assert!(!writes(info, "", "aws_smithy_runtime", Level::DEBUG));
+        assert!(!writes(info, "", "hyper", Level::DEBUG));
+    }
+
+    #[test]
+    fn values_stay_out_whatever_the_level_asks() {
+        let trace = LevelFilter::TRACE;
+        let everything = "trace,aws_smithy_runtime=trace,lambda_runtime=trace";
+        assert!(writes(
+            trace,
+            everything,
+            "aws_smithy_runtime",
+            Level::DEBUG
+        ));
+        assert!(!writes(
+            trace,
+            everything,
+            "aws_smithy_runtime",
+            Level::TRACE
+        ));
+        assert!(!writes(
+            trace,
+            everything,
+            "lambda_runtime::layers::api_response",
+            Level::ERROR
+        ));
+        assert!(writes(LevelFilter::DEBUG, "", "tasks_core", Level::DEBUG));
+    }
+
+    #[test]
+    fn the_level_is_lambda_s_then_a_bare_rust_log_then_info() {
+        assert_eq!(level_from(Some("WARN"), Some("debug")), LevelFilter::WARN);
+        assert_eq!(level_from(None, Some("debug")), LevelFilter::DEBUG);
+        assert_eq!(
+            level_from(None, Some("tasks_core=debug")),
+            LevelFilter::INFO
+        );
+        assert_eq!(level_from(None, None), LevelFilter::INFO);
+    }
 }
