@@ -13,9 +13,12 @@ VENV := $(ROOT)/.venv
 VENV_BIN := $(VENV)/bin
 PYTHON ?= python3
 REQUIREMENTS := infra/requirements.txt
-# The stamp names the requirements' hash: editing infra/requirements.txt reinstalls.
-REQ_HASH := $(shell $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest()[:16])' $(REQUIREMENTS))
+LOCAL_REQUIREMENTS := infra/requirements-local.txt
+# A stamp names its requirements' hash: editing them reinstalls.
+files_hash = $(shell $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(b"".join(open(f,"rb").read() for f in sys.argv[1:])).hexdigest()[:16])' $(1))
+REQ_HASH := $(call files_hash,$(REQUIREMENTS) $(LOCAL_REQUIREMENTS))
 VENV_STAMP := $(VENV)/.installed-$(REQ_HASH)
+LOCAL_VENV_STAMP := $(VENV)/.installed-local-$(call files_hash,$(LOCAL_REQUIREMENTS))
 # The venv's tools (sam, cfn-lint, statelint, cargo-lambda, zig, moto_server, aws) come first.
 WITH_VENV := PATH="$(VENV_BIN):$$PATH"
 
@@ -48,9 +51,9 @@ BENCH_LAMBDA_WARM ?= 300
 PROFILE_LAMBDA_REQUESTS ?= 50
 CARGO_TEST ?= cargo test --workspace
 
-.PHONY: help venv browser valgrind rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
+.PHONY: help venv local-venv browser valgrind rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
 	sim sim-long sim-scale bench bench-lambda profile-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev deploy-prod destroy-prod clean-venv \
-	emulator-venv emulator emulator-stop e2e-deployed
+	emulator-venv emulator emulator-stop e2e-deployed redrive
 
 help: ## List the targets
 	@echo "Tasks Service — make targets:"
@@ -64,7 +67,7 @@ help: ## List the targets
 
 venv: $(VENV_STAMP) ## Python tools into .venv (moto, cargo-lambda, SAM CLI, awscli, cfn-lint, statelint)
 
-$(VENV_STAMP): $(REQUIREMENTS)
+$(VENV_STAMP): $(REQUIREMENTS) $(LOCAL_REQUIREMENTS)
 	@echo "==> .venv: installing $(REQUIREMENTS)"
 	@start=$$(date +%s); \
 	test -x $(VENV_BIN)/python || $(PYTHON) -m venv $(VENV); \
@@ -72,6 +75,19 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	$(VENV_BIN)/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS); \
 	touch $@; \
 	echo "==> .venv ready in $$(( $$(date +%s) - start ))s"
+
+# `make dev` needs moto alone: a first run installs only that (the full set, when installed,
+# includes it).
+local-venv: ## moto alone into .venv (what make dev needs), unless `make venv` installed everything
+	@if [[ -f $(VENV_STAMP) || -f $(LOCAL_VENV_STAMP) ]]; then :; else \
+		echo "==> .venv: installing $(LOCAL_REQUIREMENTS)"; \
+		start=$$(date +%s); \
+		test -x $(VENV_BIN)/python || $(PYTHON) -m venv $(VENV); \
+		rm -f $(VENV)/.installed-local-*; \
+		$(VENV_BIN)/python -m pip install --quiet --disable-pip-version-check -r $(LOCAL_REQUIREMENTS); \
+		touch $(LOCAL_VENV_STAMP); \
+		echo "==> .venv (local mode) ready in $$(( $$(date +%s) - start ))s"; \
+	fi
 
 clean-venv: ## Remove .venv (next `make venv` reinstalls)
 	rm -rf $(VENV)
@@ -159,7 +175,7 @@ e2e-ci: venv ## Short e2e against tasks-local on a free port (E2E_ARGS, CRON_INT
 
 # ---------------------------------------------------------------- local runs
 
-dev: venv ## Run the whole service locally (tasks-local + its moto) on 127.0.0.1:PORT (3000)
+dev: local-venv ## Run the whole service locally (tasks-local + its moto) on 127.0.0.1:PORT (3000)
 	cargo build -p tasks-local --bin tasks-local
 	@# exec: Ctrl-C and SIGTERM reach tasks-local itself, which stops the emulator it started.
 	exec env PORT=$(PORT) $(WITH_VENV) "$$(cargo metadata --no-deps --format-version 1 | \
@@ -235,3 +251,9 @@ deploy-prod: venv rust-arm64 ## Build + deploy the prod stack (API key required;
 
 destroy-prod: venv ## Delete the prod stack (asks for confirmation)
 	$(WITH_VENV) infra/scripts/stack.sh destroy prod
+
+# The stage `make redrive` acts on (local, dev or prod).
+STAGE ?= dev
+
+redrive: venv ## Move the STAGE's (dev) dead-letter queue back to the dispatch queue and wait (docs/deploy.md#runbook)
+	$(WITH_VENV) infra/scripts/redrive.sh $(STAGE)

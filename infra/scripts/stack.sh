@@ -122,7 +122,7 @@ case "$action" in
       --query 'Stacks[0].Outputs' --output table
     if [[ "$env" == local ]]; then
       api_id=$(outputs ApiId)
-      python3 infra/scripts/emulator-gateway-responses.py "$endpoint" "$api_id" local
+      python3 infra/scripts/emulator-api-gaps.py "$endpoint" "$api_id" local
       url="$endpoint/restapis/$api_id/local/_user_request_"
       echo "$url" >"$build_dir/api-url"
       cat <<MSG

@@ -5,6 +5,7 @@ mod access;
 mod batch;
 mod bulk_cancel;
 mod console;
+pub mod diagnostics;
 mod error;
 pub mod lambda;
 mod view;
@@ -21,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use diagnostics::Diagnostics;
 use serde_json::json;
 use std::sync::Arc;
 use tasks_core::commands::{cancel_task, create_task, Created};
@@ -54,6 +56,8 @@ pub struct AppState {
     pub schedule: Schedule,
     /// The names of the signing secrets a task may choose (never their values).
     pub signing_secrets: SigningSecretNames,
+    /// Where a task's run is found on AWS (`GET /tasks/{id}`); nothing in local mode.
+    pub diagnostics: Diagnostics,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -186,7 +190,10 @@ async fn get_task(
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let task = stored_task(&state, &id).await?;
-    Ok(Json(TaskView::new(&task, state.clock.now())))
+    Ok(Json(TaskView {
+        diagnostics: state.diagnostics.of(&task),
+        ..TaskView::new(&task, state.clock.now())
+    }))
 }
 
 /// The task named in the path, or 404.

@@ -1,3 +1,4 @@
+use api::diagnostics::Diagnostics;
 use api::{router, AppState};
 use std::sync::Arc;
 use tasks_core::signing::SigningSecretNames;
@@ -14,6 +15,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         clock: Arc::new(SystemClock),
         schedule: Schedule::from_env()?,
         signing_secrets: SigningSecretNames::from_env()?,
+        diagnostics: Diagnostics::from_env(),
     };
     api::lambda::run(router(state)).await
 }

@@ -1,3 +1,4 @@
+use crate::diagnostics::DiagnosticsView;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -50,6 +51,9 @@ pub struct TaskView {
     /// dropped (`webhook.headers.<name>`), whose values were given for the old receiver.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dropped_headers: Vec<String>,
+    /// Where the task's run is found on AWS (`GET /tasks/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<DiagnosticsView>,
 }
 
 impl TaskView {
@@ -74,6 +78,7 @@ impl TaskView {
                 .expires_at
                 .and_then(|at| DateTime::from_timestamp(at, 0)),
             dropped_headers: Vec::new(),
+            diagnostics: None,
         }
     }
 }

@@ -91,12 +91,13 @@ impl ExecuteTask {
         // outcome's (as update-status does), so that the alarms see every task.
         let now_ms = self.clock.now().timestamp_millis();
         for run in runs {
+            if let Some(status) = run.recorded {
+                let failure = run.report.as_ref().and_then(metrics::failure_of);
+                metrics::outcome("execute-task", &run.id, status, failure).emit(now_ms);
+            }
             if let Some(report) = run.report {
                 let attempt_ms = report.record.as_ref().map_or(0, |r| r.duration_ms as i64);
                 metrics::execution(&run.id, &Ok(report), attempt_ms).emit(now_ms);
-            }
-            if let Some(status) = run.recorded {
-                metrics::outcome(&run.id, status).emit(now_ms);
             }
         }
         tracing::info!(?summary, "slot run");

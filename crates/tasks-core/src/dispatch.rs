@@ -78,6 +78,9 @@ pub struct RecoverySummary {
     pub failed: usize,
     /// Still running (for example in a retry): left alone.
     pub running: usize,
+    /// Of those running, the ones past every deadline their retry policy allows
+    /// ([`Schedule::overdue_at`]): stuck, though left alone too.
+    pub overdue: usize,
     pub lost_races: usize,
     pub errors: usize,
 }
@@ -89,6 +92,7 @@ impl AddAssign for RecoverySummary {
         self.resumed += other.resumed;
         self.failed += other.failed;
         self.running += other.running;
+        self.overdue += other.overdue;
         self.lost_races += other.lost_races;
         self.errors += other.errors;
     }
@@ -361,6 +365,7 @@ pub async fn run_cron(
         queue,
         workflow,
         clock,
+        schedule,
     };
     let mut pages = Pages::new(store, stale);
     while let Some(tasks) = pages.next(&mut summary.undecodable).await? {
@@ -458,13 +463,17 @@ struct Sweep<'a> {
     queue: &'a dyn DispatchQueue,
     workflow: &'a dyn Workflow,
     clock: &'a dyn Clock,
+    schedule: &'a Schedule,
 }
 
 enum Found {
     Requeued(Box<Task>),
     Failed,
     Resumed,
-    Running,
+    /// Left alone; `overdue`: past every deadline its policy allows.
+    Running {
+        overdue: bool,
+    },
     LostRace,
 }
 
@@ -488,7 +497,10 @@ impl Sweep<'_> {
                 Ok(Found::Requeued(task)) => requeued.push(*task),
                 Ok(Found::Failed) => summary.failed += 1,
                 Ok(Found::Resumed) => summary.resumed += 1,
-                Ok(Found::Running) => summary.running += 1,
+                Ok(Found::Running { overdue }) => {
+                    summary.running += 1;
+                    summary.overdue += usize::from(overdue);
+                }
                 Ok(Found::LostRace) => summary.lost_races += 1,
                 Err(error) => {
                     tracing::warn!(task_id = %id, %error, "could not look after a waiting task; the next run tries again");
@@ -525,7 +537,14 @@ impl Sweep<'_> {
     async fn look_after(&self, task: &Task) -> Result<Found, String> {
         let (name, state) = self.execution_of(task).await?;
         let recovery = match (&state, task.task_status) {
-            (ExecutionState::Running, TaskStatus::InProgress) => return Ok(Found::Running),
+            (ExecutionState::Running, TaskStatus::InProgress) => {
+                let overdue_at = self
+                    .schedule
+                    .overdue_at(task.timestamp, &task.retry_policy());
+                return Ok(Found::Running {
+                    overdue: self.clock.now() > overdue_at,
+                });
+            }
             // The execution runs but its start was never recorded.
             (ExecutionState::Running, _) => {
                 let change = Transition::new(Event::Start, self.clock.now());

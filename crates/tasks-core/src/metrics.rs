@@ -7,11 +7,78 @@
 
 use crate::dispatch::CronSummary;
 use crate::pipeline::{ExecuteError, ExecutionReport, Outcome, StartReport};
-use crate::retry::RETRYABLE_ERRORS;
+use crate::retry::{RETRYABLE_ERRORS, WEBHOOK_FAILURES};
 use crate::status::TaskStatus;
 use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "TasksService";
+
+/// Every metric each handler publishes, by handler: what the alarms and the dashboard may watch,
+/// and what CloudWatch bills a month each (the cost model counts them). A record refuses, in a
+/// debug build, a metric this table does not list for its handler.
+pub const CATALOG: [(&str, &[&str]); 4] = [
+    (
+        "execute-task",
+        &[
+            "AttemptDurationMs",
+            "Delivered",
+            "Completed",
+            "Retried",
+            "Failed",
+            "Skipped",
+            "LatenessMs",
+            "TasksCompleted",
+            "TasksFailed",
+            "TasksFailedByReceiver",
+        ],
+    ),
+    (
+        "cron",
+        &[
+            "DueFound",
+            "Dispatched",
+            "LostRaces",
+            "Errors",
+            "StaleClaimsFound",
+            "StaleClaimsResent",
+            "StuckTasksFound",
+            "StuckTasksStillRunning",
+            "RecoveredTasks",
+            "RecoveryFailed",
+            "UndecodableItems",
+            "LookAheadMs",
+            "RunFailures",
+        ],
+    ),
+    (
+        "process-sqs-records",
+        &[
+            "Started",
+            "AlreadyStarted",
+            "ReportsHandedOver",
+            "NotStarted",
+            "StartFailures",
+            "MalformedRecords",
+        ],
+    ),
+    (
+        "update-status",
+        &["TasksCompleted", "TasksFailed", "TasksFailedByReceiver"],
+    ),
+];
+
+/// Whether `handler` publishes `metric` (see [`CATALOG`]).
+pub fn is_cataloged(handler: &str, metric: &str) -> bool {
+    CATALOG
+        .iter()
+        .any(|(name, metrics)| *name == handler && metrics.contains(&metric))
+}
+
+/// The custom metrics a stage publishes: one per handler and name (its one dimension is the
+/// function).
+pub fn custom_metric_count() -> usize {
+    CATALOG.iter().map(|(_, metrics)| metrics.len()).sum()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -31,6 +98,7 @@ impl Unit {
 /// One EMF record: the metrics of one handler invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    handler: &'static str,
     function: String,
     metrics: Vec<(&'static str, Unit, f64)>,
     properties: Map<String, Value>,
@@ -38,12 +106,13 @@ pub struct Record {
 
 impl Record {
     /// `handler` names the record when not running in Lambda.
-    pub fn new(handler: &str) -> Self {
+    pub fn new(handler: &'static str) -> Self {
         let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
             .ok()
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| handler.to_string());
         Record {
+            handler,
             function,
             metrics: Vec::new(),
             properties: Map::new(),
@@ -51,13 +120,23 @@ impl Record {
     }
 
     pub fn count(mut self, name: &'static str, value: usize) -> Self {
+        self.check(name);
         self.metrics.push((name, Unit::Count, value as f64));
         self
     }
 
     pub fn milliseconds(mut self, name: &'static str, value: i64) -> Self {
+        self.check(name);
         self.metrics.push((name, Unit::Milliseconds, value as f64));
         self
+    }
+
+    fn check(&self, metric: &str) {
+        debug_assert!(
+            is_cataloged(self.handler, metric),
+            "{} publishes {metric}, which metrics::CATALOG does not list",
+            self.handler
+        );
     }
 
     /// A searchable field of the log line that is not a metric (e.g. the task id).
@@ -107,10 +186,7 @@ pub fn execution(
         .milliseconds("AttemptDurationMs", attempt_ms);
     match result {
         Ok(report) => {
-            let failure = report
-                .error
-                .as_deref()
-                .or(report.record.as_ref().and_then(|r| r.error.as_deref()))
+            let failure = failure_of(report)
                 .and_then(|error| error.split(':').next())
                 .unwrap_or_default()
                 .to_string();
@@ -153,8 +229,16 @@ pub fn cron_run(summary: &CronSummary) -> Record {
         )
         .count("StaleClaimsFound", summary.stale.found)
         .count("StaleClaimsResent", summary.stale.requeued)
-        .count("StuckTasksFound", summary.stuck.found)
-        .count("StuckTasksStillRunning", summary.stuck.running)
+        // Stuck: past every deadline the task's policy allows (an ended execution, or one
+        // running past its policy's); a running execution within its policy is healthy.
+        .count(
+            "StuckTasksFound",
+            summary.stuck.found - summary.stuck.running + summary.stuck.overdue,
+        )
+        .count(
+            "StuckTasksStillRunning",
+            summary.stuck.running - summary.stuck.overdue,
+        )
         .count(
             "RecoveredTasks",
             summary.stale.requeued
@@ -212,14 +296,39 @@ pub fn starts(counts: &StartCounts) -> Record {
         .count("MalformedRecords", counts.malformed)
 }
 
-/// update-status: the outcome recorded for a task.
-pub fn outcome(task_id: &str, status: TaskStatus) -> Record {
-    let record = Record::new("update-status").property("taskId", task_id);
+/// update-status, or execute-task for a slot's tasks (a slot records their outcomes itself): the
+/// outcome `handler` recorded for a task. A FAILED task whose receiver refused or failed it
+/// (`failure`, the last attempt's error, is one of [`WEBHOOK_FAILURES`]) also counts as
+/// `TasksFailedByReceiver`: the FAILED-rate alarm leaves those out, since they are the
+/// receiver's to fix, not the service's.
+pub fn outcome(
+    handler: &'static str,
+    task_id: &str,
+    status: TaskStatus,
+    failure: Option<&str>,
+) -> Record {
+    let record = Record::new(handler).property("taskId", task_id);
     match status {
         TaskStatus::Completed => record.count("TasksCompleted", 1),
+        TaskStatus::Failed if failure.is_some_and(is_receiver_failure) => record
+            .count("TasksFailed", 1)
+            .count("TasksFailedByReceiver", 1),
         TaskStatus::Failed => record.count("TasksFailed", 1),
         _ => record,
     }
+}
+
+/// The error of a report's attempt, if it failed (`<errorType>: <message>`).
+pub fn failure_of(report: &ExecutionReport) -> Option<&str> {
+    report
+        .error
+        .as_deref()
+        .or(report.record.as_ref().and_then(|r| r.error.as_deref()))
+}
+
+fn is_receiver_failure(failure: &str) -> bool {
+    let error_type = failure.split(':').next().unwrap_or_default();
+    WEBHOOK_FAILURES.contains(&error_type)
 }
 
 #[cfg(test)]
@@ -234,6 +343,23 @@ mod tests {
             .iter()
             .map(|m| m["Name"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_failure_is_the_receiver_s_when_its_attempt_failed_at_the_receiver() {
+        let names = |failure| {
+            metric_names(&outcome("update-status", "t", TaskStatus::Failed, failure).to_json(0))
+        };
+        assert_eq!(
+            names(Some("WebhookRejected: the receiver answered HTTP 404")),
+            ["TasksFailed", "TasksFailedByReceiver"]
+        );
+        assert_eq!(
+            names(Some("WebhookTimeout: no answer in 30 s")),
+            ["TasksFailed", "TasksFailedByReceiver"]
+        );
+        assert_eq!(names(Some("StoreUnavailable: throttled")), ["TasksFailed"]);
+        assert_eq!(names(None), ["TasksFailed"]);
     }
 
     #[test]
@@ -322,6 +448,7 @@ mod tests {
                 requeued: 1,
                 failed: 1,
                 running: 2,
+                overdue: 1,
                 ..RecoverySummary::default()
             },
             undecodable: 1,
@@ -329,8 +456,9 @@ mod tests {
         };
         let record = cron_run(&summary).to_json(0);
         assert_eq!(record["LookAheadMs"], 420_000.0);
-        assert_eq!(record["StuckTasksFound"], 4.0);
-        assert_eq!(record["StuckTasksStillRunning"], 2.0);
+        // The two that ended, and the one running past its policy's deadlines.
+        assert_eq!(record["StuckTasksFound"], 3.0);
+        assert_eq!(record["StuckTasksStillRunning"], 1.0);
         assert_eq!(record["RecoveredTasks"], 3.0);
         assert_eq!(record["RecoveryFailed"], 1.0);
         assert_eq!(record["UndecodableItems"], 1.0);

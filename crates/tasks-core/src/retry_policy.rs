@@ -142,6 +142,14 @@ impl RetryPolicy {
             && self.retry_on.iter().any(named)
     }
 
+    /// The longest the waits between a series' attempts can add up to: each at most
+    /// `maxSeconds` (a `Retry-After` may ask for that much).
+    pub fn longest_waits(&self) -> Duration {
+        Duration::seconds(
+            i64::from(self.max_attempts.saturating_sub(1)) * i64::from(self.backoff.max_seconds),
+        )
+    }
+
     /// The wait before retry number `retry` (1-based): `initialSeconds * multiplier^(retry-1)`,
     /// at most `maxSeconds`.
     pub fn backoff(&self, retry: u32) -> Duration {

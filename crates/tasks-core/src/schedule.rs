@@ -1,5 +1,6 @@
 //! Time rules: the lead time, the wake-ahead and the limits on when a task may be scheduled.
 
+use crate::retry_policy::RetryPolicy;
 use crate::task::{DispatchMessage, ExecutionInput};
 use chrono::{DateTime, Duration, Utc};
 use std::env;
@@ -170,10 +171,59 @@ impl Schedule {
     pub fn stuck_start_execution_at(&self, now: DateTime<Utc>) -> i64 {
         self.start_execution_at(now - self.stuck_after)
     }
+
+    /// When an execution still running a task with `policy` has outlived every deadline the
+    /// policy allows: `stuck_after` covers the default policy (a relation `timing.rs` checks),
+    /// and a policy of its own adds what it allows beyond the default's: longer waits (each up
+    /// to its `maxSeconds`), and each further attempt a default attempt's share of
+    /// `stuck_after`. Before this, a running execution is healthy, however long it has run.
+    pub fn overdue_at(&self, time: DateTime<Utc>, policy: &RetryPolicy) -> DateTime<Utc> {
+        let default = RetryPolicy::default();
+        let longer_waits = (policy.longest_waits() - default.longest_waits()).max(Duration::zero());
+        let more_attempts = policy.max_attempts.saturating_sub(default.max_attempts) as i32;
+        let per_attempt = self.stuck_after / default.max_attempts as i32;
+        time + self.stuck_after + longer_waits + per_attempt * more_attempts
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::retry_policy::Backoff;
+
+    #[test]
+    fn a_running_execution_is_overdue_only_past_its_own_policy_s_deadlines() {
+        let schedule = Schedule::default();
+        let time = Utc::now();
+        let default = RetryPolicy::default();
+        assert_eq!(
+            schedule.overdue_at(time, &default),
+            time + schedule.stuck_after
+        );
+        let fewer = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            schedule.overdue_at(time, &fewer),
+            time + schedule.stuck_after
+        );
+        // Twenty attempts up to an hour apart: 19 hours of waits where the default allows 15
+        // minutes, and 16 more attempts.
+        let patient = RetryPolicy {
+            max_attempts: 20,
+            backoff: Backoff {
+                max_seconds: 3_600,
+                ..default.backoff
+            },
+            ..RetryPolicy::default()
+        };
+        let expected = time
+            + schedule.stuck_after
+            + (Duration::hours(19) - default.longest_waits())
+            + schedule.stuck_after / 4 * 16;
+        assert_eq!(schedule.overdue_at(time, &patient), expected);
+    }
+
     use super::*;
     use chrono::TimeZone;
 

@@ -189,6 +189,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         clock: clock.clone(),
         schedule: settings.schedule,
         signing_secrets,
+        diagnostics: Default::default(),
     });
     let router = api::require_api_key(router, &settings.api_keys);
     let server = tokio::spawn(async move {

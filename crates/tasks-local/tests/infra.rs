@@ -356,3 +356,64 @@ fn finished_tasks_expire_through_the_table_s_ttl() {
     assert_eq!(ttl["AttributeName"].as_str(), Some("expiresAt"));
     assert_eq!(ttl["Enabled"].as_bool(), Some(true));
 }
+
+/// The alarms and the dashboard watch only metrics a handler publishes: a renamed metric would
+/// leave an alarm that never fires.
+#[test]
+fn the_alarms_and_the_dashboard_watch_published_metrics() {
+    use tasks_core::metrics::{is_cataloged, CATALOG, NAMESPACE};
+    let template = template();
+    let handler_of = |resource: &str| match resource {
+        "ApiFunction" => "api",
+        "CronFunction" => "cron",
+        "ProcessSqsRecordsFunction" => "process-sqs-records",
+        "ExecuteTaskFunction" => "execute-task",
+        "UpdateStatusFunction" => "update-status",
+        other => panic!("a metric dimension names {other}, not a function"),
+    };
+    let mut watched = BTreeSet::new();
+    let mut note = |metric: &Value| {
+        if metric["Namespace"].as_str() != Some(NAMESPACE) {
+            return;
+        }
+        let function = &metric["Dimensions"][0];
+        assert_eq!(
+            function["Name"].as_str(),
+            Some("FunctionName"),
+            "{metric:?}"
+        );
+        let handler = handler_of(reference(&function["Value"]).expect("a function reference"));
+        watched.insert((handler, metric["MetricName"].as_str().unwrap().to_string()));
+    };
+    for (_, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        let properties = &resource["Properties"];
+        match properties["Metrics"].as_sequence() {
+            Some(metrics) => metrics
+                .iter()
+                .filter(|m| !m["MetricStat"].is_null())
+                .for_each(|m| note(&m["MetricStat"]["Metric"])),
+            None => note(properties),
+        }
+    }
+    let dashboard = serde_yaml_ng::to_string(&template["Resources"]["Dashboard"]).unwrap();
+    let pattern = format!("[\"{NAMESPACE}\", \"");
+    for (at, _) in dashboard.match_indices(&pattern) {
+        let fields: Vec<&str> = dashboard[at + 1..]
+            .split(',')
+            .take(4)
+            .map(|field| field.trim().trim_matches('"'))
+            .collect();
+        let resource = fields[3].trim_start_matches("${").trim_end_matches('}');
+        watched.insert((handler_of(resource), fields[1].to_string()));
+    }
+    assert!(watched.len() > 10, "{watched:?}");
+    for (handler, metric) in &watched {
+        assert!(
+            is_cataloged(handler, metric),
+            "{handler} does not publish {metric} (metrics::CATALOG: {CATALOG:?})"
+        );
+    }
+}

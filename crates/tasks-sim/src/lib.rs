@@ -246,6 +246,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         schedule,
         activity: Mutex::new(Activity::default()),
         api_requests: Mutex::new(Bucket::new(scenario.quotas.api_requests)),
+        stage_requests: Mutex::new(Bucket::new(scenario.quotas.stage_requests)),
     });
 
     // Items of another shape in the index: one due among the first tasks, one stuck long ago.
@@ -346,6 +347,7 @@ struct Pipeline {
     schedule: Schedule,
     activity: Mutex<Activity>,
     api_requests: Mutex<Bucket>,
+    stage_requests: Mutex<Bucket>,
 }
 
 impl Pipeline {
@@ -355,8 +357,16 @@ impl Pipeline {
         &self,
         request: impl FnOnce() -> Fut,
     ) -> Option<T> {
-        if !self.api_requests.lock().unwrap().try_take(1.0) {
-            self.world.throttle("apigateway.requests");
+        // The account's quota first: a request it refuses never reaches the stage's throttle.
+        let throttled_by = if !self.api_requests.lock().unwrap().try_take(1.0) {
+            Some("apigateway.requests")
+        } else if !self.stage_requests.lock().unwrap().try_take(1.0) {
+            Some("apigateway.stage")
+        } else {
+            None
+        };
+        if let Some(quota) = throttled_by {
+            self.world.throttle(quota);
             self.activity.lock().unwrap().requests_throttled += 1;
             return None;
         }

@@ -33,7 +33,9 @@ impl From<UpdateError> for Diagnostic {
 impl UpdateStatus {
     pub async fn handle(&self, update: StatusUpdate) -> Result<TaskStatus, UpdateError> {
         let status = record_outcome(self.store.as_ref(), self.clock.as_ref(), &update).await?;
-        metrics::outcome(&update.input.id, status).emit(self.clock.now().timestamp_millis());
+        let failure = update.result.as_ref().and_then(metrics::failure_of);
+        metrics::outcome("update-status", &update.input.id, status, failure)
+            .emit(self.clock.now().timestamp_millis());
         tracing::info!(
             task_id = %update.input.id,
             %status,

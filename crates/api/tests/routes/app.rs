@@ -41,6 +41,7 @@ impl TestApp {
             clock: Arc::new(SystemClock),
             schedule: Schedule::default(),
             signing_secrets: signing_secrets(),
+            diagnostics: Default::default(),
         };
         TestApp {
             router: router(state),
@@ -58,6 +59,7 @@ impl TestApp {
             clock: Arc::new(SystemClock),
             schedule: Schedule::default(),
             signing_secrets: signing_secrets(),
+            diagnostics: Default::default(),
         };
         TestApp {
             router: router(state),

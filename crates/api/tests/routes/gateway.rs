@@ -1,5 +1,6 @@
 //! The router and API Gateway's routes in the SAM template agree: a route missing from the
-//! template is unreachable once deployed, and one missing from the router answers 404.
+//! template is unreachable once deployed, and one missing from the router answers 404. Every
+//! other method and path reaches the router too (`ANY`), so that its own 404 and 405 answer.
 
 use api::{router, AppState};
 use axum::body::Body;
@@ -48,11 +49,13 @@ fn secured_operations(template: &Yaml) -> Routes {
         .iter()
         .flat_map(|(path, operations)| {
             let path = path.as_str().unwrap().to_string();
-            operations
-                .as_mapping()
-                .unwrap()
-                .keys()
-                .map(move |method| (method.as_str().unwrap().to_uppercase(), path.clone()))
+            operations.as_mapping().unwrap().keys().map(move |method| {
+                let method = match method.as_str().unwrap() {
+                    "x-amazon-apigateway-any-method" => "any",
+                    method => method,
+                };
+                (method.to_uppercase(), path.clone())
+            })
         })
         .collect()
 }
@@ -92,9 +95,12 @@ async fn every_router_route_is_an_api_gateway_route_and_back() {
         clock: Arc::new(SystemClock),
         schedule: Schedule::default(),
         signing_secrets: Default::default(),
+        diagnostics: Default::default(),
     });
     // The router's paths: those of the template and of the OpenAPI document, each also with a
     // trailing slash (API Gateway treats `/console/` as `/console`).
+    let (any, events): (Routes, Routes) =
+        events.into_iter().partition(|(method, _)| method == "ANY");
     let spec: serde_json::Value = serde_json::from_str(api::OPENAPI).unwrap();
     let documented = spec["paths"].as_object().unwrap().keys().cloned();
     let paths: BTreeSet<String> = events
@@ -102,6 +108,16 @@ async fn every_router_route_is_an_api_gateway_route_and_back() {
         .map(|(_, path)| path.clone())
         .chain(documented)
         .collect();
+    let any_paths: BTreeSet<String> = any.into_iter().map(|(_, path)| path).collect();
+    let expected_any: BTreeSet<String> = paths
+        .iter()
+        .cloned()
+        .chain(["/".to_string(), "/{proxy+}".to_string()])
+        .collect();
+    assert_eq!(
+        any_paths, expected_any,
+        "every route's path, the root and a catch-all take ANY method, so the router answers 404/405"
+    );
     let mut routes = Routes::new();
     for path in &paths {
         for candidate in [path.clone(), format!("{path}/")] {

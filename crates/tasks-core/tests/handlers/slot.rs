@@ -271,6 +271,55 @@ async fn the_stuck_sweep_asks_about_the_slot_of_a_task_without_its_own_execution
     assert!(ended.last_error.unwrap().contains("slot-ended"));
 }
 
+/// The stuck alarm counts a running execution only past every deadline its task's own retry
+/// policy allows: a task in a day-long policy of its own is healthy an hour past its time.
+#[tokio::test]
+async fn a_running_execution_is_stuck_only_past_its_own_policy_s_deadlines() {
+    let now = crate::support::now();
+    let store = MemoryStore::new();
+    let workflow = MemoryWorkflow::new();
+    let clock = FixedClock::new(now);
+    let schedule = Schedule::default();
+    let patient = tasks_core::retry_policy::RetryPolicy {
+        max_attempts: 20,
+        backoff: tasks_core::retry_policy::Backoff {
+            max_seconds: 3_600,
+            ..tasks_core::retry_policy::RetryPolicy::default().backoff
+        },
+        ..Default::default()
+    };
+    for (id, policy) in [("default-policy", None), ("patient-policy", Some(patient))] {
+        let mut stuck = task(id, now - Duration::hours(1), TaskStatus::InProgress);
+        stuck.attempts = 1;
+        stuck.retry = policy;
+        store.put(stuck.clone());
+        let input = tasks_core::ExecutionInput {
+            id: stuck.id.clone(),
+            timestamp: stuck.timestamp,
+            wake_at: stuck.timestamp,
+            series: stuck.series,
+        };
+        let execution = tasks_core::Execution::of_task(&input, None);
+        tasks_core::Workflow::start(&workflow, &execution)
+            .await
+            .unwrap();
+    }
+    let summary = run_cron(&store, &MemoryQueue::new(), &workflow, &clock, &schedule)
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.stuck.running, summary.stuck.overdue),
+        (2, 1),
+        "{summary:?}"
+    );
+    let record = tasks_core::metrics::cron_run(&summary).to_json(0);
+    assert_eq!(record["StuckTasksFound"], 1.0);
+    assert_eq!(record["StuckTasksStillRunning"], 1.0);
+    for id in ["default-policy", "patient-policy"] {
+        assert_eq!(status_of(&store, id), TaskStatus::InProgress, "left alone");
+    }
+}
+
 #[tokio::test]
 async fn a_task_moved_since_the_index_read_runs_on_its_own_at_its_new_time() {
     let now = crate::support::now();

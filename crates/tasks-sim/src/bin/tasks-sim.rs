@@ -177,13 +177,73 @@ fn run_scale(args: &Args) -> Vec<Outcome> {
     });
     let mut done = done.into_inner().unwrap();
     done.sort_by_key(|(index, ..)| *index);
-    done.into_iter()
+    let outcomes: Vec<Outcome> = done
+        .into_iter()
         .map(|(_, name, scenario, outcome, elapsed)| {
             println!("\n## workload: {name}\n");
             print_table(&scenario, std::slice::from_ref(&outcome), elapsed);
             outcome
         })
-        .collect()
+        .collect();
+    print_month(seed, &outcomes[0]);
+    outcomes
+}
+
+/// The month's bill at 1,000, a million and 30 million tasks a month: the steady day's cost per
+/// task, the logs the real binaries write (measured), the cron's month with nothing due
+/// (simulated: an hour without tasks), storage at the retention, and the stack's fixed items.
+fn print_month(seed: u64, steady: &Outcome) {
+    let idle = simulate(
+        seed,
+        Scenario {
+            tasks: 0,
+            ..Scenario::standard()
+        },
+    );
+    let cron_runs = idle
+        .usage
+        .functions
+        .get(&Function::Cron)
+        .map_or(1, |cron| cron.invocations.max(1));
+    let dollars = |lines: Vec<cost::Line>| lines.last().map_or(0.0, |l| l.per_million_tasks);
+    // Priced as if it were a million tasks' usage: the dollars of that usage itself.
+    let idle_month = dollars(cost::bill(&idle.usage, 1_000_000)) * 43_200.0 / cron_runs as f64;
+    let tasks = steady.report.tasks as u64;
+    let per_million = dollars(cost::bill(&steady.usage, tasks));
+    let footprint = cost::MEASURED;
+    let log_bytes = footprint.log_bytes_per_task(&steady.usage, tasks);
+    let deployment = cost::Deployment::template_defaults();
+    let months: Vec<Vec<cost::Charge>> = [1e3, 1e6, 3e7]
+        .iter()
+        .map(|&n| {
+            cost::monthly(
+                n,
+                per_million,
+                idle_month,
+                log_bytes,
+                &deployment,
+                &footprint,
+            )
+        })
+        .collect();
+    println!("\n## the month's bill (us-east-1, on-demand, no free tier)\n");
+    println!("| item | 1,000 tasks | 1,000,000 tasks | 30,000,000 tasks | at a million: what is counted |");
+    println!("|---|---|---|---|---|");
+    for (row, charge) in months[1].iter().enumerate() {
+        println!(
+            "| {} | ${:.2} | ${:.2} | ${:.2} | {} |",
+            charge.item,
+            months[0][row].dollars,
+            charge.dollars,
+            months[2][row].dollars,
+            charge.measure
+        );
+    }
+    println!(
+        "\nlog bytes per task {log_bytes:.0} (measured per invocation, times the steady day's \
+         invocations per task); the cron with nothing due: {cron_runs} runs simulated, \
+         ${idle_month:.2} a month"
+    );
 }
 
 /// Seeds run on `threads` threads, each seed on its own single-threaded runtime.
