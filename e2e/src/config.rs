@@ -33,6 +33,9 @@ Flags (environment variable, default):
   --receiver-bind ADDR            webhook receiver's address (E2E_RECEIVER_BIND, 127.0.0.1:0)
   --receiver-url URL              webhook URL given to the service
                                   (E2E_RECEIVER_URL, http://<bound address>/hook)
+  --signing-secret SECRET         the deployment's whsec_ signing secret: every request the
+                                  seed scenario's receiver gets must carry a valid signature
+                                  (WEBHOOK_SIGNING_SECRET, none: signatures not checked)
   -h, --help                      this text
 ";
 
@@ -52,6 +55,7 @@ pub struct Config {
     pub max_p99_ms: u64,
     pub receiver_bind: SocketAddr,
     pub receiver_url: Option<String>,
+    pub signing_secret: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -74,6 +78,7 @@ const VALUE_FLAGS: &[(&str, &str)] = &[
     ("--max-p99-ms", "E2E_MAX_P99_MS"),
     ("--receiver-bind", "E2E_RECEIVER_BIND"),
     ("--receiver-url", "E2E_RECEIVER_URL"),
+    ("--signing-secret", "WEBHOOK_SIGNING_SECRET"),
 ];
 
 struct Sources<E> {
@@ -160,6 +165,9 @@ pub fn parse(
         max_p99_ms: sources.get("--max-p99-ms", 1000)?,
         receiver_bind: sources.get("--receiver-bind", SocketAddr::from(([127, 0, 0, 1], 0)))?,
         receiver_url: sources.raw("--receiver-url"),
+        signing_secret: sources
+            .raw("--signing-secret")
+            .map(|secret| secret.trim().to_string()),
     };
     validate(&config)?;
     Ok(Command::Run(Box::new(config)))

@@ -1,7 +1,8 @@
 //! What the service answers before any handler runs, in its own `{"error": {"code", "message"}}`
-//! shape: an unknown route (on a deployed stack API Gateway answers it, through the stack's
-//! gateway responses) and, when an API key is given, a request without it and one with a wrong
-//! key.
+//! shape: an unknown route and a method a route does not take (on a deployed stack API Gateway
+//! passes both to the api, whose router answers 404 and 405) and, when an API key is given, a
+//! request without it and one with a wrong key (API Gateway's own answer, through the stack's
+//! gateway responses).
 
 use crate::config::Config;
 use serde_json::Value;
@@ -23,6 +24,12 @@ pub async fn run(config: &Config) -> Result<(), String> {
         request = request.header("x-api-key", key);
     }
     expect(request, &unknown, 404, "not_found").await?;
+    let tasks = format!("{base}/tasks");
+    let mut request = client.put(&tasks);
+    if let Some(key) = &config.api_key {
+        request = request.header("x-api-key", key);
+    }
+    expect(request, "PUT /tasks", 405, "method_not_allowed").await?;
     if config.api_key.is_some() {
         let tasks = format!("{base}/tasks?status=SCHEDULED");
         expect(

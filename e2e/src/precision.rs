@@ -60,7 +60,12 @@ impl Tracked {
 
 /// Returns why the run failed; empty when it passed.
 pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<Vec<String>, String> {
-    let receiver = Receiver::start(config.receiver_bind, config.receiver_url.clone()).await?;
+    let receiver = Receiver::start(
+        config.receiver_bind,
+        config.receiver_url.clone(),
+        config.signing_secret.as_deref(),
+    )
+    .await?;
     println!(
         "precision: {} tasks over {} s from now+{} s, webhooks to {}",
         config.tasks,
@@ -71,7 +76,8 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<Vec<String>
     let (created, creation) = create_all(api, config, run_id, receiver.url()).await?;
     let outcomes = wait(api, config, created, &receiver).await?;
     tokio::time::sleep(SETTLE).await;
-    let report = Report::analyze(&outcomes, &receiver.deliveries(), config.max_p99_ms);
+    let deliveries = receiver.deliveries();
+    let report = Report::analyze(&outcomes, &deliveries, config.max_p99_ms);
 
     println!();
     println!("## Precision run");
@@ -100,7 +106,14 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<Vec<String>
     }
     println!();
     println!("precision: {}", report.verdict());
-    Ok(report.failures())
+    let mut failures = report.failures();
+    if config.signing_secret.is_some() {
+        match crate::receiver::verified(&deliveries) {
+            Ok(verified) => println!("precision: {verified} signatures verified"),
+            Err(reason) => failures.push(format!("signatures: {reason}")),
+        }
+    }
+    Ok(failures)
 }
 
 async fn create_all(

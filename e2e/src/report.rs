@@ -428,6 +428,10 @@ mod tests {
             task_id: Some(task.id.clone()),
             attempt: Some(attempt.into()),
             task_timestamp: Some(format_time(&task.timestamp)),
+            path_and_query: "/hook".into(),
+            body: Vec::new(),
+            signature: crate::receiver::Signature::NotChecked,
+            answered: 200,
         }
     }
 

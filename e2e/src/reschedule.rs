@@ -1,8 +1,10 @@
 //! The reschedule scenario, run beside the seed task: a task moved earlier fires at its new time
 //! and never at its old one, and a task moved later fires at its new time only; a task an hour
 //! away runs now; a task whose receiver answered 410 fails, is retried with another URL and
-//! completes, its two attempts listed. The webhooks point at our own receiver, which tells when
-//! each request arrived.
+//! completes, its two attempts listed; a task whose receiver answers 503 once is tried again by
+//! its own execution and completes; a task that fails calls its `onFailure` callback once. The
+//! webhooks point at our own receiver, which tells when each request arrived and, given the
+//! signing secret, checks every request's signature.
 
 use crate::api::{format_time, Api, Task, COMPLETED, FAILED};
 use crate::config::Config;
@@ -26,7 +28,12 @@ pub fn times(seed_seconds: u64) -> (u64, u64) {
 /// Returns why the scenario failed, as `Err`.
 pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String> {
     let (late, early) = times(config.seed_seconds);
-    let receiver = Receiver::start(config.receiver_bind, config.receiver_url.clone()).await?;
+    let receiver = Receiver::start(
+        config.receiver_bind,
+        config.receiver_url.clone(),
+        config.signing_secret.as_deref(),
+    )
+    .await?;
     let webhook = json!({"url": receiver.url()});
     let create = |seconds: u64, name: &str| {
         let body = json!({"seconds": seconds, "webhook": webhook});
@@ -42,12 +49,16 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String>
     let earlier = moved(api, &earlier, early).await?;
     let later = moved(api, &later, late).await?;
     let deadline = Utc::now() + to_delta(config.seed_timeout);
-    let (ran, redriven) = tokio::join!(
+    let (ran, redriven, retried, called_back) = tokio::join!(
         run_now(api, receiver.url(), run_id, deadline),
-        redrive(api, receiver.url(), run_id, deadline)
+        redrive(api, receiver.url(), run_id, deadline),
+        own_retry(api, receiver.url(), run_id, deadline),
+        failure_callback(api, &receiver, run_id, deadline)
     );
     ran?;
     redriven?;
+    retried?;
+    called_back?;
 
     let old_times_passed = earlier.1.max(later.1) + to_delta(QUIET_AFTER_OLD_TIME);
     let deadline = old_times_passed + to_delta(config.seed_timeout);
@@ -91,6 +102,12 @@ pub async fn run(api: &Api, config: &Config, run_id: &str) -> Result<(), String>
             done.executed_at
                 .map_or_else(|| "-".into(), |at| format_time(&at)),
             done.attempts
+        );
+    }
+    if config.signing_secret.is_some() {
+        let verified = receiver::verified(&deliveries)?;
+        println!(
+            "seed: every request's signature verified ({verified} requests, callbacks included)"
         );
     }
     Ok(())
@@ -210,6 +227,111 @@ async fn redrive(
     );
     Ok(())
 }
+
+/// A task whose receiver answers its first request 503 is tried again by its own execution (its
+/// retry policy: no client asks) and completes at its second attempt.
+async fn own_retry(
+    api: &Api,
+    url: &str,
+    run_id: &str,
+    deadline: DateTime<Utc>,
+) -> Result<(), String> {
+    let body = json!({
+        "seconds": 1,
+        "webhook": {"url": receiver::flaky(url)},
+        "retry": {"maxAttempts": 3, "backoff": {"initialSeconds": 1, "multiplier": 1, "maxSeconds": 1}}
+    });
+    let key = format!("e2e-{run_id}-own-retry");
+    let task = api
+        .create(&body, &key)
+        .await
+        .map_err(|e| format!("POST /tasks {body}: {e}"))?;
+    let done = wait_final(api, &task.id, deadline).await?;
+    let attempts = api
+        .attempts(&task.id)
+        .await
+        .map_err(|e| format!("GET /tasks/{}/attempts: {e}", task.id))?;
+    let seen: Vec<(u32, Option<u16>)> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.status_code))
+        .collect();
+    if done.status != COMPLETED || done.attempts != 2 || seen != [(2, Some(200)), (1, Some(503))] {
+        return Err(format!(
+            "task {} answered 503 once: {} after {} attempts, history {seen:?}",
+            task.id, done.status, done.attempts
+        ));
+    }
+    println!(
+        "seed: task {} answered 503, tried again by its own execution: COMPLETED, attempts {seen:?}",
+        task.id
+    );
+    Ok(())
+}
+
+/// A task whose receiver answers 410 ends FAILED and calls its `onFailure` callback once, with
+/// the task as a `task.failed` body.
+async fn failure_callback(
+    api: &Api,
+    receiver: &Receiver,
+    run_id: &str,
+    deadline: DateTime<Utc>,
+) -> Result<(), String> {
+    let callback = receiver::with_query(receiver.url(), CALLBACK_QUERY);
+    let body = json!({
+        "seconds": 1,
+        "webhook": {"url": receiver::gone(receiver.url())},
+        "retry": {"maxAttempts": 1},
+        "onFailure": {"url": callback}
+    });
+    let key = format!("e2e-{run_id}-callback");
+    let task = api
+        .create(&body, &key)
+        .await
+        .map_err(|e| format!("POST /tasks {body}: {e}"))?;
+    let failed = wait_final(api, &task.id, deadline).await?;
+    if failed.status != FAILED {
+        return Err(format!(
+            "task {} answered 410 but ended {}",
+            task.id, failed.status
+        ));
+    }
+    let callbacks = loop {
+        let callbacks: Vec<serde_json::Value> = receiver
+            .deliveries()
+            .iter()
+            .filter(|d| d.path_and_query.ends_with(CALLBACK_QUERY))
+            .filter_map(|d| serde_json::from_slice::<serde_json::Value>(&d.body).ok())
+            .filter(|body| body["id"] == task.id.as_str())
+            .collect();
+        if !callbacks.is_empty() || Utc::now() >= deadline {
+            break callbacks;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    // A second call would come at once: the state machine makes one call after recording FAILED.
+    tokio::time::sleep(QUIET_AFTER_OLD_TIME).await;
+    let [called] = callbacks.as_slice() else {
+        return Err(format!(
+            "task {} FAILED: {} callbacks arrived, not one",
+            task.id,
+            callbacks.len()
+        ));
+    };
+    if called["type"] != "task.failed" || called["status"] != FAILED {
+        return Err(format!(
+            "task {} FAILED: its callback said {called}",
+            task.id
+        ));
+    }
+    println!(
+        "seed: task {} FAILED on 410, its onFailure callback arrived once (task.failed, attempts {})",
+        task.id, called["attempts"]
+    );
+    Ok(())
+}
+
+/// The callback URL's query, which tells its requests apart at the receiver.
+const CALLBACK_QUERY: &str = "callback=failed";
 
 /// Polls until the task has a final status.
 async fn wait_final(api: &Api, id: &str, deadline: DateTime<Utc>) -> Result<Task, String> {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Short end-to-end run against the local runner (`make e2e-ci`, part of `make test`):
 # builds tasks-local and e2e, starts tasks-local (which starts its own moto) on a free port,
-# waits for GET /health (deadline, no fixed sleep), runs the e2e client against it, and always
-# stops the runner and everything it started.
+# waits for GET /health (deadline, no fixed sleep), runs the e2e client against it (with the
+# run's signing secret, so every webhook's signature is checked), and always stops the runner and
+# everything it started.
 #
 # Environment:
 #   E2E_ARGS                 e2e's arguments (default: --tasks 50 --spread-seconds 30 --seed-seconds 10)
@@ -33,6 +34,10 @@ api_url="http://127.0.0.1:$port"
 log_dir="$target_dir/e2e-ci"
 mkdir -p "$log_dir"
 log="$log_dir/tasks-local.log"
+
+# The signing secret is the run's own, so the e2e client checks every request's signature.
+WEBHOOK_SIGNING_SECRETS="whsec_$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')"
+export WEBHOOK_SIGNING_SECRETS WEBHOOK_SIGNING_SECRET=$WEBHOOK_SIGNING_SECRETS
 
 # Own process group (setsid), so that stopping it also stops the moto server it started.
 if command -v setsid >/dev/null; then

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The whole stack deployed to an AWS emulator and driven end to end (`make e2e-deployed`, a CI
 # step): starts MiniStack on a free port, deploys the template with this machine's binaries
-# (LOCAL_PROFILE, debug by default: the ones `cargo test` built), runs the e2e suite against the
-# deployed API — the seed task through the cron (EventBridge -> cron -> SQS -> process-sqs-records
-# -> Step Functions -> execute-task), a precision run of webhooks handed off by the api to a
-# receiver on this machine, and the gateway's own answers (an unknown route, a missing and a wrong
-# API key) in the service's error shape; then checks that every finished task carries its
-# expiresAt (the table's TTL attribute) — then destroys the stack and stops the emulator,
-# whatever happened.
+# (LOCAL_PROFILE, debug by default: the ones `cargo test` built), and runs the e2e suite against
+# the deployed API:
+# - the answers before any handler, in the service's error shape: an unknown route and a method a
+#   route does not take (through the catch-all to the router), a missing and a wrong API key (the
+#   gateway's own);
+# - the seed task through the cron (EventBridge -> cron -> SQS -> process-sqs-records -> Step
+#   Functions -> execute-task), a retry through a task's own execution, a FAILED task's callback;
+# - a precision run of webhooks handed off by the api to a receiver on this machine;
+# - every request's signature checked with the stack's secret.
+# Then it checks that every finished task carries its expiresAt (the table's TTL attribute),
+# reports the log bytes per invocation and the item size the cost model takes
+# (deployed-footprint.py), and destroys the stack and stops the emulator, whatever happened.
 #
 # Environment:
 #   E2E_DEPLOYED_ARGS  e2e's arguments (default: --seed-seconds 120 --tasks 50 --spread-seconds 30)
@@ -50,6 +55,13 @@ key_id=$("${aws_local[@]}" cloudformation describe-stacks \
 API_KEY=$("${aws_local[@]}" apigateway get-api-key \
   --api-key "$key_id" --include-value --query value --output text)
 export API_KEY
+# The stack's signing secret (Secrets Manager holds the base64 part): the e2e client checks every
+# request's signature with it.
+secret_id=$("${aws_local[@]}" cloudformation describe-stack-resource --stack-name tasks-service-local \
+  --logical-resource-id WebhookSigningSecret --query StackResourceDetail.PhysicalResourceId --output text)
+WEBHOOK_SIGNING_SECRET="whsec_$("${aws_local[@]}" secretsmanager get-secret-value --secret-id "$secret_id" \
+  --query SecretString --output text)"
+export WEBHOOK_SIGNING_SECRET
 echo "e2e-deployed: deployed in $(( $(date +%s) - started ))s; e2e $e2e_args against $api_url"
 cargo build -p e2e --bin e2e
 target_dir=$(cargo metadata --no-deps --format-version 1 |
@@ -74,4 +86,7 @@ if [[ "$expiring" -eq 0 || "$kept" -ne 0 ]]; then
   echo "e2e-deployed: FAIL: every finished task must carry expiresAt" >&2
   exit 1
 fi
+# The log bytes per invocation and the item size the real binaries leave: the cost model's
+# measured inputs (crates/tasks-sim/src/cost.rs, Deployment).
+python3 infra/scripts/deployed-footprint.py "$endpoint" local
 echo "e2e-deployed: PASS in $(( $(date +%s) - started ))s"
