@@ -9,7 +9,8 @@
 # - the seed task through the cron (EventBridge -> cron -> SQS -> process-sqs-records -> Step
 #   Functions -> execute-task), a retry through a task's own execution, a FAILED task's callback;
 # - a precision run of webhooks handed off by the api to a receiver on this machine;
-# - every request's signature checked with the stack's secret.
+# - every request's signature checked with the stack's secret;
+# - then, the stack updated with RequireApiKey=false, the same without a key.
 # Then it checks that every finished task carries its expiresAt (the table's TTL attribute),
 # reports the log bytes per invocation and the item size the cost model takes
 # (deployed-footprint.py), and destroys the stack and stops the emulator, whatever happened.
@@ -89,4 +90,10 @@ fi
 # The log bytes per invocation and the item size the real binaries leave: the cost model's
 # measured inputs (crates/tasks-sim/src/cost.rs, Deployment).
 python3 infra/scripts/deployed-footprint.py "$endpoint" local
+
+# The API key off: the same stack updated with RequireApiKey=false answers without a key (the
+# error shape again, and a short run of webhooks created and read without one).
+PARAMS="RequireApiKey=false ${PARAMS:-}" infra/scripts/stack.sh deploy local >/dev/null
+echo "e2e-deployed: updated with RequireApiKey=false; e2e without a key"
+API_URL="$(cat .aws-sam/local/api-url)" API_KEY='' "$target_dir/debug/e2e" --precision-only --tasks 5 --spread-seconds 5
 echo "e2e-deployed: PASS in $(( $(date +%s) - started ))s"

@@ -28,6 +28,8 @@
 # message is skipped), and a message that cannot be read comes back to this queue after three
 # more receives.
 set -euo pipefail
+# shellcheck source=infra/scripts/aws-credentials.sh
+source "$(dirname "$0")/aws-credentials.sh"
 
 env=${1:-${STAGE:-dev}}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,21 +50,7 @@ case "$env" in
     aws_cli=(aws --endpoint-url "$endpoint")
     ;;
   dev | prod)
-    profile_args=()
-    [[ -n "${AWS_PROFILE:-}" ]] && profile_args=(--profile "$AWS_PROFILE")
-    region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region ${profile_args[@]+"${profile_args[@]}"} 2>/dev/null || true)}}
-    region=${region:-us-east-1}
-    export AWS_REGION=$region AWS_DEFAULT_REGION=$region
-    profile_args+=(--region "$region")
-    if ! account=$(aws sts get-caller-identity "${profile_args[@]}" --query Account --output text 2>&1); then
-      cat >&2 <<MSG
-No AWS credentials the AWS CLI can use ($account).
-Give a profile (AWS_PROFILE=my-profile make redrive STAGE=$env), or export AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), e.g. from \`aws configure export-credentials\`.
-MSG
-      exit 1
-    fi
-    echo "==> AWS account $account, region $region"
+    use_aws_credentials "make redrive STAGE=$env"
     aws_cli=(aws "${profile_args[@]}")
     ;;
   *)

@@ -12,6 +12,8 @@
 # PARAMS="Key=Value ..." adds stack parameters to the stage's own.
 # Expects the project venv's bin (sam, samlocal, aws, cargo-lambda) first on PATH (the Makefile does it).
 set -euo pipefail
+# shellcheck source=infra/scripts/aws-credentials.sh
+source "$(dirname "$0")/aws-credentials.sh"
 
 action=${1:?usage: stack.sh deploy|destroy local|dev|prod}
 env=${2:?usage: stack.sh deploy|destroy local|dev|prod}
@@ -47,21 +49,7 @@ case "$env" in
   dev | prod)
     # Any credentials the AWS CLI resolves: a profile (AWS_PROFILE), the environment's keys,
     # SSO-exported or role credentials, an instance or container role.
-    profile_args=()
-    [[ -n "${AWS_PROFILE:-}" ]] && profile_args=(--profile "$AWS_PROFILE")
-    region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region ${profile_args[@]+"${profile_args[@]}"} 2>/dev/null || true)}}
-    region=${region:-us-east-1}
-    export AWS_REGION=$region AWS_DEFAULT_REGION=$region
-    profile_args+=(--region "$region")
-    if ! account=$(aws sts get-caller-identity "${profile_args[@]}" --query Account --output text 2>&1); then
-      cat >&2 <<MSG
-No AWS credentials the AWS CLI can use ($account).
-Give a profile (AWS_PROFILE=my-profile make ${action}-$env), or export AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), e.g. from \`aws configure export-credentials\`.
-MSG
-      exit 1
-    fi
-    echo "==> AWS account $account, region $region"
+    use_aws_credentials "make ${action}-$env"
     sam_deploy=(sam)
     aws_cli=(aws "${profile_args[@]}")
     # The stage's parameters (the samconfig's are replaced by any given here), then PARAMS.
@@ -156,6 +144,7 @@ MSG
     ;;
   destroy)
     echo "==> ${sam_deploy[*]} delete ($env, stack $stack)"
+    # shellcheck disable=SC2086 # SAM_DELETE_ARGS is a list of words
     "${sam_deploy[@]}" delete --stack-name "$stack" --config-file "$samconfig" --config-env "$env" \
       ${profile_args[@]+"${profile_args[@]}"} ${SAM_DELETE_ARGS:-}
     ;;
