@@ -6,7 +6,7 @@
 //! webhooks point at our own receiver, which tells when each request arrived and, given the
 //! signing secret, checks every request's signature.
 
-use crate::api::{format_time, Api, Task, COMPLETED, FAILED};
+use crate::api::{format_time, Api, Attempt, Task, COMPLETED, FAILED};
 use crate::config::Config;
 use crate::receiver::{self, Delivery, Receiver};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
@@ -182,11 +182,7 @@ async fn redrive(
         "retry": {"maxAttempts": 1}
     });
     let key = format!("e2e-{run_id}-redrive");
-    let task = api
-        .create(&body, &key)
-        .await
-        .map_err(|e| format!("POST /tasks {body}: {e}"))?;
-    let failed = wait_final(api, &task.id, deadline).await?;
+    let (task, failed) = create_and_finish(api, &body, &key, deadline).await?;
     if failed.status != FAILED {
         return Err(format!(
             "task {} answered 410 but ended {}",
@@ -202,10 +198,7 @@ async fn redrive(
         .attempts(&task.id)
         .await
         .map_err(|e| format!("GET /tasks/{}/attempts: {e}", task.id))?;
-    let seen: Vec<(u32, Option<u16>)> = attempts
-        .iter()
-        .map(|a| (a.attempt, a.status_code))
-        .collect();
+    let seen = history(&attempts);
     let rejected = attempts
         .get(1)
         .and_then(|a| a.error.as_deref())
@@ -242,19 +235,12 @@ async fn own_retry(
         "retry": {"maxAttempts": 3, "backoff": {"initialSeconds": 1, "multiplier": 1, "maxSeconds": 1}}
     });
     let key = format!("e2e-{run_id}-own-retry");
-    let task = api
-        .create(&body, &key)
-        .await
-        .map_err(|e| format!("POST /tasks {body}: {e}"))?;
-    let done = wait_final(api, &task.id, deadline).await?;
+    let (task, done) = create_and_finish(api, &body, &key, deadline).await?;
     let attempts = api
         .attempts(&task.id)
         .await
         .map_err(|e| format!("GET /tasks/{}/attempts: {e}", task.id))?;
-    let seen: Vec<(u32, Option<u16>)> = attempts
-        .iter()
-        .map(|a| (a.attempt, a.status_code))
-        .collect();
+    let seen = history(&attempts);
     if done.status != COMPLETED || done.attempts != 2 || seen != [(2, Some(200)), (1, Some(503))] {
         return Err(format!(
             "task {} answered 503 once: {} after {} attempts, history {seen:?}",
@@ -284,11 +270,7 @@ async fn failure_callback(
         "onFailure": {"url": callback}
     });
     let key = format!("e2e-{run_id}-callback");
-    let task = api
-        .create(&body, &key)
-        .await
-        .map_err(|e| format!("POST /tasks {body}: {e}"))?;
-    let failed = wait_final(api, &task.id, deadline).await?;
+    let (task, failed) = create_and_finish(api, &body, &key, deadline).await?;
     if failed.status != FAILED {
         return Err(format!(
             "task {} answered 410 but ended {}",
@@ -332,6 +314,29 @@ async fn failure_callback(
 
 /// The callback URL's query, which tells its requests apart at the receiver.
 const CALLBACK_QUERY: &str = "callback=failed";
+
+/// Creates the task `body` describes, and waits for its final status: (as created, as ended).
+async fn create_and_finish(
+    api: &Api,
+    body: &serde_json::Value,
+    key: &str,
+    deadline: DateTime<Utc>,
+) -> Result<(Task, Task), String> {
+    let task = api
+        .create(body, key)
+        .await
+        .map_err(|e| format!("POST /tasks {body}: {e}"))?;
+    let ended = wait_final(api, &task.id, deadline).await?;
+    Ok((task, ended))
+}
+
+/// (attempt, status code) of each attempt, as listed (newest first).
+fn history(attempts: &[Attempt]) -> Vec<(u32, Option<u16>)> {
+    attempts
+        .iter()
+        .map(|a| (a.attempt, a.status_code))
+        .collect()
+}
 
 /// Polls until the task has a final status.
 async fn wait_final(api: &Api, id: &str, deadline: DateTime<Utc>) -> Result<Task, String> {

@@ -9,7 +9,7 @@
 //! | DynamoDB partition writes (one index key value lives in one partition) | 1,000 WCU/s | throttled; the SDK retries, then an error |
 //! | DynamoDB on-demand table (and each index) | 40,000 WRU/s | throttled, as above |
 //! | API Gateway requests (account, region) | 10,000/s, burst 5,000 | 429 to the client |
-//! | the stage's throttle (the template's `ApiThrottleRate` / `ApiThrottleBurst`; and the usage plan's, the same) | 5,000/s, burst 5,000 | 429 to the client |
+//! | the stage's throttle (the template's `ApiThrottleRate` / `ApiThrottleBurst`; and the usage plan's, the same) | 10,000/s, burst 5,000 (the account's, lowered by the parameters) | 429 to the client |
 //!
 //! Not modelled: Lambda's scaling rate (1,000 more concurrent executions per function every 10 s)
 //! and a new on-demand table's warm throughput (4,000 writes/s until traffic has been seen);
@@ -69,7 +69,7 @@ impl Quotas {
         },
         stage_requests: Rate {
             burst: 5_000.0,
-            per_second: 5_000.0,
+            per_second: 10_000.0,
         },
     };
 }
