@@ -269,7 +269,7 @@ impl Report {
         verdict(&self.failures())
     }
 
-    /// A markdown table, ready to paste into a README.
+    /// A markdown table, ready to paste into the docs.
     pub fn markdown(&self) -> String {
         let mut rows: Vec<(String, String)> = vec![
             ("tasks".into(), self.tasks.to_string()),

@@ -1,6 +1,6 @@
 //! What the four event-driven Lambdas share: the event decoded by the function itself, so that
 //! every error they raise carries a stable `errorType` (the names the state machine's Retry and
-//! Catch match, documented in the README), never a Rust type name.
+//! Catch match, documented in docs/architecture.md), never a Rust type name.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde::de::DeserializeOwned;

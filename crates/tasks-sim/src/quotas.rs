@@ -13,7 +13,7 @@
 //!
 //! Not modelled: Lambda's scaling rate (1,000 more concurrent executions per function every 10 s)
 //! and a new on-demand table's warm throughput (4,000 writes/s until traffic has been seen);
-//! both are described in the README with how to raise them.
+//! both are described in docs/performance.md with how to raise them.
 
 use tokio::time::Instant;
 
