@@ -31,6 +31,8 @@ EMULATOR_REQUIREMENTS := infra/emulator-requirements.txt
 EMULATOR_REQ_HASH := $(shell $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest()[:16])' $(EMULATOR_REQUIREMENTS))
 EMULATOR_VENV_STAMP := $(EMULATOR_VENV)/.installed-$(EMULATOR_REQ_HASH)
 LAMBDA_BINS := api cron process-sqs-records execute-task update-status
+# Their packages (the cron binary is the tasks-cron package's).
+LAMBDA_PACKAGES := api tasks-cron process-sqs-records execute-task update-status
 LAMBDA_DIR := target/lambda-arm64
 ARM64_TARGET := aarch64-unknown-linux-gnu
 
@@ -185,13 +187,13 @@ bench: venv ## cargo run --release -p tasks-local --bin tasks-bench -- BENCH_ARG
 	exec env $(WITH_VENV) cargo run --release -p tasks-local --bin tasks-bench -- $(BENCH_ARGS)
 
 bench-lambda: venv ## Each release Lambda binary as a Lambda process on moto: cold start, latency, CPU, RSS
-	cargo build --release $(addprefix -p ,$(LAMBDA_BINS)) -p lambda-harness --bins
+	cargo build --release $(addprefix -p ,$(LAMBDA_PACKAGES)) -p lambda-harness --bins
 	@target="$$(cargo metadata --no-deps --format-version 1 | \
 		$(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"; \
 	$(WITH_VENV) "$$target/bench-lambda" "$$target" $(BENCH_LAMBDA_WARM)
 
 profile-lambda: venv valgrind ## callgrind counts per request of the api's POSTs and the cron's dispatch (installs valgrind if missing)
-	cargo build --profile profiling -p api -p cron
+	cargo build --profile profiling -p api -p tasks-cron
 	cargo build --release -p lambda-harness --bin profile-lambda
 	@target="$$(cargo metadata --no-deps --format-version 1 | \
 		$(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"; \

@@ -83,7 +83,7 @@ async fn create_one(state: &AppState, mut item: Value) -> Result<(StatusCode, Ta
         state.store.as_ref(),
         state.queue.as_ref(),
         state.clock.as_ref(),
-        &state.schedule,
+        &state.pacing,
         &state.signing_secrets,
         &body,
         key.as_deref(),

@@ -26,18 +26,18 @@ use diagnostics::Diagnostics;
 use serde_json::json;
 use std::sync::Arc;
 use tasks_core::commands::{cancel_task, create_task, Created};
-use tasks_core::document::MAX_KEY_BYTES;
+use tasks_core::item_limits::MAX_KEY_BYTES;
 use tasks_core::new_task::MAX_BODY_BYTES;
 use tasks_core::reschedule::{change_task, retry_task, run_task, Changed, Ports};
 use tasks_core::signing::SigningSecretNames;
 use tasks_core::{
-    Clock, DispatchQueue, Schedule, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Workflow,
+    Clock, DispatchQueue, Pacing, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Workflow,
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 100;
-/// What `main` reads from the environment, beyond `RUST_LOG` and the schedule's variables
-/// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each one (a test checks).
+/// What `main` reads from the environment, beyond `RUST_LOG` and the pacing variables
+/// (`tasks_core::pacing::PACING_ENVIRONMENT`). The template sets each one (a test checks).
 pub const ENVIRONMENT: [&str; 5] = [
     "TABLE_NAME",
     "QUEUE_URL",
@@ -46,14 +46,14 @@ pub const ENVIRONMENT: [&str; 5] = [
     tasks_core::signing::NAMES_ENVIRONMENT,
 ];
 
-/// What the handlers need: the ports and the schedule rules.
+/// What the handlers need: the ports and the pacing rules.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn TaskStore>,
     pub queue: Arc<dyn DispatchQueue>,
     pub workflow: Arc<dyn Workflow>,
     pub clock: Arc<dyn Clock>,
-    pub schedule: Schedule,
+    pub pacing: Pacing,
     /// The names of the signing secrets a task may choose (never their values).
     pub signing_secrets: SigningSecretNames,
     /// Where a task's run is found on AWS (`GET /tasks/{id}`); nothing in local mode.
@@ -132,7 +132,7 @@ async fn create(
         state.store.as_ref(),
         state.queue.as_ref(),
         state.clock.as_ref(),
-        &state.schedule,
+        &state.pacing,
         &state.signing_secrets,
         &body,
         key,
@@ -229,7 +229,7 @@ impl AppState {
             queue: self.queue.as_ref(),
             workflow: self.workflow.as_ref(),
             clock: self.clock.as_ref(),
-            schedule: &self.schedule,
+            pacing: &self.pacing,
             signing_secrets: &self.signing_secrets,
         }
     }
@@ -359,8 +359,8 @@ async fn list_tasks(
             ));
         }
     }
-    query.due_from = from.map(|from| state.schedule.start_execution_at(from));
-    query.due_by = to.map(|to| state.schedule.start_execution_at(to));
+    query.due_from = from.map(|from| state.pacing.start_execution_at(from));
+    query.due_by = to.map(|to| state.pacing.start_execution_at(to));
     let page = state
         .store
         .query(&query)

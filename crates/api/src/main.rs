@@ -2,7 +2,7 @@ use api::diagnostics::Diagnostics;
 use api::{router, AppState};
 use std::sync::Arc;
 use tasks_core::signing::SigningSecretNames;
-use tasks_core::{Schedule, SystemClock};
+use tasks_core::{Pacing, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         queue: Arc::new(tasks_aws::queue_from_env(&config)?),
         workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
         clock: Arc::new(SystemClock),
-        schedule: Schedule::from_env()?,
+        pacing: Pacing::from_env()?,
         signing_secrets: SigningSecretNames::from_env()?,
         diagnostics: Diagnostics::from_env(),
     };

@@ -4,10 +4,10 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use std::sync::Arc;
 use tasks_core::dispatch::{run_cron, CronSummary};
 use tasks_core::metrics;
-use tasks_core::{Clock, DispatchQueue, Schedule, StoreError, TaskStore, Workflow};
+use tasks_core::{Clock, DispatchQueue, Pacing, StoreError, TaskStore, Workflow};
 
-/// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
-/// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
+/// What `main` reads from the environment besides `RUST_LOG` and the pacing variables
+/// (`tasks_core::pacing::PACING_ENVIRONMENT`). The template sets each
 /// one (a test checks).
 pub const ENVIRONMENT: [&str; 3] = ["TABLE_NAME", "QUEUE_URL", "STATE_MACHINE_ARN"];
 
@@ -17,7 +17,7 @@ pub struct Cron {
     /// Asked about the executions of tasks that wait too long.
     pub workflow: Arc<dyn Workflow>,
     pub clock: Arc<dyn Clock>,
-    pub schedule: Schedule,
+    pub pacing: Pacing,
 }
 
 impl Cron {
@@ -33,7 +33,7 @@ impl Cron {
             self.queue.as_ref(),
             self.workflow.as_ref(),
             self.clock.as_ref(),
-            &self.schedule,
+            &self.pacing,
         )
         .await;
         let record = match &result {

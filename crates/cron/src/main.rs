@@ -1,7 +1,7 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use cron::Cron;
 use std::sync::Arc;
-use tasks_core::{Schedule, SystemClock};
+use tasks_core::{Pacing, SystemClock};
+use tasks_cron::Cron;
 use tasks_lambda::FunctionError;
 
 #[tokio::main(flavor = "current_thread")]
@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         queue: Arc::new(tasks_aws::queue_from_env(&config)?),
         workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
         clock: Arc::new(SystemClock),
-        schedule: Schedule::from_env()?,
+        pacing: Pacing::from_env()?,
     };
     tasks_lambda::run(|event: EventBridgeEvent| async {
         cron.handle(event).await.map_err(FunctionError::from)

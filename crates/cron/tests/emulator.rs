@@ -1,17 +1,17 @@
 //! The cron against DynamoDB and SQS on the emulator.
 
 use chrono::{Duration, Utc};
-use cron::Cron;
 use futures::{stream, StreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tasks_aws::testing::Resources;
-use tasks_core::{Schedule, SystemClock, Task, TaskStatus, TaskStore};
+use tasks_core::{Pacing, SystemClock, Task, TaskStatus, TaskStore};
+use tasks_cron::Cron;
 
 fn task(id: String, timestamp: chrono::DateTime<Utc>, status: TaskStatus) -> Task {
     Task {
         task_status: status,
-        ..Task::new(id, timestamp, &Schedule::default(), Utc::now())
+        ..Task::new(id, timestamp, &Pacing::default(), Utc::now())
     }
 }
 
@@ -21,7 +21,7 @@ fn cron(resources: &Resources) -> Cron {
         queue: Arc::new(resources.queue()),
         workflow: Arc::new(resources.workflow()),
         clock: Arc::new(SystemClock),
-        schedule: Schedule::default(),
+        pacing: Pacing::default(),
     }
 }
 

@@ -5,7 +5,7 @@ use lambda_harness::events;
 use lambda_harness::Function;
 use serde_json::json;
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::{Schedule, Task, TaskStore};
+use tasks_core::{Pacing, Task, TaskStore};
 
 async fn function(table_name: &str, queue_url: &str) -> Function {
     Function::on_emulator("cron", env!("CARGO_BIN_EXE_cron"))
@@ -27,7 +27,7 @@ async fn a_scheduled_event_dispatches_the_due_tasks() {
         let task = Task::new(
             format!("due-{i}"),
             now + Duration::seconds(30),
-            &Schedule::default(),
+            &Pacing::default(),
             now,
         );
         resources.store().create(&task).await.unwrap();

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use tasks_core::metrics;
 use tasks_core::pipeline::{execute_task, AttemptInput, ExecuteError, ExecutionReport};
 use tasks_core::slot::{run_slot, SlotSummary};
-use tasks_core::{Clock, DispatchQueue, Schedule, Slot, TaskStore, WebhookSender};
+use tasks_core::{Clock, DispatchQueue, Pacing, Slot, TaskStore, WebhookSender};
 
-/// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
-/// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
+/// What `main` reads from the environment besides `RUST_LOG` and the pacing variables
+/// (`tasks_core::pacing::PACING_ENVIRONMENT`). The template sets each
 /// one (a test checks).
 pub const ENVIRONMENT: [&str; 8] = [
     "TABLE_NAME",
@@ -35,7 +35,7 @@ pub struct ExecuteTask {
     /// Where a slot hands off the tasks that go on in their own execution.
     pub queue: Arc<dyn DispatchQueue>,
     pub clock: Arc<dyn Clock>,
-    pub schedule: Schedule,
+    pub pacing: Pacing,
 }
 
 /// The Lambda error: its `errorType` is the name the state machine's Retry and Catch match.
@@ -83,7 +83,7 @@ impl ExecuteTask {
             self.sender.as_ref(),
             self.queue.as_ref(),
             self.clock.as_ref(),
-            &self.schedule,
+            &self.pacing,
             slot,
         )
         .await;
@@ -111,7 +111,7 @@ impl ExecuteTask {
             self.store.as_ref(),
             self.sender.as_ref(),
             self.clock.as_ref(),
-            &self.schedule,
+            &self.pacing,
             &attempt,
         )
         .await;

@@ -3,9 +3,9 @@ use execute_task::webhook::HttpSender;
 use execute_task::{ExecuteTask, Invocation, NAMED_SECRETS_PREFIX_ENVIRONMENT};
 use std::sync::Arc;
 use std::time::Duration;
-use tasks_core::schedule::{env_bool, env_u64};
+use tasks_core::config::{env_bool, env_u64};
 use tasks_core::signing::SigningSecretNames;
-use tasks_core::{Schedule, SystemClock};
+use tasks_core::{Pacing, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -36,7 +36,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sender: Arc::new(sender),
         queue: Arc::new(tasks_aws::queue_from_env(&config)?),
         clock: Arc::new(SystemClock),
-        schedule: Schedule::from_env()?,
+        pacing: Pacing::from_env()?,
     };
     tasks_lambda::run(|invocation: Invocation| handler.handle(invocation)).await
 }

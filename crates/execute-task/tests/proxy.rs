@@ -9,7 +9,7 @@ use execute_task::webhook::HttpSender;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tasks_core::{Schedule, Task, Webhook, WebhookCall, WebhookSender};
+use tasks_core::{Pacing, Task, Webhook, WebhookCall, WebhookSender};
 
 /// Counts the requests it gets on a free loopback port, answering 204.
 async fn counting_server() -> (Arc<AtomicUsize>, String) {
@@ -55,7 +55,7 @@ async fn a_proxy_in_the_environment_is_ignored() {
     let task = Task::new(
         "t",
         chrono::Utc::now(),
-        &Schedule::default(),
+        &Pacing::default(),
         chrono::Utc::now(),
     );
     let status = sender

@@ -14,7 +14,7 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tasks_aws::testing::{unique, Resources};
 use tasks_core::pipeline::Outcome;
-use tasks_core::{ExecutionInput, Schedule, SystemClock, Task, TaskStatus, TaskStore, Webhook};
+use tasks_core::{ExecutionInput, Pacing, SystemClock, Task, TaskStatus, TaskStore, Webhook};
 
 mod verifier;
 use verifier::verify;
@@ -113,7 +113,7 @@ async fn fixture_signing(allow_private: bool, keys: impl Into<Keyring>) -> Fixtu
         ),
         queue: Arc::new(resources.queue()),
         clock: Arc::new(SystemClock),
-        schedule: Schedule::default(),
+        pacing: Pacing::default(),
     };
     Fixture { resources, handler }
 }
@@ -139,7 +139,7 @@ impl Fixture {
             task_status: status,
             webhook: Some(webhook),
             payload: Some(serde_json::json!({"order": 7})),
-            ..Task::new(unique("task"), timestamp, &Schedule::default(), Utc::now())
+            ..Task::new(unique("task"), timestamp, &Pacing::default(), Utc::now())
         };
         self.resources.store().create(&task).await.unwrap();
         ExecutionInput {
@@ -748,7 +748,7 @@ async fn the_failure_callback_is_signed_as_its_own_message_and_tells_no_secret()
             keep_response_body: true,
         }),
         payload: Some(serde_json::json!({"order": 7})),
-        ..Task::new(unique("task"), now, &Schedule::default(), now)
+        ..Task::new(unique("task"), now, &Pacing::default(), now)
     };
     fixture.resources.store().create(&task).await.unwrap();
     let input = tasks_core::pipeline::AttemptInput {

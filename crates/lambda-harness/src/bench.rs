@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::{Schedule, Task, TaskStatus, TaskStore};
+use tasks_core::{Pacing, Task, TaskStatus, TaskStore};
 use tokio::sync::Notify;
 
 /// `count` tasks in `status`, due in `due_in`, written 16 at a time.
@@ -21,7 +21,7 @@ pub async fn seed(
     let tasks: Vec<Task> = (0..count)
         .map(|_| Task {
             task_status: status,
-            ..Task::new(unique("bench"), now + due_in, &Schedule::default(), now)
+            ..Task::new(unique("bench"), now + due_in, &Pacing::default(), now)
         })
         .collect();
     let store = Arc::new(resources.store());

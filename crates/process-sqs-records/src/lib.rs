@@ -7,10 +7,10 @@ use tasks_core::metrics::{self, StartCounts};
 use tasks_core::pipeline::{StartError, StartReport};
 use tasks_core::slot::{start_messages, HandOff};
 use tasks_core::timing::START_BUDGET;
-use tasks_core::{Clock, DispatchMessage, QueueMessage, Schedule, TaskStore, Workflow};
+use tasks_core::{Clock, DispatchMessage, Pacing, QueueMessage, TaskStore, Workflow};
 
-/// What `main` reads from the environment besides `RUST_LOG` and the schedule's variables
-/// (`tasks_core::schedule::SCHEDULE_ENVIRONMENT`). The template sets each
+/// What `main` reads from the environment besides `RUST_LOG` and the pacing variables
+/// (`tasks_core::pacing::PACING_ENVIRONMENT`). The template sets each
 /// one (a test checks).
 pub const ENVIRONMENT: [&str; 2] = ["TABLE_NAME", "STATE_MACHINE_ARN"];
 
@@ -18,7 +18,7 @@ pub struct ProcessRecords {
     pub store: Arc<dyn TaskStore>,
     pub workflow: Arc<dyn Workflow>,
     pub clock: Arc<dyn Clock>,
-    pub schedule: Schedule,
+    pub pacing: Pacing,
 }
 
 impl ProcessRecords {
@@ -33,7 +33,7 @@ impl ProcessRecords {
             self.store.as_ref(),
             self.workflow.as_ref(),
             self.clock.as_ref(),
-            &self.schedule,
+            &self.pacing,
             &messages,
             START_BUDGET.to_std().unwrap_or_default(),
         )

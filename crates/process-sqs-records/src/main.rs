@@ -1,7 +1,7 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use process_sqs_records::ProcessRecords;
 use std::sync::Arc;
-use tasks_core::{Schedule, SystemClock};
+use tasks_core::{Pacing, SystemClock};
 use tasks_lambda::FunctionError;
 
 #[tokio::main(flavor = "current_thread")]
@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         store: Arc::new(tasks_aws::store_from_env(&config)?),
         workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
         clock: Arc::new(SystemClock),
-        schedule: Schedule::from_env()?,
+        pacing: Pacing::from_env()?,
     };
     // A failed record is reported in the batch response, never as a function error.
     tasks_lambda::run(|event: SqsEvent| async {

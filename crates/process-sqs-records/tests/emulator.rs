@@ -7,7 +7,7 @@ use serde_json::json;
 use std::sync::Arc;
 use tasks_aws::testing::Resources;
 use tasks_core::{
-    DispatchMessage, Execution, ExecutionState, Schedule, StartOutcome, SystemClock, Task,
+    DispatchMessage, Execution, ExecutionState, Pacing, StartOutcome, SystemClock, Task,
     TaskStatus, TaskStore, Workflow, WorkflowError,
 };
 
@@ -16,7 +16,7 @@ fn queued(id: &str) -> Task {
     Task {
         task_status: TaskStatus::Queued,
         series: 1,
-        ..Task::new(id, timestamp, &Schedule::default(), Utc::now())
+        ..Task::new(id, timestamp, &Pacing::default(), Utc::now())
     }
 }
 
@@ -39,7 +39,7 @@ async fn handler(resources: &Resources) -> (ProcessRecords, tasks_aws::StepFunct
         store: Arc::new(resources.store()),
         workflow: Arc::new(workflow.clone()),
         clock: Arc::new(SystemClock),
-        schedule: Schedule::default(),
+        pacing: Pacing::default(),
     };
     (handler, workflow)
 }

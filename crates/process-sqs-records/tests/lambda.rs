@@ -6,7 +6,7 @@ use lambda_harness::events;
 use lambda_harness::Function;
 use serde_json::json;
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::{DispatchMessage, Schedule, Task, TaskStatus, TaskStore};
+use tasks_core::{DispatchMessage, Pacing, Task, TaskStatus, TaskStore};
 
 #[tokio::test]
 async fn reports_only_the_failed_records() {
@@ -19,7 +19,7 @@ async fn reports_only_the_failed_records() {
         ..Task::new(
             unique("task"),
             now + Duration::seconds(60),
-            &Schedule::default(),
+            &Pacing::default(),
             now,
         )
     };

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use std::error::Error as _;
 use std::time::Duration;
-use tasks_core::schedule::{env_required, ConfigError};
+use tasks_core::config::{env_required, ConfigError};
 use tasks_core::timing::STORE_CALL_TIMEOUT;
 
 /// The SDK configuration from the environment (region, credentials, endpoints). Clients made
@@ -61,7 +61,7 @@ pub async fn emulator_config(endpoint: &str) -> SdkConfig {
 /// The store on the table named by `TABLE_NAME`, as the Lambdas are configured.
 pub fn store_from_env(config: &SdkConfig) -> Result<DynamoDbStore, ConfigError> {
     let client = aws_sdk_dynamodb::Client::new(config);
-    let retention_days = tasks_core::schedule::env_u64(RETENTION_DAYS, 0)?;
+    let retention_days = tasks_core::config::env_u64(RETENTION_DAYS, 0)?;
     let retention = (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400));
     Ok(DynamoDbStore::new(client, env_required("TABLE_NAME")?).with_retention(retention))
 }

@@ -2,8 +2,8 @@
 
 use crate::dispatch::hand_off_if_due;
 use crate::new_task::{NewTask, ValidationError};
+use crate::pacing::Pacing;
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
-use crate::schedule::Schedule;
 use crate::signing::SigningSecretNames;
 use crate::status::Event;
 use crate::task::Task;
@@ -39,7 +39,7 @@ pub async fn create_task(
     store: &dyn TaskStore,
     queue: &dyn DispatchQueue,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     signing_secrets: &SigningSecretNames,
     body: &[u8],
     idempotency_key: Option<&str>,
@@ -55,7 +55,7 @@ pub async fn create_task(
         None => Uuid::new_v4(),
     }
     .to_string();
-    let task = new_task.into_task(id, idempotency_key.map(str::to_string), now, schedule);
+    let task = new_task.into_task(id, idempotency_key.map(str::to_string), now, pacing);
     let (task, replayed) = match store.create(&task).await {
         Ok(()) => (task, false),
         Err(StoreError::AlreadyExists(id)) => {
@@ -73,7 +73,7 @@ pub async fn create_task(
     // A replay is handed off too: the first request may have stored the task and failed before
     // its hand-off, and a task due now must not wait for the cron.
     Ok(Created {
-        task: hand_off_if_due(store, queue, clock, schedule, now, task).await,
+        task: hand_off_if_due(store, queue, clock, pacing, now, task).await,
         replayed,
     })
 }

@@ -1,17 +1,17 @@
 //! Handing due tasks to the queue: the cron's run and the API's hand-off share this.
 
+use crate::call_tries::Tries;
 use crate::look_ahead;
+use crate::pacing::Pacing;
 use crate::ports::{
     Changes, Clock, DispatchQueue, ExecutionState, Page, StatusQuery, StoreError, TaskStore,
     Transition, Workflow,
 };
 use crate::recovery::{recover_ended_execution, resend_or_give_up, transition_read_task, Recovery};
-use crate::schedule::Schedule;
 use crate::slot::{in_time_order, QueueMessage, Slot, SlotPlanner};
 use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
 use crate::timing::STORE_CALL_TIMEOUT;
-use crate::tries::Tries;
 use chrono::{DateTime, Duration, Utc};
 use futures::{stream, StreamExt};
 use serde::Serialize;
@@ -79,7 +79,7 @@ pub struct RecoverySummary {
     /// Still running (for example in a retry): left alone.
     pub running: usize,
     /// Of those running, the ones past every deadline their retry policy allows
-    /// ([`Schedule::overdue_at`]): stuck, though left alone too.
+    /// ([`Pacing::overdue_at`]): stuck, though left alone too.
     pub overdue: usize,
     pub lost_races: usize,
     pub errors: usize,
@@ -197,22 +197,21 @@ pub async fn dispatch(
 }
 
 /// The api's hand-off of a task it created or changed: a SCHEDULED task due before the next cron
-/// run could claim it in time (`Schedule::hands_off_at_once`) is claimed and sent at once, in a
+/// run could claim it in time (`Pacing::hands_off_at_once`) is claimed and sent at once, in a
 /// slot of its own held to be merged (`SlotPlanner::for_hand_off`). Returns the task as it now
 /// stands: QUEUED, or as it was when it is not due yet or the hand-off failed (the cron claims it).
 pub async fn hand_off_if_due(
     store: &dyn TaskStore,
     queue: &dyn DispatchQueue,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     now: DateTime<Utc>,
     task: Task,
 ) -> Task {
-    if task.task_status != TaskStatus::Scheduled || !schedule.hands_off_at_once(task.timestamp, now)
-    {
+    if task.task_status != TaskStatus::Scheduled || !pacing.hands_off_at_once(task.timestamp, now) {
         return task;
     }
-    let planner = &mut SlotPlanner::for_hand_off(schedule, now);
+    let planner = &mut SlotPlanner::for_hand_off(pacing, now);
     let (_, mut dispatched) = dispatch(store, queue, clock, planner, vec![task.clone()]).await;
     dispatched.pop().unwrap_or(task)
 }
@@ -338,25 +337,25 @@ pub async fn run_cron(
     queue: &dyn DispatchQueue,
     workflow: &dyn Workflow,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
 ) -> Result<CronSummary, StoreError> {
     let now = clock.now();
-    let claim_through = claim_horizon(store, schedule, now.timestamp()).await;
+    let claim_through = claim_horizon(store, pacing, now.timestamp()).await;
     let mut due = StatusQuery::new(TaskStatus::Scheduled, PAGE_SIZE);
     due.due_by = Some(claim_through);
-    let stale_before = schedule.stale_claim_before(now);
+    let stale_before = pacing.stale_claim_before(now);
     let mut stale = StatusQuery::new(TaskStatus::Queued, PAGE_SIZE);
     stale.due_by = Some(stale_before.timestamp());
     stale.updated_before = Some(stale_before);
     let mut stuck = StatusQuery::new(TaskStatus::InProgress, PAGE_SIZE);
-    stuck.due_by = Some(schedule.stuck_start_execution_at(now));
+    stuck.due_by = Some(pacing.stuck_start_execution_at(now));
 
     let mut summary = CronSummary {
         look_ahead_seconds: claim_through - now.timestamp(),
         ..CronSummary::default()
     };
     let mut pages = Pages::new(store, due);
-    let mut planner = SlotPlanner::new(schedule, now);
+    let mut planner = SlotPlanner::new(pacing, now);
     while let Some(tasks) = pages.next(&mut summary.undecodable).await? {
         summary.due += dispatch(store, queue, clock, &mut planner, tasks).await.0;
     }
@@ -365,7 +364,7 @@ pub async fn run_cron(
         queue,
         workflow,
         clock,
-        schedule,
+        pacing,
     };
     let mut pages = Pages::new(store, stale);
     while let Some(tasks) = pages.next(&mut summary.undecodable).await? {
@@ -381,8 +380,8 @@ pub async fn run_cron(
 /// The latest `startExecutionAt` this run claims: the SCHEDULED tasks of each coming minute are
 /// counted, and a hotspot is claimed early enough to start its executions in time. A failed
 /// count claims within the lead time only, as without look-ahead.
-async fn claim_horizon(store: &dyn TaskStore, schedule: &Schedule, now: i64) -> i64 {
-    if schedule.start_rate == 0 {
+async fn claim_horizon(store: &dyn TaskStore, pacing: &Pacing, now: i64) -> i64 {
+    if pacing.start_rate == 0 {
         return now;
     }
     let counts: Result<Vec<u64>, StoreError> = stream::iter(look_ahead::buckets(now))
@@ -394,7 +393,7 @@ async fn claim_horizon(store: &dyn TaskStore, schedule: &Schedule, now: i64) -> 
         .collect();
     match counts {
         Ok(counts) => {
-            let horizon = look_ahead::claim_horizon(now, &counts, schedule);
+            let horizon = look_ahead::claim_horizon(now, &counts, pacing);
             if horizon > now {
                 let coming: u64 = counts.iter().sum();
                 tracing::info!(
@@ -463,7 +462,7 @@ struct Sweep<'a> {
     queue: &'a dyn DispatchQueue,
     workflow: &'a dyn Workflow,
     clock: &'a dyn Clock,
-    schedule: &'a Schedule,
+    pacing: &'a Pacing,
 }
 
 enum Found {
@@ -538,9 +537,7 @@ impl Sweep<'_> {
         let (name, state) = self.execution_of(task).await?;
         let recovery = match (&state, task.task_status) {
             (ExecutionState::Running, TaskStatus::InProgress) => {
-                let overdue_at = self
-                    .schedule
-                    .overdue_at(task.timestamp, &task.retry_policy());
+                let overdue_at = self.pacing.overdue_at(task.timestamp, &task.retry_policy());
                 return Ok(Found::Running {
                     overdue: self.clock.now() > overdue_at,
                 });

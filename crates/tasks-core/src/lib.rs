@@ -1,28 +1,28 @@
 //! The Tasks Service domain: the task model, the rules every handler follows, and the ports
 //! (capability traits) the handlers are written against.
 
-pub mod document;
+mod call_tries;
+pub mod error_types;
+pub mod item_limits;
 pub mod look_ahead;
 pub mod new_task;
+pub mod pacing;
 pub mod ports;
-pub mod retry;
 pub mod retry_policy;
-pub mod schedule;
 pub mod signing;
 pub mod slot;
 pub mod status;
 pub mod task;
 pub mod task_patch;
 pub mod timing;
-mod tries;
 
 pub use new_task::{NewTask, ValidationError};
+pub use pacing::Pacing;
 pub use ports::{
     settle_create, Changes, Clock, DeliveryError, DispatchQueue, Execution, ExecutionState, Page,
     QueueError, StartOutcome, StatusQuery, StoreError, SystemClock, TaskStore, Transition,
     WebhookCall, WebhookResponse, WebhookSender, Workflow, WorkflowError,
 };
-pub use schedule::Schedule;
 pub use slot::{QueueMessage, Slot};
 pub use status::{status_shard, Event, TaskStatus, STATUS_SHARDS};
 pub use task::{
@@ -30,6 +30,7 @@ pub use task::{
 };
 
 pub mod commands;
+pub mod config;
 pub mod dispatch;
 pub mod memory;
 pub mod metrics;

@@ -9,7 +9,7 @@
 //! time, less the cron period and a margin). A steady load never triggers it; a hotspot is
 //! claimed minutes early, and its executions wait in their Wait state, which costs nothing.
 
-use crate::schedule::Schedule;
+use crate::pacing::Pacing;
 use crate::slot::SLOT_SIZE;
 use chrono::Duration;
 
@@ -42,12 +42,12 @@ pub fn starts(count: u64) -> u64 {
 
 /// The latest `startExecutionAt` to claim now, given the count of tasks in each of
 /// [`buckets`]: `now` unless a hotspot is coming.
-pub fn claim_horizon(now: i64, counts: &[u64], schedule: &Schedule) -> i64 {
-    if schedule.start_rate == 0 {
+pub fn claim_horizon(now: i64, counts: &[u64], pacing: &Pacing) -> i64 {
+    if pacing.start_rate == 0 {
         return now;
     }
-    let rate = f64::from(schedule.start_rate);
-    let slack = (schedule.lead_time - CRON_PERIOD - START_MARGIN).num_seconds() as f64;
+    let rate = f64::from(pacing.start_rate);
+    let slack = (pacing.lead_time - CRON_PERIOD - START_MARGIN).num_seconds() as f64;
     let mut due = 0u64;
     let mut horizon = now;
     for ((_, to), count) in buckets(now).into_iter().zip(counts) {
@@ -76,9 +76,9 @@ mod tests {
     fn a_steady_load_is_claimed_within_the_lead_time_only() {
         // A million a day is about 700 a minute: 2.8 s of starts.
         let steady = vec![700; LOOK_AHEAD_MINUTES];
-        assert_eq!(claim_horizon(NOW, &steady, &Schedule::default()), NOW);
+        assert_eq!(claim_horizon(NOW, &steady, &Pacing::default()), NOW);
         assert_eq!(
-            claim_horizon(NOW, &counts(0, 7_000), &Schedule::default()),
+            claim_horizon(NOW, &counts(0, 7_000), &Pacing::default()),
             NOW
         );
     }
@@ -86,35 +86,35 @@ mod tests {
     #[test]
     fn a_hotspot_is_claimed_as_early_as_its_starts_need() {
         // A two-minute lead time leaves 30 s of slack after a cron period and the margin.
-        let schedule = Schedule {
+        let pacing = Pacing {
             lead_time: Duration::seconds(120),
-            ..Schedule::default()
+            ..Pacing::default()
         };
         // 100,000 tasks in one minute are at most 460 slots: two seconds of starts.
-        assert_eq!(claim_horizon(NOW, &counts(0, 100_000), &schedule), NOW);
+        assert_eq!(claim_horizon(NOW, &counts(0, 100_000), &pacing), NOW);
         assert_eq!(starts(100_000), 460);
         assert_eq!(starts(30), 30);
         // 25 million are 100,060 starts at 250/s, 400 s: minute 6 (due from 361 s) is claimed,
         // minute 7 (due from 421 s) not yet.
         assert_eq!(
-            claim_horizon(NOW, &counts(6, 25_000_000), &schedule),
+            claim_horizon(NOW, &counts(6, 25_000_000), &pacing),
             NOW + 7 * 60
         );
-        assert_eq!(claim_horizon(NOW, &counts(7, 25_000_000), &schedule), NOW);
+        assert_eq!(claim_horizon(NOW, &counts(7, 25_000_000), &pacing), NOW);
         // 40,060 starts (160 s) for minute 2 (due from 121 s, 150 s with the slack) are claimed
         // now with everything due before them; 30,060 (120 s) wait for the next run.
         assert_eq!(
-            claim_horizon(NOW, &counts(2, 10_000_000), &schedule),
+            claim_horizon(NOW, &counts(2, 10_000_000), &pacing),
             NOW + 3 * 60
         );
-        assert_eq!(claim_horizon(NOW, &counts(2, 7_500_000), &schedule), NOW);
+        assert_eq!(claim_horizon(NOW, &counts(2, 7_500_000), &pacing), NOW);
     }
 
     #[test]
     fn a_zero_rate_turns_it_off() {
-        let off = Schedule {
+        let off = Pacing {
             start_rate: 0,
-            ..Schedule::default()
+            ..Pacing::default()
         };
         assert_eq!(claim_horizon(NOW, &counts(0, 1_000_000), &off), NOW);
     }

@@ -6,8 +6,8 @@
 //! function's name, so that stages stay apart; the handler's name in local mode).
 
 use crate::dispatch::CronSummary;
+use crate::error_types::{RETRYABLE_ERRORS, WEBHOOK_FAILURES};
 use crate::pipeline::{ExecuteError, ExecutionReport, Outcome, StartReport};
-use crate::retry::{RETRYABLE_ERRORS, WEBHOOK_FAILURES};
 use crate::status::TaskStatus;
 use serde_json::{json, Map, Value};
 

@@ -1,8 +1,8 @@
 //! Validation of a create request: the one place that decides what a valid task is.
 
-use crate::document::{check_storable, item_size, Unstorable, MAX_ITEM_BYTES};
+use crate::item_limits::{check_storable, item_size, Unstorable, MAX_ITEM_BYTES};
+use crate::pacing::{Pacing, MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
 use crate::retry_policy::RetryPolicy;
-use crate::schedule::{Schedule, MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
 use crate::task::{is_valid_signing_name, Signing, Task, Webhook, MAX_SIGNING_NAME_CHARS};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Deserialize;
@@ -140,7 +140,7 @@ impl NewTask {
         id: String,
         idempotency_key: Option<String>,
         now: DateTime<Utc>,
-        schedule: &Schedule,
+        pacing: &Pacing,
     ) -> Task {
         Task {
             webhook: self.webhook,
@@ -149,7 +149,7 @@ impl NewTask {
             on_failure: self.on_failure,
             idempotency_key,
             request_digest: Some(self.request_digest),
-            ..Task::new(id, self.timestamp, schedule, now)
+            ..Task::new(id, self.timestamp, pacing, now)
         }
     }
 }
@@ -872,7 +872,7 @@ mod tests {
     #[test]
     fn into_task_applies_the_lead_time() {
         let new = parse(json!({"timestamp": "2030-06-01T13:00:00Z"})).unwrap();
-        let task = new.into_task("id".into(), None, now(), &Schedule::default());
+        let task = new.into_task("id".into(), None, now(), &Pacing::default());
         assert_eq!(task.task_status, TaskStatus::Scheduled);
         assert_eq!(
             task.start_execution_at,

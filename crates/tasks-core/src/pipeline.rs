@@ -1,13 +1,14 @@
 //! The workflow's steps: start an execution per queued task, execute the task at its second,
 //! and record the outcome.
 
+use crate::call_tries::Tries;
+use crate::error_types::{delivery_error_type, store_error_type};
+use crate::pacing::{Pacing, EARLY_WAKE_ALLOWANCE};
 use crate::ports::{
     Clock, DeliveryError, Execution, ExecutionState, StartOutcome, StoreError, TaskStore,
     Transition, WebhookCall, WebhookResponse, WebhookSender, Workflow, WorkflowError,
 };
 use crate::recovery::{recover_ended_execution, Recovery};
-use crate::retry::{delivery_error_type, store_error_type};
-use crate::schedule::{Schedule, EARLY_WAKE_ALLOWANCE};
 use crate::slot::MAX_PREPARE;
 use crate::status::{Event, TaskStatus};
 use crate::task::{
@@ -15,7 +16,6 @@ use crate::task::{
     NextAttempt, Task, Webhook, ATTEMPT_ERROR_BYTES,
 };
 use crate::timing::ATTEMPT_IN_FLIGHT;
-use crate::tries::Tries;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +68,7 @@ pub async fn start_task(
     store: &dyn TaskStore,
     workflow: &dyn Workflow,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     message: &DispatchMessage,
     previous: Option<&ExecutionReport>,
 ) -> Result<StartReport, StartError> {
@@ -84,11 +84,11 @@ pub async fn start_task(
     ) {
         return Ok(StartReport::Skipped(task.task_status));
     }
-    let execution = Execution::of_task(&execution_input(schedule, &task), previous);
+    let execution = Execution::of_task(&execution_input(pacing, &task), previous);
     let started = workflow.start(&execution).await?;
     if let Some(report) = previous.filter(|_| started != StartOutcome::Started) {
         if let Some(handed_over) =
-            hand_over(store, workflow, clock, schedule, &task, report, started).await?
+            hand_over(store, workflow, clock, pacing, &task, report, started).await?
         {
             return Ok(handed_over);
         }
@@ -106,7 +106,7 @@ pub async fn start_task(
                 .await?
             {
                 Recovery::Requeued(task) => {
-                    let execution = Execution::of_task(&execution_input(schedule, &task), None);
+                    let execution = Execution::of_task(&execution_input(pacing, &task), None);
                     workflow.start(&execution).await?;
                     record_start(store, clock, &task).await?;
                     return Ok(StartReport::Restarted(task.series));
@@ -132,12 +132,12 @@ async fn hand_over(
     store: &dyn TaskStore,
     workflow: &dyn Workflow,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     task: &Task,
     report: &ExecutionReport,
     started: StartOutcome,
 ) -> Result<Option<StartReport>, StartError> {
-    let input = execution_input(schedule, task);
+    let input = execution_input(pacing, task);
     match (report.outcome, report.retry_at) {
         (Outcome::Delivered | Outcome::Completed, _) => {
             record_outcome(store, clock, &StatusUpdate::of_report(input, report)).await?;
@@ -177,11 +177,11 @@ async fn hand_over(
     }
 }
 
-pub fn execution_input(schedule: &Schedule, task: &Task) -> ExecutionInput {
+pub fn execution_input(pacing: &Pacing, task: &Task) -> ExecutionInput {
     ExecutionInput {
         id: task.id.clone(),
         timestamp: task.timestamp,
-        wake_at: schedule.wake_at(task.timestamp),
+        wake_at: pacing.wake_at(task.timestamp),
         series: task.series,
     }
 }
@@ -371,7 +371,7 @@ pub async fn execute_task(
     store: &dyn TaskStore,
     sender: &dyn WebhookSender,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     attempt: &AttemptInput,
 ) -> Result<ExecutionReport, ExecuteError> {
     let input = &attempt.input;
@@ -389,7 +389,7 @@ pub async fn execute_task(
         }
     }
     let mut report =
-        attempt_task(store, sender, clock, schedule, attempt, task, &begin_token).await?;
+        attempt_task(store, sender, clock, pacing, attempt, task, &begin_token).await?;
     // A delivery is recorded before Step Functions gets the answer: if the answer is lost, the
     // run Step Functions starts again finds the task COMPLETED instead of an attempt in flight
     // it would send again. A record that fails is left to update-status, as before.
@@ -459,7 +459,7 @@ pub(crate) async fn attempt_task(
     store: &dyn TaskStore,
     sender: &dyn WebhookSender,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     attempt: &AttemptInput,
     task: Option<Task>,
     begin_token: &str,
@@ -484,8 +484,8 @@ pub(crate) async fn attempt_task(
     let remaining = not_before - clock.now();
     // A slot's tasks wake earlier than the wake-ahead (the slot's input says by how much), but
     // never by more than a slot prepares.
-    let woken_ahead = (input.timestamp - input.wake_at).min(schedule.wake_ahead + MAX_PREPARE);
-    let allowed = schedule.max_sleep().max(woken_ahead + EARLY_WAKE_ALLOWANCE);
+    let woken_ahead = (input.timestamp - input.wake_at).min(pacing.wake_ahead + MAX_PREPARE);
+    let allowed = pacing.max_sleep().max(woken_ahead + EARLY_WAKE_ALLOWANCE);
     if remaining > allowed {
         return Err(ExecuteError {
             error_type: "TaskNotDue",

@@ -486,7 +486,7 @@ pub trait Workflow: Send + Sync {
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError>;
 }
 
-/// Why a webhook attempt failed. Each kind has a stable name (`retry::delivery_error_type`),
+/// Why a webhook attempt failed. Each kind has a stable name (`error_types::delivery_error_type`),
 /// the prefix of the task's `lastError`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DeliveryError {

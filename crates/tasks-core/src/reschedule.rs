@@ -5,8 +5,8 @@
 
 use crate::dispatch::hand_off_if_due;
 use crate::new_task::ValidationError;
+use crate::pacing::Pacing;
 use crate::ports::{Clock, DispatchQueue, StoreError, TaskStore, Transition, Workflow};
-use crate::schedule::Schedule;
 use crate::signing::SigningSecretNames;
 use crate::status::{Event, TaskStatus};
 use crate::task::{execution_name, rfc3339_millis, Task, ATTEMPT_HISTORY_KEPT_ON_RETRY};
@@ -45,7 +45,7 @@ pub struct Ports<'a> {
     pub queue: &'a dyn DispatchQueue,
     pub workflow: &'a dyn Workflow,
     pub clock: &'a dyn Clock,
-    pub schedule: &'a Schedule,
+    pub pacing: &'a Pacing,
     /// The signing secrets a changed webhook or callback may name.
     pub signing_secrets: &'a SigningSecretNames,
 }
@@ -89,7 +89,7 @@ async fn apply(
             return Err(refused(event, task));
         }
         // The merge was computed from this read: write it only if nobody changed the task since.
-        let mut changes = patch.changes_for(&task, ports.schedule)?;
+        let mut changes = patch.changes_for(&task, ports.pacing)?;
         ports.signing_secrets.check_requests(
             changes.webhook.as_ref().and_then(Option::as_ref),
             changes.on_failure.as_ref().and_then(Option::as_ref),
@@ -137,7 +137,7 @@ async fn after_change(ports: &Ports<'_>, before: &Task, changed: Task) -> Task {
         ports.store,
         ports.queue,
         ports.clock,
-        ports.schedule,
+        ports.pacing,
         ports.clock.now(),
         changed,
     )

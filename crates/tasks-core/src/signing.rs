@@ -3,8 +3,8 @@
 //! own secret cannot forge requests another receiver accepts. The API knows the names only;
 //! execute-task alone reads the values.
 
+use crate::config::ConfigError;
 use crate::new_task::ValidationError;
-use crate::schedule::ConfigError;
 use crate::task::{is_valid_signing_name, Webhook};
 use std::collections::BTreeSet;
 

@@ -10,7 +10,9 @@
 //! the task's own execution, which goes on from the attempt's report (a retry waits for its
 //! time, a failure is recorded and its callback called) as any task's execution does.
 
+use crate::call_tries::Tries;
 use crate::dispatch::{send_batch_soon, send_batch_worst_case, SEND_BATCH_SIZE};
+use crate::pacing::Pacing;
 use crate::pipeline::{
     attempt_task, record_outcome, start_task, AttemptInput, ExecutionReport, Outcome, StartError,
     StartReport, StatusUpdate,
@@ -19,10 +21,8 @@ use crate::ports::{
     Changes, Clock, DispatchQueue, Execution, StartOutcome, StoreError, TaskStore, Transition,
     WebhookSender, Workflow, WorkflowError,
 };
-use crate::schedule::Schedule;
 use crate::status::{Event, TaskStatus};
 use crate::task::{new_write_token, rfc3339_millis, DispatchMessage, ExecutionInput, Task};
-use crate::tries::Tries;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::{join, join_all};
 use futures::{stream, StreamExt};
@@ -147,7 +147,7 @@ impl QueueMessage {
 /// time, so it is never reused.
 #[derive(Debug)]
 pub struct SlotPlanner {
-    schedule: Schedule,
+    pacing: Pacing,
     now: DateTime<Utc>,
     placed: BTreeMap<i64, usize>,
     held: bool,
@@ -155,9 +155,9 @@ pub struct SlotPlanner {
 
 impl SlotPlanner {
     /// A cron run's planner.
-    pub fn new(schedule: &Schedule, now: DateTime<Utc>) -> Self {
+    pub fn new(pacing: &Pacing, now: DateTime<Utc>) -> Self {
         SlotPlanner {
-            schedule: *schedule,
+            pacing: *pacing,
             now,
             placed: BTreeMap::new(),
             held: false,
@@ -165,10 +165,10 @@ impl SlotPlanner {
     }
 
     /// The api's planner for the hand-off of a task due soon: its slot is held (`Slot::held`).
-    pub fn for_hand_off(schedule: &Schedule, now: DateTime<Utc>) -> Self {
+    pub fn for_hand_off(pacing: &Pacing, now: DateTime<Utc>) -> Self {
         SlotPlanner {
             held: true,
-            ..SlotPlanner::new(schedule, now)
+            ..SlotPlanner::new(pacing, now)
         }
     }
 
@@ -195,7 +195,7 @@ impl SlotPlanner {
                 );
                 let slot = Slot {
                     name: format!("slot-{second}-{index}-{digest:016x}"),
-                    wake_at: self.schedule.wake_at(chunk[0].timestamp) - ahead,
+                    wake_at: self.pacing.wake_at(chunk[0].timestamp) - ahead,
                     tasks: Vec::new(),
                     held: self.held,
                 };
@@ -251,7 +251,7 @@ pub async fn start_messages(
     store: &dyn TaskStore,
     workflow: &dyn Workflow,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     messages: &[&QueueMessage],
     budget: std::time::Duration,
 ) -> Vec<Result<StartReport, StartError>> {
@@ -263,17 +263,14 @@ pub async fn start_messages(
         })
         .collect();
     let slots_started = async {
-        tokio::time::timeout(
-            budget,
-            start_slots(store, workflow, clock, schedule, &slots),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            slots
-                .iter()
-                .map(|_| Err(StartError::OutOfTime(budget)))
-                .collect()
-        })
+        tokio::time::timeout(budget, start_slots(store, workflow, clock, pacing, &slots))
+            .await
+            .unwrap_or_else(|_| {
+                slots
+                    .iter()
+                    .map(|_| Err(StartError::OutOfTime(budget)))
+                    .collect()
+            })
     };
     let (slot_results, own_results) = join(
         slots_started,
@@ -283,7 +280,7 @@ pub async fn start_messages(
                 QueueMessage::HandOff(hand_off) => (&hand_off.task, Some(&hand_off.result)),
                 QueueMessage::Task(task) => (task, None),
             };
-            let start = start_task(store, workflow, clock, schedule, task, previous);
+            let start = start_task(store, workflow, clock, pacing, task, previous);
             Some(
                 tokio::time::timeout(budget, start)
                     .await
@@ -307,12 +304,12 @@ pub async fn start_messages(
 /// them. A name already taken is a repeated delivery (the slot runs) or a slot that has run:
 /// nothing to do either way (a task the slot did not run is found by the sweeps).
 ///
-/// [`HAND_OFF_WITHIN`]: crate::schedule::HAND_OFF_WITHIN
+/// [`HAND_OFF_WITHIN`]: crate::pacing::HAND_OFF_WITHIN
 pub async fn start_slots(
     store: &dyn TaskStore,
     workflow: &dyn Workflow,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     slots: &[&Slot],
 ) -> Vec<Result<StartReport, StartError>> {
     let mut starts: Vec<(Slot, Vec<usize>, bool)> = Vec::new();
@@ -344,7 +341,7 @@ pub async fn start_slots(
             );
             let merged = Slot {
                 name: format!("slot-{second}-m-{digest:016x}"),
-                wake_at: schedule.wake_at(tasks[0].timestamp) - begin_time(tasks.len()),
+                wake_at: pacing.wake_at(tasks[0].timestamp) - begin_time(tasks.len()),
                 tasks,
                 held: false,
             };
@@ -488,7 +485,7 @@ pub async fn run_slot(
     sender: &dyn WebhookSender,
     queue: &dyn DispatchQueue,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     slot: &Slot,
 ) -> (SlotSummary, Vec<TaskRun>) {
     let count = slot.tasks.len().max(1) as i32;
@@ -511,7 +508,7 @@ pub async fn run_slot(
     // Each hand-off is sent as it occurs (with those ready at the same moment, up to a batch):
     // a slot run that times out later has handed on what it could not finish.
     let (ready, hand_offs) = futures::channel::mpsc::unbounded::<QueueMessage>();
-    let runs = run_tasks(store, sender, clock, schedule, inputs, ready);
+    let runs = run_tasks(store, sender, clock, pacing, inputs, ready);
     let sends = send_as_ready(queue, hand_offs);
     let (outcomes, lost) = join(runs, sends).await;
     if !lost.is_empty() {
@@ -576,7 +573,7 @@ async fn run_tasks(
     store: &dyn TaskStore,
     sender: &dyn WebhookSender,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     inputs: Vec<(DateTime<Utc>, ExecutionInput)>,
     ready: futures::channel::mpsc::UnboundedSender<QueueMessage>,
 ) -> Vec<(String, SlotOutcome)> {
@@ -587,7 +584,7 @@ async fn run_tasks(
             async move {
                 crate::wait::sleep_until(clock, begin_at).await;
                 let id = input.id.clone();
-                let outcome = run_one(store, sender, clock, schedule, input).await;
+                let outcome = run_one(store, sender, clock, pacing, input).await;
                 if let SlotOutcome::HandOff(message) = &outcome {
                     // The receiver lives until every sender is gone.
                     let _ = ready.unbounded_send(message.clone());
@@ -607,7 +604,7 @@ async fn run_one(
     store: &dyn TaskStore,
     sender: &dyn WebhookSender,
     clock: &dyn Clock,
-    schedule: &Schedule,
+    pacing: &Pacing,
     input: ExecutionInput,
 ) -> SlotOutcome {
     let message = DispatchMessage {
@@ -651,21 +648,12 @@ async fn run_one(
                 return hand_off(None);
             }
         }
-        let report = match attempt_task(
-            store,
-            sender,
-            clock,
-            schedule,
-            &attempt,
-            task,
-            &begin_token,
-        )
-        .await
-        {
-            Ok(report) => report,
-            Err(_) if patience.wait_to_attempt().await => continue,
-            Err(_) => return hand_off(attempt.previous),
-        };
+        let report =
+            match attempt_task(store, sender, clock, pacing, &attempt, task, &begin_token).await {
+                Ok(report) => report,
+                Err(_) if patience.wait_to_attempt().await => continue,
+                Err(_) => return hand_off(attempt.previous),
+            };
         known_attempts = Some(report.attempt);
         begin_token = new_write_token();
         let final_outcome = match report.outcome {
@@ -782,7 +770,7 @@ mod tests {
     fn hand_off(id: &str, due: DateTime<Utc>, series: u32) -> Slot {
         Slot {
             name: format!("slot-of-{id}-{series}"),
-            wake_at: Schedule::default().wake_at(due),
+            wake_at: Pacing::default().wake_at(due),
             tasks: vec![DispatchMessage {
                 id: id.into(),
                 timestamp: due,
@@ -797,11 +785,11 @@ mod tests {
         let store = MemoryStore::new();
         let workflow = MemoryWorkflow::new();
         let clock = FixedClock::new(now());
-        let schedule = Schedule::default();
+        let pacing = Pacing::default();
         let due = now() + Duration::seconds(30);
         // A PATCH of its webhook (no new time) moved the task from series 4 to 5 while its
         // hand-off was held: two held messages of one task and one time, the stale one first.
-        let mut task = Task::new("patched", due, &schedule, now() - Duration::hours(1));
+        let mut task = Task::new("patched", due, &pacing, now() - Duration::hours(1));
         task.task_status = TaskStatus::Queued;
         task.series = 5;
         store.put(task);
@@ -812,7 +800,7 @@ mod tests {
             hand_off("other", due + Duration::milliseconds(200), 1),
         ];
         let refs: Vec<&Slot> = slots.iter().collect();
-        let results = start_slots(&store, &workflow, &clock, &schedule, &refs).await;
+        let results = start_slots(&store, &workflow, &clock, &pacing, &refs).await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         let started = workflow.slots();
         assert_eq!(started.len(), 1, "{started:?}");

@@ -1,7 +1,7 @@
 //! The stored task and the contracts passed between the pipeline's steps.
 
+use crate::pacing::Pacing;
 use crate::retry_policy::RetryPolicy;
-use crate::schedule::Schedule;
 use crate::status::TaskStatus;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -243,13 +243,13 @@ impl Task {
     pub fn new(
         id: impl Into<String>,
         timestamp: DateTime<Utc>,
-        schedule: &Schedule,
+        pacing: &Pacing,
         now: DateTime<Utc>,
     ) -> Self {
         Task {
             id: id.into(),
             timestamp,
-            start_execution_at: schedule.start_execution_at(timestamp),
+            start_execution_at: pacing.start_execution_at(timestamp),
             task_status: TaskStatus::Scheduled,
             created_at: now,
             last_updated_at: now,

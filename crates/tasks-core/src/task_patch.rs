@@ -6,9 +6,9 @@ use crate::new_task::{
     check_contents, check_retry, deserialize_fields, json_object, resolve_time, validate_callback,
     validate_webhook, Contents, ValidationError,
 };
+use crate::pacing::Pacing;
 use crate::ports::Changes;
 use crate::retry_policy::RetryPolicy;
-use crate::schedule::Schedule;
 use crate::task::{Task, Webhook};
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
@@ -169,15 +169,9 @@ impl TaskPatch {
 
     /// What the request changes in `task`, checked as a new task would be: the merged webhook
     /// must be a valid webhook, and the task must still fit in one item.
-    pub fn changes_for(
-        &self,
-        task: &Task,
-        schedule: &Schedule,
-    ) -> Result<Changes, ValidationError> {
+    pub fn changes_for(&self, task: &Task, pacing: &Pacing) -> Result<Changes, ValidationError> {
         let mut changes = Changes {
-            timestamp: self
-                .timestamp
-                .map(|at| (at, schedule.start_execution_at(at))),
+            timestamp: self.timestamp.map(|at| (at, pacing.start_execution_at(at))),
             ..Changes::default()
         };
         if let Some(merged) = self.merged("webhook", serde_json::to_value(&task.webhook)) {
@@ -271,13 +265,13 @@ mod tests {
                 keep_response_body: true,
             }),
             payload: Some(json!({"keep": true, "drop": 1})),
-            ..Task::new("t", now() + Duration::hours(1), &Schedule::default(), now())
+            ..Task::new("t", now() + Duration::hours(1), &Pacing::default(), now())
         }
     }
 
     fn changes(body: Value) -> Result<Changes, ValidationError> {
         TaskPatch::parse(body.to_string().as_bytes(), now())?
-            .changes_for(&task(), &Schedule::default())
+            .changes_for(&task(), &Pacing::default())
     }
 
     /// Secrets are bound to their origin: moving the webhook to another scheme, host or port
@@ -341,7 +335,7 @@ mod tests {
         )
         .unwrap();
         let change = patch
-            .changes_for(&with_callback, &Schedule::default())
+            .changes_for(&with_callback, &Pacing::default())
             .unwrap();
         assert!(change.on_failure.unwrap().unwrap().headers.is_empty());
         assert_eq!(
@@ -352,13 +346,10 @@ mod tests {
 
     #[test]
     fn a_new_time_comes_with_its_start_execution_at() {
-        let schedule = Schedule::default();
+        let pacing = Pacing::default();
         let change = changes(json!({"seconds": 20})).unwrap();
         let at = now() + Duration::seconds(20);
-        assert_eq!(
-            change.timestamp,
-            Some((at, schedule.start_execution_at(at)))
-        );
+        assert_eq!(change.timestamp, Some((at, pacing.start_execution_at(at))));
         assert_eq!((change.webhook, change.payload), (None, None));
         let change = changes(json!({"timestamp": "2030-06-02T00:00:00Z"})).unwrap();
         assert_eq!(
@@ -450,9 +441,9 @@ mod tests {
 
     #[test]
     fn a_webhook_patch_on_a_task_without_one_must_name_a_url() {
-        let bare = Task::new("t", now() + Duration::hours(1), &Schedule::default(), now());
+        let bare = Task::new("t", now() + Duration::hours(1), &Pacing::default(), now());
         let patch = TaskPatch::parse(br#"{"webhook": {"method": "PUT"}}"#, now()).unwrap();
-        let error = patch.changes_for(&bare, &Schedule::default()).unwrap_err();
+        let error = patch.changes_for(&bare, &Pacing::default()).unwrap_err();
         assert_eq!(error.field.as_deref(), Some("webhook.url"));
     }
 

@@ -3,10 +3,10 @@
 //! runs [`Timings::violations`], so changing one value without the others fails the build.
 
 use crate::dispatch::send_batch_worst_case;
+use crate::error_types::{StateRetry, STATUS_RETRY};
+use crate::pacing::Pacing;
 use crate::pipeline::BEGIN_TRIES;
-use crate::retry::{StateRetry, STATUS_RETRY};
 use crate::retry_policy::RetryPolicy;
-use crate::schedule::Schedule;
 use crate::slot::{IN_SLOT_ATTEMPT_MARGIN, MAX_PREPARE, RECORD_PATIENCE};
 use chrono::Duration;
 
@@ -34,7 +34,7 @@ pub const QUEUE_MAX_RECEIVE_COUNT: u32 = 3;
 /// Every timing the relations speak of.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timings {
-    pub schedule: Schedule,
+    pub pacing: Pacing,
     /// How often the cron runs (EventBridge `rate(1 minute)`).
     pub cron_period: Duration,
     /// The dispatch queue's visibility timeout.
@@ -61,7 +61,7 @@ impl Timings {
     /// one record try and the hand-off's send. A failure callback is never called in a slot
     /// (the task's own execution calls it), and a single task's run is shorter than a slot's.
     pub fn execute_task_worst_case(&self) -> Duration {
-        let before_time = MAX_PREPARE + self.schedule.wake_ahead + WAIT_TRUNCATION;
+        let before_time = MAX_PREPARE + self.pacing.wake_ahead + WAIT_TRUNCATION;
         let begin = BEGIN_TRIES.worst_case(STORE_CALL_TIMEOUT);
         let calls = STORE_CALL_TIMEOUT + begin + DNS_TIMEOUT;
         let first =
@@ -89,7 +89,7 @@ impl Timings {
 
     /// Each broken relation, in words; empty when the timings fit together.
     pub fn violations(&self) -> Vec<String> {
-        let s = &self.schedule;
+        let s = &self.pacing;
         let mut broken = Vec::new();
         let mut require = |holds: bool, what: String| {
             if !holds {
@@ -186,7 +186,7 @@ mod tests {
 
     fn deployed() -> Timings {
         Timings {
-            schedule: Schedule::default(),
+            pacing: Pacing::default(),
             cron_period: Duration::seconds(60),
             visibility_timeout: QUEUE_VISIBILITY_TIMEOUT,
             max_receive_count: QUEUE_MAX_RECEIVE_COUNT,
@@ -219,9 +219,9 @@ mod tests {
         };
         assert!(short_lambda.violations()[0].contains("execute-task's timeout"));
         let eager_sweep = Timings {
-            schedule: Schedule {
+            pacing: Pacing {
                 stuck_after: Duration::seconds(60),
-                ..Schedule::default()
+                ..Pacing::default()
             },
             ..deployed()
         };

@@ -6,7 +6,6 @@
 pub mod consumer;
 pub mod workflow;
 
-use cron::Cron;
 use execute_task::signing::{Keyring, SigningKeys};
 use execute_task::webhook::HttpSender;
 use execute_task::ExecuteTask;
@@ -16,8 +15,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tasks_core::schedule::{env_bool, env_u64, ConfigError};
-use tasks_core::{Clock, Schedule, SystemClock};
+use tasks_core::config::{env_bool, env_u64, ConfigError};
+use tasks_core::{Clock, Pacing, SystemClock};
+use tasks_cron::Cron;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use update_status::UpdateStatus;
@@ -42,7 +42,7 @@ pub struct Settings {
     pub named_signing_keys: BTreeMap<String, SigningKeys>,
     /// From `API_KEYS`: when any is given, the API requires one in `x-api-key`.
     pub api_keys: Vec<String>,
-    pub schedule: Schedule,
+    pub pacing: Pacing,
     /// An emulator to use instead of starting one (`AWS_ENDPOINT_URL`).
     pub endpoint: Option<String>,
 }
@@ -54,7 +54,7 @@ impl Settings {
     /// `WEBHOOK_SIGNING_SECRETS` (one or two comma-separated `whsec_` secrets; one is generated
     /// when unset), `WEBHOOK_NAMED_SIGNING_SECRETS` (`name=secret[,previous]` entries separated
     /// by `;`; none by default), `API_KEYS` (comma-separated; none by default), `AWS_ENDPOINT_URL`, and the
-    /// schedule's variables.
+    /// pacing variables.
     pub fn from_env() -> Result<Self, ConfigError> {
         let configured = std::env::var("WEBHOOK_SIGNING_SECRETS")
             .ok()
@@ -101,7 +101,7 @@ impl Settings {
             signing_secret_generated,
             named_signing_keys,
             api_keys,
-            schedule: Schedule::from_env()?,
+            pacing: Pacing::from_env()?,
             endpoint: std::env::var("AWS_ENDPOINT_URL")
                 .ok()
                 .filter(|e| !e.is_empty()),
@@ -174,7 +174,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         }),
         queue: queue.clone(),
         clock: clock.clone(),
-        schedule: settings.schedule,
+        pacing: settings.pacing,
     });
     let update = Arc::new(UpdateStatus {
         store: store.clone(),
@@ -187,7 +187,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         queue: queue.clone(),
         workflow: workflow.clone(),
         clock: clock.clone(),
-        schedule: settings.schedule,
+        pacing: settings.pacing,
         signing_secrets,
         diagnostics: Default::default(),
     });
@@ -203,7 +203,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         queue: queue.clone(),
         workflow: workflow.clone(),
         clock: clock.clone(),
-        schedule: settings.schedule,
+        pacing: settings.pacing,
     };
     let interval = settings.cron_interval;
     let timer = tokio::spawn(async move {
@@ -220,7 +220,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         store,
         workflow: workflow.clone(),
         clock,
-        schedule: settings.schedule,
+        pacing: settings.pacing,
     });
     let mut loops = vec![server, timer];
     // Lambda's SQS event source polls with several concurrent pollers; so do we, so that a

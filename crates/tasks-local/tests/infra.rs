@@ -9,17 +9,17 @@ const STATE_MACHINE: &str = include_str!("../../../state-machine/tasks.asl.json"
 /// Each Lambda binary and the environment its `main` reads (each builds its store with
 /// `tasks_aws::store_from_env`, which also reads the retention).
 fn functions() -> Vec<(&'static str, Vec<&'static str>)> {
-    let schedule = tasks_core::schedule::SCHEDULE_ENVIRONMENT.to_vec();
+    let pacing = tasks_core::pacing::PACING_ENVIRONMENT.to_vec();
     let store = [tasks_aws::RETENTION_DAYS];
-    let with_schedule = |own: &[&'static str]| [own, &schedule, &store].concat();
+    let with_pacing = |own: &[&'static str]| [own, &pacing, &store].concat();
     vec![
-        ("api", with_schedule(&api::ENVIRONMENT)),
-        ("cron", with_schedule(&cron::ENVIRONMENT)),
+        ("api", with_pacing(&api::ENVIRONMENT)),
+        ("cron", with_pacing(&tasks_cron::ENVIRONMENT)),
         (
             "process-sqs-records",
-            with_schedule(&process_sqs_records::ENVIRONMENT),
+            with_pacing(&process_sqs_records::ENVIRONMENT),
         ),
-        ("execute-task", with_schedule(&execute_task::ENVIRONMENT)),
+        ("execute-task", with_pacing(&execute_task::ENVIRONMENT)),
         (
             "update-status",
             [&update_status::ENVIRONMENT[..], &store].concat(),
@@ -143,7 +143,7 @@ fn the_template_timings_fit_together() {
     assert_eq!(cron_rate, "rate(1 minute)");
     // Each timing parameter at its default, or at one of the bounds the template allows.
     let timings_at = |at: &dyn Fn(&str) -> &'static str| tasks_core::timing::Timings {
-        schedule: tasks_core::Schedule {
+        pacing: tasks_core::Pacing {
             lead_time: seconds(bound("LeadTimeSeconds", at("LeadTimeSeconds"))),
             wake_ahead: chrono::Duration::milliseconds(bound("WakeAheadMs", at("WakeAheadMs"))),
             claim_grace: seconds(bound("ClaimGraceSeconds", at("ClaimGraceSeconds"))),
@@ -209,8 +209,8 @@ fn the_template_timings_fit_together() {
         tasks_core::timing::QUEUE_MAX_RECEIVE_COUNT
     );
     assert_eq!(
-        timings.schedule,
-        tasks_core::Schedule::default(),
+        timings.pacing,
+        tasks_core::Pacing::default(),
         "the template's defaults are the code's"
     );
 }

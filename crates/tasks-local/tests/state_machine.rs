@@ -11,14 +11,14 @@ use std::time::Instant;
 use tasks_aws::bootstrap::ensure_state_machine;
 use tasks_aws::testing::unique;
 use tasks_aws::StepFunctionsWorkflow;
-use tasks_core::pipeline::{ExecutionReport, Outcome};
-use tasks_core::ports::StoreError;
-use tasks_core::retry::{
+use tasks_core::error_types::{
     is_retryable, store_error_type, StateRetry, EXECUTE_RETRY, LAMBDA_SERVICE_ERRORS,
     LAMBDA_THROTTLED, RETRYABLE_ERRORS, STATUS_RETRY, THROTTLE_RETRY, WEBHOOK_FAILURES,
 };
+use tasks_core::pipeline::{ExecutionReport, Outcome};
+use tasks_core::ports::StoreError;
 use tasks_core::{
-    DispatchMessage, Execution, ExecutionInput, Schedule, Slot, StartOutcome, TaskStatus, Workflow,
+    DispatchMessage, Execution, ExecutionInput, Pacing, Slot, StartOutcome, TaskStatus, Workflow,
 };
 use tasks_local::workflow::{DEFINITION, EXECUTE_TASK_RESOURCE, UPDATE_STATUS_RESOURCE};
 
@@ -425,7 +425,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
     let input = ExecutionInput {
         id: uuid::Uuid::new_v4().to_string(),
         timestamp,
-        wake_at: Schedule::default().wake_at(timestamp),
+        wake_at: Pacing::default().wake_at(timestamp),
         series: 1,
     };
     let report = ExecutionReport {
@@ -501,7 +501,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
     let due = Utc::now() + Duration::seconds(2);
     let slot = Slot {
         name: unique("slot"),
-        wake_at: Schedule::default().wake_at(due),
+        wake_at: Pacing::default().wake_at(due),
         tasks: ["a", "b"]
             .map(|id| DispatchMessage {
                 id: id.into(),

@@ -10,7 +10,7 @@ use tasks_core::memory::{MemoryQueue, MemoryStore};
 use tasks_core::pipeline::start_task;
 use tasks_core::retry_policy::{Backoff, RetryPolicy};
 use tasks_core::{
-    Clock, DeliveryError, DispatchMessage, Execution, QueueMessage, Schedule, Slot, StartOutcome,
+    Clock, DeliveryError, DispatchMessage, Execution, Pacing, QueueMessage, Slot, StartOutcome,
     SystemClock, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender, Workflow,
 };
 use tasks_local::workflow::LocalWorkflow;
@@ -79,7 +79,7 @@ async fn run_with_callback(
     Vec<(String, Option<serde_json::Value>)>,
 ) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
     let receiver = Arc::new(Receiver {
@@ -100,14 +100,14 @@ async fn run_with_callback(
         }),
         retry,
         on_failure,
-        ..Task::new("task-1", timestamp, &schedule, clock.now())
+        ..Task::new("task-1", timestamp, &pacing, clock.now())
     });
     let execute = Arc::new(ExecuteTask {
         store: store.clone(),
         sender: receiver.clone(),
         queue: queue.clone(),
         clock: clock.clone(),
-        schedule,
+        pacing,
     });
     let update = Arc::new(UpdateStatus {
         store: store.clone(),
@@ -123,11 +123,11 @@ async fn run_with_callback(
     let execution = match start {
         Start::Slot => Execution::of_slot(&Slot {
             name: "slot-1".into(),
-            wake_at: schedule.wake_at(timestamp),
+            wake_at: pacing.wake_at(timestamp),
             tasks: vec![message.clone()],
             held: false,
         }),
-        Start::Own => Execution::of_task(&schedule.execution_input(&message), None),
+        Start::Own => Execution::of_task(&pacing.execution_input(&message), None),
     };
     assert_eq!(workflow.start(&execution).await, Ok(StartOutcome::Started));
     assert_eq!(
@@ -146,7 +146,7 @@ async fn run_with_callback(
                 store.as_ref(),
                 &workflow,
                 clock.as_ref(),
-                &schedule,
+                &pacing,
                 &hand_off.task,
                 Some(&hand_off.result),
             )

@@ -31,7 +31,7 @@ use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Por
 use tasks_core::signing::SigningSecretNames;
 use tasks_core::slot::start_messages;
 use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT, START_BUDGET};
-use tasks_core::{Clock, QueueMessage, Schedule, TaskStatus};
+use tasks_core::{Clock, Pacing, QueueMessage, TaskStatus};
 use usage::{Function, Usage};
 pub use world::Faults;
 use world::{as_function, World};
@@ -60,7 +60,7 @@ pub struct Scenario {
     pub shape: Shape,
     pub faults: Faults,
     pub quotas: Quotas,
-    pub schedule: Schedule,
+    pub pacing: Pacing,
     /// Share of tasks cancelled by their client at a random moment before (or just after) their time.
     pub cancel_share: f64,
     /// Share of tasks their client changes (moves earlier or later, runs now, or edits its
@@ -86,7 +86,7 @@ impl Scenario {
             shape: Shape::Spread,
             faults: Faults::realistic(),
             quotas: Quotas::DEFAULT,
-            schedule: Schedule::default(),
+            pacing: Pacing::default(),
             cancel_share: 0.05,
             change_share: 0.1,
             retry_share: 0.5,
@@ -143,9 +143,9 @@ const POLLERS: usize = 5;
 /// How long after its time a task may take to reach a final status: the stuck sweep's margin,
 /// a cron period for the sweep to come, the longest execution a requeue starts (a start may be
 /// throttled and retried after the visibility timeout), and a cron period more.
-pub fn settle_bound(schedule: &Schedule) -> Duration {
-    schedule.stuck_after
-        + schedule.lead_time
+pub fn settle_bound(pacing: &Pacing) -> Duration {
+    pacing.stuck_after
+        + pacing.lead_time
         + Duration::from_std(CRON_PERIOD * 3 + VISIBILITY_TIMEOUT * MAX_RECEIVE_COUNT)
             .unwrap_or_default()
         + Duration::minutes(10)
@@ -219,7 +219,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         start,
         scenario.keep_task_traces,
     ));
-    let schedule = scenario.schedule;
+    let pacing = scenario.pacing;
     let store = Arc::new(SimStore::new(world.clone()));
     let queue = Arc::new(SimQueue::new(
         world.clone(),
@@ -233,7 +233,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
             store: store.clone(),
             sender: receivers.clone(),
             queue: queue.clone(),
-            schedule,
+            pacing,
             execute_timeout: Function::ExecuteTask.timeout(),
             update_timeout: Function::UpdateStatus.timeout(),
         },
@@ -243,7 +243,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         store: store.clone(),
         queue: queue.clone(),
         workflow,
-        schedule,
+        pacing,
         activity: Mutex::new(Activity::default()),
         api_requests: Mutex::new(Bucket::new(scenario.quotas.api_requests)),
         stage_requests: Mutex::new(Bucket::new(scenario.quotas.stage_requests)),
@@ -279,7 +279,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         requests.spawn(client(pipeline.clone(), planned, clients.clone()));
         while requests.try_join_next().is_some() {}
     }
-    let end = start + scenario.span + settle_bound(&schedule) + latest_creation(&scenario);
+    let end = start + scenario.span + settle_bound(&pacing) + latest_creation(&scenario);
     world.clock.sleep_until(end).await;
     while requests.join_next().await.is_some() {}
     for task in background {
@@ -296,7 +296,7 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
         },
         &queue.dead_letters(),
         &clients,
-        settle_bound(&schedule),
+        settle_bound(&pacing),
         end,
     );
     let activity = pipeline.activity.lock().unwrap().clone();
@@ -344,7 +344,7 @@ struct Pipeline {
     store: Arc<SimStore>,
     queue: Arc<SimQueue>,
     workflow: Arc<SimStepFunctions>,
-    schedule: Schedule,
+    pacing: Pacing,
     activity: Mutex<Activity>,
     api_requests: Mutex<Bucket>,
     stage_requests: Mutex<Bucket>,
@@ -615,7 +615,7 @@ async fn client(
         store,
         queue,
         workflow,
-        schedule,
+        pacing,
         activity,
         ..
     } = pipeline.as_ref();
@@ -646,7 +646,7 @@ async fn client(
                         store.as_ref(),
                         queue.as_ref(),
                         &world.clock,
-                        schedule,
+                        pacing,
                         &signing_secrets,
                         body.as_bytes(),
                         Some(&planned.key),
@@ -702,7 +702,7 @@ async fn client(
         queue: queue.as_ref(),
         workflow: workflow.as_ref(),
         clock: &world.clock,
-        schedule,
+        pacing,
         signing_secrets: &signing_secrets,
     };
     let change_first = match (&planned.change, planned.cancel_at) {
@@ -988,7 +988,7 @@ async fn cron_loop(pipeline: Arc<Pipeline>) {
                                 pipeline.queue.as_ref(),
                                 pipeline.workflow.as_ref(),
                                 &pipeline.world.clock,
-                                &pipeline.schedule,
+                                &pipeline.pacing,
                             ),
                         )
                     })
@@ -1028,7 +1028,7 @@ async fn poll(pipeline: Arc<Pipeline>) {
         store,
         queue,
         workflow,
-        schedule,
+        pacing,
         activity,
         ..
     } = pipeline.as_ref();
@@ -1062,7 +1062,7 @@ async fn poll(pipeline: Arc<Pipeline>) {
                 store.as_ref(),
                 workflow.as_ref(),
                 &world.clock,
-                schedule,
+                pacing,
                 &messages,
                 START_BUDGET.to_std().unwrap_or_default(),
             ),

@@ -25,13 +25,13 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use tasks_core::error_types::store_error_type;
 use tasks_core::pipeline::{
     execute_task, record_outcome, AttemptInput, ExecutionReport, Outcome, StatusUpdate,
 };
-use tasks_core::retry::store_error_type;
 use tasks_core::slot::run_slot;
 use tasks_core::{
-    Clock, DispatchQueue, ExecutionState, Schedule, Slot, StartOutcome, TaskStore, WebhookSender,
+    Clock, DispatchQueue, ExecutionState, Pacing, Slot, StartOutcome, TaskStore, WebhookSender,
     Workflow, WorkflowError,
 };
 
@@ -44,7 +44,7 @@ pub struct Functions {
     pub store: Arc<dyn TaskStore>,
     pub sender: Arc<dyn WebhookSender>,
     pub queue: Arc<dyn DispatchQueue>,
-    pub schedule: Schedule,
+    pub pacing: Pacing,
     pub execute_timeout: std::time::Duration,
     pub update_timeout: std::time::Duration,
 }
@@ -412,7 +412,7 @@ impl Host for ExecutionHost {
                         functions.sender.as_ref(),
                         functions.queue.as_ref(),
                         &world.clock,
-                        &functions.schedule,
+                        &functions.pacing,
                         &slot,
                     )
                     .await;
@@ -430,7 +430,7 @@ impl Host for ExecutionHost {
                         functions.store.as_ref(),
                         functions.sender.as_ref(),
                         &world.clock,
-                        &functions.schedule,
+                        &functions.pacing,
                         &input,
                     )
                     .await

@@ -21,7 +21,7 @@ use tasks_aws::fault_proxy::Fault;
 use tasks_aws::testing::Resources;
 use tasks_core::pipeline::execution_input;
 use tasks_core::{
-    DispatchMessage, DispatchQueue, Event, Execution, ExecutionState, QueueMessage, Schedule,
+    DispatchMessage, DispatchQueue, Event, Execution, ExecutionState, Pacing, QueueMessage,
     StartOutcome, StoreError, Task, TaskStatus, TaskStore, Transition, Workflow,
 };
 use tasks_sim::dynamodb::SimStore;
@@ -52,7 +52,7 @@ fn task(status: TaskStatus) -> Task {
     let mut task = Task::new(
         tasks_aws::testing::unique("calibration"),
         at + Duration::hours(1),
-        &Schedule::default(),
+        &Pacing::default(),
         at,
     );
     task.task_status = status;
@@ -350,7 +350,7 @@ async fn the_queues_answers_to_each_fault_are_the_real_sdks() {
 /// A task's own execution, waiting an hour for its time.
 fn execution() -> Execution {
     let task = task(TaskStatus::Queued);
-    Execution::of_task(&execution_input(&Schedule::default(), &task), None)
+    Execution::of_task(&execution_input(&Pacing::default(), &task), None)
 }
 
 fn sim_workflow(simulated: Faults) -> SimStepFunctions {
@@ -371,7 +371,7 @@ fn sim_workflow(simulated: Faults) -> SimStepFunctions {
             store,
             sender,
             queue,
-            schedule: Schedule::default(),
+            pacing: Pacing::default(),
             execute_timeout: std::time::Duration::from_secs(120),
             update_timeout: std::time::Duration::from_secs(10),
         },

@@ -2,7 +2,7 @@
 //! stuck has a seed (and a fault profile) that drives the pipeline through it, kept here as a
 //! regression case. Each asserts that the path was taken and that every invariant held.
 
-use tasks_core::Schedule;
+use tasks_core::Pacing;
 use tasks_sim::quotas::Rate;
 use tasks_sim::{simulate, Faults, Outcome, Scenario, Shape};
 
@@ -26,9 +26,9 @@ fn scenario(tasks: usize, faults: Faults) -> Scenario {
         retry_share: 0.0,
         policy_share: 0.0,
         on_failure_every: 0,
-        schedule: Schedule {
+        pacing: Pacing {
             start_rate: 0,
-            ..Schedule::default()
+            ..Pacing::default()
         },
         ..Scenario::standard()
     }
@@ -235,8 +235,8 @@ fn small_hotspot(lambda_concurrency: usize) -> Scenario {
     scenario.quotas.lambda_concurrency = lambda_concurrency;
     // 3,000 tasks due in one second are some 20 slots: starting one a second with a two-minute
     // lead time, the cron must claim them ahead of it.
-    scenario.schedule.start_rate = 1;
-    scenario.schedule.lead_time = chrono::Duration::seconds(120);
+    scenario.pacing.start_rate = 1;
+    scenario.pacing.lead_time = chrono::Duration::seconds(120);
     scenario
 }
 

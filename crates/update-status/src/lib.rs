@@ -2,9 +2,9 @@
 
 use lambda_runtime::Diagnostic;
 use std::sync::Arc;
+use tasks_core::error_types::store_error_type;
 use tasks_core::metrics;
 use tasks_core::pipeline::{record_outcome, StatusUpdate};
-use tasks_core::retry::store_error_type;
 use tasks_core::{Clock, StoreError, TaskStatus, TaskStore};
 
 /// What `main` reads from the environment besides `RUST_LOG`. The template sets each

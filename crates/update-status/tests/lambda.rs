@@ -5,7 +5,7 @@ use lambda_harness::events::{self, state_errors};
 use lambda_harness::Function;
 use serde_json::json;
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::{Schedule, Task, TaskStatus, TaskStore};
+use tasks_core::{Pacing, Task, TaskStatus, TaskStore};
 
 async fn function(table_name: &str) -> Function {
     Function::on_emulator("update-status", env!("CARGO_BIN_EXE_update-status"))
@@ -20,7 +20,7 @@ async fn in_progress(resources: &Resources, attempts: u32) -> Task {
         series: 1,
         attempts,
         attempt_series: 1,
-        ..Task::new(unique("task"), Utc::now(), &Schedule::default(), Utc::now())
+        ..Task::new(unique("task"), Utc::now(), &Pacing::default(), Utc::now())
     };
     resources.store().create(&task).await.unwrap();
     task

@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tasks_core::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::signing::SigningSecretNames;
-use tasks_core::{Schedule, SystemClock, Task, TaskStore};
+use tasks_core::{Pacing, SystemClock, Task, TaskStore};
 use tower::ServiceExt;
 
 enum Backend {
@@ -39,7 +39,7 @@ impl TestApp {
             queue: queue.clone(),
             workflow: Arc::new(MemoryWorkflow::new()),
             clock: Arc::new(SystemClock),
-            schedule: Schedule::default(),
+            pacing: Pacing::default(),
             signing_secrets: signing_secrets(),
             diagnostics: Default::default(),
         };
@@ -57,7 +57,7 @@ impl TestApp {
             queue: Arc::new(resources.queue()),
             workflow: Arc::new(resources.workflow()),
             clock: Arc::new(SystemClock),
-            schedule: Schedule::default(),
+            pacing: Pacing::default(),
             signing_secrets: signing_secrets(),
             diagnostics: Default::default(),
         };

@@ -2,7 +2,7 @@ use crate::app::{TestApp, SIGNING_SECRET};
 pub use crate::bulk::*;
 pub use crate::window::*;
 use serde_json::{json, Value};
-use tasks_core::{AttemptRecord, Schedule, Task, TaskStatus};
+use tasks_core::{AttemptRecord, Pacing, Task, TaskStatus};
 
 fn ts(seconds_from_now: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(seconds_from_now))
@@ -412,7 +412,7 @@ fn stored_task(id: &str, seconds_from_now: i64, status: TaskStatus) -> Task {
         ..Task::new(
             id,
             now + chrono::Duration::seconds(seconds_from_now),
-            &Schedule::default(),
+            &Pacing::default(),
             now,
         )
     }

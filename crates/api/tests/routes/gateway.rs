@@ -10,7 +10,7 @@ use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tasks_core::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::{Schedule, SystemClock};
+use tasks_core::{Pacing, SystemClock};
 use tower::ServiceExt;
 
 const TEMPLATE: &str = include_str!("../../../../infra/template.yaml");
@@ -93,7 +93,7 @@ async fn every_router_route_is_an_api_gateway_route_and_back() {
         queue: Arc::new(MemoryQueue::new()),
         workflow: Arc::new(MemoryWorkflow::new()),
         clock: Arc::new(SystemClock),
-        schedule: Schedule::default(),
+        pacing: Pacing::default(),
         signing_secrets: Default::default(),
         diagnostics: Default::default(),
     });

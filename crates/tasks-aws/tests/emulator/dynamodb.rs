@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use tasks_aws::bootstrap::ensure_table;
 use tasks_aws::DynamoDbStore;
 use tasks_core::{
-    AttemptRecord, Changes, Event, NextAttempt, Page, Schedule, StatusQuery, StoreError, Task,
+    AttemptRecord, Changes, Event, NextAttempt, Pacing, Page, StatusQuery, StoreError, Task,
     TaskStatus, TaskStore, Transition, Webhook,
 };
 
@@ -29,7 +29,7 @@ fn task(id: &str, status: TaskStatus, start_execution_at: i64) -> Task {
         ..Task::new(
             id,
             at(start_execution_at + 120),
-            &Schedule::default(),
+            &Pacing::default(),
             at(-600),
         )
     }

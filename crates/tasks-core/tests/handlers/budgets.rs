@@ -3,7 +3,7 @@
 use crate::support::task;
 use chrono::{Duration, Utc};
 use tasks_core::memory::MemoryStore;
-use tasks_core::{DispatchMessage, Schedule, SystemClock, TaskStatus};
+use tasks_core::{DispatchMessage, Pacing, SystemClock, TaskStatus};
 
 /// Step Functions answering slower than process-sqs-records' timeout allows: the starts not
 /// finished within the budget are reported failed (their records come back), and the function
@@ -40,7 +40,7 @@ async fn process_sqs_records_answers_within_its_budget_however_slow_its_calls() 
         &store,
         &Stalled,
         &SystemClock,
-        &Schedule::default(),
+        &Pacing::default(),
         &[&message],
         budget,
     )

@@ -13,7 +13,7 @@ async fn create(
         &world.store,
         &world.queue,
         &world.clock,
-        &world.schedule,
+        &world.pacing,
         &world.signing_secrets,
         body.to_string().as_bytes(),
         key,

@@ -2,7 +2,7 @@ use crate::support::{status_of, task};
 use chrono::{Duration, TimeZone, Utc};
 use tasks_core::dispatch::run_cron;
 use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::{QueueMessage, Schedule, Slot, TaskStatus, TaskStore};
+use tasks_core::{Pacing, QueueMessage, Slot, TaskStatus, TaskStore};
 
 fn now() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
@@ -37,7 +37,7 @@ async fn cron_sends_exactly_the_due_tasks_once() {
         &queue,
         &MemoryWorkflow::new(),
         &clock,
-        &Schedule::default(),
+        &Pacing::default(),
     )
     .await
     .unwrap();
@@ -86,7 +86,7 @@ async fn cron_sends_exactly_the_due_tasks_once() {
         &queue,
         &MemoryWorkflow::new(),
         &clock,
-        &Schedule::default(),
+        &Pacing::default(),
     )
     .await
     .unwrap();
@@ -99,11 +99,11 @@ async fn racing_cron_runs_dispatch_each_task_once() {
     let store = seeded(500, 500);
     let queue = MemoryQueue::new();
     let clock = FixedClock::new(now());
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     let workflow = MemoryWorkflow::new();
     let (a, b) = tokio::join!(
-        run_cron(&store, &queue, &workflow, &clock, &schedule),
-        run_cron(&store, &queue, &workflow, &clock, &schedule)
+        run_cron(&store, &queue, &workflow, &clock, &pacing),
+        run_cron(&store, &queue, &workflow, &clock, &pacing)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.due.dispatched + b.due.dispatched, 500);
@@ -125,7 +125,7 @@ async fn a_slot_whose_send_failed_is_given_back_whole() {
         &queue,
         &MemoryWorkflow::new(),
         &clock,
-        &Schedule::default(),
+        &Pacing::default(),
     )
     .await
     .unwrap();
@@ -142,7 +142,7 @@ async fn a_slot_whose_send_failed_is_given_back_whole() {
         &queue,
         &MemoryWorkflow::new(),
         &clock,
-        &Schedule::default(),
+        &Pacing::default(),
     )
     .await
     .unwrap();
@@ -161,7 +161,7 @@ async fn a_queue_outage_leaves_every_task_scheduled() {
         &queue,
         &MemoryWorkflow::new(),
         &clock,
-        &Schedule::default(),
+        &Pacing::default(),
     )
     .await
     .unwrap();
@@ -178,20 +178,20 @@ async fn a_stranded_claim_is_sent_again_after_the_grace_period() {
     let store = seeded(1, 0);
     let queue = MemoryQueue::new();
     let clock = FixedClock::new(now());
-    let schedule = Schedule::default();
-    run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &schedule)
+    let pacing = Pacing::default();
+    run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &pacing)
         .await
         .unwrap();
     assert_eq!(queue.queued().len(), 1);
 
-    clock.set(now() + schedule.claim_grace - Duration::seconds(1));
-    let early = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &schedule)
+    clock.set(now() + pacing.claim_grace - Duration::seconds(1));
+    let early = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &pacing)
         .await
         .unwrap();
     assert_eq!(early.stale.requeued, 0);
 
-    clock.set(now() + schedule.claim_grace + Duration::seconds(1));
-    let late = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &schedule)
+    clock.set(now() + pacing.claim_grace + Duration::seconds(1));
+    let late = run_cron(&store, &queue, &MemoryWorkflow::new(), &clock, &pacing)
         .await
         .unwrap();
     assert_eq!(late.stale.requeued, 1);
@@ -200,8 +200,8 @@ async fn a_stranded_claim_is_sent_again_after_the_grace_period() {
 
     let workflow = MemoryWorkflow::new();
     let (a, b) = tokio::join!(
-        run_cron(&store, &queue, &workflow, &clock, &schedule),
-        run_cron(&store, &queue, &workflow, &clock, &schedule)
+        run_cron(&store, &queue, &workflow, &clock, &pacing),
+        run_cron(&store, &queue, &workflow, &clock, &pacing)
     );
     assert_eq!(a.unwrap().stale.requeued + b.unwrap().stale.requeued, 0);
 }
@@ -215,7 +215,7 @@ async fn a_store_outage_fails_the_run() {
         &MemoryQueue::new(),
         &MemoryWorkflow::new(),
         &FixedClock::new(now()),
-        &Schedule::default(),
+        &Pacing::default(),
     )
     .await;
     assert!(result.is_err());
@@ -246,9 +246,9 @@ async fn cron_claims_a_coming_hotspot_early_and_a_steady_load_on_time() {
     // at one start a second that takes 200 s, more than the 61 s until their minute's start
     // times plus the lead time's slack (90 s), so they are claimed now, through the end of
     // their minute (120 s).
-    let slow_starts = Schedule {
+    let slow_starts = Pacing {
         start_rate: 1,
-        ..Schedule::default()
+        ..Pacing::default()
     };
     let clock = FixedClock::new(now());
     let store = hotspot();
@@ -265,9 +265,9 @@ async fn cron_claims_a_coming_hotspot_early_and_a_steady_load_on_time() {
         TaskStatus::Scheduled
     );
 
-    for schedule in [
-        Schedule::default(),
-        Schedule {
+    for pacing in [
+        Pacing::default(),
+        Pacing {
             start_rate: 0,
             ..slow_starts
         },
@@ -278,11 +278,11 @@ async fn cron_claims_a_coming_hotspot_early_and_a_steady_load_on_time() {
             &MemoryQueue::new(),
             &MemoryWorkflow::new(),
             &clock,
-            &schedule,
+            &pacing,
         )
         .await
         .unwrap();
-        assert_eq!(summary.due.found, 0, "{schedule:?}");
+        assert_eq!(summary.due.found, 0, "{pacing:?}");
         assert_eq!(summary.look_ahead_seconds, 0);
     }
 }
@@ -298,7 +298,7 @@ async fn a_claim_that_failed_is_tried_again_in_the_same_run() {
             &queue,
             &MemoryWorkflow::new(),
             &FixedClock::new(now()),
-            &Schedule::default(),
+            &Pacing::default(),
         )
         .await
         .unwrap();

@@ -7,7 +7,7 @@ use crate::support::{status_of, task, webhook, RecordingSender};
 use chrono::{Duration, Utc};
 use tasks_core::memory::{MemoryStore, MemoryWorkflow};
 use tasks_core::pipeline::{execute_task, start_task, ExecutionReport, Outcome, StartReport};
-use tasks_core::{AttemptRecord, DispatchMessage, Schedule, SystemClock, Task, TaskStatus};
+use tasks_core::{AttemptRecord, DispatchMessage, Pacing, SystemClock, Task, TaskStatus};
 
 /// A task whose first attempt (in its slot) was sent a moment ago, and whose own execution of
 /// the series already runs.
@@ -26,7 +26,7 @@ async fn begun_with_running_execution(store: &MemoryStore, workflow: &MemoryWork
         store,
         workflow,
         &SystemClock,
-        &Schedule::default(),
+        &Pacing::default(),
         &message(&begun),
         None,
     )
@@ -78,7 +78,7 @@ async fn hand_over(
         store,
         workflow,
         &SystemClock,
-        &Schedule::default(),
+        &Pacing::default(),
         &message(task),
         Some(report),
     )
@@ -109,13 +109,13 @@ async fn a_slot_s_retry_report_for_a_running_execution_keeps_its_time_and_try_co
 
     // The running execution, which knows of no earlier outcome, waits for the retry instead of
     // sending at once.
-    let schedule = Schedule::default();
-    let input = schedule.execution_input(&message(&begun));
+    let pacing = Pacing::default();
+    let input = pacing.execution_input(&message(&begun));
     let waited = execute_task(
         &store,
         &sender,
         &SystemClock,
-        &schedule,
+        &pacing,
         &input.clone().into(),
     )
     .await
@@ -130,7 +130,7 @@ async fn a_slot_s_retry_report_for_a_running_execution_keeps_its_time_and_try_co
     // After the state machine's Wait, the retry is the series' second try, never before its time.
     let mut next: tasks_core::pipeline::AttemptInput = input.into();
     next.previous = Some(waited);
-    let second = execute_task(&store, &sender, &SystemClock, &schedule, &next)
+    let second = execute_task(&store, &sender, &SystemClock, &pacing, &next)
         .await
         .unwrap();
     assert_eq!(
@@ -160,9 +160,9 @@ async fn a_slot_s_delivered_report_for_a_running_execution_is_recorded_and_never
         StartReport::HandedOver
     );
     assert_eq!(status_of(&store, "a"), TaskStatus::Completed);
-    let schedule = Schedule::default();
-    let input = schedule.execution_input(&message(&begun));
-    let run = execute_task(&store, &sender, &SystemClock, &schedule, &input.into())
+    let pacing = Pacing::default();
+    let input = pacing.execution_input(&message(&begun));
+    let run = execute_task(&store, &sender, &SystemClock, &pacing, &input.into())
         .await
         .unwrap();
     assert_eq!(run.outcome, Outcome::Skipped);
@@ -219,7 +219,7 @@ fn attempted_elsewhere(made: u32, ago: Duration) -> Task {
 /// that attempt is surely over, then counts it against the series' tries.
 #[tokio::test]
 async fn an_attempt_begun_in_another_run_is_waited_for_and_counted_against_max_attempts() {
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     let previous = ExecutionReport {
         retry_at: Some(Utc::now() - Duration::seconds(40)),
         ..report_of_attempt_1(&attempted_elsewhere(1, Duration::zero()), Outcome::Retry)
@@ -236,9 +236,9 @@ async fn an_attempt_begun_in_another_run_is_waited_for_and_counted_against_max_a
         let task = attempted_elsewhere(made, ago);
         store.put(task.clone());
         let mut input: tasks_core::pipeline::AttemptInput =
-            schedule.execution_input(&message(&task)).into();
+            pacing.execution_input(&message(&task)).into();
         input.previous = Some(previous.clone());
-        let run = execute_task(&store, &sender, &SystemClock, &schedule, &input).await;
+        let run = execute_task(&store, &sender, &SystemClock, &pacing, &input).await;
         let sent = sender.sent.lock().unwrap().len();
         match expected {
             None => {

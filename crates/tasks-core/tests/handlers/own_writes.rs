@@ -14,7 +14,7 @@ use tasks_core::memory::{FixedClock, LostAnswer, MemoryQueue, MemoryStore, Memor
 use tasks_core::pipeline::{execute_task, Outcome};
 use tasks_core::recovery::{resend_or_give_up, transition_read_task, Recovery};
 use tasks_core::reschedule::{change_task, retry_task};
-use tasks_core::{DispatchMessage, Schedule, SystemClock, TaskStatus};
+use tasks_core::{DispatchMessage, Pacing, SystemClock, TaskStatus};
 
 const RETRIED: LostAnswer = LostAnswer::AppliedRetried;
 
@@ -29,10 +29,10 @@ async fn begin_attempt_whose_answer_was_lost_still_sends() {
     );
     due.webhook = Some(webhook());
     store.put(due.clone());
-    let schedule = Schedule::default();
-    let input = schedule.execution_input(&DispatchMessage::from(&due));
+    let pacing = Pacing::default();
+    let input = pacing.execution_input(&DispatchMessage::from(&due));
     store.lose_transition_answers(1, RETRIED);
-    let report = execute_task(&store, &sender, &SystemClock, &schedule, &input.into())
+    let report = execute_task(&store, &sender, &SystemClock, &pacing, &input.into())
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Delivered);
@@ -55,10 +55,10 @@ async fn begin_attempt_whose_every_answer_was_lost_is_tried_again_and_sends_once
     );
     due.webhook = Some(webhook());
     store.put(due.clone());
-    let schedule = Schedule::default();
-    let input = schedule.execution_input(&DispatchMessage::from(&due));
+    let pacing = Pacing::default();
+    let input = pacing.execution_input(&DispatchMessage::from(&due));
     store.lose_transition_answers(1, LostAnswer::AppliedUnanswered);
-    let report = execute_task(&store, &sender, &SystemClock, &schedule, &input.into())
+    let report = execute_task(&store, &sender, &SystemClock, &pacing, &input.into())
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Delivered);
@@ -83,7 +83,7 @@ async fn claim_whose_answer_was_lost_is_sent_in_the_same_run() {
         &queue,
         &MemoryWorkflow::new(),
         &FixedClock::new(now()),
-        &Schedule::default(),
+        &Pacing::default(),
     )
     .await
     .unwrap();
@@ -104,7 +104,7 @@ async fn create_without_a_key_whose_answer_was_lost_is_created_not_a_conflict() 
         &world.store,
         &world.queue,
         &world.clock,
-        &world.schedule,
+        &world.pacing,
         &world.signing_secrets,
         json!({"minutes": 10}).to_string().as_bytes(),
         None,

@@ -1,12 +1,12 @@
 use crate::support::{status_of, task, webhook, RecordingSender};
 use chrono::{Duration, TimeZone, Utc};
+use tasks_core::error_types::RETRYABLE_ERRORS;
 use tasks_core::memory::{FixedClock, MemoryStore, MemoryWorkflow};
 use tasks_core::pipeline::{
     execute_task, record_outcome, start_task, ExecutionReport, Outcome, StartReport, StatusUpdate,
     StepError,
 };
-use tasks_core::retry::RETRYABLE_ERRORS;
-use tasks_core::{DeliveryError, DispatchMessage, Schedule, SystemClock, TaskStatus};
+use tasks_core::{DeliveryError, DispatchMessage, Pacing, SystemClock, TaskStatus};
 
 fn at() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
@@ -25,12 +25,12 @@ async fn duplicate_deliveries_start_one_execution() {
     let store = MemoryStore::new();
     let workflow = MemoryWorkflow::new();
     let clock = FixedClock::new(at() - Duration::minutes(2));
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     store.put(task("a", at(), TaskStatus::Queued));
-    let first = start_task(&store, &workflow, &clock, &schedule, &message("a"), None)
+    let first = start_task(&store, &workflow, &clock, &pacing, &message("a"), None)
         .await
         .unwrap();
-    let second = start_task(&store, &workflow, &clock, &schedule, &message("a"), None)
+    let second = start_task(&store, &workflow, &clock, &pacing, &message("a"), None)
         .await
         .unwrap();
     assert_eq!(first, StartReport::Started);
@@ -53,7 +53,7 @@ async fn cancelled_or_missing_tasks_are_not_started() {
         &store,
         &workflow,
         &clock,
-        &Schedule::default(),
+        &Pacing::default(),
         &message("c"),
         None,
     )
@@ -64,7 +64,7 @@ async fn cancelled_or_missing_tasks_are_not_started() {
         &store,
         &workflow,
         &clock,
-        &Schedule::default(),
+        &Pacing::default(),
         &message("gone"),
         None,
     )
@@ -84,7 +84,7 @@ async fn a_failed_start_leaves_the_task_queued_for_a_retry() {
         &store,
         &workflow,
         &FixedClock::new(at()),
-        &Schedule::default(),
+        &Pacing::default(),
         &message("a"),
         None,
     )
@@ -105,9 +105,9 @@ async fn execute(
     id: &str,
 ) -> Result<ExecutionReport, tasks_core::pipeline::ExecuteError> {
     let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
-    let schedule = Schedule::default();
-    let input = schedule.execution_input(&DispatchMessage::from(&task));
-    execute_task(store, sender, &SystemClock, &schedule, &input.into()).await
+    let pacing = Pacing::default();
+    let input = pacing.execution_input(&DispatchMessage::from(&task));
+    execute_task(store, sender, &SystemClock, &pacing, &input.into()).await
 }
 
 #[tokio::test]
@@ -267,13 +267,13 @@ async fn each_retry_counts_an_attempt_and_records_the_one_before() {
         ..Default::default()
     });
     store.put(task);
-    let schedule = Schedule::default();
-    let mut input: tasks_core::pipeline::AttemptInput = schedule
+    let pacing = Pacing::default();
+    let mut input: tasks_core::pipeline::AttemptInput = pacing
         .execution_input(&DispatchMessage::from(&store.tasks()[0]))
         .into();
     let mut outcomes = Vec::new();
     for _ in 0..3 {
-        let report = execute_task(&store, &sender, &SystemClock, &schedule, &input)
+        let report = execute_task(&store, &sender, &SystemClock, &pacing, &input)
             .await
             .unwrap();
         outcomes.push((report.outcome, report.attempt, report.attempt_in_series));
@@ -326,7 +326,7 @@ async fn of_two_runs_that_read_the_same_attempts_one_begins_an_attempt() {
 
 fn update(result: Option<ExecutionReport>, error: Option<StepError>) -> StatusUpdate {
     StatusUpdate {
-        input: Schedule::default().execution_input(&message("a")),
+        input: Pacing::default().execution_input(&message("a")),
         result,
         error,
     }
@@ -468,16 +468,16 @@ async fn notify(
     id: &str,
     series: u32,
 ) -> ExecutionReport {
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
-    let mut input: tasks_core::pipeline::AttemptInput = schedule
+    let mut input: tasks_core::pipeline::AttemptInput = pacing
         .execution_input(&DispatchMessage {
             series,
             ..DispatchMessage::from(&task)
         })
         .into();
     input.notify = Some(tasks_core::pipeline::Notice::OnFailure);
-    execute_task(store, sender, &SystemClock, &schedule, &input)
+    execute_task(store, sender, &SystemClock, &pacing, &input)
         .await
         .unwrap()
 }

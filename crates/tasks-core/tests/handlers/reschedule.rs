@@ -33,7 +33,7 @@ async fn moving_a_waiting_task_later_starts_a_new_series_and_stops_the_old_execu
     assert_eq!(moved.timestamp, now() + Duration::minutes(30));
     assert_eq!(
         moved.start_execution_at,
-        world.schedule.start_execution_at(moved.timestamp)
+        world.pacing.start_execution_at(moved.timestamp)
     );
     assert_eq!(moved.series, 2);
     assert_eq!(world.workflow.stopped(), vec!["q-1"]);

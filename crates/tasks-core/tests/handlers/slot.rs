@@ -6,7 +6,7 @@ use tasks_core::pipeline::Outcome;
 use tasks_core::retry_policy::{Backoff, RetryPolicy};
 use tasks_core::slot::{run_slot, start_slots, SlotSummary};
 use tasks_core::{
-    DispatchMessage, QueueMessage, Schedule, Slot, SystemClock, Task, TaskStatus, TaskStore,
+    DispatchMessage, Pacing, QueueMessage, Slot, SystemClock, Task, TaskStatus, TaskStore,
 };
 
 /// QUEUED tasks with a webhook, due `in_ms` from now, in one slot.
@@ -29,7 +29,7 @@ fn slot_of(store: &MemoryStore, ids: &[&str], in_ms: i64) -> Slot {
         .collect();
     Slot {
         name: "slot-test".into(),
-        wake_at: Schedule::default().wake_at(due),
+        wake_at: Pacing::default().wake_at(due),
         tasks,
         held: false,
     }
@@ -53,16 +53,9 @@ async fn run(
     sender: &RecordingSender,
     slot: &Slot,
 ) -> SlotSummary {
-    run_slot(
-        store,
-        sender,
-        queue,
-        &SystemClock,
-        &Schedule::default(),
-        slot,
-    )
-    .await
-    .0
+    run_slot(store, sender, queue, &SystemClock, &Pacing::default(), slot)
+        .await
+        .0
 }
 
 #[tokio::test]
@@ -197,7 +190,7 @@ async fn single_task_slots_of_one_second_start_as_one_merged_slot() {
         single("later", due + Duration::seconds(1)),
     ];
     let refs: Vec<&Slot> = slots.iter().collect();
-    let results = start_slots(&store, &workflow, &clock, &Schedule::default(), &refs).await;
+    let results = start_slots(&store, &workflow, &clock, &Pacing::default(), &refs).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let started = workflow.slots();
     assert_eq!(started.len(), 2, "{started:?}");
@@ -213,7 +206,7 @@ async fn single_task_slots_of_one_second_start_as_one_merged_slot() {
     assert!(started.iter().any(|slot| slot.name == "slot-of-later"));
     assert_eq!(status_of(&store, "later"), TaskStatus::Queued);
     // Delivered again, the batch starts nothing new.
-    start_slots(&store, &workflow, &clock, &Schedule::default(), &refs).await;
+    start_slots(&store, &workflow, &clock, &Pacing::default(), &refs).await;
     assert_eq!(workflow.slots().len(), 2);
 }
 
@@ -240,7 +233,7 @@ async fn the_stuck_sweep_asks_about_the_slot_of_a_task_without_its_own_execution
     let store = MemoryStore::new();
     let workflow = MemoryWorkflow::new();
     let clock = FixedClock::new(now);
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     for (id, slot) in [("running", "slot-running"), ("ended", "slot-ended")] {
         let mut stuck = task(id, now - Duration::hours(1), TaskStatus::InProgress);
         stuck.attempts = 1;
@@ -257,7 +250,7 @@ async fn the_stuck_sweep_asks_about_the_slot_of_a_task_without_its_own_execution
             .unwrap();
     }
     workflow.end("slot-ended", "SUCCEEDED");
-    let summary = run_cron(&store, &MemoryQueue::new(), &workflow, &clock, &schedule)
+    let summary = run_cron(&store, &MemoryQueue::new(), &workflow, &clock, &pacing)
         .await
         .unwrap();
     assert_eq!(
@@ -279,7 +272,7 @@ async fn a_running_execution_is_stuck_only_past_its_own_policy_s_deadlines() {
     let store = MemoryStore::new();
     let workflow = MemoryWorkflow::new();
     let clock = FixedClock::new(now);
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     let patient = tasks_core::retry_policy::RetryPolicy {
         max_attempts: 20,
         backoff: tasks_core::retry_policy::Backoff {
@@ -304,7 +297,7 @@ async fn a_running_execution_is_stuck_only_past_its_own_policy_s_deadlines() {
             .await
             .unwrap();
     }
-    let summary = run_cron(&store, &MemoryQueue::new(), &workflow, &clock, &schedule)
+    let summary = run_cron(&store, &MemoryQueue::new(), &workflow, &clock, &pacing)
         .await
         .unwrap();
     assert_eq!(
@@ -333,7 +326,7 @@ async fn a_task_moved_since_the_index_read_runs_on_its_own_at_its_new_time() {
         ..moved
     };
     let clock = FixedClock::new(now);
-    let mut planner = tasks_core::slot::SlotPlanner::new(&Schedule::default(), now);
+    let mut planner = tasks_core::slot::SlotPlanner::new(&Pacing::default(), now);
     let (summary, _) =
         tasks_core::dispatch::dispatch(&store, &queue, &clock, &mut planner, vec![stale]).await;
     assert_eq!(summary.dispatched, 1);
@@ -347,7 +340,7 @@ async fn a_task_moved_since_the_index_read_runs_on_its_own_at_its_new_time() {
 #[tokio::test]
 async fn a_claim_from_a_stale_read_does_not_take_a_task_moved_later() {
     let now = crate::support::now();
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     let store = MemoryStore::new();
     let queue = MemoryQueue::new();
     // Moved two years ahead, beyond anything an execution can wait for.
@@ -357,11 +350,11 @@ async fn a_claim_from_a_stale_read_does_not_take_a_task_moved_later() {
     let was_due = now + Duration::seconds(60);
     let stale = Task {
         timestamp: was_due,
-        start_execution_at: schedule.start_execution_at(was_due),
+        start_execution_at: pacing.start_execution_at(was_due),
         ..moved
     };
     let clock = FixedClock::new(now);
-    let mut planner = tasks_core::slot::SlotPlanner::new(&schedule, now);
+    let mut planner = tasks_core::slot::SlotPlanner::new(&pacing, now);
     let (summary, _) =
         tasks_core::dispatch::dispatch(&store, &queue, &clock, &mut planner, vec![stale]).await;
     assert_eq!(
@@ -440,7 +433,7 @@ async fn a_slot_run_hands_off_an_attempt_another_runner_began_after_its_first_re
         &sender,
         &queue,
         &SystemClock,
-        &Schedule::default(),
+        &Pacing::default(),
         &slot,
     )
     .await;

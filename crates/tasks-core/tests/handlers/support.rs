@@ -5,7 +5,7 @@ use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::reschedule::Ports;
 use tasks_core::signing::SigningSecretNames;
 use tasks_core::{
-    DeliveryError, Schedule, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender,
+    DeliveryError, Pacing, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender,
 };
 
 /// The in-memory deployment the API's commands act on, its clock fixed at [`now`].
@@ -14,7 +14,7 @@ pub struct World {
     pub queue: MemoryQueue,
     pub workflow: MemoryWorkflow,
     pub clock: FixedClock,
-    pub schedule: Schedule,
+    pub pacing: Pacing,
     /// The operator's signing secrets: [`SIGNING_SECRET`].
     pub signing_secrets: SigningSecretNames,
 }
@@ -35,7 +35,7 @@ impl World {
             queue: MemoryQueue::new(),
             workflow: MemoryWorkflow::new(),
             clock: FixedClock::new(now()),
-            schedule: Schedule::default(),
+            pacing: Pacing::default(),
             signing_secrets: [SIGNING_SECRET].into_iter().collect(),
         }
     }
@@ -46,7 +46,7 @@ impl World {
             queue: &self.queue,
             workflow: &self.workflow,
             clock: &self.clock,
-            schedule: &self.schedule,
+            pacing: &self.pacing,
             signing_secrets: &self.signing_secrets,
         }
     }
@@ -56,7 +56,7 @@ pub fn task(id: &str, timestamp: DateTime<Utc>, status: TaskStatus) -> Task {
     let created = timestamp - Duration::hours(1);
     Task {
         task_status: status,
-        ..Task::new(id, timestamp, &Schedule::default(), created)
+        ..Task::new(id, timestamp, &Pacing::default(), created)
     }
 }
 

@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use cron::Cron;
 use futures::{stream, StreamExt};
 use local_emulator::Moto;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +14,10 @@ use std::time::Instant;
 use tasks_aws::{DynamoDbStore, SqsQueue};
 use tasks_core::memory::MemoryWorkflow;
 use tasks_core::{
-    DispatchQueue, Page, QueueError, QueueMessage, Schedule, StatusQuery, StoreError, SystemClock,
+    DispatchQueue, Pacing, Page, QueueError, QueueMessage, StatusQuery, StoreError, SystemClock,
     Task, TaskStatus, TaskStore, Transition,
 };
+use tasks_cron::Cron;
 
 #[derive(Default)]
 struct CallStats {
@@ -119,7 +119,7 @@ async fn main() -> Result<(), tasks_local::Error> {
         .unwrap_or(10_000);
     let emulator = Moto::start().await?;
     let config = tasks_aws::emulator_config(emulator.endpoint()).await;
-    let schedule = Schedule::default();
+    let pacing = Pacing::default();
     let (store, queue) =
         tasks_aws::local_resources(&config, "tasksTable-bench", "tasksQueue-bench").await?;
     let store = timed(store);
@@ -133,7 +133,7 @@ async fn main() -> Result<(), tasks_local::Error> {
             let store = store.clone();
             async move {
                 let timestamp = now + Duration::seconds(60) + Duration::milliseconds(i as i64);
-                let task = Task::new(format!("bench-{i:06}"), timestamp, &schedule, now);
+                let task = Task::new(format!("bench-{i:06}"), timestamp, &pacing, now);
                 store.create(&task).await
             }
         })
@@ -170,7 +170,7 @@ async fn main() -> Result<(), tasks_local::Error> {
         // Nothing is stale or stuck in the benchmark: the sweeps find no task to ask about.
         workflow: Arc::new(MemoryWorkflow::new()),
         clock: Arc::new(SystemClock),
-        schedule,
+        pacing,
     };
     let cpu_before_run = cpu_seconds();
     let started = Instant::now();

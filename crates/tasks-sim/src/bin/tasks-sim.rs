@@ -68,13 +68,13 @@ fn parse() -> Result<Args, String> {
                     })?;
                 scenario = Scenario {
                     faults: scenario.faults,
-                    schedule: scenario.schedule,
+                    pacing: scenario.pacing,
                     quotas: scenario.quotas,
                     ..workload()
                 };
             }
             "--scale" => scale = true,
-            "--start-rate" => scenario.schedule.start_rate = value("--start-rate")? as u32,
+            "--start-rate" => scenario.pacing.start_rate = value("--start-rate")? as u32,
             "--lambda-concurrency" => {
                 scenario.quotas.lambda_concurrency = value("--lambda-concurrency")? as usize
             }
@@ -151,7 +151,7 @@ fn run_scale(args: &Args) -> Vec<Outcome> {
         .map(|(name, workload)| {
             let scenario = Scenario {
                 faults: args.scenario.faults,
-                schedule: args.scenario.schedule,
+                pacing: args.scenario.pacing,
                 quotas: args.scenario.quotas,
                 ..workload()
             };

@@ -1,9 +1,10 @@
-//! Time rules: the lead time, the wake-ahead and the limits on when a task may be scheduled.
+//! Pacing: the lead time, the wake-ahead, the claim grace, the stuck margin, the start rate, and the
+//! limits on when a task may be scheduled.
 
+use crate::config::{env_u64, ConfigError};
 use crate::retry_policy::RetryPolicy;
 use crate::task::{DispatchMessage, ExecutionInput};
 use chrono::{DateTime, Duration, Utc};
-use std::env;
 
 /// A task may be scheduled at most this far ahead: ten years, leap days included, so that ten
 /// calendar years from any date fit. Its execution starts only within the lead time, so Step
@@ -16,8 +17,8 @@ pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
 pub const HAND_OFF_WITHIN: Duration = Duration::seconds(90);
 /// execute-task sleeps at most this much beyond the wake-ahead when woken early.
 pub const EARLY_WAKE_ALLOWANCE: Duration = Duration::seconds(3);
-/// The environment variables `Schedule::from_env` reads.
-pub const SCHEDULE_ENVIRONMENT: [&str; 5] = [
+/// The environment variables `Pacing::from_env` reads.
+pub const PACING_ENVIRONMENT: [&str; 5] = [
     "LEAD_TIME_SECONDS",
     "WAKE_AHEAD_MS",
     "CLAIM_GRACE_SECONDS",
@@ -26,7 +27,7 @@ pub const SCHEDULE_ENVIRONMENT: [&str; 5] = [
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
+pub struct Pacing {
     /// How long before its time a task is handed to the workflow engine.
     pub lead_time: Duration,
     /// How long before its time the workflow wakes execute-task, which sleeps the rest itself.
@@ -43,9 +44,9 @@ pub struct Schedule {
     pub start_rate: u32,
 }
 
-impl Default for Schedule {
+impl Default for Pacing {
     fn default() -> Self {
-        Schedule {
+        Pacing {
             lead_time: Duration::seconds(180),
             wake_ahead: Duration::milliseconds(1000),
             claim_grace: Duration::seconds(180),
@@ -55,59 +56,14 @@ impl Default for Schedule {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("environment variable {name} must be {expected}, got `{value}`")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub expected: &'static str,
-    pub value: String,
-}
-
-/// Reads a non-negative integer environment variable, falling back to `default` when unset.
-pub fn env_u64(name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match env::var(name) {
-        Err(_) => Ok(default),
-        Ok(value) => value.trim().parse().map_err(|_| ConfigError {
-            name,
-            expected: "a non-negative integer",
-            value,
-        }),
-    }
-}
-
-/// Reads a boolean environment variable (`true`/`false`, `1`/`0`), `default` when unset.
-pub fn env_bool(name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match env::var(name) {
-        Err(_) => Ok(default),
-        Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" | "" => Ok(false),
-            _ => Err(ConfigError {
-                name,
-                expected: "true or false",
-                value,
-            }),
-        },
-    }
-}
-
-/// Reads a required environment variable.
-pub fn env_required(name: &'static str) -> Result<String, ConfigError> {
-    env::var(name).map_err(|_| ConfigError {
-        name,
-        expected: "set",
-        value: String::new(),
-    })
-}
-
-impl Schedule {
+impl Pacing {
     /// `LEAD_TIME_SECONDS` (default 180), `WAKE_AHEAD_MS` (default 1000, 0 turns it off),
     /// `CLAIM_GRACE_SECONDS` (default 180), `STUCK_AFTER_SECONDS` (default 900),
     /// `START_RATE_PER_SECOND` (default 250, 0 turns look-ahead off).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = Schedule::default();
-        let [lead_time, wake_ahead, claim_grace, stuck_after, start_rate] = SCHEDULE_ENVIRONMENT;
-        Ok(Schedule {
+        let defaults = Pacing::default();
+        let [lead_time, wake_ahead, claim_grace, stuck_after, start_rate] = PACING_ENVIRONMENT;
+        Ok(Pacing {
             lead_time: Duration::seconds(env_u64(
                 lead_time,
                 defaults.lead_time.num_seconds() as u64,
@@ -192,21 +148,15 @@ mod tests {
 
     #[test]
     fn a_running_execution_is_overdue_only_past_its_own_policy_s_deadlines() {
-        let schedule = Schedule::default();
+        let pacing = Pacing::default();
         let time = Utc::now();
         let default = RetryPolicy::default();
-        assert_eq!(
-            schedule.overdue_at(time, &default),
-            time + schedule.stuck_after
-        );
+        assert_eq!(pacing.overdue_at(time, &default), time + pacing.stuck_after);
         let fewer = RetryPolicy {
             max_attempts: 1,
             ..RetryPolicy::default()
         };
-        assert_eq!(
-            schedule.overdue_at(time, &fewer),
-            time + schedule.stuck_after
-        );
+        assert_eq!(pacing.overdue_at(time, &fewer), time + pacing.stuck_after);
         // Twenty attempts up to an hour apart: 19 hours of waits where the default allows 15
         // minutes, and 16 more attempts.
         let patient = RetryPolicy {
@@ -218,10 +168,10 @@ mod tests {
             ..RetryPolicy::default()
         };
         let expected = time
-            + schedule.stuck_after
+            + pacing.stuck_after
             + (Duration::hours(19) - default.longest_waits())
-            + schedule.stuck_after / 4 * 16;
-        assert_eq!(schedule.overdue_at(time, &patient), expected);
+            + pacing.stuck_after / 4 * 16;
+        assert_eq!(pacing.overdue_at(time, &patient), expected);
     }
 
     use super::*;
@@ -233,12 +183,12 @@ mod tests {
 
     #[test]
     fn start_execution_at_is_timestamp_minus_lead_time_in_epoch_seconds() {
-        let schedule = Schedule::default();
+        let pacing = Pacing::default();
         let ts = at(12, 0, 0) + Duration::milliseconds(999);
-        assert_eq!(schedule.start_execution_at(ts), at(11, 57, 0).timestamp());
-        let custom = Schedule {
+        assert_eq!(pacing.start_execution_at(ts), at(11, 57, 0).timestamp());
+        let custom = Pacing {
             lead_time: Duration::seconds(30),
-            ..Schedule::default()
+            ..Pacing::default()
         };
         assert_eq!(
             custom.start_execution_at(at(12, 0, 0)),
@@ -248,14 +198,14 @@ mod tests {
 
     #[test]
     fn the_api_hands_off_what_the_next_cron_run_would_claim_too_late() {
-        let schedule = Schedule::default();
+        let pacing = Pacing::default();
         let due = at(12, 0, 0);
-        assert!(!schedule.hands_off_at_once(due, at(11, 58, 29)));
-        assert!(schedule.hands_off_at_once(due, at(11, 58, 30)));
-        assert!(schedule.hands_off_at_once(due, at(12, 30, 0)));
-        let short_lead = Schedule {
+        assert!(!pacing.hands_off_at_once(due, at(11, 58, 29)));
+        assert!(pacing.hands_off_at_once(due, at(11, 58, 30)));
+        assert!(pacing.hands_off_at_once(due, at(12, 30, 0)));
+        let short_lead = Pacing {
             lead_time: Duration::seconds(60),
-            ..schedule
+            ..pacing
         };
         assert!(!short_lead.hands_off_at_once(due, at(11, 58, 59)));
         assert!(short_lead.hands_off_at_once(due, at(11, 59, 0)));
@@ -263,20 +213,20 @@ mod tests {
 
     #[test]
     fn wake_at_is_timestamp_minus_wake_ahead() {
-        let schedule = Schedule::default();
+        let pacing = Pacing::default();
         let ts = at(12, 0, 0);
-        assert_eq!(schedule.wake_at(ts), ts - Duration::seconds(1));
-        let off = Schedule {
+        assert_eq!(pacing.wake_at(ts), ts - Duration::seconds(1));
+        let off = Pacing {
             wake_ahead: Duration::zero(),
-            ..schedule
+            ..pacing
         };
         assert_eq!(off.wake_at(ts), ts);
-        let input = schedule.execution_input(&DispatchMessage {
+        let input = pacing.execution_input(&DispatchMessage {
             id: "a".into(),
             timestamp: ts,
             series: 1,
         });
         assert_eq!(input.wake_at, ts - Duration::seconds(1));
-        assert_eq!(schedule.max_sleep(), Duration::seconds(4));
+        assert_eq!(pacing.max_sleep(), Duration::seconds(4));
     }
 }
