@@ -3,6 +3,7 @@
 //! over the functions' log groups. Local mode has neither and shows nothing.
 
 use serde::Serialize;
+use tasks_core::config::{env_optional, LAMBDA_LOG_GROUP_NAME, STATE_MACHINE_ARN};
 use tasks_core::{Task, TaskStatus};
 
 /// The functions whose log groups a task's lines may be in: their names end the api's.
@@ -13,10 +14,6 @@ const FUNCTIONS: [&str; 5] = [
     "execute-task",
     "update-status",
 ];
-
-/// Set by Lambda itself (not by the template): the api's own log group, whose name gives its
-/// siblings'.
-pub const LOG_GROUP_ENVIRONMENT: &str = "AWS_LAMBDA_LOG_GROUP_NAME";
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Diagnostics {
@@ -39,12 +36,12 @@ impl Diagnostics {
         }
     }
 
-    /// `STATE_MACHINE_ARN` and [`LOG_GROUP_ENVIRONMENT`].
+    /// The state machine, and the api's own log group (set by Lambda itself), whose name gives
+    /// its siblings'.
     pub fn from_env() -> Self {
-        let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Self::new(
-            variable("STATE_MACHINE_ARN").as_deref(),
-            variable(LOG_GROUP_ENVIRONMENT).as_deref(),
+            env_optional(STATE_MACHINE_ARN).as_deref(),
+            env_optional(LAMBDA_LOG_GROUP_NAME).as_deref(),
         )
     }
 

@@ -36,15 +36,6 @@ use tasks_core::{
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 100;
-/// What `main` reads from the environment, beyond `RUST_LOG` and the pacing variables
-/// (`tasks_core::pacing::PACING_ENVIRONMENT`). The template sets each one (a test checks).
-pub const ENVIRONMENT: [&str; 5] = [
-    "TABLE_NAME",
-    "QUEUE_URL",
-    "STATE_MACHINE_ARN",
-    "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH",
-    tasks_core::signing::NAMES_ENVIRONMENT,
-];
 
 /// What the handlers need: the ports and the pacing rules.
 #[derive(Clone)]

@@ -6,11 +6,6 @@ use tasks_core::dispatch::{run_cron, CronSummary};
 use tasks_core::metrics;
 use tasks_core::{Clock, DispatchQueue, Pacing, StoreError, TaskStore, Workflow};
 
-/// What `main` reads from the environment besides `RUST_LOG` and the pacing variables
-/// (`tasks_core::pacing::PACING_ENVIRONMENT`). The template sets each
-/// one (a test checks).
-pub const ENVIRONMENT: [&str; 3] = ["TABLE_NAME", "QUEUE_URL", "STATE_MACHINE_ARN"];
-
 pub struct Cron {
     pub store: Arc<dyn TaskStore>,
     pub queue: Arc<dyn DispatchQueue>,

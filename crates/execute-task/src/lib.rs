@@ -12,23 +12,6 @@ use tasks_core::pipeline::{execute_task, AttemptInput, ExecuteError, ExecutionRe
 use tasks_core::slot::{run_slot, SlotSummary};
 use tasks_core::{Clock, DispatchQueue, Pacing, Slot, TaskStore, WebhookSender};
 
-/// What `main` reads from the environment besides `RUST_LOG` and the pacing variables
-/// (`tasks_core::pacing::PACING_ENVIRONMENT`). The template sets each
-/// one (a test checks).
-pub const ENVIRONMENT: [&str; 8] = [
-    "TABLE_NAME",
-    "QUEUE_URL",
-    "WEBHOOK_TIMEOUT_MS",
-    "WEBHOOK_ALLOW_PRIVATE",
-    "WEBHOOK_SIGNING_SECRET_ARN",
-    tasks_core::signing::NAMES_ENVIRONMENT,
-    NAMED_SECRETS_PREFIX_ENVIRONMENT,
-    "WEBHOOK_KEEP_ANSWERS",
-];
-
-/// Where the named signing secrets are in Secrets Manager: `<prefix><name>`.
-pub const NAMED_SECRETS_PREFIX_ENVIRONMENT: &str = "WEBHOOK_SIGNING_SECRET_PREFIX";
-
 pub struct ExecuteTask {
     pub store: Arc<dyn TaskStore>,
     pub sender: Arc<dyn WebhookSender>,

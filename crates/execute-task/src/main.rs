@@ -1,9 +1,12 @@
 use execute_task::signing::Keyring;
 use execute_task::webhook::HttpSender;
-use execute_task::{ExecuteTask, Invocation, NAMED_SECRETS_PREFIX_ENVIRONMENT};
+use execute_task::{ExecuteTask, Invocation};
 use std::sync::Arc;
 use std::time::Duration;
-use tasks_core::config::{env_bool, env_u64};
+use tasks_core::config::{
+    env_bool, env_optional, env_required, env_u64, SIGNING_SECRET_ARN, SIGNING_SECRET_PREFIX,
+    WEBHOOK_ALLOW_PRIVATE, WEBHOOK_KEEP_ANSWERS, WEBHOOK_TIMEOUT_MS,
+};
 use tasks_core::signing::SigningSecretNames;
 use tasks_core::{Pacing, SystemClock};
 
@@ -11,9 +14,8 @@ use tasks_core::{Pacing, SystemClock};
 async fn main() -> Result<(), lambda_runtime::Error> {
     tasks_lambda::init_logging();
     let config = tasks_aws::load_config().await;
-    let secret_arn = std::env::var("WEBHOOK_SIGNING_SECRET_ARN")
-        .map_err(|_| "WEBHOOK_SIGNING_SECRET_ARN is not set")?;
-    let named_prefix = std::env::var(NAMED_SECRETS_PREFIX_ENVIRONMENT).unwrap_or_default();
+    let secret_arn = env_required(SIGNING_SECRET_ARN)?;
+    let named_prefix = env_optional(SIGNING_SECRET_PREFIX).unwrap_or_default();
     let keyring = Keyring::from_secrets_manager(
         &config,
         &secret_arn,
@@ -22,11 +24,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .await?;
     let sender = HttpSender::new(
-        Duration::from_millis(env_u64("WEBHOOK_TIMEOUT_MS", 10_000)?),
-        env_bool("WEBHOOK_ALLOW_PRIVATE", false)?,
+        Duration::from_millis(env_u64(WEBHOOK_TIMEOUT_MS, 10_000)?),
+        env_bool(WEBHOOK_ALLOW_PRIVATE, false)?,
         keyring,
     )?;
-    let sender = if env_bool("WEBHOOK_KEEP_ANSWERS", true)? {
+    let sender = if env_bool(WEBHOOK_KEEP_ANSWERS, true)? {
         sender
     } else {
         sender.without_answers()

@@ -9,11 +9,6 @@ use tasks_core::slot::{start_messages, HandOff};
 use tasks_core::timing::START_BUDGET;
 use tasks_core::{Clock, DispatchMessage, Pacing, QueueMessage, TaskStore, Workflow};
 
-/// What `main` reads from the environment besides `RUST_LOG` and the pacing variables
-/// (`tasks_core::pacing::PACING_ENVIRONMENT`). The template sets each
-/// one (a test checks).
-pub const ENVIRONMENT: [&str; 2] = ["TABLE_NAME", "STATE_MACHINE_ARN"];
-
 pub struct ProcessRecords {
     pub store: Arc<dyn TaskStore>,
     pub workflow: Arc<dyn Workflow>,

@@ -24,7 +24,9 @@ use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use std::error::Error as _;
 use std::time::Duration;
-use tasks_core::config::{env_required, ConfigError};
+use tasks_core::config::{
+    env_required, env_u64, ConfigError, QUEUE_URL, RETENTION_DAYS, STATE_MACHINE_ARN, TABLE_NAME,
+};
 use tasks_core::timing::STORE_CALL_TIMEOUT;
 
 /// The SDK configuration from the environment (region, credentials, endpoints). Clients made
@@ -61,18 +63,15 @@ pub async fn emulator_config(endpoint: &str) -> SdkConfig {
 /// The store on the table named by `TABLE_NAME`, as the Lambdas are configured.
 pub fn store_from_env(config: &SdkConfig) -> Result<DynamoDbStore, ConfigError> {
     let client = aws_sdk_dynamodb::Client::new(config);
-    let retention_days = tasks_core::config::env_u64(RETENTION_DAYS, 0)?;
+    let retention_days = env_u64(RETENTION_DAYS, 0)?;
     let retention = (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400));
-    Ok(DynamoDbStore::new(client, env_required("TABLE_NAME")?).with_retention(retention))
+    Ok(DynamoDbStore::new(client, env_required(TABLE_NAME)?).with_retention(retention))
 }
-
-/// Days a finished task is kept (the table's TTL, `expiresAt`); 0 or unset: for ever.
-pub const RETENTION_DAYS: &str = "RETENTION_DAYS";
 
 /// The queue at `QUEUE_URL`.
 pub fn queue_from_env(config: &SdkConfig) -> Result<SqsQueue, ConfigError> {
     let client = aws_sdk_sqs::Client::new(config);
-    Ok(SqsQueue::new(client, env_required("QUEUE_URL")?))
+    Ok(SqsQueue::new(client, env_required(QUEUE_URL)?))
 }
 
 /// The state machine at `STATE_MACHINE_ARN`.
@@ -80,7 +79,7 @@ pub fn workflow_from_env(config: &SdkConfig) -> Result<StepFunctionsWorkflow, Co
     let client = aws_sdk_sfn::Client::new(config);
     Ok(StepFunctionsWorkflow::new(
         client,
-        env_required("STATE_MACHINE_ARN")?,
+        env_required(STATE_MACHINE_ARN)?,
     ))
 }
 

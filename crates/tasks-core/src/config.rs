@@ -1,8 +1,132 @@
-//! Reading the environment: every main's settings come through these, so that a bad value stops
-//! the function's start naming the variable, and a missing one falls back to its documented
-//! default.
+//! The environment: every variable a binary reads is a constant here, each function's list is
+//! one table ([`FUNCTIONS`], checked against the template), and every main reads through these
+//! readers, so that a bad value stops the function's start naming the variable and a missing one
+//! falls back to its documented default.
 
 use std::env;
+
+/// The tasks table (`tasksTable-<stage>`).
+pub const TABLE_NAME: &str = "TABLE_NAME";
+/// The dispatch queue's URL.
+pub const QUEUE_URL: &str = "QUEUE_URL";
+/// The state machine that runs slots and tasks.
+pub const STATE_MACHINE_ARN: &str = "STATE_MACHINE_ARN";
+/// Days a finished task is kept (the template's `RetentionDays`; 0: for ever).
+pub const RETENTION_DAYS: &str = "RETENTION_DAYS";
+/// The api behind API Gateway's stage: its paths come without the stage.
+pub const IGNORE_STAGE_IN_PATH: &str = "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH";
+/// The names of the operator's signing secrets a task may choose.
+pub const SIGNING_SECRET_NAMES: &str = "WEBHOOK_SIGNING_SECRET_NAMES";
+/// Where the named signing secrets are in Secrets Manager: `<prefix><name>`.
+pub const SIGNING_SECRET_PREFIX: &str = "WEBHOOK_SIGNING_SECRET_PREFIX";
+/// The deployment's own signing secret in Secrets Manager.
+pub const SIGNING_SECRET_ARN: &str = "WEBHOOK_SIGNING_SECRET_ARN";
+/// A webhook request's timeout.
+pub const WEBHOOK_TIMEOUT_MS: &str = "WEBHOOK_TIMEOUT_MS";
+/// Whether webhooks may go to private addresses (local receivers).
+pub const WEBHOOK_ALLOW_PRIVATE: &str = "WEBHOOK_ALLOW_PRIVATE";
+/// Whether attempts keep the start of the receiver's answer.
+pub const WEBHOOK_KEEP_ANSWERS: &str = "WEBHOOK_KEEP_ANSWERS";
+
+/// Pacing (`crate::pacing::Pacing::from_env`).
+pub const LEAD_TIME_SECONDS: &str = "LEAD_TIME_SECONDS";
+pub const WAKE_AHEAD_MS: &str = "WAKE_AHEAD_MS";
+pub const CLAIM_GRACE_SECONDS: &str = "CLAIM_GRACE_SECONDS";
+pub const STUCK_AFTER_SECONDS: &str = "STUCK_AFTER_SECONDS";
+pub const START_RATE_PER_SECOND: &str = "START_RATE_PER_SECOND";
+/// Every pacing variable, in `Pacing::from_env`'s order.
+pub const PACING: [&str; 5] = [
+    LEAD_TIME_SECONDS,
+    WAKE_AHEAD_MS,
+    CLAIM_GRACE_SECONDS,
+    STUCK_AFTER_SECONDS,
+    START_RATE_PER_SECOND,
+];
+
+/// Local mode only (`tasks-local`): its port, cron interval, signing secrets, API keys and
+/// emulator.
+pub const PORT: &str = "PORT";
+pub const CRON_INTERVAL_SECONDS: &str = "CRON_INTERVAL_SECONDS";
+pub const SIGNING_SECRETS: &str = "WEBHOOK_SIGNING_SECRETS";
+pub const NAMED_SIGNING_SECRETS: &str = "WEBHOOK_NAMED_SIGNING_SECRETS";
+pub const API_KEYS: &str = "API_KEYS";
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+/// Set by Lambda itself, not by the template.
+pub const LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+pub const LAMBDA_LOG_GROUP_NAME: &str = "AWS_LAMBDA_LOG_GROUP_NAME";
+pub const LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
+pub const LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
+/// The log filter every binary takes (the template's `RustLog`).
+pub const RUST_LOG: &str = "RUST_LOG";
+
+/// What each Lambda binary reads from the environment that the template sets (besides
+/// [`RUST_LOG`]): a test checks each function's variables in the template against its list.
+pub const FUNCTIONS: [(&str, &[&str]); 5] = [
+    (
+        "api",
+        &[
+            TABLE_NAME,
+            QUEUE_URL,
+            STATE_MACHINE_ARN,
+            RETENTION_DAYS,
+            IGNORE_STAGE_IN_PATH,
+            SIGNING_SECRET_NAMES,
+            LEAD_TIME_SECONDS,
+            WAKE_AHEAD_MS,
+            CLAIM_GRACE_SECONDS,
+            STUCK_AFTER_SECONDS,
+            START_RATE_PER_SECOND,
+        ],
+    ),
+    (
+        "cron",
+        &[
+            TABLE_NAME,
+            QUEUE_URL,
+            STATE_MACHINE_ARN,
+            RETENTION_DAYS,
+            LEAD_TIME_SECONDS,
+            WAKE_AHEAD_MS,
+            CLAIM_GRACE_SECONDS,
+            STUCK_AFTER_SECONDS,
+            START_RATE_PER_SECOND,
+        ],
+    ),
+    (
+        "process-sqs-records",
+        &[
+            TABLE_NAME,
+            STATE_MACHINE_ARN,
+            RETENTION_DAYS,
+            LEAD_TIME_SECONDS,
+            WAKE_AHEAD_MS,
+            CLAIM_GRACE_SECONDS,
+            STUCK_AFTER_SECONDS,
+            START_RATE_PER_SECOND,
+        ],
+    ),
+    (
+        "execute-task",
+        &[
+            TABLE_NAME,
+            QUEUE_URL,
+            RETENTION_DAYS,
+            WEBHOOK_TIMEOUT_MS,
+            WEBHOOK_ALLOW_PRIVATE,
+            WEBHOOK_KEEP_ANSWERS,
+            SIGNING_SECRET_ARN,
+            SIGNING_SECRET_NAMES,
+            SIGNING_SECRET_PREFIX,
+            LEAD_TIME_SECONDS,
+            WAKE_AHEAD_MS,
+            CLAIM_GRACE_SECONDS,
+            STUCK_AFTER_SECONDS,
+            START_RATE_PER_SECOND,
+        ],
+    ),
+    ("update-status", &[TABLE_NAME, RETENTION_DAYS]),
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("environment variable {name} must be {expected}, got `{value}`")]
@@ -38,6 +162,11 @@ pub fn env_bool(name: &'static str, default: bool) -> Result<bool, ConfigError> 
             }),
         },
     }
+}
+
+/// Reads an optional environment variable; unset and empty are the same.
+pub fn env_optional(name: &'static str) -> Option<String> {
+    env::var(name).ok().filter(|value| !value.is_empty())
 }
 
 /// Reads a required environment variable.

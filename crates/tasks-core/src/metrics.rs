@@ -107,7 +107,7 @@ pub struct Record {
 impl Record {
     /// `handler` names the record when not running in Lambda.
     pub fn new(handler: &'static str) -> Self {
-        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        let function = std::env::var(crate::config::LAMBDA_FUNCTION_NAME)
             .ok()
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| handler.to_string());

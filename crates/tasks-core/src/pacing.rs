@@ -17,14 +17,6 @@ pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
 pub const HAND_OFF_WITHIN: Duration = Duration::seconds(90);
 /// execute-task sleeps at most this much beyond the wake-ahead when woken early.
 pub const EARLY_WAKE_ALLOWANCE: Duration = Duration::seconds(3);
-/// The environment variables `Pacing::from_env` reads.
-pub const PACING_ENVIRONMENT: [&str; 5] = [
-    "LEAD_TIME_SECONDS",
-    "WAKE_AHEAD_MS",
-    "CLAIM_GRACE_SECONDS",
-    "STUCK_AFTER_SECONDS",
-    "START_RATE_PER_SECOND",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pacing {
@@ -62,7 +54,7 @@ impl Pacing {
     /// `START_RATE_PER_SECOND` (default 250, 0 turns look-ahead off).
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = Pacing::default();
-        let [lead_time, wake_ahead, claim_grace, stuck_after, start_rate] = PACING_ENVIRONMENT;
+        let [lead_time, wake_ahead, claim_grace, stuck_after, start_rate] = crate::config::PACING;
         Ok(Pacing {
             lead_time: Duration::seconds(env_u64(
                 lead_time,

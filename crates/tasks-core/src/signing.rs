@@ -3,13 +3,11 @@
 //! own secret cannot forge requests another receiver accepts. The API knows the names only;
 //! execute-task alone reads the values.
 
-use crate::config::ConfigError;
+use crate::config::{env_optional, ConfigError, SIGNING_SECRET_NAMES};
 use crate::new_task::ValidationError;
 use crate::task::{is_valid_signing_name, Webhook};
 use std::collections::BTreeSet;
 
-/// The environment variable listing the names the operator created (comma-separated).
-pub const NAMES_ENVIRONMENT: &str = "WEBHOOK_SIGNING_SECRET_NAMES";
 /// At most this many named secrets: execute-task reads each one when it starts.
 pub const MAX_NAMES: usize = 20;
 
@@ -28,7 +26,7 @@ impl SigningSecretNames {
             .collect();
         if names.len() > MAX_NAMES || !names.iter().all(|name| is_valid_signing_name(name)) {
             return Err(ConfigError {
-                name: NAMES_ENVIRONMENT,
+                name: SIGNING_SECRET_NAMES,
                 expected: "at most 20 comma-separated names of 1 to 64 letters, digits, - and _",
                 value: text.to_string(),
             });
@@ -36,9 +34,9 @@ impl SigningSecretNames {
         Ok(SigningSecretNames(names))
     }
 
-    /// From [`NAMES_ENVIRONMENT`]; none when unset.
+    /// From [`SIGNING_SECRET_NAMES`]; none when unset.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(&std::env::var(NAMES_ENVIRONMENT).unwrap_or_default())
+        Self::parse(&env_optional(SIGNING_SECRET_NAMES).unwrap_or_default())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {

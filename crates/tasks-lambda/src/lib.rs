@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::future::Future;
 use tasks_core::error_types::store_error_type;
-use tasks_core::StoreError;
+use tasks_core::{config, StoreError};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 /// Logging that would carry values, held below TRACE whatever `RUST_LOG` or
@@ -52,16 +52,16 @@ fn filter(level: LevelFilter, rust_log: Option<&str>) -> EnvFilter {
 /// or `RUST_LOG`, JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON`), with the logging that would
 /// carry values held back ([`VALUE_LOGGING_CAPS`]).
 pub fn init_logging() {
-    let rust_log = std::env::var("RUST_LOG").ok();
+    let rust_log = std::env::var(config::RUST_LOG).ok();
     let level = level_from(
-        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+        std::env::var(config::LAMBDA_LOG_LEVEL).ok().as_deref(),
         rust_log.as_deref(),
     );
     let logger = tracing_subscriber::fmt()
         .with_target(false)
         .without_time()
         .with_env_filter(filter(level, rust_log.as_deref()));
-    let format = std::env::var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
+    let format = std::env::var(config::LAMBDA_LOG_FORMAT).unwrap_or_default();
     if format.eq_ignore_ascii_case("json") {
         logger.json().init()
     } else {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tasks_core::config::{env_bool, env_u64, ConfigError};
+use tasks_core::config::{self, env_bool, env_optional, env_u64, ConfigError};
 use tasks_core::{Clock, Pacing, SystemClock};
 use tasks_cron::Cron;
 use tokio::net::TcpListener;
@@ -56,29 +56,26 @@ impl Settings {
     /// by `;`; none by default), `API_KEYS` (comma-separated; none by default), `AWS_ENDPOINT_URL`, and the
     /// pacing variables.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let configured = std::env::var("WEBHOOK_SIGNING_SECRETS")
-            .ok()
-            .filter(|secrets| !secrets.trim().is_empty());
+        let configured = env_optional(config::SIGNING_SECRETS).filter(|s| !s.trim().is_empty());
         let signing_secret_generated = configured.is_none();
         let signing_keys = match configured {
             Some(secrets) => SigningKeys::parse(&secrets),
             None => SigningKeys::generate(),
         }
         .map_err(|_| ConfigError {
-            name: "WEBHOOK_SIGNING_SECRETS",
+            name: config::SIGNING_SECRETS,
             expected: "one or two comma-separated whsec_ secrets of 24 to 64 bytes",
             value: "(not shown)".into(),
         })?;
-        let named_signing_keys = Keyring::parse_named(
-            &std::env::var("WEBHOOK_NAMED_SIGNING_SECRETS").unwrap_or_default(),
-        )
-        .map_err(|_| ConfigError {
-            name: "WEBHOOK_NAMED_SIGNING_SECRETS",
-            expected: "name=secret[,previous] entries separated by ;, each name of 1 to \
+        let named_signing_keys =
+            Keyring::parse_named(&env_optional(config::NAMED_SIGNING_SECRETS).unwrap_or_default())
+                .map_err(|_| ConfigError {
+                    name: config::NAMED_SIGNING_SECRETS,
+                    expected: "name=secret[,previous] entries separated by ;, each name of 1 to \
                                64 letters, digits, - and _, each secret whsec_ and 24 to 64 bytes",
-            value: "(not shown)".into(),
-        })?;
-        let api_keys = std::env::var("API_KEYS")
+                    value: "(not shown)".into(),
+                })?;
+        let api_keys = env_optional(config::API_KEYS)
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
@@ -86,25 +83,23 @@ impl Settings {
             .map(str::to_string)
             .collect();
         Ok(Settings {
-            port: u16::try_from(env_u64("PORT", 3000)?).map_err(|_| ConfigError {
-                name: "PORT",
+            port: u16::try_from(env_u64(config::PORT, 3000)?).map_err(|_| ConfigError {
+                name: config::PORT,
                 expected: "a port number",
-                value: std::env::var("PORT").unwrap_or_default(),
+                value: env_optional(config::PORT).unwrap_or_default(),
             })?,
-            cron_interval: Duration::from_secs(env_u64("CRON_INTERVAL_SECONDS", 60)?.max(1)),
+            cron_interval: Duration::from_secs(env_u64(config::CRON_INTERVAL_SECONDS, 60)?.max(1)),
             table_name: "tasksTable-local".into(),
             queue_name: "tasksQueue-local".into(),
-            webhook_timeout: Duration::from_millis(env_u64("WEBHOOK_TIMEOUT_MS", 10_000)?),
-            allow_private_webhooks: env_bool("WEBHOOK_ALLOW_PRIVATE", true)?,
-            keep_webhook_answers: env_bool("WEBHOOK_KEEP_ANSWERS", true)?,
+            webhook_timeout: Duration::from_millis(env_u64(config::WEBHOOK_TIMEOUT_MS, 10_000)?),
+            allow_private_webhooks: env_bool(config::WEBHOOK_ALLOW_PRIVATE, true)?,
+            keep_webhook_answers: env_bool(config::WEBHOOK_KEEP_ANSWERS, true)?,
             signing_keys,
             signing_secret_generated,
             named_signing_keys,
             api_keys,
             pacing: Pacing::from_env()?,
-            endpoint: std::env::var("AWS_ENDPOINT_URL")
-                .ok()
-                .filter(|e| !e.is_empty()),
+            endpoint: env_optional(config::AWS_ENDPOINT_URL),
         })
     }
 }

@@ -6,25 +6,12 @@ use std::collections::BTreeSet;
 const TEMPLATE: &str = include_str!("../../../infra/template.yaml");
 const STATE_MACHINE: &str = include_str!("../../../state-machine/tasks.asl.json");
 
-/// Each Lambda binary and the environment its `main` reads (each builds its store with
-/// `tasks_aws::store_from_env`, which also reads the retention).
+/// Each Lambda binary and the environment its `main` reads (`tasks_core::config::FUNCTIONS`).
 fn functions() -> Vec<(&'static str, Vec<&'static str>)> {
-    let pacing = tasks_core::pacing::PACING_ENVIRONMENT.to_vec();
-    let store = [tasks_aws::RETENTION_DAYS];
-    let with_pacing = |own: &[&'static str]| [own, &pacing, &store].concat();
-    vec![
-        ("api", with_pacing(&api::ENVIRONMENT)),
-        ("cron", with_pacing(&tasks_cron::ENVIRONMENT)),
-        (
-            "process-sqs-records",
-            with_pacing(&process_sqs_records::ENVIRONMENT),
-        ),
-        ("execute-task", with_pacing(&execute_task::ENVIRONMENT)),
-        (
-            "update-status",
-            [&update_status::ENVIRONMENT[..], &store].concat(),
-        ),
-    ]
+    tasks_core::config::FUNCTIONS
+        .iter()
+        .map(|(function, keys)| (*function, keys.to_vec()))
+        .collect()
 }
 
 fn template() -> Value {

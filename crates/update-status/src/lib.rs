@@ -7,10 +7,6 @@ use tasks_core::metrics;
 use tasks_core::pipeline::{record_outcome, StatusUpdate};
 use tasks_core::{Clock, StoreError, TaskStatus, TaskStore};
 
-/// What `main` reads from the environment besides `RUST_LOG`. The template sets each
-/// one (a test checks).
-pub const ENVIRONMENT: [&str; 1] = ["TABLE_NAME"];
-
 pub struct UpdateStatus {
     pub store: Arc<dyn TaskStore>,
     pub clock: Arc<dyn Clock>,
