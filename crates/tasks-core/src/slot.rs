@@ -361,8 +361,8 @@ pub async fn start_slots(
         })
     }))
     .await;
-    let mut results: Vec<Result<StartReport, StartError>> =
-        slots.iter().map(|_| Ok(StartReport::Started)).collect();
+    // Each message's index is in exactly one start: its result, in the messages' order.
+    let mut results: Vec<(usize, Result<StartReport, StartError>)> = Vec::new();
     for ((slot, indexes, _), result) in starts.iter().zip(started) {
         match &result {
             Ok(report) => {
@@ -372,11 +372,10 @@ pub async fn start_slots(
                 tracing::warn!(slot = %slot.name, %error, "slot start failed; the records will be redelivered")
             }
         }
-        for index in indexes {
-            results[*index] = result.clone();
-        }
+        results.extend(indexes.iter().map(|index| (*index, result.clone())));
     }
-    results
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// The tasks of a second's single-task slots, as their merged slot holds them: in time order,
