@@ -60,55 +60,52 @@ pub const LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
 /// The log filter every binary takes (the template's `RustLog`).
 pub const RUST_LOG: &str = "RUST_LOG";
 
-/// What each Lambda binary reads from the environment that the template sets (besides
-/// [`RUST_LOG`]): a test checks each function's variables in the template against its list.
-pub const FUNCTIONS: [(&str, &[&str]); 5] = [
-    (
-        "api",
-        &[
+/// What one Lambda binary reads from the environment that the template sets (besides
+/// [`RUST_LOG`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionEnvironment {
+    pub function: &'static str,
+    pub reads: &'static [&'static str],
+    /// It also reads the [`PACING`] variables.
+    pub paced: bool,
+}
+
+impl FunctionEnvironment {
+    /// Every variable it reads.
+    pub fn variables(&self) -> Vec<&'static str> {
+        let pacing: &[&str] = if self.paced { &PACING } else { &[] };
+        [self.reads, pacing].concat()
+    }
+}
+
+/// Each Lambda binary's environment: a test checks each function's variables in the template
+/// against it.
+pub const FUNCTIONS: [FunctionEnvironment; 5] = [
+    FunctionEnvironment {
+        function: "api",
+        reads: &[
             TABLE_NAME,
             QUEUE_URL,
             STATE_MACHINE_ARN,
             RETENTION_DAYS,
             IGNORE_STAGE_IN_PATH,
             SIGNING_SECRET_NAMES,
-            LEAD_TIME_SECONDS,
-            WAKE_AHEAD_MS,
-            CLAIM_GRACE_SECONDS,
-            STUCK_AFTER_SECONDS,
-            START_RATE_PER_SECOND,
         ],
-    ),
-    (
-        "cron",
-        &[
-            TABLE_NAME,
-            QUEUE_URL,
-            STATE_MACHINE_ARN,
-            RETENTION_DAYS,
-            LEAD_TIME_SECONDS,
-            WAKE_AHEAD_MS,
-            CLAIM_GRACE_SECONDS,
-            STUCK_AFTER_SECONDS,
-            START_RATE_PER_SECOND,
-        ],
-    ),
-    (
-        "process-sqs-records",
-        &[
-            TABLE_NAME,
-            STATE_MACHINE_ARN,
-            RETENTION_DAYS,
-            LEAD_TIME_SECONDS,
-            WAKE_AHEAD_MS,
-            CLAIM_GRACE_SECONDS,
-            STUCK_AFTER_SECONDS,
-            START_RATE_PER_SECOND,
-        ],
-    ),
-    (
-        "execute-task",
-        &[
+        paced: true,
+    },
+    FunctionEnvironment {
+        function: "cron",
+        reads: &[TABLE_NAME, QUEUE_URL, STATE_MACHINE_ARN, RETENTION_DAYS],
+        paced: true,
+    },
+    FunctionEnvironment {
+        function: "process-sqs-records",
+        reads: &[TABLE_NAME, STATE_MACHINE_ARN, RETENTION_DAYS],
+        paced: true,
+    },
+    FunctionEnvironment {
+        function: "execute-task",
+        reads: &[
             TABLE_NAME,
             QUEUE_URL,
             RETENTION_DAYS,
@@ -118,14 +115,14 @@ pub const FUNCTIONS: [(&str, &[&str]); 5] = [
             SIGNING_SECRET_ARN,
             SIGNING_SECRET_NAMES,
             SIGNING_SECRET_PREFIX,
-            LEAD_TIME_SECONDS,
-            WAKE_AHEAD_MS,
-            CLAIM_GRACE_SECONDS,
-            STUCK_AFTER_SECONDS,
-            START_RATE_PER_SECOND,
         ],
-    ),
-    ("update-status", &[TABLE_NAME, RETENTION_DAYS]),
+        paced: true,
+    },
+    FunctionEnvironment {
+        function: "update-status",
+        reads: &[TABLE_NAME, RETENTION_DAYS],
+        paced: false,
+    },
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -10,7 +10,7 @@ const STATE_MACHINE: &str = include_str!("../../../state-machine/tasks.asl.json"
 fn functions() -> Vec<(&'static str, Vec<&'static str>)> {
     tasks_core::config::FUNCTIONS
         .iter()
-        .map(|(function, keys)| (*function, keys.to_vec()))
+        .map(|environment| (environment.function, environment.variables()))
         .collect()
 }
 
