@@ -8,7 +8,7 @@ use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tasks_core::metrics;
-use tasks_core::pipeline::{execute_task, AttemptInput, ExecuteError, ExecutionReport};
+use tasks_core::pipeline::{execute_task, AttemptInput, AttemptReport, ExecuteError};
 use tasks_core::slot::{run_slot, SlotSummary};
 use tasks_core::{Clock, DispatchQueue, Pacing, Slot, TaskStore, WebhookSender};
 
@@ -48,7 +48,7 @@ pub enum Invocation {
 #[serde(untagged)]
 pub enum Response {
     Slot(SlotSummary),
-    Attempt(ExecutionReport),
+    Attempt(AttemptReport),
 }
 
 impl ExecuteTask {
@@ -88,7 +88,7 @@ impl ExecuteTask {
     }
 
     /// One attempt in a task's own execution.
-    pub async fn attempt(&self, attempt: AttemptInput) -> Result<ExecutionReport, TaskError> {
+    pub async fn attempt(&self, attempt: AttemptInput) -> Result<AttemptReport, TaskError> {
         let started = self.clock.now();
         let result = execute_task(
             self.store.as_ref(),

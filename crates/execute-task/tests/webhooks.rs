@@ -13,7 +13,7 @@ use lambda_runtime::Diagnostic;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::pipeline::Outcome;
+use tasks_core::pipeline::AttemptOutcome;
 use tasks_core::{ExecutionInput, Pacing, SystemClock, Task, TaskStatus, TaskStore, Webhook};
 
 mod verifier;
@@ -182,7 +182,7 @@ async fn a_2xx_answer_is_delivered_once_with_the_idempotency_headers() {
         .task(&format!("{base}/ok"), 0, TaskStatus::InProgress)
         .await;
     let report = fixture.handler.attempt(input.clone().into()).await.unwrap();
-    assert_eq!(report.outcome, Outcome::Delivered);
+    assert_eq!(report.outcome, AttemptOutcome::Delivered);
     assert_eq!(report.status_code, Some(204));
     let arrivals = receiver.arrivals();
     assert_eq!(arrivals.len(), 1);
@@ -305,7 +305,7 @@ async fn a_cancelled_task_is_skipped_without_a_request() {
         .task(&format!("{base}/ok"), 0, TaskStatus::Cancelled)
         .await;
     let report = fixture.handler.attempt(input.into()).await.unwrap();
-    assert_eq!(report.outcome, Outcome::Skipped);
+    assert_eq!(report.outcome, AttemptOutcome::Skipped);
     assert!(receiver.arrivals().is_empty());
 }
 
@@ -762,7 +762,7 @@ async fn the_failure_callback_is_signed_as_its_own_message_and_tells_no_secret()
         .into()
     };
     let report = fixture.handler.attempt(input).await.unwrap();
-    assert_eq!(report.outcome, Outcome::Delivered);
+    assert_eq!(report.outcome, AttemptOutcome::Delivered);
     let arrivals = receiver.arrivals();
     assert_eq!(arrivals.len(), 1);
     let arrival = &arrivals[0];
@@ -809,7 +809,7 @@ async fn an_echoing_receiver_s_answer_is_kept_without_the_request_s_secrets() {
     };
     let input = fixture.task_with(webhook, 0, TaskStatus::InProgress).await;
     let report = fixture.handler.attempt(input.into()).await.unwrap();
-    assert_eq!(report.outcome, Outcome::Delivered);
+    assert_eq!(report.outcome, AttemptOutcome::Delivered);
     let kept = report.record.unwrap().response_body.unwrap();
     assert_eq!(kept.len(), 256, "{kept}");
     assert!(kept.ends_with("<redac"), "{kept}");

@@ -7,7 +7,7 @@
 
 use crate::dispatch::CronSummary;
 use crate::error_types::{RETRYABLE_ERRORS, WEBHOOK_FAILURES};
-use crate::pipeline::{ExecuteError, ExecutionReport, Outcome, StartReport};
+use crate::pipeline::{AttemptOutcome, AttemptReport, ExecuteError, StartReport};
 use crate::status::TaskStatus;
 use serde_json::{json, Map, Value};
 
@@ -178,7 +178,7 @@ impl Record {
 /// task's time (or from the start of the handler, if later) to its end.
 pub fn execution(
     task_id: &str,
-    result: &Result<ExecutionReport, ExecuteError>,
+    result: &Result<AttemptReport, ExecuteError>,
     attempt_ms: i64,
 ) -> Record {
     let record = Record::new("execute-task")
@@ -191,15 +191,17 @@ pub fn execution(
                 .unwrap_or_default()
                 .to_string();
             let record = match report.outcome {
-                Outcome::Delivered => record.count("Delivered", 1),
-                Outcome::Completed => record.count("Completed", 1),
-                Outcome::Retry => record.count("Retried", 1).property("errorType", failure),
-                Outcome::Failed => record.count("Failed", 1).property("errorType", failure),
-                Outcome::Skipped | Outcome::Superseded => record.count("Skipped", 1),
+                AttemptOutcome::Delivered => record.count("Delivered", 1),
+                AttemptOutcome::Completed => record.count("Completed", 1),
+                AttemptOutcome::Retry => record.count("Retried", 1).property("errorType", failure),
+                AttemptOutcome::Failed => record.count("Failed", 1).property("errorType", failure),
+                AttemptOutcome::Skipped | AttemptOutcome::Superseded => record.count("Skipped", 1),
             };
             // Precision is the first attempt's: a retry is late by its policy's design.
-            let first_delivery = matches!(report.outcome, Outcome::Delivered | Outcome::Completed)
-                && report.attempt_in_series <= 1;
+            let first_delivery = matches!(
+                report.outcome,
+                AttemptOutcome::Delivered | AttemptOutcome::Completed
+            ) && report.attempt_in_series <= 1;
             match report.lateness_ms {
                 Some(lateness) if first_delivery => record.milliseconds("LatenessMs", lateness),
                 _ => record,
@@ -319,7 +321,7 @@ pub fn outcome(
 }
 
 /// The error of a report's attempt, if it failed (`<errorType>: <message>`).
-pub fn failure_of(report: &ExecutionReport) -> Option<&str> {
+pub fn failure_of(report: &AttemptReport) -> Option<&str> {
     report
         .error
         .as_deref()
@@ -391,7 +393,7 @@ mod tests {
 
     #[test]
     fn execution_outcomes_are_counted_by_kind() {
-        let report = |outcome, error: Option<&str>| ExecutionReport {
+        let report = |outcome, error: Option<&str>| AttemptReport {
             outcome,
             status_code: Some(200),
             attempt: 1,
@@ -404,16 +406,16 @@ mod tests {
             task_status: None,
             recorded: false,
         };
-        let delivered = execution("t", &Ok(report(Outcome::Delivered, None)), 40).to_json(0);
+        let delivered = execution("t", &Ok(report(AttemptOutcome::Delivered, None)), 40).to_json(0);
         assert_eq!(
             metric_names(&delivered),
             ["AttemptDurationMs", "Delivered", "LatenessMs"]
         );
-        let retried = report(Outcome::Retry, Some("WebhookTimeout: no answer"));
+        let retried = report(AttemptOutcome::Retry, Some("WebhookTimeout: no answer"));
         let retried = execution("t", &Ok(retried), 10_000).to_json(0);
         assert_eq!(metric_names(&retried), ["AttemptDurationMs", "Retried"]);
         assert_eq!(retried["errorType"], "WebhookTimeout");
-        let failed = report(Outcome::Failed, Some("WebhookRejected: HTTP 404"));
+        let failed = report(AttemptOutcome::Failed, Some("WebhookRejected: HTTP 404"));
         let failed = execution("t", &Ok(failed), 5).to_json(0);
         assert_eq!(failed["errorType"], "WebhookRejected");
         assert!(metric_names(&failed).contains(&"Failed".to_string()));

@@ -70,7 +70,7 @@ pub async fn start_task(
     clock: &dyn Clock,
     pacing: &Pacing,
     message: &DispatchMessage,
-    previous: Option<&ExecutionReport>,
+    previous: Option<&AttemptReport>,
 ) -> Result<StartReport, StartError> {
     let Some(task) = store.get(&message.id).await? else {
         return Ok(StartReport::Missing);
@@ -134,16 +134,16 @@ async fn hand_over(
     clock: &dyn Clock,
     pacing: &Pacing,
     task: &Task,
-    report: &ExecutionReport,
+    report: &AttemptReport,
     started: StartOutcome,
 ) -> Result<Option<StartReport>, StartError> {
     let input = execution_input(pacing, task);
     match (report.outcome, report.retry_at) {
-        (Outcome::Delivered | Outcome::Completed, _) => {
+        (AttemptOutcome::Delivered | AttemptOutcome::Completed, _) => {
             record_outcome(store, clock, &StatusUpdate::of_report(input, report)).await?;
             Ok(Some(StartReport::HandedOver))
         }
-        (Outcome::Failed, _) => {
+        (AttemptOutcome::Failed, _) => {
             let execution = Execution::of_report(&input, report);
             Ok(Some(match workflow.start(&execution).await? {
                 StartOutcome::Started => StartReport::HandedOver,
@@ -152,7 +152,7 @@ async fn hand_over(
                 }
             }))
         }
-        (Outcome::Retry, Some(at)) if started == StartOutcome::AlreadyRunning => {
+        (AttemptOutcome::Retry, Some(at)) if started == StartOutcome::AlreadyRunning => {
             let mut change = Transition::new(Event::ScheduleRetry, clock.now())
                 .in_series(task.series)
                 .if_attempts(report.attempt)
@@ -202,7 +202,7 @@ async fn record_start(
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Outcome {
+pub enum AttemptOutcome {
     /// The webhook answered 2xx.
     Delivered,
     /// A task without a webhook ran at its time.
@@ -223,8 +223,8 @@ pub enum Outcome {
 /// and passes it to the next attempt (or to update-status).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ExecutionReport {
-    pub outcome: Outcome,
+pub struct AttemptReport {
+    pub outcome: AttemptOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
     /// The task's attempt number (attempts of every series count).
@@ -263,39 +263,39 @@ pub struct ExecutionReport {
     pub recorded: bool,
 }
 
-impl ExecutionReport {
+impl AttemptReport {
     fn skipped(status: TaskStatus) -> Self {
-        ExecutionReport::not_run(Outcome::Skipped, status)
+        AttemptReport::not_run(AttemptOutcome::Skipped, status)
     }
 
     fn superseded(status: TaskStatus) -> Self {
-        ExecutionReport::not_run(Outcome::Superseded, status)
+        AttemptReport::not_run(AttemptOutcome::Superseded, status)
     }
 
     /// The retry handed over to `task` (`Task::next_attempt`), as the report of the attempt that
     /// asked for it: the state machine waits for it as for any retry.
     fn handed_over_retry(next: &NextAttempt) -> Self {
-        ExecutionReport {
+        AttemptReport {
             attempt: next.after_attempt,
             attempt_in_series: next.attempt_in_series,
             retry_at: Some(next.at),
             task_status: None,
-            ..ExecutionReport::not_run(Outcome::Retry, TaskStatus::InProgress)
+            ..AttemptReport::not_run(AttemptOutcome::Retry, TaskStatus::InProgress)
         }
     }
 
     /// A report of `task`'s current attempt, not yet run: each path fills in what happened.
     fn of_attempt(task: &Task, attempt_in_series: u32) -> Self {
-        ExecutionReport {
+        AttemptReport {
             attempt: task.attempts,
             attempt_in_series,
             task_status: None,
-            ..ExecutionReport::not_run(Outcome::Completed, task.task_status)
+            ..AttemptReport::not_run(AttemptOutcome::Completed, task.task_status)
         }
     }
 
-    fn not_run(outcome: Outcome, status: TaskStatus) -> Self {
-        ExecutionReport {
+    fn not_run(outcome: AttemptOutcome, status: TaskStatus) -> Self {
+        AttemptReport {
             outcome,
             status_code: None,
             attempt: 0,
@@ -320,7 +320,7 @@ pub struct AttemptInput {
     #[serde(flatten)]
     pub input: ExecutionInput,
     #[serde(default, rename = "result", skip_serializing_if = "Option::is_none")]
-    pub previous: Option<ExecutionReport>,
+    pub previous: Option<AttemptReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notice>,
 }
@@ -373,7 +373,7 @@ pub async fn execute_task(
     clock: &dyn Clock,
     pacing: &Pacing,
     attempt: &AttemptInput,
-) -> Result<ExecutionReport, ExecuteError> {
+) -> Result<AttemptReport, ExecuteError> {
     let input = &attempt.input;
     if attempt.notify == Some(Notice::OnFailure) {
         return notify_failure(store, sender, clock, input).await;
@@ -393,7 +393,10 @@ pub async fn execute_task(
     // A delivery is recorded before Step Functions gets the answer: if the answer is lost, the
     // run Step Functions starts again finds the task COMPLETED instead of an attempt in flight
     // it would send again. A record that fails is left to update-status, as before.
-    if matches!(report.outcome, Outcome::Delivered | Outcome::Completed) {
+    if matches!(
+        report.outcome,
+        AttemptOutcome::Delivered | AttemptOutcome::Completed
+    ) {
         let update = StatusUpdate::of_report(input.clone(), &report);
         report.recorded = record_outcome(store, clock, &update).await.is_ok();
     }
@@ -402,12 +405,12 @@ pub async fn execute_task(
 
 /// For a run that knows of no earlier attempt's outcome (no `previous`): the retry a slot's
 /// report handed over to the task, which this run waits for instead of sending at once.
-fn handed_over_retry(task: &Task, attempt: &AttemptInput) -> Option<ExecutionReport> {
+fn handed_over_retry(task: &Task, attempt: &AttemptInput) -> Option<AttemptReport> {
     let runnable = Event::BeginAttempt.allows(task.task_status);
     let retry = task.scheduled_retry().filter(|_| {
         attempt.previous.is_none() && runnable && task.series == attempt.input.series
     })?;
-    Some(ExecutionReport::handed_over_retry(retry))
+    Some(AttemptReport::handed_over_retry(retry))
 }
 
 /// Attempts of the task's series that began after the one `previous` reports (or, without a
@@ -415,7 +418,7 @@ fn handed_over_retry(task: &Task, attempt: &AttemptInput) -> Option<ExecutionRep
 /// lost (it goes on beside the retry), a repeated run, or a second runner of the series. Their
 /// outcome is unknown here. A begin of this run's own (`begin_token`: its answer was lost and
 /// the same write is being tried again) is not one of them.
-fn unknown_attempts(task: &Task, previous: Option<&ExecutionReport>, begin_token: &str) -> u32 {
+fn unknown_attempts(task: &Task, previous: Option<&AttemptReport>, begin_token: &str) -> u32 {
     if !task.attempt_began_in_series() || task.write_token.as_deref() == Some(begin_token) {
         return 0;
     }
@@ -463,20 +466,20 @@ pub(crate) async fn attempt_task(
     attempt: &AttemptInput,
     task: Option<Task>,
     begin_token: &str,
-) -> Result<ExecutionReport, ExecuteError> {
+) -> Result<AttemptReport, ExecuteError> {
     let input = &attempt.input;
     let previous = attempt.previous.as_ref();
     let Some(task) = task else {
-        return Ok(ExecutionReport::skipped(TaskStatus::Cancelled));
+        return Ok(AttemptReport::skipped(TaskStatus::Cancelled));
     };
     if let Some(retry) = handed_over_retry(&task, attempt) {
         return Ok(retry);
     }
     if !Event::BeginAttempt.allows(task.task_status) {
-        return Ok(ExecutionReport::skipped(task.task_status));
+        return Ok(AttemptReport::skipped(task.task_status));
     }
     if task.series != input.series {
-        return Ok(ExecutionReport::superseded(task.task_status));
+        return Ok(AttemptReport::superseded(task.task_status));
     }
     let not_before = previous
         .and_then(|report| report.retry_at)
@@ -500,8 +503,8 @@ pub(crate) async fn attempt_task(
     let unwritten = previous.and_then(|report| report.record.clone());
     let max_attempts = task.retry_policy().max_attempts;
     if attempt_in_series > max_attempts {
-        let mut report = ExecutionReport::of_attempt(&task, attempt_in_series - 1);
-        report.outcome = Outcome::Failed;
+        let mut report = AttemptReport::of_attempt(&task, attempt_in_series - 1);
+        report.outcome = AttemptOutcome::Failed;
         report.record = unwritten;
         report.error = Some(format!(
             "attempt {} began in another run and its outcome is unknown; the retry policy's \
@@ -513,7 +516,7 @@ pub(crate) async fn attempt_task(
     if let Some(webhook) = &task.webhook {
         if let Err(failure) = sender.prepare(webhook).await {
             // Refused or unresolvable before any request: no attempt begins.
-            let mut report = ExecutionReport::of_attempt(&task, attempt_in_series);
+            let mut report = AttemptReport::of_attempt(&task, attempt_in_series);
             report.record = unwritten;
             decide(&mut report, &task, &failure, clock.now());
             return Ok(report);
@@ -544,17 +547,17 @@ pub(crate) async fn attempt_task(
             return Ok(match handed_over_retry(&current, attempt) {
                 Some(retry) => retry,
                 None if current.series != input.series => {
-                    ExecutionReport::superseded(current.task_status)
+                    AttemptReport::superseded(current.task_status)
                 }
-                None => ExecutionReport::skipped(current.task_status),
+                None => AttemptReport::skipped(current.task_status),
             })
         }
-        Err(StoreError::NotFound(_)) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
+        Err(StoreError::NotFound(_)) => return Ok(AttemptReport::skipped(TaskStatus::Cancelled)),
         Err(error) => return Err(ExecuteError::store(&error)),
     };
     crate::wait::sleep_until(clock, not_before).await;
     let executed_at = clock.now();
-    let mut report = ExecutionReport::of_attempt(&task, attempt_in_series);
+    let mut report = AttemptReport::of_attempt(&task, attempt_in_series);
     report.executed_at = Some(executed_at);
     report.lateness_ms = Some((executed_at - task.timestamp).num_milliseconds());
     let Some(webhook) = &task.webhook else {
@@ -580,7 +583,7 @@ pub(crate) async fn attempt_task(
         response_body: response.map(|r| r.body).filter(|body| !body.is_empty()),
     });
     match failure {
-        None => report.outcome = Outcome::Delivered,
+        None => report.outcome = AttemptOutcome::Delivered,
         Some(failure) => decide(&mut report, &task, &failure, ended),
     }
     Ok(report)
@@ -597,22 +600,22 @@ async fn notify_failure(
     sender: &dyn WebhookSender,
     clock: &dyn Clock,
     input: &ExecutionInput,
-) -> Result<ExecutionReport, ExecuteError> {
+) -> Result<AttemptReport, ExecuteError> {
     let Some(task) = read_task(store, &input.id).await? else {
-        return Ok(ExecutionReport::skipped(TaskStatus::Cancelled));
+        return Ok(AttemptReport::skipped(TaskStatus::Cancelled));
     };
     let failed_here = task.task_status == TaskStatus::Failed && task.series == input.series;
     let Some(callback) = task.on_failure.clone().filter(|_| failed_here) else {
-        return Ok(ExecutionReport::skipped(task.task_status));
+        return Ok(AttemptReport::skipped(task.task_status));
     };
     let claim = Transition::new(Event::ClaimCallback, clock.now()).in_series(input.series);
     let task = match store.transition(&task.id, &claim).await {
         Ok(task) => task,
         // Another execution of the series took the call, or the task moved on.
         Err(StoreError::Conflict { current }) => {
-            return Ok(ExecutionReport::skipped(current.task_status))
+            return Ok(AttemptReport::skipped(current.task_status))
         }
-        Err(StoreError::NotFound(_)) => return Ok(ExecutionReport::skipped(TaskStatus::Cancelled)),
+        Err(StoreError::NotFound(_)) => return Ok(AttemptReport::skipped(TaskStatus::Cancelled)),
         Err(error) => return Err(ExecuteError::store(&error)),
     };
     let request = Webhook {
@@ -631,12 +634,12 @@ async fn notify_failure(
         }
         Err(refused) => Err(refused),
     };
-    let mut report = ExecutionReport::of_attempt(&task, 0);
+    let mut report = AttemptReport::of_attempt(&task, 0);
     report.status_code = answer.as_ref().ok().map(|response| response.status);
     match failure_of(&answer) {
-        None => report.outcome = Outcome::Delivered,
+        None => report.outcome = AttemptOutcome::Delivered,
         Some(failure) => {
-            report.outcome = Outcome::Failed;
+            report.outcome = AttemptOutcome::Failed;
             report.error = Some(describe_failure(&failure));
         }
     }
@@ -680,13 +683,13 @@ fn describe_failure(failure: &DeliveryError) -> String {
 }
 
 /// The task's retry policy answers a failed try: retry at a time, or failed with the reason.
-fn decide(report: &mut ExecutionReport, task: &Task, failure: &DeliveryError, now: DateTime<Utc>) {
+fn decide(report: &mut AttemptReport, task: &Task, failure: &DeliveryError, now: DateTime<Utc>) {
     match task
         .retry_policy()
         .next_attempt(report.attempt_in_series, failure, now)
     {
         Some(at) => {
-            report.outcome = Outcome::Retry;
+            report.outcome = AttemptOutcome::Retry;
             // Rounded up to the millisecond: the wait is never shorter than the policy's.
             let stored = rfc3339_millis::truncate(at);
             let stored = if stored < at {
@@ -698,7 +701,7 @@ fn decide(report: &mut ExecutionReport, task: &Task, failure: &DeliveryError, no
             report.error = Some(describe_failure(failure));
         }
         None => {
-            report.outcome = Outcome::Failed;
+            report.outcome = AttemptOutcome::Failed;
             report.error = Some(format!(
                 "{} (attempt {}, try {} of this series)",
                 describe_failure(failure),
@@ -744,14 +747,14 @@ pub struct StatusUpdate {
     #[serde(flatten)]
     pub input: ExecutionInput,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<ExecutionReport>,
+    pub result: Option<AttemptReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
 }
 
 impl StatusUpdate {
     /// The update that records an attempt's report.
-    pub fn of_report(input: ExecutionInput, report: &ExecutionReport) -> Self {
+    pub fn of_report(input: ExecutionInput, report: &AttemptReport) -> Self {
         StatusUpdate {
             input,
             result: Some(report.clone()),
@@ -794,13 +797,16 @@ pub async fn record_outcome(
             .with_error(error.describe())
             .if_attempt_began(),
         (None, Some(report))
-            if matches!(report.outcome, Outcome::Skipped | Outcome::Superseded) =>
+            if matches!(
+                report.outcome,
+                AttemptOutcome::Skipped | AttemptOutcome::Superseded
+            ) =>
         {
             return Ok(report.task_status.unwrap_or(TaskStatus::Cancelled))
         }
         // execute-task recorded the delivery itself.
         (None, Some(report)) if report.recorded => return Ok(TaskStatus::Completed),
-        (None, Some(report)) if report.outcome == Outcome::Failed => {
+        (None, Some(report)) if report.outcome == AttemptOutcome::Failed => {
             Transition::new(Event::Fail, now).with_error(
                 report
                     .error
@@ -808,7 +814,7 @@ pub async fn record_outcome(
                     .unwrap_or_else(|| "the attempt failed".into()),
             )
         }
-        (None, Some(report)) if report.outcome == Outcome::Retry => {
+        (None, Some(report)) if report.outcome == AttemptOutcome::Retry => {
             Transition::new(Event::Fail, now)
                 .with_error("the workflow recorded a retry as the outcome")
         }

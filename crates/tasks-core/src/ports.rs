@@ -1,7 +1,7 @@
 //! The capabilities the handlers need, as small traits. `tasks-aws` implements them on DynamoDB,
 //! SQS and Step Functions; `memory` implements them in memory for tests.
 
-use crate::pipeline::{AttemptInput, ExecutionReport};
+use crate::pipeline::{AttemptInput, AttemptReport};
 use crate::retry_policy::RetryPolicy;
 use crate::slot::{QueueMessage, Slot};
 use crate::status::{Event, TaskStatus};
@@ -447,7 +447,7 @@ pub struct Execution {
 impl Execution {
     /// A task's own execution; with `previous`, it goes on from the report of an attempt that
     /// ran in the task's slot.
-    pub fn of_task(input: &ExecutionInput, previous: Option<&ExecutionReport>) -> Self {
+    pub fn of_task(input: &ExecutionInput, previous: Option<&AttemptReport>) -> Self {
         let attempt = AttemptInput {
             input: input.clone(),
             previous: previous.cloned(),
@@ -461,7 +461,7 @@ impl Execution {
 
     /// An execution that goes on from a slot's report when the task's execution of the series
     /// exists already: named after the report's attempt, so it is started once per attempt.
-    pub fn of_report(input: &ExecutionInput, report: &ExecutionReport) -> Self {
+    pub fn of_report(input: &ExecutionInput, report: &AttemptReport) -> Self {
         Execution {
             name: format!("{}-a{}", input.execution_name(), report.attempt),
             ..Execution::of_task(input, Some(report))

@@ -14,8 +14,8 @@ use crate::call_tries::Tries;
 use crate::dispatch::{send_batch_soon, send_batch_worst_case, SEND_BATCH_SIZE};
 use crate::pacing::Pacing;
 use crate::pipeline::{
-    attempt_task, record_outcome, start_task, AttemptInput, ExecutionReport, Outcome, StartError,
-    StartReport, StatusUpdate,
+    attempt_task, record_outcome, start_task, AttemptInput, AttemptOutcome, AttemptReport,
+    StartError, StartReport, StatusUpdate,
 };
 use crate::ports::{
     Changes, Clock, DispatchQueue, Execution, StartOutcome, StoreError, TaskStore, Transition,
@@ -88,7 +88,7 @@ pub struct Slot {
 pub struct HandOff {
     #[serde(flatten)]
     pub task: DispatchMessage,
-    pub result: ExecutionReport,
+    pub result: AttemptReport,
 }
 
 /// What the dispatch queue carries.
@@ -461,8 +461,8 @@ pub struct SlotSummary {
 }
 
 enum SlotOutcome {
-    Completed(ExecutionReport),
-    Failed(ExecutionReport),
+    Completed(AttemptReport),
+    Failed(AttemptReport),
     Skipped,
     HandOff(QueueMessage),
 }
@@ -472,7 +472,7 @@ enum SlotOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRun {
     pub id: String,
-    pub report: Option<ExecutionReport>,
+    pub report: Option<AttemptReport>,
     pub recorded: Option<TaskStatus>,
 }
 
@@ -611,7 +611,7 @@ async fn run_one(
         timestamp: input.timestamp,
         series: input.series,
     };
-    let hand_off = |report: Option<ExecutionReport>| {
+    let hand_off = |report: Option<AttemptReport>| {
         SlotOutcome::HandOff(match report {
             Some(result) => QueueMessage::HandOff(HandOff {
                 task: message.clone(),
@@ -656,10 +656,10 @@ async fn run_one(
         known_attempts = Some(report.attempt);
         begin_token = new_write_token();
         let final_outcome = match report.outcome {
-            Outcome::Skipped | Outcome::Superseded => return SlotOutcome::Skipped,
+            AttemptOutcome::Skipped | AttemptOutcome::Superseded => return SlotOutcome::Skipped,
             // A retry due soon (the default policy's 2, 4 and 8 s) runs here; a later one in the
             // task's own execution, which waits for it at no cost.
-            Outcome::Retry => match report.retry_at {
+            AttemptOutcome::Retry => match report.retry_at {
                 Some(at) if at <= patience.last_attempt_at() => {
                     crate::wait::sleep_until(clock, at).await;
                     attempt.previous = Some(report);
@@ -667,8 +667,10 @@ async fn run_one(
                 }
                 _ => return hand_off(Some(report)),
             },
-            Outcome::Failed => SlotOutcome::Failed(report.clone()),
-            Outcome::Delivered | Outcome::Completed => SlotOutcome::Completed(report.clone()),
+            AttemptOutcome::Failed => SlotOutcome::Failed(report.clone()),
+            AttemptOutcome::Delivered | AttemptOutcome::Completed => {
+                SlotOutcome::Completed(report.clone())
+            }
         };
         let update = StatusUpdate::of_report(input.clone(), &report);
         // A failure with a callback goes on in the task's own execution, which records it and

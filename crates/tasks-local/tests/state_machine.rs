@@ -15,7 +15,7 @@ use tasks_core::error_types::{
     is_retryable, store_error_type, StateRetry, EXECUTE_RETRY, LAMBDA_SERVICE_ERRORS,
     LAMBDA_THROTTLED, RETRYABLE_ERRORS, STATUS_RETRY, THROTTLE_RETRY, WEBHOOK_FAILURES,
 };
-use tasks_core::pipeline::{ExecutionReport, Outcome};
+use tasks_core::pipeline::{AttemptOutcome, AttemptReport};
 use tasks_core::ports::StoreError;
 use tasks_core::{
     DispatchMessage, Execution, ExecutionInput, Pacing, Slot, StartOutcome, TaskStatus, Workflow,
@@ -239,8 +239,8 @@ fn a_retry_waits_until_retry_at_and_runs_execute_task_again() {
     assert_eq!(decide["Type"], "Choice");
     assert_eq!(decide["Default"], "MarkCompleted");
     let outcome = |outcome| serde_json::to_value(outcome).unwrap();
-    let report = ExecutionReport {
-        outcome: Outcome::Retry,
+    let report = AttemptReport {
+        outcome: AttemptOutcome::Retry,
         status_code: Some(503),
         attempt: 1,
         attempt_in_series: 1,
@@ -265,8 +265,8 @@ fn a_retry_waits_until_retry_at_and_runs_execute_task_again() {
     assert_eq!(
         routes,
         [
-            (outcome(Outcome::Retry), "WaitForRetry"),
-            (outcome(Outcome::Failed), "MarkFailed")
+            (outcome(AttemptOutcome::Retry), "WaitForRetry"),
+            (outcome(AttemptOutcome::Failed), "MarkFailed")
         ]
     );
     let wait = state(&asl, "WaitForRetry");
@@ -428,8 +428,8 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
         wake_at: Pacing::default().wake_at(timestamp),
         series: 1,
     };
-    let report = ExecutionReport {
-        outcome: Outcome::Delivered,
+    let report = AttemptReport {
+        outcome: AttemptOutcome::Delivered,
         status_code: Some(200),
         attempt: 1,
         attempt_in_series: 1,

@@ -8,7 +8,7 @@ use crate::world::{ReportedRetry, World, SDK_ATTEMPTS};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tasks_core::pipeline::Outcome;
+use tasks_core::pipeline::AttemptOutcome;
 use tasks_core::{Clock, DispatchQueue, QueueError, QueueMessage};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -169,7 +169,10 @@ impl DispatchQueue for SimQueue {
             }
             if let QueueMessage::HandOff(hand_off) = message {
                 let report = &hand_off.result;
-                if let Some(at) = report.retry_at.filter(|_| report.outcome == Outcome::Retry) {
+                if let Some(at) = report
+                    .retry_at
+                    .filter(|_| report.outcome == AttemptOutcome::Retry)
+                {
                     self.world.retry_reported(ReportedRetry {
                         task_id: hand_off.task.id.clone(),
                         series: hand_off.task.series,

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tasks_core::error_types::store_error_type;
 use tasks_core::pipeline::{
-    execute_task, record_outcome, AttemptInput, ExecutionReport, Outcome, StatusUpdate,
+    execute_task, record_outcome, AttemptInput, AttemptOutcome, AttemptReport, StatusUpdate,
 };
 use tasks_core::slot::run_slot;
 use tasks_core::{
@@ -441,10 +441,13 @@ impl Host for ExecutionHost {
                 let answer = self.lambda(Function::ExecuteTask, timeout, run).await;
                 // A retry is reported when Step Functions gets the answer (a lost answer's
                 // report reaches nobody).
-                let report = answer.as_ref().ok().and_then(|value| {
-                    serde_json::from_value::<ExecutionReport>(value.clone()).ok()
-                });
-                if let Some(report) = report.filter(|report| report.outcome == Outcome::Retry) {
+                let report = answer
+                    .as_ref()
+                    .ok()
+                    .and_then(|value| serde_json::from_value::<AttemptReport>(value.clone()).ok());
+                if let Some(report) =
+                    report.filter(|report| report.outcome == AttemptOutcome::Retry)
+                {
                     self.world.retry_reported(ReportedRetry {
                         task_id,
                         series,

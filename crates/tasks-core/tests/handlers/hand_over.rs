@@ -6,7 +6,7 @@
 use crate::support::{status_of, task, webhook, RecordingSender};
 use chrono::{Duration, Utc};
 use tasks_core::memory::{MemoryStore, MemoryWorkflow};
-use tasks_core::pipeline::{execute_task, start_task, ExecutionReport, Outcome, StartReport};
+use tasks_core::pipeline::{execute_task, start_task, AttemptOutcome, AttemptReport, StartReport};
 use tasks_core::{AttemptRecord, DispatchMessage, Pacing, SystemClock, Task, TaskStatus};
 
 /// A task whose first attempt (in its slot) was sent a moment ago, and whose own execution of
@@ -40,12 +40,12 @@ fn message(task: &Task) -> DispatchMessage {
     DispatchMessage::from(task)
 }
 
-fn report_of_attempt_1(task: &Task, outcome: Outcome) -> ExecutionReport {
+fn report_of_attempt_1(task: &Task, outcome: AttemptOutcome) -> AttemptReport {
     let record = AttemptRecord {
         attempt: 1,
         started_at: task.timestamp,
         duration_ms: 20,
-        status_code: Some(if outcome == Outcome::Delivered {
+        status_code: Some(if outcome == AttemptOutcome::Delivered {
             204
         } else {
             503
@@ -53,15 +53,17 @@ fn report_of_attempt_1(task: &Task, outcome: Outcome) -> ExecutionReport {
         error: None,
         response_body: None,
     };
-    ExecutionReport {
+    AttemptReport {
         outcome,
         status_code: record.status_code,
         attempt: 1,
         attempt_in_series: 1,
         executed_at: Some(task.timestamp),
         lateness_ms: Some(0),
-        retry_at: (outcome == Outcome::Retry).then(|| Utc::now() + Duration::milliseconds(400)),
-        error: (outcome != Outcome::Delivered).then(|| "WebhookServerError: 503".to_string()),
+        retry_at: (outcome == AttemptOutcome::Retry)
+            .then(|| Utc::now() + Duration::milliseconds(400)),
+        error: (outcome != AttemptOutcome::Delivered)
+            .then(|| "WebhookServerError: 503".to_string()),
         record: Some(record),
         task_status: None,
         recorded: false,
@@ -72,7 +74,7 @@ async fn hand_over(
     store: &MemoryStore,
     workflow: &MemoryWorkflow,
     task: &Task,
-    report: &ExecutionReport,
+    report: &AttemptReport,
 ) -> StartReport {
     start_task(
         store,
@@ -92,7 +94,7 @@ async fn a_slot_s_retry_report_for_a_running_execution_keeps_its_time_and_try_co
     let workflow = MemoryWorkflow::new();
     let sender = RecordingSender::answering(Ok(204));
     let begun = begun_with_running_execution(&store, &workflow).await;
-    let report = report_of_attempt_1(&begun, Outcome::Retry);
+    let report = report_of_attempt_1(&begun, AttemptOutcome::Retry);
     let retry_at = report.retry_at.unwrap();
 
     assert_eq!(
@@ -120,7 +122,7 @@ async fn a_slot_s_retry_report_for_a_running_execution_keeps_its_time_and_try_co
     )
     .await
     .unwrap();
-    assert_eq!(waited.outcome, Outcome::Retry);
+    assert_eq!(waited.outcome, AttemptOutcome::Retry);
     assert_eq!(
         (waited.retry_at, waited.attempt, waited.attempt_in_series),
         (Some(retry_at), 1, 1)
@@ -135,7 +137,7 @@ async fn a_slot_s_retry_report_for_a_running_execution_keeps_its_time_and_try_co
         .unwrap();
     assert_eq!(
         (second.outcome, second.attempt, second.attempt_in_series),
-        (Outcome::Delivered, 2, 2)
+        (AttemptOutcome::Delivered, 2, 2)
     );
     let sent = sender.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
@@ -153,7 +155,7 @@ async fn a_slot_s_delivered_report_for_a_running_execution_is_recorded_and_never
     let workflow = MemoryWorkflow::new();
     let sender = RecordingSender::answering(Ok(204));
     let begun = begun_with_running_execution(&store, &workflow).await;
-    let report = report_of_attempt_1(&begun, Outcome::Delivered);
+    let report = report_of_attempt_1(&begun, AttemptOutcome::Delivered);
 
     assert_eq!(
         hand_over(&store, &workflow, &begun, &report).await,
@@ -165,7 +167,7 @@ async fn a_slot_s_delivered_report_for_a_running_execution_is_recorded_and_never
     let run = execute_task(&store, &sender, &SystemClock, &pacing, &input.into())
         .await
         .unwrap();
-    assert_eq!(run.outcome, Outcome::Skipped);
+    assert_eq!(run.outcome, AttemptOutcome::Skipped);
     assert!(sender.sent.lock().unwrap().is_empty());
 }
 
@@ -174,7 +176,7 @@ async fn a_slot_s_failed_report_for_an_existing_execution_goes_on_in_an_executio
     let store = MemoryStore::new();
     let workflow = MemoryWorkflow::new();
     let begun = begun_with_running_execution(&store, &workflow).await;
-    let report = report_of_attempt_1(&begun, Outcome::Failed);
+    let report = report_of_attempt_1(&begun, AttemptOutcome::Failed);
 
     assert_eq!(
         hand_over(&store, &workflow, &begun, &report).await,
@@ -189,7 +191,7 @@ async fn a_slot_s_failed_report_for_an_existing_execution_goes_on_in_an_executio
     assert_eq!(going_on.len(), 1);
     assert_eq!(
         going_on[0].previous.as_ref().unwrap().outcome,
-        Outcome::Failed
+        AttemptOutcome::Failed
     );
     assert_eq!(
         hand_over(&store, &workflow, &begun, &report).await,
@@ -220,16 +222,27 @@ fn attempted_elsewhere(made: u32, ago: Duration) -> Task {
 #[tokio::test]
 async fn an_attempt_begun_in_another_run_is_waited_for_and_counted_against_max_attempts() {
     let pacing = Pacing::default();
-    let previous = ExecutionReport {
+    let previous = AttemptReport {
         retry_at: Some(Utc::now() - Duration::seconds(40)),
-        ..report_of_attempt_1(&attempted_elsewhere(1, Duration::zero()), Outcome::Retry)
+        ..report_of_attempt_1(
+            &attempted_elsewhere(1, Duration::zero()),
+            AttemptOutcome::Retry,
+        )
     };
     for (made, ago, expected) in [
         (2, Duration::seconds(5), None),
-        (2, Duration::seconds(30), Some((Outcome::Delivered, 3))),
-        (3, Duration::seconds(30), Some((Outcome::Delivered, 4))),
+        (
+            2,
+            Duration::seconds(30),
+            Some((AttemptOutcome::Delivered, 3)),
+        ),
+        (
+            3,
+            Duration::seconds(30),
+            Some((AttemptOutcome::Delivered, 4)),
+        ),
         // The default policy's four tries are used up: nothing is sent, the task fails.
-        (4, Duration::seconds(30), Some((Outcome::Failed, 4))),
+        (4, Duration::seconds(30), Some((AttemptOutcome::Failed, 4))),
     ] {
         let store = MemoryStore::new();
         let sender = RecordingSender::answering(Ok(204));
@@ -252,7 +265,7 @@ async fn an_attempt_begun_in_another_run_is_waited_for_and_counted_against_max_a
                     (outcome, try_in_series),
                     "{report:?}"
                 );
-                assert_eq!(sent, usize::from(outcome == Outcome::Delivered));
+                assert_eq!(sent, usize::from(outcome == AttemptOutcome::Delivered));
             }
         }
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 use tasks_core::commands::{cancel_task, create_task};
 use tasks_core::dispatch::run_cron;
 use tasks_core::memory::{FixedClock, LostAnswer, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::pipeline::{execute_task, Outcome};
+use tasks_core::pipeline::{execute_task, AttemptOutcome};
 use tasks_core::recovery::{resend_or_give_up, transition_read_task, Recovery};
 use tasks_core::reschedule::{change_task, retry_task};
 use tasks_core::{DispatchMessage, Pacing, SystemClock, TaskStatus};
@@ -35,7 +35,7 @@ async fn begin_attempt_whose_answer_was_lost_still_sends() {
     let report = execute_task(&store, &sender, &SystemClock, &pacing, &input.into())
         .await
         .unwrap();
-    assert_eq!(report.outcome, Outcome::Delivered);
+    assert_eq!(report.outcome, AttemptOutcome::Delivered);
     assert_eq!(sender.sent.lock().unwrap().len(), 1, "the attempt was sent");
     let stored = &store.tasks()[0];
     assert_eq!(
@@ -61,7 +61,7 @@ async fn begin_attempt_whose_every_answer_was_lost_is_tried_again_and_sends_once
     let report = execute_task(&store, &sender, &SystemClock, &pacing, &input.into())
         .await
         .unwrap();
-    assert_eq!(report.outcome, Outcome::Delivered);
+    assert_eq!(report.outcome, AttemptOutcome::Delivered);
     let sent = sender.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].1, 1, "the attempt begun, not a second one");

@@ -3,8 +3,8 @@ use chrono::{Duration, TimeZone, Utc};
 use tasks_core::error_types::RETRYABLE_ERRORS;
 use tasks_core::memory::{FixedClock, MemoryStore, MemoryWorkflow};
 use tasks_core::pipeline::{
-    execute_task, record_outcome, start_task, ExecutionReport, Outcome, StartReport, StatusUpdate,
-    StepError,
+    execute_task, record_outcome, start_task, AttemptOutcome, AttemptReport, StartReport,
+    StatusUpdate, StepError,
 };
 use tasks_core::{DeliveryError, DispatchMessage, Pacing, SystemClock, TaskStatus};
 
@@ -103,7 +103,7 @@ async fn execute(
     store: &MemoryStore,
     sender: &RecordingSender,
     id: &str,
-) -> Result<ExecutionReport, tasks_core::pipeline::ExecuteError> {
+) -> Result<AttemptReport, tasks_core::pipeline::ExecuteError> {
     let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
     let pacing = Pacing::default();
     let input = pacing.execution_input(&DispatchMessage::from(&task));
@@ -126,7 +126,7 @@ async fn woken_early_it_waits_and_never_sends_before_the_second() {
         timestamp
     );
     assert!(sent[0].2 - timestamp < Duration::milliseconds(50));
-    assert_eq!(report.outcome, Outcome::Delivered);
+    assert_eq!(report.outcome, AttemptOutcome::Delivered);
     assert_eq!(report.status_code, Some(204));
     assert_eq!(report.attempt, 1);
     assert!(report.lateness_ms.unwrap() >= 0);
@@ -151,7 +151,7 @@ async fn a_cancelled_task_is_skipped() {
     let sender = RecordingSender::answering(Ok(200));
     store.put(due_soon("a", 0, TaskStatus::Cancelled));
     let report = execute(&store, &sender, "a").await.unwrap();
-    assert_eq!(report.outcome, Outcome::Skipped);
+    assert_eq!(report.outcome, AttemptOutcome::Skipped);
     assert_eq!(report.task_status, Some(TaskStatus::Cancelled));
     assert!(sender.sent.lock().unwrap().is_empty());
 }
@@ -164,7 +164,7 @@ async fn a_task_without_webhook_just_completes() {
     plain.webhook = None;
     store.put(plain);
     let report = execute(&store, &sender, "a").await.unwrap();
-    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!(report.outcome, AttemptOutcome::Completed);
     assert!(sender.sent.lock().unwrap().is_empty());
     assert_eq!(status_of(&store, "a"), TaskStatus::Completed);
 }
@@ -180,11 +180,11 @@ async fn a_delivery_is_recorded_before_step_functions_gets_the_answer() {
     let report = execute(&store, &sender, "a").await.unwrap();
     assert_eq!(
         (report.outcome, report.recorded),
-        (Outcome::Delivered, true)
+        (AttemptOutcome::Delivered, true)
     );
     assert_eq!(status_of(&store, "a"), TaskStatus::Completed);
     let again = execute(&store, &sender, "a").await.unwrap();
-    assert_eq!(again.outcome, Outcome::Skipped);
+    assert_eq!(again.outcome, AttemptOutcome::Skipped);
     assert_eq!(sender.sent.lock().unwrap().len(), 1);
     let written = store.tasks()[0].last_updated_at;
     let status = record_outcome(&store, &SystemClock, &update(Some(report), None))
@@ -226,11 +226,11 @@ async fn a_failed_attempt_is_answered_by_the_task_s_retry_policy() {
         );
         assert_eq!(record.status_code, answer.as_ref().ok().copied());
         if retried {
-            assert_eq!(report.outcome, Outcome::Retry, "{name}");
+            assert_eq!(report.outcome, AttemptOutcome::Retry, "{name}");
             let wait = report.retry_at.unwrap() - record.started_at;
             assert!((1900..=2100).contains(&wait.num_milliseconds()), "{wait}");
         } else {
-            assert_eq!(report.outcome, Outcome::Failed, "{name}");
+            assert_eq!(report.outcome, AttemptOutcome::Failed, "{name}");
             let error = report.error.unwrap();
             assert!(
                 error.starts_with(name) && error.contains("attempt 1"),
@@ -247,7 +247,7 @@ async fn a_refused_target_is_a_failed_attempt_never_sent() {
     sender.refuse_on_prepare = true;
     store.put(due_soon("a", 0, TaskStatus::Queued));
     let report = execute(&store, &sender, "a").await.unwrap();
-    assert_eq!(report.outcome, Outcome::Failed);
+    assert_eq!(report.outcome, AttemptOutcome::Failed);
     assert!(report.error.unwrap().starts_with("WebhookRefused"));
     assert!(sender.sent.lock().unwrap().is_empty());
 }
@@ -282,9 +282,9 @@ async fn each_retry_counts_an_attempt_and_records_the_one_before() {
     assert_eq!(
         outcomes,
         vec![
-            (Outcome::Retry, 1, 1),
-            (Outcome::Retry, 2, 2),
-            (Outcome::Failed, 3, 3)
+            (AttemptOutcome::Retry, 1, 1),
+            (AttemptOutcome::Retry, 2, 2),
+            (AttemptOutcome::Failed, 3, 3)
         ]
     );
     let sent = sender.sent.lock().unwrap().clone();
@@ -324,7 +324,7 @@ async fn of_two_runs_that_read_the_same_attempts_one_begins_an_attempt() {
     assert_eq!(store.tasks()[0].attempts, 1);
 }
 
-fn update(result: Option<ExecutionReport>, error: Option<StepError>) -> StatusUpdate {
+fn update(result: Option<AttemptReport>, error: Option<StepError>) -> StatusUpdate {
     StatusUpdate {
         input: Pacing::default().execution_input(&message("a")),
         result,
@@ -332,9 +332,9 @@ fn update(result: Option<ExecutionReport>, error: Option<StepError>) -> StatusUp
     }
 }
 
-fn delivered() -> ExecutionReport {
-    ExecutionReport {
-        outcome: Outcome::Delivered,
+fn delivered() -> AttemptReport {
+    AttemptReport {
+        outcome: AttemptOutcome::Delivered,
         status_code: Some(200),
         attempt: 1,
         attempt_in_series: 1,
@@ -467,7 +467,7 @@ async fn notify(
     sender: &RecordingSender,
     id: &str,
     series: u32,
-) -> ExecutionReport {
+) -> AttemptReport {
     let pacing = Pacing::default();
     let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
     let mut input: tasks_core::pipeline::AttemptInput = pacing
@@ -490,26 +490,26 @@ async fn the_failure_callback_is_called_for_the_series_that_failed_only() {
     let report = notify(&store, &sender, "a", 2).await;
     assert_eq!(
         (report.outcome, report.status_code),
-        (Outcome::Delivered, Some(204))
+        (AttemptOutcome::Delivered, Some(204))
     );
     assert_eq!(sender.sent.lock().unwrap().len(), 1);
     assert_eq!(store.tasks()[0].attempts, 0, "a callback is not an attempt");
 
     let stale = notify(&store, &sender, "a", 1).await;
-    assert_eq!(stale.outcome, Outcome::Skipped);
+    assert_eq!(stale.outcome, AttemptOutcome::Skipped);
     let mut plain = failed_with_callback("b", 1);
     plain.on_failure = None;
     store.put(plain);
     assert_eq!(
         notify(&store, &sender, "b", 1).await.outcome,
-        Outcome::Skipped
+        AttemptOutcome::Skipped
     );
     assert_eq!(sender.sent.lock().unwrap().len(), 1);
 
     let refusing = RecordingSender::answering(Ok(500));
     store.put(failed_with_callback("c", 1));
     let failed = notify(&store, &refusing, "c", 1).await;
-    assert_eq!(failed.outcome, Outcome::Failed);
+    assert_eq!(failed.outcome, AttemptOutcome::Failed);
     assert!(failed.error.unwrap().starts_with("WebhookServerError"));
 }
 
@@ -522,11 +522,11 @@ async fn the_failure_callback_is_called_at_most_once_per_failed_series() {
     store.put(failed_with_callback("a", 2));
     assert_eq!(
         notify(&store, &sender, "a", 2).await.outcome,
-        Outcome::Delivered
+        AttemptOutcome::Delivered
     );
     assert_eq!(
         notify(&store, &sender, "a", 2).await.outcome,
-        Outcome::Skipped
+        AttemptOutcome::Skipped
     );
     assert_eq!(sender.sent.lock().unwrap().len(), 1);
     assert_eq!(store.tasks()[0].callback_series, Some(2));
@@ -588,8 +588,8 @@ async fn an_attempt_s_begin_records_when_it_is_sent() {
 #[tokio::test]
 async fn a_caught_error_does_not_record_an_attempt_twice() {
     let store = MemoryStore::new();
-    let report = ExecutionReport {
-        outcome: Outcome::Retry,
+    let report = AttemptReport {
+        outcome: AttemptOutcome::Retry,
         record: Some(tasks_core::AttemptRecord {
             attempt: 1,
             started_at: at(),

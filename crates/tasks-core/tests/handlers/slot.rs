@@ -2,7 +2,7 @@ use crate::support::{status_of, task, webhook, RecordingSender};
 use chrono::{DateTime, Duration, Utc};
 use tasks_core::dispatch::run_cron;
 use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::pipeline::Outcome;
+use tasks_core::pipeline::AttemptOutcome;
 use tasks_core::retry_policy::{Backoff, RetryPolicy};
 use tasks_core::slot::{run_slot, start_slots, SlotSummary};
 use tasks_core::{
@@ -124,7 +124,7 @@ async fn a_retry_due_later_goes_on_in_the_task_s_own_execution() {
         panic!("one hand-off: {messages:?}");
     };
     assert_eq!(hand_off.task.id, "a");
-    assert_eq!(hand_off.result.outcome, Outcome::Retry);
+    assert_eq!(hand_off.result.outcome, AttemptOutcome::Retry);
     assert!(hand_off.result.retry_at.unwrap() > Utc::now() + Duration::seconds(100));
     assert_eq!(status_of(&store, "a"), TaskStatus::InProgress);
 }
@@ -468,7 +468,7 @@ async fn a_failure_with_a_callback_is_handed_to_the_task_s_own_execution() {
     };
     assert_eq!(
         (hand_off.task.id.as_str(), hand_off.result.outcome),
-        ("called-back", Outcome::Failed)
+        ("called-back", AttemptOutcome::Failed)
     );
     // Two webhook requests, no callback.
     assert_eq!(sender.sent.lock().unwrap().len(), 2);
