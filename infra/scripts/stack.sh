@@ -81,8 +81,8 @@ case "$action" in
       echo "==> cargo build ($profile, this machine's $architecture)"
       profile_flag=()
       [[ "$profile" == release ]] && profile_flag=(--release)
-      # shellcheck disable=SC2046 # one -p per function
-      cargo build ${profile_flag[@]+"${profile_flag[@]}"} $(printf -- '-p %s ' api cron process-sqs-records execute-task update-status)
+      # shellcheck disable=SC2046 # one --bin per function
+      cargo build ${profile_flag[@]+"${profile_flag[@]}"} $(printf -- '--bin %s ' api cron process-sqs-records execute-task update-status)
       target_dir=$(cargo metadata --no-deps --format-version 1 |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
       build_dir=".aws-sam/local"

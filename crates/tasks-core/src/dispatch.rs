@@ -7,7 +7,7 @@ use crate::ports::{
     Changes, Clock, DispatchQueue, ExecutionState, Page, StatusQuery, StoreError, TaskStore,
     Transition, Workflow,
 };
-use crate::recovery::{recover_ended_execution, resend_or_give_up, transition_read_task, Recovery};
+use crate::recovery::{remedy, transition_read_task, Recovery, Remedy};
 use crate::slot::{in_time_order, QueueMessage, Slot, SlotPlanner};
 use crate::status::{Event, TaskStatus};
 use crate::task::{DispatchMessage, Task};
@@ -535,30 +535,13 @@ impl Sweep<'_> {
 
     async fn look_after(&self, task: &Task) -> Result<Found, String> {
         let (name, state) = self.execution_of(task).await?;
-        let recovery = match (&state, task.task_status) {
-            (ExecutionState::Running, TaskStatus::InProgress) => {
-                let overdue_at = self.pacing.overdue_at(task.timestamp, &task.retry_policy());
-                return Ok(Found::Running {
-                    overdue: self.clock.now() > overdue_at,
-                });
-            }
-            // The execution runs but its start was never recorded.
-            (ExecutionState::Running, _) => {
-                let change = Transition::new(Event::Start, self.clock.now());
-                transition_read_task(self.store, task, change).await
-            }
-            (ExecutionState::Missing, TaskStatus::Queued) => {
-                let change = resend_or_give_up(task, self.clock);
-                transition_read_task(self.store, task, change).await
-            }
-            (ExecutionState::Ended(ended), _) => {
-                recover_ended_execution(self.store, self.clock, task, &name, ended).await
-            }
-            (ExecutionState::Missing, _) => {
-                recover_ended_execution(self.store, self.clock, task, &name, "never started").await
-            }
-        }
-        .map_err(|e| e.to_string())?;
+        let change = match remedy(task, &name, &state, self.pacing, self.clock.now()) {
+            Remedy::LeaveRunning { overdue } => return Ok(Found::Running { overdue }),
+            Remedy::Change(change) => change,
+        };
+        let recovery = transition_read_task(self.store, task, *change)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(task_id = %task.id, execution = %name, ?state, ?recovery, "looked after a waiting task");
         Ok(match recovery {
             Recovery::Requeued(task) if task.task_status == TaskStatus::Queued => {

@@ -5,10 +5,10 @@ use crate::call_tries::Tries;
 use crate::error_types::{delivery_error_type, store_error_type};
 use crate::pacing::{Pacing, EARLY_WAKE_ALLOWANCE};
 use crate::ports::{
-    Clock, DeliveryError, Execution, ExecutionState, StartOutcome, StoreError, TaskStore,
-    Transition, WebhookCall, WebhookResponse, WebhookSender, Workflow, WorkflowError,
+    Clock, DeliveryError, Execution, StartOutcome, StoreError, TaskStore, Transition, WebhookCall,
+    WebhookResponse, WebhookSender, Workflow, WorkflowError,
 };
-use crate::recovery::{recover_ended_execution, Recovery};
+use crate::recovery::{after_ended_execution, transition_read_task, Recovery};
 use crate::slot::MAX_PREPARE;
 use crate::status::{Event, TaskStatus};
 use crate::task::{
@@ -97,14 +97,10 @@ pub async fn start_task(
         StartOutcome::Started => StartReport::Started,
         StartOutcome::AlreadyRunning => StartReport::AlreadyStarted,
         StartOutcome::AlreadyEnded => {
-            let ended = match workflow.state(&task.execution_name()).await? {
-                ExecutionState::Ended(status) => status,
-                ExecutionState::Running => "running again".to_string(),
-                ExecutionState::Missing => "missing".to_string(),
-            };
-            match recover_ended_execution(store, clock, &task, &task.execution_name(), &ended)
-                .await?
-            {
+            let name = task.execution_name();
+            let state = workflow.state(&name).await?;
+            let change = after_ended_execution(&task, &name, &state, clock.now());
+            match transition_read_task(store, &task, change).await? {
                 Recovery::Requeued(task) => {
                     let execution = Execution::of_task(&execution_input(pacing, &task), None);
                     workflow.start(&execution).await?;

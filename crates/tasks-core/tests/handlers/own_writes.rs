@@ -174,9 +174,13 @@ async fn sweep_requeue_whose_answer_was_lost_is_requeued_not_a_lost_race() {
     store.put(queued.clone());
     store.lose_transition_answers(1, RETRIED);
     let clock = FixedClock::new(now());
-    let recovery = transition_read_task(&store, &queued, resend_or_give_up(&queued, &clock))
-        .await
-        .unwrap();
+    let recovery = transition_read_task(
+        &store,
+        &queued,
+        resend_or_give_up(&queued, tasks_core::Clock::now(&clock)),
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(recovery, Recovery::Requeued(ref task) if task.redispatches == 1),
         "{recovery:?}"
