@@ -3,17 +3,8 @@
 //! over the functions' log groups. Local mode has neither and shows nothing.
 
 use serde::Serialize;
-use tasks_core::config::{env_optional, LAMBDA_LOG_GROUP_NAME, STATE_MACHINE_ARN};
+use tasks_core::config::{env_optional, FUNCTIONS, LAMBDA_LOG_GROUP_NAME, STATE_MACHINE_ARN};
 use tasks_core::{Task, TaskStatus};
-
-/// The functions whose log groups a task's lines may be in: their names end the api's.
-const FUNCTIONS: [&str; 5] = [
-    "api",
-    "cron",
-    "process-sqs-records",
-    "execute-task",
-    "update-status",
-];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Diagnostics {
@@ -26,7 +17,13 @@ impl Diagnostics {
     pub fn new(state_machine_arn: Option<&str>, api_log_group: Option<&str>) -> Self {
         let log_groups = api_log_group
             .and_then(|group| group.strip_suffix("api"))
-            .map(|prefix| FUNCTIONS.iter().map(|f| format!("{prefix}{f}")).collect())
+            .map(|prefix| {
+                // Every function's log group is named as the api's, with its own name at the end.
+                FUNCTIONS
+                    .iter()
+                    .map(|f| format!("{prefix}{}", f.function))
+                    .collect()
+            })
             .unwrap_or_default();
         Diagnostics {
             state_machine_arn: state_machine_arn

@@ -102,6 +102,16 @@ impl Settings {
             endpoint: env_optional(config::AWS_ENDPOINT_URL),
         })
     }
+
+    /// The environment's settings on a free port, with an emulator of its own: a service a test
+    /// starts beside others.
+    pub fn isolated_from_env() -> Result<Self, ConfigError> {
+        Ok(Settings {
+            port: 0,
+            endpoint: None,
+            ..Settings::from_env()?
+        })
+    }
 }
 
 /// The running service. Dropping it stops every loop and the emulator it started.

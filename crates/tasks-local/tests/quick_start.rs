@@ -109,11 +109,7 @@ async fn receiver() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_readme_s_quick_start_answers_as_the_readme_shows() {
-    let settings = Settings {
-        port: 0,
-        endpoint: None,
-        ..Settings::from_env().expect("settings")
-    };
+    let settings = Settings::isolated_from_env().expect("settings");
     let service = start(settings).await.expect("the local service starts");
     let base = format!("http://{}", service.addr);
     let receiver = receiver().await;

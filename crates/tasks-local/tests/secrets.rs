@@ -103,11 +103,7 @@ async fn everything_shown(http: &reqwest::Client, base: &str, id: &str) -> Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_never_follows_its_task_to_another_receiver_nor_comes_back_out() {
-    let settings = Settings {
-        port: 0,
-        endpoint: None,
-        ..Settings::from_env().expect("settings")
-    };
+    let settings = Settings::isolated_from_env().expect("settings");
     let service = start(settings).await.expect("the local service starts");
     let base = format!("http://{}", service.addr);
     let http = reqwest::Client::new();
@@ -178,13 +174,11 @@ async fn a_secret_never_follows_its_task_to_another_receiver_nor_comes_back_out(
 async fn a_receiver_s_own_signing_secret_verifies_its_requests_and_no_other_s() {
     let billing = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     let settings = Settings {
-        port: 0,
-        endpoint: None,
         named_signing_keys: execute_task::signing::Keyring::parse_named(&format!(
             "billing={billing}"
         ))
         .unwrap(),
-        ..Settings::from_env().expect("settings")
+        ..Settings::isolated_from_env().expect("settings")
     };
     let deployment = settings.signing_keys.secrets()[0].clone();
     let service = start(settings).await.expect("the local service starts");

@@ -25,6 +25,8 @@ pub const SECRET_PER_MONTH: f64 = 0.40;
 
 const GB: f64 = 1024.0 * 1024.0 * 1024.0;
 const DAYS_PER_MONTH: f64 = 30.0;
+/// The cron runs every minute.
+const CRON_RUNS_PER_MONTH: f64 = DAYS_PER_MONTH * 24.0 * 60.0;
 /// DynamoDB's per-item overhead in storage, in the table and again in each index.
 const ITEM_OVERHEAD_BYTES: f64 = 100.0;
 
@@ -200,6 +202,20 @@ impl Footprint {
     }
 }
 
+/// A month of cron runs with nothing due, in dollars, from the usage of a run without tasks
+/// (priced as a million tasks' usage: the dollars of that usage itself), scaled by its cron
+/// runs; and those runs.
+pub fn idle_month(idle: &Usage) -> (f64, u64) {
+    let runs = idle
+        .functions
+        .get(&Function::Cron)
+        .map_or(1, |cron| cron.invocations.max(1));
+    let dollars = bill(idle, 1_000_000)
+        .last()
+        .map_or(0.0, |total| total.per_million_tasks);
+    (dollars * CRON_RUNS_PER_MONTH / runs as f64, runs)
+}
+
 /// One item of the month's bill: what was counted, and dollars a month.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Charge {
@@ -221,7 +237,7 @@ pub fn monthly(
     deployment: &Deployment,
     footprint: &Footprint,
 ) -> Vec<Charge> {
-    let cron_runs = DAYS_PER_MONTH * 24.0 * 60.0;
+    let cron_runs = CRON_RUNS_PER_MONTH;
     let logs_gb = (tasks * log_bytes_per_task + cron_runs * footprint.log_bytes_per_cron_run) / GB;
     let kept_tasks = tasks * deployment.retention_days / DAYS_PER_MONTH;
     let table_gb = kept_tasks * (footprint.item_bytes + ITEM_OVERHEAD_BYTES) / GB;

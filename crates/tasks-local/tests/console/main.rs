@@ -60,11 +60,7 @@ async fn the_console_creates_lists_opens_and_cancels_a_task() {
         return;
     }
     let (chromium, chromedriver) = browser();
-    let settings = Settings {
-        port: 0,
-        endpoint: None,
-        ..Settings::from_env().expect("settings")
-    };
+    let settings = Settings::isolated_from_env().expect("settings");
     let service = start(settings).await.expect("the local service starts");
     let base = format!("http://{}", service.addr);
     let http = reqwest::Client::new();

@@ -200,16 +200,11 @@ fn print_month(seed: u64, steady: &Outcome) {
             ..Scenario::standard()
         },
     );
-    let cron_runs = idle
-        .usage
-        .functions
-        .get(&Function::Cron)
-        .map_or(1, |cron| cron.invocations.max(1));
-    let dollars = |lines: Vec<cost::Line>| lines.last().map_or(0.0, |l| l.per_million_tasks);
-    // Priced as if it were a million tasks' usage: the dollars of that usage itself.
-    let idle_month = dollars(cost::bill(&idle.usage, 1_000_000)) * 43_200.0 / cron_runs as f64;
+    let (idle_month, cron_runs) = cost::idle_month(&idle.usage);
     let tasks = steady.report.tasks as u64;
-    let per_million = dollars(cost::bill(&steady.usage, tasks));
+    let per_million = cost::bill(&steady.usage, tasks)
+        .last()
+        .map_or(0.0, |total| total.per_million_tasks);
     let footprint = cost::MEASURED;
     let log_bytes = footprint.log_bytes_per_task(&steady.usage, tasks);
     let deployment = cost::Deployment::template_defaults();
