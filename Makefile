@@ -53,7 +53,7 @@ BENCH_LAMBDA_WARM ?= 300
 PROFILE_LAMBDA_REQUESTS ?= 50
 CARGO_TEST ?= cargo test --workspace
 
-.PHONY: help venv local-venv browser valgrind rust-tools rust-arm64 fmt lint clippy check-infra test unit-test e2e-ci dev \
+.PHONY: help venv local-venv browser valgrind rust-tools rust-arm64 fmt lint clippy module-layers check-infra test unit-test e2e-ci dev \
 	sim sim-long sim-scale bench bench-lambda profile-lambda run-e2e-test build sam-build deploy-local destroy-local deploy-dev destroy-dev deploy-prod destroy-prod clean-venv \
 	emulator-venv emulator emulator-stop e2e-deployed redrive
 
@@ -139,7 +139,10 @@ rust-arm64: ## The aarch64-unknown-linux-gnu std for Lambda cross builds (added 
 fmt: rust-tools ## cargo fmt
 	cargo fmt --all
 
-lint: clippy check-infra ## cargo fmt --check + clippy -D warnings + infra linters
+lint: clippy module-layers check-infra ## cargo fmt --check + clippy -D warnings + tasks-core's layers + infra linters
+
+module-layers: rust-tools ## tasks-core's modules import only their layer and those before it, in no cycle
+	cargo test -q -p tasks-core --test module_layers
 
 clippy: rust-tools
 	cargo fmt --all -- --check

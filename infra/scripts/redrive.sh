@@ -12,14 +12,14 @@
 # series they were queued for, never an action to repeat, and process-sqs-records starts nothing
 # that the tasks' state does not still ask for:
 # - a task message (`{"id", "timestamp", "series"}`) goes through `start_task`
-#   (crates/tasks-core/src/pipeline.rs): a task that is gone, FAILED, COMPLETED or CANCELLED is
+#   (crates/tasks-core/src/flow/start.rs): a task that is gone, FAILED, COMPLETED or CANCELLED is
 #   skipped, a message of an older series is superseded, and the execution is named
 #   `<id>-<series>` (`Task::execution_name`), so one that runs already is found running. One
-#   that has ended goes to `recover_ended_execution` (crates/tasks-core/src/recovery.rs), which
+#   that has ended goes to `recovery::after_ended_execution` (crates/tasks-core/src/rules/recovery.rs), which
 #   runs the task again only if no attempt began in the series, and otherwise records FAILED
 #   rather than send twice, as the cron's sweeps would;
 # - a slot message starts the slot's execution under the slot's own name (`start_slots` in
-#   crates/tasks-core/src/slot.rs), a no-op when it has run; otherwise its run begins each task's
+#   crates/tasks-core/src/flow/start.rs), a no-op when it has run; otherwise its run begins each task's
 #   attempt with a write conditional on the task's series and attempt count, so a task that
 #   moved on is skipped and an attempt that another run began is not begun again;
 # - a hand-off (a task message with the `result` of its slot's attempt) goes on from that

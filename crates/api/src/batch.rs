@@ -9,7 +9,7 @@ use axum::Json;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tasks_core::commands::create_task;
+use tasks_core::flow::api::create_task;
 
 pub const MAX_BATCH_ITEMS: usize = 100;
 /// Largest accepted batch body. API Gateway takes 10 MB, but a Lambda invocation carries at most

@@ -10,8 +10,8 @@ use axum::Json;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tasks_core::commands::cancel_task;
-use tasks_core::new_task::MAX_BODY_BYTES;
+use tasks_core::flow::api::cancel_task;
+use tasks_core::request::new_task::MAX_BODY_BYTES;
 
 pub const MAX_CANCEL_IDS: usize = 100;
 /// Cancels at the same time: each is a conditional write and, from QUEUED on, a stop.

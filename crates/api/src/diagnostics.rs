@@ -102,7 +102,7 @@ pub struct ExecutionRef {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use tasks_core::pacing::Pacing;
+    use tasks_core::rules::pacing::Pacing;
 
     #[test]
     fn a_deployed_api_names_the_executions_and_the_log_groups() {
@@ -112,7 +112,7 @@ mod tests {
         );
         let mut task = tasks_core::NewTask::parse(br#"{"seconds": 30}"#, Utc::now())
             .unwrap()
-            .into_task("t-1".into(), None, Utc::now(), &Pacing::default());
+            .into_task("t-1".into(), None, Utc::now(), Pacing::default().lead_time);
         task.task_status = TaskStatus::InProgress;
         task.series = 2;
         task.slot = Some("slot-1796695362-3".into());
@@ -144,7 +144,7 @@ mod tests {
     fn local_mode_shows_nothing() {
         let task = tasks_core::NewTask::parse(br#"{"seconds": 30}"#, Utc::now())
             .unwrap()
-            .into_task("t-1".into(), None, Utc::now(), &Pacing::default());
+            .into_task("t-1".into(), None, Utc::now(), Pacing::default().lead_time);
         assert_eq!(Diagnostics::default().of(&task), None);
         let local = Diagnostics::new(Some("local:tasks"), None);
         assert_eq!(local.of(&task), None);

@@ -2,8 +2,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use tasks_core::commands::{CancelError, CreateError};
-use tasks_core::reschedule::ChangeError;
+use tasks_core::flow::api::ChangeError;
+use tasks_core::flow::api::{CancelError, CreateError};
 use tasks_core::{StoreError, TaskStatus, ValidationError};
 
 /// Every failure answers `{"error": {"code", "message", ...}}`.

@@ -25,11 +25,11 @@ use chrono::{DateTime, Utc};
 use diagnostics::Diagnostics;
 use serde_json::json;
 use std::sync::Arc;
-use tasks_core::commands::{cancel_task, create_task, Created};
-use tasks_core::item_limits::MAX_KEY_BYTES;
-use tasks_core::new_task::MAX_BODY_BYTES;
-use tasks_core::reschedule::{change_task, retry_task, run_task, Changed, Ports};
-use tasks_core::signing::SigningSecretNames;
+use tasks_core::flow::api::{cancel_task, create_task, Created};
+use tasks_core::flow::api::{change_task, retry_task, run_task, Changed, Ports};
+use tasks_core::request::item_limits::MAX_KEY_BYTES;
+use tasks_core::request::new_task::MAX_BODY_BYTES;
+use tasks_core::request::signing::SigningSecretNames;
 use tasks_core::{
     Clock, DispatchQueue, Pacing, StatusQuery, StoreError, Task, TaskStatus, TaskStore, Workflow,
 };
@@ -132,7 +132,7 @@ async fn create(
     tracing::info!(
         task_id = %created.task.id,
         status = %created.task.task_status,
-        timestamp = %tasks_core::task::rfc3339_millis::format(&created.task.timestamp),
+        timestamp = %tasks_core::model::time::rfc3339_millis::format(&created.task.timestamp),
         replayed = created.replayed,
         "task created"
     );
@@ -277,7 +277,7 @@ fn changed_view(state: &AppState, changed: Changed, what: &'static str) -> Json<
     tracing::info!(
         task_id = %task.id,
         status = %task.task_status,
-        timestamp = %tasks_core::task::rfc3339_millis::format(&task.timestamp),
+        timestamp = %tasks_core::model::time::rfc3339_millis::format(&task.timestamp),
         dropped_headers = ?changed.dropped_headers,
         "{what}"
     );

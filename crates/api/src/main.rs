@@ -1,7 +1,7 @@
 use api::diagnostics::Diagnostics;
 use api::{router, AppState};
 use std::sync::Arc;
-use tasks_core::signing::SigningSecretNames;
+use tasks_core::request::signing::SigningSecretNames;
 use tasks_core::{Pacing, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]

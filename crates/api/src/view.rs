@@ -3,11 +3,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use tasks_core::retry_policy::RetryPolicy;
-use tasks_core::task::{masked_url, rfc3339_millis};
+use tasks_core::model::retry_policy::RetryPolicy;
+use tasks_core::model::task::masked_url;
+use tasks_core::model::time::rfc3339_millis;
 use tasks_core::{Signing, Task, TaskStatus, Webhook};
 
-pub use tasks_core::task::REDACTED;
+pub use tasks_core::model::task::REDACTED;
 
 /// A task as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,7 +98,7 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing: Option<Signing>,
     /// Shown when `false`, the default being to keep them.
-    #[serde(skip_serializing_if = "tasks_core::task::is_kept")]
+    #[serde(skip_serializing_if = "tasks_core::model::task::is_kept")]
     pub keep_response_body: bool,
 }
 

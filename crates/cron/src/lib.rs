@@ -2,7 +2,7 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use std::sync::Arc;
-use tasks_core::dispatch::{run_cron, CronSummary};
+use tasks_core::flow::cron::{run_cron, CronSummary};
 use tasks_core::metrics;
 use tasks_core::{Clock, DispatchQueue, Pacing, StoreError, TaskStore, Workflow};
 

@@ -11,7 +11,7 @@ use tasks_cron::Cron;
 fn task(id: String, timestamp: chrono::DateTime<Utc>, status: TaskStatus) -> Task {
     Task {
         task_status: status,
-        ..Task::new(id, timestamp, &Pacing::default(), Utc::now())
+        ..Task::new(id, timestamp, Pacing::default().lead_time, Utc::now())
     }
 }
 

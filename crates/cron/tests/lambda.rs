@@ -27,7 +27,7 @@ async fn a_scheduled_event_dispatches_the_due_tasks() {
         let task = Task::new(
             format!("due-{i}"),
             now + Duration::seconds(30),
-            &Pacing::default(),
+            Pacing::default().lead_time,
             now,
         );
         resources.store().create(&task).await.unwrap();

@@ -7,9 +7,10 @@ pub mod webhook;
 use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tasks_core::contracts::{AttemptInput, AttemptReport};
+use tasks_core::flow::execute::{execute_task, ExecuteError};
+use tasks_core::flow::run_slot::{run_slot, SlotSummary};
 use tasks_core::metrics;
-use tasks_core::pipeline::{execute_task, AttemptInput, AttemptReport, ExecuteError};
-use tasks_core::slot::{run_slot, SlotSummary};
 use tasks_core::{Clock, DispatchQueue, Pacing, Slot, TaskStore, WebhookSender};
 
 pub struct ExecuteTask {

@@ -7,7 +7,7 @@ use tasks_core::config::{
     env_bool, env_optional, env_required, env_u64, SIGNING_SECRET_ARN, SIGNING_SECRET_PREFIX,
     WEBHOOK_ALLOW_PRIVATE, WEBHOOK_KEEP_ANSWERS, WEBHOOK_TIMEOUT_MS,
 };
-use tasks_core::signing::SigningSecretNames;
+use tasks_core::request::signing::SigningSecretNames;
 use tasks_core::{Pacing, SystemClock};
 
 #[tokio::main(flavor = "current_thread")]

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::collections::BTreeMap;
 use std::fmt;
-use tasks_core::signing::SigningSecretNames;
-use tasks_core::task::is_valid_signing_name;
+use tasks_core::model::task::is_valid_signing_name;
+use tasks_core::request::signing::SigningSecretNames;
 use tasks_core::{DeliveryError, Webhook};
 
 pub const SECRET_PREFIX: &str = "whsec_";

@@ -18,11 +18,12 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tasks_core::new_task::is_reserved_header;
-use tasks_core::ports::RESPONSE_BODY_BYTES;
-use tasks_core::task::REDACTED;
-use tasks_core::task::{rfc3339_millis, truncated};
-use tasks_core::timing::DNS_TIMEOUT;
+use tasks_core::delivery::RESPONSE_BODY_BYTES;
+use tasks_core::model::task::truncated;
+use tasks_core::model::task::REDACTED;
+use tasks_core::model::time::rfc3339_millis;
+use tasks_core::request::new_task::is_reserved_header;
+use tasks_core::rules::timing::DNS_TIMEOUT;
 use tasks_core::{DeliveryError, Webhook, WebhookCall, WebhookResponse, WebhookSender};
 
 /// IANA's IPv4 Special-Purpose Address Registry (every entry, globally reachable or not: none is

@@ -12,7 +12,7 @@ use lambda_harness::Function;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::error_types::RETRYABLE_ERRORS;
+use tasks_core::rules::error_types::RETRYABLE_ERRORS;
 use tasks_core::{Pacing, Task, TaskStatus, TaskStore, Webhook};
 
 mod verifier;
@@ -59,7 +59,7 @@ async fn started_with(resources: &Resources, webhook: Option<Webhook>) -> serde_
         task_status: TaskStatus::InProgress,
         series: 1,
         webhook,
-        ..Task::new(unique("task"), now, &Pacing::default(), now)
+        ..Task::new(unique("task"), now, Pacing::default().lead_time, now)
     };
     resources.store().create(&task).await.unwrap();
     events::execution_input(

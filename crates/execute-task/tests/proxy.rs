@@ -55,7 +55,7 @@ async fn a_proxy_in_the_environment_is_ignored() {
     let task = Task::new(
         "t",
         chrono::Utc::now(),
-        &Pacing::default(),
+        Pacing::default().lead_time,
         chrono::Utc::now(),
     );
     let status = sender

@@ -13,7 +13,7 @@ use lambda_runtime::Diagnostic;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tasks_aws::testing::{unique, Resources};
-use tasks_core::pipeline::AttemptOutcome;
+use tasks_core::contracts::AttemptOutcome;
 use tasks_core::{ExecutionInput, Pacing, SystemClock, Task, TaskStatus, TaskStore, Webhook};
 
 mod verifier;
@@ -139,7 +139,12 @@ impl Fixture {
             task_status: status,
             webhook: Some(webhook),
             payload: Some(serde_json::json!({"order": 7})),
-            ..Task::new(unique("task"), timestamp, &Pacing::default(), Utc::now())
+            ..Task::new(
+                unique("task"),
+                timestamp,
+                Pacing::default().lead_time,
+                Utc::now(),
+            )
         };
         self.resources.store().create(&task).await.unwrap();
         ExecutionInput {
@@ -253,7 +258,7 @@ async fn a_5xx_is_a_retryable_failure_and_each_attempt_is_numbered() {
         .unwrap()
         .starts_with("WebhookServerError"));
     // The state machine's next attempt carries the report of the one before.
-    let retry = tasks_core::pipeline::AttemptInput {
+    let retry = tasks_core::contracts::AttemptInput {
         previous: Some(first),
         ..input.clone().into()
     };
@@ -676,7 +681,7 @@ async fn named_signing_secrets_are_read_from_secrets_manager_under_their_prefix(
             .await
             .unwrap();
     }
-    let names = tasks_core::signing::SigningSecretNames::parse("billing").unwrap();
+    let names = tasks_core::request::signing::SigningSecretNames::parse("billing").unwrap();
     let keyring = Keyring::from_secrets_manager(&config, &deployment, &prefix, &names)
         .await
         .unwrap();
@@ -686,7 +691,7 @@ async fn named_signing_secrets_are_read_from_secrets_manager_under_their_prefix(
         Keyring::parse_named(&format!("billing={billing}")).unwrap(),
     );
     assert_eq!(keyring, expected);
-    let missing = tasks_core::signing::SigningSecretNames::parse("billing,crm").unwrap();
+    let missing = tasks_core::request::signing::SigningSecretNames::parse("billing,crm").unwrap();
     let error = Keyring::from_secrets_manager(&config, &deployment, &prefix, &missing)
         .await
         .unwrap_err();
@@ -748,11 +753,11 @@ async fn the_failure_callback_is_signed_as_its_own_message_and_tells_no_secret()
             keep_response_body: true,
         }),
         payload: Some(serde_json::json!({"order": 7})),
-        ..Task::new(unique("task"), now, &Pacing::default(), now)
+        ..Task::new(unique("task"), now, Pacing::default().lead_time, now)
     };
     fixture.resources.store().create(&task).await.unwrap();
-    let input = tasks_core::pipeline::AttemptInput {
-        notify: Some(tasks_core::pipeline::Notice::OnFailure),
+    let input = tasks_core::contracts::AttemptInput {
+        notify: Some(tasks_core::contracts::Notice::OnFailure),
         ..ExecutionInput {
             id: task.id.clone(),
             timestamp: task.timestamp,

@@ -21,7 +21,12 @@ pub async fn seed(
     let tasks: Vec<Task> = (0..count)
         .map(|_| Task {
             task_status: status,
-            ..Task::new(unique("bench"), now + due_in, &Pacing::default(), now)
+            ..Task::new(
+                unique("bench"),
+                now + due_in,
+                Pacing::default().lead_time,
+                now,
+            )
         })
         .collect();
     let store = Arc::new(resources.store());

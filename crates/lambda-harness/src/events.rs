@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use tasks_core::task::rfc3339_millis;
+use tasks_core::model::time::rfc3339_millis;
 
 fn fixture(name: &str) -> Value {
     let path = crate::workspace_root()

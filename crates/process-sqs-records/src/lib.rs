@@ -3,10 +3,11 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::sync::Arc;
+use tasks_core::contracts::HandOff;
+use tasks_core::flow::start::start_messages;
+use tasks_core::flow::start::{StartError, StartReport};
 use tasks_core::metrics::{self, StartCounts};
-use tasks_core::pipeline::{StartError, StartReport};
-use tasks_core::slot::{start_messages, HandOff};
-use tasks_core::timing::START_BUDGET;
+use tasks_core::rules::timing::START_BUDGET;
 use tasks_core::{Clock, DispatchMessage, Pacing, QueueMessage, TaskStore, Workflow};
 
 pub struct ProcessRecords {

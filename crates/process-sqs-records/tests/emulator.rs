@@ -16,7 +16,7 @@ fn queued(id: &str) -> Task {
     Task {
         task_status: TaskStatus::Queued,
         series: 1,
-        ..Task::new(id, timestamp, &Pacing::default(), Utc::now())
+        ..Task::new(id, timestamp, Pacing::default().lead_time, Utc::now())
     }
 }
 

@@ -19,7 +19,7 @@ async fn reports_only_the_failed_records() {
         ..Task::new(
             unique("task"),
             now + Duration::seconds(60),
-            &Pacing::default(),
+            Pacing::default().lead_time,
             now,
         )
     };

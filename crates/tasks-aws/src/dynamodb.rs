@@ -15,7 +15,8 @@ use base64::Engine;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use tasks_core::task::{rfc3339_millis, NextAttempt};
+use tasks_core::model::task::NextAttempt;
+use tasks_core::model::time::rfc3339_millis;
 use tasks_core::{
     settle_create, status_shard, Event, Page, StatusQuery, StoreError, Task, TaskStatus, TaskStore,
     Transition, STATUS_SHARDS,

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tasks_core::config::{
     env_required, env_u64, ConfigError, QUEUE_URL, RETENTION_DAYS, STATE_MACHINE_ARN, TABLE_NAME,
 };
-use tasks_core::timing::STORE_CALL_TIMEOUT;
+use tasks_core::rules::timing::STORE_CALL_TIMEOUT;
 
 /// The SDK configuration from the environment (region, credentials, endpoints). Clients made
 /// from it retry throttling and transient errors (standard mode, 3 attempts), and give up on a

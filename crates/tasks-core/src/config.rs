@@ -28,7 +28,7 @@ pub const WEBHOOK_ALLOW_PRIVATE: &str = "WEBHOOK_ALLOW_PRIVATE";
 /// Whether attempts keep the start of the receiver's answer.
 pub const WEBHOOK_KEEP_ANSWERS: &str = "WEBHOOK_KEEP_ANSWERS";
 
-/// Pacing (`crate::pacing::Pacing::from_env`).
+/// Pacing (`crate::rules::pacing::Pacing::from_env`).
 pub const LEAD_TIME_SECONDS: &str = "LEAD_TIME_SECONDS";
 pub const WAKE_AHEAD_MS: &str = "WAKE_AHEAD_MS";
 pub const CLAIM_GRACE_SECONDS: &str = "CLAIM_GRACE_SECONDS";

@@ -5,10 +5,12 @@
 //! Every metric is in the `TasksService` namespace with one dimension, `FunctionName` (the Lambda
 //! function's name, so that stages stay apart; the handler's name in local mode).
 
-use crate::dispatch::CronSummary;
-use crate::error_types::{RETRYABLE_ERRORS, WEBHOOK_FAILURES};
-use crate::pipeline::{AttemptOutcome, AttemptReport, ExecuteError, StartReport};
-use crate::status::TaskStatus;
+use crate::contracts::{AttemptOutcome, AttemptReport};
+use crate::flow::cron::CronSummary;
+use crate::flow::execute::ExecuteError;
+use crate::flow::start::StartReport;
+use crate::model::status::TaskStatus;
+use crate::rules::error_types::{RETRYABLE_ERRORS, WEBHOOK_FAILURES};
 use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "TasksService";
@@ -336,7 +338,8 @@ fn is_receiver_failure(failure: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::{DispatchSummary, RecoverySummary};
+    use crate::flow::claim::DispatchSummary;
+    use crate::flow::cron::RecoverySummary;
 
     fn metric_names(record: &Value) -> Vec<String> {
         record["_aws"]["CloudWatchMetrics"][0]["Metrics"]

@@ -1,11 +1,11 @@
-//! The capabilities the handlers need, as small traits. `tasks-aws` implements them on DynamoDB,
-//! SQS and Step Functions; `memory` implements them in memory for tests.
+//! The capabilities the steps need, as small traits, with the transitions and queries the store
+//! takes. `tasks-aws` implements them on DynamoDB, SQS and Step Functions; `testing::memory`
+//! implements them in memory for tests.
 
-use crate::pipeline::{AttemptInput, AttemptReport};
-use crate::retry_policy::RetryPolicy;
-use crate::slot::{QueueMessage, Slot};
-use crate::status::{Event, TaskStatus};
-use crate::task::{AttemptRecord, ExecutionInput, NextAttempt, Task, Webhook};
+use crate::contracts::{AttemptInput, AttemptReport, ExecutionInput, QueueMessage, Slot};
+use crate::delivery::{DeliveryError, WebhookCall, WebhookResponse};
+use crate::model::status::{Event, TaskStatus};
+use crate::model::task::{Changes, Task, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -27,34 +27,6 @@ pub enum StoreError {
         message: String,
         request_id: Option<String>,
     },
-}
-
-/// What a user's change sets along with the status, in the same write. For the webhook and the
-/// payload, `Some(None)` removes the field and `None` leaves it as it is.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Changes {
-    /// The new time and the `startExecutionAt` that goes with it.
-    pub timestamp: Option<(DateTime<Utc>, i64)>,
-    pub webhook: Option<Option<Webhook>>,
-    pub payload: Option<Option<Value>>,
-    pub retry: Option<Option<RetryPolicy>>,
-    pub on_failure: Option<Option<Webhook>>,
-    /// An attempt to add to the task's history.
-    pub record_attempt: Option<AttemptRecord>,
-    /// The history as it is to be (a retry trims it).
-    pub attempt_history: Option<Vec<AttemptRecord>>,
-    /// The slot execution a claim puts the task in.
-    pub slot: Option<String>,
-    /// When the attempt a begin starts is to be sent.
-    pub attempt_at: Option<DateTime<Utc>>,
-    /// The retry a handed-over report asks for.
-    pub next_attempt: Option<NextAttempt>,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self == &Changes::default()
-    }
 }
 
 /// A conditional status change: applied only if the task is in one of `event.from()` (and, for a
@@ -101,7 +73,7 @@ impl Transition {
             executed_at: None,
             lateness_ms: None,
             changes: Changes::default(),
-            write_token: crate::task::new_write_token(),
+            write_token: crate::model::task::new_write_token(),
         }
     }
 
@@ -484,62 +456,6 @@ pub trait Workflow: Send + Sync {
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError>;
     /// Stops the named execution if it runs; a missing or ended one is not an error.
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError>;
-}
-
-/// Why a webhook attempt failed. Each kind has a stable name (`error_types::delivery_error_type`),
-/// the prefix of the task's `lastError`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DeliveryError {
-    /// The target resolves to a loopback, private or link-local address.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The receiver answered, but not 2xx.
-    #[error("the receiver answered HTTP {status}")]
-    Status {
-        status: u16,
-        /// `Retry-After` in seconds, when the receiver gave one.
-        retry_after: Option<u32>,
-    },
-    #[error("no answer within {0} ms")]
-    Timeout(u64),
-    #[error("could not connect: {0}")]
-    Connection(String),
-    #[error("the request could not be built: {0}")]
-    Invalid(String),
-}
-
-/// One webhook request: an attempt of the task's webhook, or its failure callback.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookCall<'a> {
-    pub task: &'a Task,
-    pub webhook: &'a Webhook,
-    pub attempt: u32,
-    /// The message's id (`webhook-id`, `Idempotency-Key`): the series' for its webhook
-    /// ([`Task::message_id`]), another for each of its other messages.
-    pub message_id: String,
-}
-
-/// The receiver's answer, whatever its status.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct WebhookResponse {
-    pub status: u16,
-    /// `Retry-After` in seconds, when given.
-    pub retry_after: Option<u32>,
-    /// The start of the body (at most [`RESPONSE_BODY_BYTES`], cut at a character boundary).
-    pub body: String,
-}
-
-/// How much of a response body an attempt keeps.
-pub const RESPONSE_BODY_BYTES: usize = 256;
-
-impl WebhookResponse {
-    /// A non-2xx answer is a failed attempt.
-    pub fn failure(&self) -> Option<DeliveryError> {
-        (!(200..=299).contains(&self.status)).then_some(DeliveryError::Status {
-            status: self.status,
-            retry_after: self.retry_after,
-        })
-    }
 }
 
 #[async_trait]

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::future::Future;
-use tasks_core::error_types::store_error_type;
+use tasks_core::rules::error_types::store_error_type;
 use tasks_core::{config, StoreError};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 

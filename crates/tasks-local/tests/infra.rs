@@ -129,7 +129,7 @@ fn the_template_timings_fit_together() {
         .unwrap();
     assert_eq!(cron_rate, "rate(1 minute)");
     // Each timing parameter at its default, or at one of the bounds the template allows.
-    let timings_at = |at: &dyn Fn(&str) -> &'static str| tasks_core::timing::Timings {
+    let timings_at = |at: &dyn Fn(&str) -> &'static str| tasks_core::rules::timing::Timings {
         pacing: tasks_core::Pacing {
             lead_time: seconds(bound("LeadTimeSeconds", at("LeadTimeSeconds"))),
             wake_ahead: chrono::Duration::milliseconds(bound("WakeAheadMs", at("WakeAheadMs"))),
@@ -188,12 +188,12 @@ fn the_template_timings_fit_together() {
     }
     assert_eq!(
         timings.visibility_timeout,
-        tasks_core::timing::QUEUE_VISIBILITY_TIMEOUT,
+        tasks_core::rules::timing::QUEUE_VISIBILITY_TIMEOUT,
         "local mode's queue times out as the deployed one"
     );
     assert_eq!(
         timings.max_receive_count,
-        tasks_core::timing::QUEUE_MAX_RECEIVE_COUNT
+        tasks_core::rules::timing::QUEUE_MAX_RECEIVE_COUNT
     );
     assert_eq!(
         timings.pacing,

@@ -11,12 +11,12 @@ use std::time::Instant;
 use tasks_aws::bootstrap::ensure_state_machine;
 use tasks_aws::testing::unique;
 use tasks_aws::StepFunctionsWorkflow;
-use tasks_core::error_types::{
+use tasks_core::contracts::{AttemptOutcome, AttemptReport};
+use tasks_core::ports::StoreError;
+use tasks_core::rules::error_types::{
     is_retryable, store_error_type, StateRetry, EXECUTE_RETRY, LAMBDA_SERVICE_ERRORS,
     LAMBDA_THROTTLED, RETRYABLE_ERRORS, STATUS_RETRY, THROTTLE_RETRY, WEBHOOK_FAILURES,
 };
-use tasks_core::pipeline::{AttemptOutcome, AttemptReport};
-use tasks_core::ports::StoreError;
 use tasks_core::{
     DispatchMessage, Execution, ExecutionInput, Pacing, Slot, StartOutcome, TaskStatus, Workflow,
 };

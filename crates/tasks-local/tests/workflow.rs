@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use execute_task::ExecuteTask;
 use std::sync::{Arc, Mutex};
-use tasks_core::memory::{MemoryQueue, MemoryStore};
-use tasks_core::pipeline::start_task;
-use tasks_core::retry_policy::{Backoff, RetryPolicy};
+use tasks_core::flow::start::start_task;
+use tasks_core::model::retry_policy::{Backoff, RetryPolicy};
+use tasks_core::testing::memory::{MemoryQueue, MemoryStore};
 use tasks_core::{
     Clock, DeliveryError, DispatchMessage, Execution, Pacing, QueueMessage, Slot, StartOutcome,
     SystemClock, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender, Workflow,
@@ -100,7 +100,7 @@ async fn run_with_callback(
         }),
         retry,
         on_failure,
-        ..Task::new("task-1", timestamp, &pacing, clock.now())
+        ..Task::new("task-1", timestamp, pacing.lead_time, clock.now())
     });
     let execute = Arc::new(ExecuteTask {
         store: store.clone(),

@@ -60,7 +60,7 @@ impl Clients {
     pub fn ask(&mut self, id: &str, timestamp: DateTime<Utc>, asked_at: DateTime<Utc>) -> usize {
         let times = self.times.entry(id.to_string()).or_default();
         times.push(SetTime {
-            timestamp: tasks_core::task::rfc3339_millis::truncate(timestamp),
+            timestamp: tasks_core::model::time::rfc3339_millis::truncate(timestamp),
             asked_at,
             answered_with_attempts: None,
         });
@@ -243,7 +243,7 @@ pub fn check(
                 early += 1;
                 violate(id, why);
             }
-            let key = tasks_core::task::execution_name(id, delivery.series);
+            let key = tasks_core::model::task::execution_name(id, delivery.series);
             if delivery.key != key {
                 violate(
                     id,

@@ -24,13 +24,13 @@ use sqs::SimQueue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use stepfunctions::{Functions, SimStepFunctions};
-use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
-use tasks_core::dispatch::{run_cron, CronSummary};
-use tasks_core::pipeline::StartReport;
-use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError, Ports};
-use tasks_core::signing::SigningSecretNames;
-use tasks_core::slot::start_messages;
-use tasks_core::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT, START_BUDGET};
+use tasks_core::flow::api::{cancel_task, create_task, CancelError, CreateError};
+use tasks_core::flow::api::{change_task, retry_task, run_task, ChangeError, Ports};
+use tasks_core::flow::cron::{run_cron, CronSummary};
+use tasks_core::flow::start::start_messages;
+use tasks_core::flow::start::StartReport;
+use tasks_core::request::signing::SigningSecretNames;
+use tasks_core::rules::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT, START_BUDGET};
 use tasks_core::{Clock, Pacing, QueueMessage, TaskStatus};
 use usage::{Function, Usage};
 pub use world::Faults;
@@ -620,7 +620,7 @@ async fn client(
         ..
     } = pipeline.as_ref();
     let mut body = serde_json::json!({
-        "timestamp": tasks_core::task::rfc3339_millis::format(&planned.timestamp),
+        "timestamp": tasks_core::model::time::rfc3339_millis::format(&planned.timestamp),
         "payload": {"key": planned.key},
     });
     if planned.webhook {
@@ -819,7 +819,7 @@ async fn change_time(
                     match new_time {
                         Some(at) => {
                             let body = serde_json::json!({
-                                "timestamp": tasks_core::task::rfc3339_millis::format(&at)
+                                "timestamp": tasks_core::model::time::rfc3339_millis::format(&at)
                             });
                             change_task(ports, id, body.to_string().as_bytes()).await
                         }

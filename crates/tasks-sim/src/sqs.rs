@@ -8,7 +8,7 @@ use crate::world::{ReportedRetry, World, SDK_ATTEMPTS};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tasks_core::pipeline::AttemptOutcome;
+use tasks_core::contracts::AttemptOutcome;
 use tasks_core::{Clock, DispatchQueue, QueueError, QueueMessage};
 use tokio::sync::Notify;
 use tokio::time::Instant;

@@ -25,11 +25,11 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tasks_core::error_types::store_error_type;
-use tasks_core::pipeline::{
-    execute_task, record_outcome, AttemptInput, AttemptOutcome, AttemptReport, StatusUpdate,
-};
-use tasks_core::slot::run_slot;
+use tasks_core::contracts::{AttemptInput, AttemptOutcome, AttemptReport, StatusUpdate};
+use tasks_core::flow::execute::execute_task;
+use tasks_core::flow::record::record_outcome;
+use tasks_core::flow::run_slot::run_slot;
+use tasks_core::rules::error_types::store_error_type;
 use tasks_core::{
     Clock, DispatchQueue, ExecutionState, Pacing, Slot, StartOutcome, TaskStore, WebhookSender,
     Workflow, WorkflowError,

@@ -105,7 +105,7 @@ impl Usage {
     }
 
     /// Counts a slot run's tasks by what it did with them.
-    pub fn slot_run(&mut self, summary: &tasks_core::slot::SlotSummary) {
+    pub fn slot_run(&mut self, summary: &tasks_core::flow::run_slot::SlotSummary) {
         for (outcome, n) in [
             ("completed", summary.completed),
             ("failed", summary.failed),

@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 use tasks_aws::fault_proxy::Fault;
 use tasks_aws::testing::Resources;
-use tasks_core::pipeline::execution_input;
+use tasks_core::flow::start::execution_input;
 use tasks_core::{
     DispatchMessage, DispatchQueue, Event, Execution, ExecutionState, Pacing, QueueMessage,
     StartOutcome, StoreError, Task, TaskStatus, TaskStore, Transition, Workflow,
@@ -33,7 +33,7 @@ use tasks_sim::world::World;
 use tasks_sim::Faults;
 
 fn now() -> DateTime<Utc> {
-    tasks_core::task::rfc3339_millis::truncate(Utc::now())
+    tasks_core::model::time::rfc3339_millis::truncate(Utc::now())
 }
 
 fn world(faults: Faults, quotas: Quotas) -> Arc<World> {
@@ -52,7 +52,7 @@ fn task(status: TaskStatus) -> Task {
     let mut task = Task::new(
         tasks_aws::testing::unique("calibration"),
         at + Duration::hours(1),
-        &Pacing::default(),
+        Pacing::default().lead_time,
         at,
     );
     task.task_status = status;

@@ -2,9 +2,10 @@
 
 use lambda_runtime::Diagnostic;
 use std::sync::Arc;
-use tasks_core::error_types::store_error_type;
+use tasks_core::contracts::StatusUpdate;
+use tasks_core::flow::record::record_outcome;
 use tasks_core::metrics;
-use tasks_core::pipeline::{record_outcome, StatusUpdate};
+use tasks_core::rules::error_types::store_error_type;
 use tasks_core::{Clock, StoreError, TaskStatus, TaskStore};
 
 pub struct UpdateStatus {

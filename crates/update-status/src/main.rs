@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use tasks_core::pipeline::StatusUpdate;
+use tasks_core::contracts::StatusUpdate;
 use tasks_core::SystemClock;
 use update_status::UpdateStatus;
 

@@ -20,7 +20,12 @@ async fn in_progress(resources: &Resources, attempts: u32) -> Task {
         series: 1,
         attempts,
         attempt_series: 1,
-        ..Task::new(unique("task"), Utc::now(), &Pacing::default(), Utc::now())
+        ..Task::new(
+            unique("task"),
+            Utc::now(),
+            Pacing::default().lead_time,
+            Utc::now(),
+        )
     };
     resources.store().create(&task).await.unwrap();
     task

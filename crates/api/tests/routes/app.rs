@@ -5,8 +5,8 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::sync::Arc;
-use tasks_core::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::signing::SigningSecretNames;
+use tasks_core::request::signing::SigningSecretNames;
+use tasks_core::testing::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::{Pacing, SystemClock, Task, TaskStore};
 use tower::ServiceExt;
 

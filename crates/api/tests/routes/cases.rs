@@ -412,7 +412,7 @@ fn stored_task(id: &str, seconds_from_now: i64, status: TaskStatus) -> Task {
         ..Task::new(
             id,
             now + chrono::Duration::seconds(seconds_from_now),
-            &Pacing::default(),
+            Pacing::default().lead_time,
             now,
         )
     }

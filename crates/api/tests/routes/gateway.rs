@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use serde_yaml_ng::Value as Yaml;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tasks_core::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
+use tasks_core::testing::memory::{MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::{Pacing, SystemClock};
 use tower::ServiceExt;
 

@@ -177,7 +177,7 @@ async fn the_openapi_document_matches_the_router() {
         ..tasks_core::Task::new(
             "failed",
             chrono::Utc::now(),
-            &tasks_core::Pacing::default(),
+            tasks_core::Pacing::default().lead_time,
             chrono::Utc::now(),
         )
     };

@@ -29,7 +29,7 @@ fn task(id: &str, status: TaskStatus, start_execution_at: i64) -> Task {
         ..Task::new(
             id,
             at(start_execution_at + 120),
-            &Pacing::default(),
+            Pacing::default().lead_time,
             at(-600),
         )
     }
@@ -368,7 +368,7 @@ async fn every_event_from_every_status_does_what_the_core_says() {
                     webhook: Some(None),
                     payload: Some(Some(json!({"changed": [1, 2]}))),
                     slot: None,
-                    retry: Some(Some(tasks_core::retry_policy::RetryPolicy::default())),
+                    retry: Some(Some(tasks_core::model::retry_policy::RetryPolicy::default())),
                     on_failure: Some(Some(Webhook {
                         url: "https://example.com/failed".into(),
                         method: "POST".into(),

@@ -2,7 +2,7 @@
 
 use crate::support::task;
 use chrono::{Duration, Utc};
-use tasks_core::memory::MemoryStore;
+use tasks_core::testing::memory::MemoryStore;
 use tasks_core::{DispatchMessage, Pacing, SystemClock, TaskStatus};
 
 /// Step Functions answering slower than process-sqs-records' timeout allows: the starts not
@@ -34,9 +34,9 @@ async fn process_sqs_records_answers_within_its_budget_however_slow_its_calls() 
     let queued = task("a", Utc::now() + Duration::minutes(2), TaskStatus::Queued);
     store.put(queued.clone());
     let message = tasks_core::QueueMessage::Task(DispatchMessage::from(&queued));
-    let budget = tasks_core::timing::START_BUDGET.to_std().unwrap();
+    let budget = tasks_core::rules::timing::START_BUDGET.to_std().unwrap();
     let began = tokio::time::Instant::now();
-    let results = tasks_core::slot::start_messages(
+    let results = tasks_core::flow::start::start_messages(
         &store,
         &Stalled,
         &SystemClock,
@@ -49,7 +49,7 @@ async fn process_sqs_records_answers_within_its_budget_however_slow_its_calls() 
     assert!(
         matches!(
             results.as_slice(),
-            [Err(tasks_core::pipeline::StartError::OutOfTime(_))]
+            [Err(tasks_core::flow::start::StartError::OutOfTime(_))]
         ),
         "{results:?}"
     );

@@ -1,14 +1,14 @@
 use crate::support::{now, status_of, task, World, SIGNING_SECRET};
 use chrono::Duration;
 use serde_json::json;
-use tasks_core::commands::{cancel_task, create_task, CancelError, CreateError};
+use tasks_core::flow::api::{cancel_task, create_task, CancelError, CreateError};
 use tasks_core::{QueueMessage, StoreError, Task, TaskStatus};
 
 async fn create(
     world: &World,
     body: serde_json::Value,
     key: Option<&str>,
-) -> Result<tasks_core::commands::Created, CreateError> {
+) -> Result<tasks_core::flow::api::Created, CreateError> {
     create_task(
         &world.store,
         &world.queue,

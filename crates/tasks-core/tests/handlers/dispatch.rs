@@ -1,7 +1,7 @@
 use crate::support::{status_of, task};
 use chrono::{Duration, TimeZone, Utc};
-use tasks_core::dispatch::run_cron;
-use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
+use tasks_core::flow::cron::run_cron;
+use tasks_core::testing::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::{Pacing, QueueMessage, Slot, TaskStatus, TaskStore};
 
 fn now() -> chrono::DateTime<Utc> {

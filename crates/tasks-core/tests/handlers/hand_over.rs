@@ -5,8 +5,10 @@
 
 use crate::support::{status_of, task, webhook, RecordingSender};
 use chrono::{Duration, Utc};
-use tasks_core::memory::{MemoryStore, MemoryWorkflow};
-use tasks_core::pipeline::{execute_task, start_task, AttemptOutcome, AttemptReport, StartReport};
+use tasks_core::contracts::{AttemptOutcome, AttemptReport};
+use tasks_core::flow::execute::execute_task;
+use tasks_core::flow::start::{start_task, StartReport};
+use tasks_core::testing::memory::{MemoryStore, MemoryWorkflow};
 use tasks_core::{AttemptRecord, DispatchMessage, Pacing, SystemClock, Task, TaskStatus};
 
 /// A task whose first attempt (in its slot) was sent a moment ago, and whose own execution of
@@ -130,7 +132,7 @@ async fn a_slot_s_retry_report_for_a_running_execution_keeps_its_time_and_try_co
     assert!(sender.sent.lock().unwrap().is_empty());
 
     // After the state machine's Wait, the retry is the series' second try, never before its time.
-    let mut next: tasks_core::pipeline::AttemptInput = input.into();
+    let mut next: tasks_core::contracts::AttemptInput = input.into();
     next.previous = Some(waited);
     let second = execute_task(&store, &sender, &SystemClock, &pacing, &next)
         .await
@@ -248,7 +250,7 @@ async fn an_attempt_begun_in_another_run_is_waited_for_and_counted_against_max_a
         let sender = RecordingSender::answering(Ok(204));
         let task = attempted_elsewhere(made, ago);
         store.put(task.clone());
-        let mut input: tasks_core::pipeline::AttemptInput =
+        let mut input: tasks_core::contracts::AttemptInput =
             pacing.execution_input(&message(&task)).into();
         input.previous = Some(previous.clone());
         let run = execute_task(&store, &sender, &SystemClock, &pacing, &input).await;

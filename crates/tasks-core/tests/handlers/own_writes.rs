@@ -8,12 +8,16 @@
 use crate::support::{now, status_of, task, webhook, RecordingSender, World};
 use chrono::{Duration, Utc};
 use serde_json::json;
-use tasks_core::commands::{cancel_task, create_task};
-use tasks_core::dispatch::run_cron;
-use tasks_core::memory::{FixedClock, LostAnswer, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::pipeline::{execute_task, AttemptOutcome};
-use tasks_core::recovery::{resend_or_give_up, transition_read_task, Recovery};
-use tasks_core::reschedule::{change_task, retry_task};
+use tasks_core::contracts::AttemptOutcome;
+use tasks_core::flow::api::{cancel_task, create_task};
+use tasks_core::flow::api::{change_task, retry_task};
+use tasks_core::flow::cron::run_cron;
+use tasks_core::flow::execute::execute_task;
+use tasks_core::flow::transition_read_task;
+use tasks_core::rules::recovery::{resend_or_give_up, Recovery};
+use tasks_core::testing::memory::{
+    FixedClock, LostAnswer, MemoryQueue, MemoryStore, MemoryWorkflow,
+};
 use tasks_core::{DispatchMessage, Pacing, SystemClock, TaskStatus};
 
 const RETRIED: LostAnswer = LostAnswer::AppliedRetried;

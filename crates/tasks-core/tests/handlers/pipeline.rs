@@ -1,11 +1,11 @@
 use crate::support::{status_of, task, webhook, RecordingSender};
 use chrono::{Duration, TimeZone, Utc};
-use tasks_core::error_types::RETRYABLE_ERRORS;
-use tasks_core::memory::{FixedClock, MemoryStore, MemoryWorkflow};
-use tasks_core::pipeline::{
-    execute_task, record_outcome, start_task, AttemptOutcome, AttemptReport, StartReport,
-    StatusUpdate, StepError,
-};
+use tasks_core::contracts::{AttemptOutcome, AttemptReport, StatusUpdate, StepError};
+use tasks_core::flow::execute::execute_task;
+use tasks_core::flow::record::record_outcome;
+use tasks_core::flow::start::{start_task, StartReport};
+use tasks_core::rules::error_types::RETRYABLE_ERRORS;
+use tasks_core::testing::memory::{FixedClock, MemoryStore, MemoryWorkflow};
 use tasks_core::{DeliveryError, DispatchMessage, Pacing, SystemClock, TaskStatus};
 
 fn at() -> chrono::DateTime<Utc> {
@@ -103,7 +103,7 @@ async fn execute(
     store: &MemoryStore,
     sender: &RecordingSender,
     id: &str,
-) -> Result<AttemptReport, tasks_core::pipeline::ExecuteError> {
+) -> Result<AttemptReport, tasks_core::flow::execute::ExecuteError> {
     let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
     let pacing = Pacing::default();
     let input = pacing.execution_input(&DispatchMessage::from(&task));
@@ -257,9 +257,9 @@ async fn each_retry_counts_an_attempt_and_records_the_one_before() {
     let store = MemoryStore::new();
     let sender = RecordingSender::answering(Ok(500));
     let mut task = due_soon("a", 0, TaskStatus::InProgress);
-    task.retry = Some(tasks_core::retry_policy::RetryPolicy {
+    task.retry = Some(tasks_core::model::retry_policy::RetryPolicy {
         max_attempts: 3,
-        backoff: tasks_core::retry_policy::Backoff {
+        backoff: tasks_core::model::retry_policy::Backoff {
             initial_seconds: 1,
             multiplier: 1.0,
             max_seconds: 1,
@@ -268,7 +268,7 @@ async fn each_retry_counts_an_attempt_and_records_the_one_before() {
     });
     store.put(task);
     let pacing = Pacing::default();
-    let mut input: tasks_core::pipeline::AttemptInput = pacing
+    let mut input: tasks_core::contracts::AttemptInput = pacing
         .execution_input(&DispatchMessage::from(&store.tasks()[0]))
         .into();
     let mut outcomes = Vec::new();
@@ -470,13 +470,13 @@ async fn notify(
 ) -> AttemptReport {
     let pacing = Pacing::default();
     let task = store.tasks().into_iter().find(|t| t.id == id).unwrap();
-    let mut input: tasks_core::pipeline::AttemptInput = pacing
+    let mut input: tasks_core::contracts::AttemptInput = pacing
         .execution_input(&DispatchMessage {
             series,
             ..DispatchMessage::from(&task)
         })
         .into();
-    input.notify = Some(tasks_core::pipeline::Notice::OnFailure);
+    input.notify = Some(tasks_core::contracts::Notice::OnFailure);
     execute_task(store, sender, &SystemClock, &pacing, &input)
         .await
         .unwrap()
@@ -579,7 +579,7 @@ async fn an_attempt_s_begin_records_when_it_is_sent() {
     execute(&store, &sender, "a").await.unwrap();
     assert_eq!(
         store.tasks()[0].attempt_at,
-        Some(tasks_core::task::rfc3339_millis::truncate(due))
+        Some(tasks_core::model::time::rfc3339_millis::truncate(due))
     );
 }
 

@@ -1,7 +1,7 @@
 use crate::support::{now, task, webhook, World, SIGNING_SECRET};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use tasks_core::reschedule::{change_task, retry_task, run_task, ChangeError};
+use tasks_core::flow::api::{change_task, retry_task, run_task, ChangeError};
 use tasks_core::{StoreError, Task, TaskStatus, TaskStore, Transition};
 
 async fn patch(world: &World, id: &str, body: serde_json::Value) -> Result<Task, ChangeError> {

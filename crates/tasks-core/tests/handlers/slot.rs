@@ -1,10 +1,11 @@
 use crate::support::{status_of, task, webhook, RecordingSender};
 use chrono::{DateTime, Duration, Utc};
-use tasks_core::dispatch::run_cron;
-use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::pipeline::AttemptOutcome;
-use tasks_core::retry_policy::{Backoff, RetryPolicy};
-use tasks_core::slot::{run_slot, start_slots, SlotSummary};
+use tasks_core::contracts::AttemptOutcome;
+use tasks_core::flow::cron::run_cron;
+use tasks_core::flow::run_slot::{run_slot, SlotSummary};
+use tasks_core::flow::start::start_slots;
+use tasks_core::model::retry_policy::{Backoff, RetryPolicy};
+use tasks_core::testing::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::{
     DispatchMessage, Pacing, QueueMessage, Slot, SystemClock, Task, TaskStatus, TaskStore,
 };
@@ -273,11 +274,11 @@ async fn a_running_execution_is_stuck_only_past_its_own_policy_s_deadlines() {
     let workflow = MemoryWorkflow::new();
     let clock = FixedClock::new(now);
     let pacing = Pacing::default();
-    let patient = tasks_core::retry_policy::RetryPolicy {
+    let patient = tasks_core::model::retry_policy::RetryPolicy {
         max_attempts: 20,
-        backoff: tasks_core::retry_policy::Backoff {
+        backoff: tasks_core::model::retry_policy::Backoff {
             max_seconds: 3_600,
-            ..tasks_core::retry_policy::RetryPolicy::default().backoff
+            ..tasks_core::model::retry_policy::RetryPolicy::default().backoff
         },
         ..Default::default()
     };
@@ -326,9 +327,9 @@ async fn a_task_moved_since_the_index_read_runs_on_its_own_at_its_new_time() {
         ..moved
     };
     let clock = FixedClock::new(now);
-    let mut planner = tasks_core::slot::SlotPlanner::new(&Pacing::default(), now);
+    let mut planner = tasks_core::rules::slot_plan::SlotPlanner::new(&Pacing::default(), now);
     let (summary, _) =
-        tasks_core::dispatch::dispatch(&store, &queue, &clock, &mut planner, vec![stale]).await;
+        tasks_core::flow::claim::dispatch(&store, &queue, &clock, &mut planner, vec![stale]).await;
     assert_eq!(summary.dispatched, 1);
     let messages = queue.messages();
     let [QueueMessage::Task(message)] = messages.as_slice() else {
@@ -354,9 +355,9 @@ async fn a_claim_from_a_stale_read_does_not_take_a_task_moved_later() {
         ..moved
     };
     let clock = FixedClock::new(now);
-    let mut planner = tasks_core::slot::SlotPlanner::new(&pacing, now);
+    let mut planner = tasks_core::rules::slot_plan::SlotPlanner::new(&pacing, now);
     let (summary, _) =
-        tasks_core::dispatch::dispatch(&store, &queue, &clock, &mut planner, vec![stale]).await;
+        tasks_core::flow::claim::dispatch(&store, &queue, &clock, &mut planner, vec![stale]).await;
     assert_eq!(
         (summary.dispatched, summary.lost_races),
         (0, 1),

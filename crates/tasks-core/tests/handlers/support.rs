@@ -1,9 +1,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
-use tasks_core::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
-use tasks_core::reschedule::Ports;
-use tasks_core::signing::SigningSecretNames;
+use tasks_core::flow::api::Ports;
+use tasks_core::request::signing::SigningSecretNames;
+use tasks_core::testing::memory::{FixedClock, MemoryQueue, MemoryStore, MemoryWorkflow};
 use tasks_core::{
     DeliveryError, Pacing, Task, TaskStatus, Webhook, WebhookCall, WebhookResponse, WebhookSender,
 };
@@ -56,7 +56,7 @@ pub fn task(id: &str, timestamp: DateTime<Utc>, status: TaskStatus) -> Task {
     let created = timestamp - Duration::hours(1);
     Task {
         task_status: status,
-        ..Task::new(id, timestamp, &Pacing::default(), created)
+        ..Task::new(id, timestamp, Pacing::default().lead_time, created)
     }
 }
 

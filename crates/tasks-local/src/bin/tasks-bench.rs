@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tasks_aws::{DynamoDbStore, SqsQueue};
-use tasks_core::memory::MemoryWorkflow;
+use tasks_core::testing::memory::MemoryWorkflow;
 use tasks_core::{
     DispatchQueue, Pacing, Page, QueueError, QueueMessage, StatusQuery, StoreError, SystemClock,
     Task, TaskStatus, TaskStore, Transition,
@@ -133,7 +133,7 @@ async fn main() -> Result<(), tasks_local::Error> {
             let store = store.clone();
             async move {
                 let timestamp = now + Duration::seconds(60) + Duration::milliseconds(i as i64);
-                let task = Task::new(format!("bench-{i:06}"), timestamp, &pacing, now);
+                let task = Task::new(format!("bench-{i:06}"), timestamp, pacing.lead_time, now);
                 store.create(&task).await
             }
         })

@@ -3,8 +3,7 @@
 //! "failed"; the state machine's loop (a Choice and a Wait until T) does the waiting, so a retry
 //! can be hours away without a Lambda waiting for it.
 
-use crate::ports::DeliveryError;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 pub const MAX_ATTEMPTS: u32 = 20;
@@ -126,22 +125,6 @@ impl RetryPolicy {
         Ok(())
     }
 
-    /// Whether a failed attempt is worth another. A refused target, a request that cannot be
-    /// built, 410 Gone and any status the policy does not name are final.
-    pub fn retries(&self, failure: &DeliveryError) -> bool {
-        let named = |wanted: &RetryOn| match (failure, wanted) {
-            (DeliveryError::Timeout(_), RetryOn::Class(class)) => class == "timeout",
-            (DeliveryError::Connection(_), RetryOn::Class(class)) => class == "connection",
-            (DeliveryError::Status { status, .. }, RetryOn::Status(code)) => status == code,
-            (DeliveryError::Status { status, .. }, RetryOn::Class(class)) => {
-                class == "5xx" && (500..=599).contains(status)
-            }
-            _ => false,
-        };
-        !matches!(failure, DeliveryError::Status { status: 410, .. })
-            && self.retry_on.iter().any(named)
-    }
-
     /// The longest the waits between a series' attempts can add up to: each at most
     /// `maxSeconds` (a `Retry-After` may ask for that much).
     pub fn longest_waits(&self) -> Duration {
@@ -158,111 +141,11 @@ impl RetryPolicy {
         let capped = seconds.min(f64::from(b.max_seconds));
         Duration::milliseconds((capped * 1000.0) as i64)
     }
-
-    /// After attempt `attempt` (1-based, in its series) failed at `now`: when to try again, or
-    /// `None` when the task has failed. A `Retry-After` the receiver gave is honoured up to
-    /// `maxSeconds`.
-    pub fn next_attempt(
-        &self,
-        attempt: u32,
-        failure: &DeliveryError,
-        now: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        if attempt >= self.max_attempts || !self.retries(failure) {
-            return None;
-        }
-        let mut wait = self.backoff(attempt);
-        if let DeliveryError::Status {
-            retry_after: Some(seconds),
-            ..
-        } = failure
-        {
-            let asked =
-                Duration::seconds(i64::from(*seconds).min(i64::from(self.backoff.max_seconds)));
-            wait = wait.max(asked);
-        }
-        Some(now + wait)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn status(status: u16, retry_after: Option<u32>) -> DeliveryError {
-        DeliveryError::Status {
-            status,
-            retry_after,
-        }
-    }
-
-    #[test]
-    fn the_default_is_four_attempts_after_2_4_and_8_seconds() {
-        let policy = RetryPolicy::default();
-        policy.check().unwrap();
-        let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        let error = status(503, None);
-        let waits: Vec<Option<i64>> = (1..=4)
-            .map(|attempt| {
-                policy
-                    .next_attempt(attempt, &error, now)
-                    .map(|at| (at - now).num_seconds())
-            })
-            .collect();
-        assert_eq!(waits, vec![Some(2), Some(4), Some(8), None]);
-        for retried in [
-            status(500, None),
-            status(599, None),
-            status(408, None),
-            status(429, None),
-            DeliveryError::Timeout(10_000),
-            DeliveryError::Connection("refused".into()),
-        ] {
-            assert!(policy.retries(&retried), "{retried:?}");
-        }
-        for last in [
-            status(400, None),
-            status(404, None),
-            status(410, None),
-            status(301, None),
-            DeliveryError::Refused("10.0.0.1".into()),
-            DeliveryError::Invalid("bad".into()),
-        ] {
-            assert!(!policy.retries(&last), "{last:?}");
-        }
-    }
-
-    #[test]
-    fn retry_after_is_honoured_up_to_max_seconds() {
-        let policy = RetryPolicy::default();
-        let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        let wait = |after| {
-            (policy
-                .next_attempt(1, &status(429, Some(after)), now)
-                .unwrap()
-                - now)
-                .num_seconds()
-        };
-        assert_eq!(wait(5), 5);
-        assert_eq!(wait(600), 300);
-        assert_eq!(wait(1), 2);
-    }
-
-    #[test]
-    fn a_policy_names_what_it_retries_and_its_waits_grow_to_the_cap() {
-        let policy: RetryPolicy = serde_json::from_value(serde_json::json!({
-            "maxAttempts": 10,
-            "backoff": {"initialSeconds": 60, "multiplier": 3, "maxSeconds": 3600},
-            "retryOn": [404, "timeout"]
-        }))
-        .unwrap();
-        policy.check().unwrap();
-        assert!(policy.retries(&status(404, None)));
-        assert!(!policy.retries(&status(503, None)));
-        let waits: Vec<i64> = (1..=6).map(|r| policy.backoff(r).num_seconds()).collect();
-        assert_eq!(waits, vec![60, 180, 540, 1620, 3600, 3600]);
-    }
 
     #[test]
     fn bad_policies_name_their_field() {

@@ -1,13 +1,12 @@
 //! In-memory adapters of the ports, for unit tests and examples. They keep the same conditional
 //! semantics as the AWS adapters, and can be told to fail.
 
-use crate::pipeline::AttemptInput;
+use crate::contracts::{AttemptInput, DispatchMessage, ExecutionInput, QueueMessage, Slot};
+use crate::model::task::Task;
 use crate::ports::{
     settle_create, Clock, DispatchQueue, Execution, ExecutionState, Page, QueueError, StartOutcome,
     StatusQuery, StoreError, TaskStore, Transition, Workflow, WorkflowError,
 };
-use crate::slot::{QueueMessage, Slot};
-use crate::task::{DispatchMessage, ExecutionInput, Task};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;

@@ -2,10 +2,10 @@
 //! Functions keeps an execution's name for 90 days after it ends, so "the name is taken" says
 //! nothing by itself: the workflow engine is asked, and the task's series decides what is safe.
 
-use crate::pacing::Pacing;
-use crate::ports::{ExecutionState, StoreError, TaskStore, Transition};
-use crate::status::{Event, TaskStatus};
-use crate::task::Task;
+use crate::model::status::{Event, TaskStatus};
+use crate::model::task::Task;
+use crate::ports::{ExecutionState, Transition};
+use crate::rules::pacing::Pacing;
 use chrono::{DateTime, Utc};
 
 /// A task is re-sent or restarted at most this many times; then it ends FAILED with the reason,
@@ -106,27 +106,10 @@ pub fn resend_or_give_up(task: &Task, now: DateTime<Utc>) -> Transition {
     }
 }
 
-/// Applies `change` only if the task is exactly as it was read (same series, untouched since).
-pub async fn transition_read_task(
-    store: &dyn TaskStore,
-    task: &Task,
-    change: Transition,
-) -> Result<Recovery, StoreError> {
-    let change = change
-        .in_series(task.series)
-        .if_last_updated_at(task.last_updated_at);
-    match store.transition(&task.id, &change).await {
-        Ok(task) if task.task_status == TaskStatus::Failed => Ok(Recovery::Failed(task)),
-        Ok(task) => Ok(Recovery::Requeued(task)),
-        Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(Recovery::LostRace),
-        Err(error) => Err(error),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry_policy::RetryPolicy;
+    use crate::model::retry_policy::RetryPolicy;
     use chrono::Duration;
 
     /// A task of series 1 due an hour ago, in `status`, with `attempts` begun in this series.
@@ -137,7 +120,12 @@ mod tests {
             series: 1,
             attempts,
             attempt_series: if attempts > 0 { 1 } else { 0 },
-            ..Task::new("t", now - Duration::hours(1), &Pacing::default(), now)
+            ..Task::new(
+                "t",
+                now - Duration::hours(1),
+                Pacing::default().lead_time,
+                now,
+            )
         }
     }
 

@@ -1,9 +1,9 @@
 //! Validation of a create request: the one place that decides what a valid task is.
 
-use crate::item_limits::{check_storable, item_size, Unstorable, MAX_ITEM_BYTES};
-use crate::pacing::{Pacing, MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
-use crate::retry_policy::RetryPolicy;
-use crate::task::{is_valid_signing_name, Signing, Task, Webhook, MAX_SIGNING_NAME_CHARS};
+use crate::model::retry_policy::RetryPolicy;
+use crate::model::task::{is_valid_signing_name, Signing, Task, Webhook, MAX_SIGNING_NAME_CHARS};
+use crate::model::time::{MAX_SCHEDULE_AHEAD, PAST_TOLERANCE};
+use crate::request::item_limits::{check_storable, item_size, Unstorable, MAX_ITEM_BYTES};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -33,7 +33,7 @@ pub const RESERVED_WEBHOOK_HEADER_PREFIX: &str = "X-Task-";
 const SERVICE_ATTRIBUTES_BYTES: usize = 4 * 1024 + ATTEMPT_HISTORY_BYTES;
 /// Room kept for the attempt history: at most `MAX_ATTEMPT_HISTORY` records of an attempt's
 /// number, times, status, error (256 bytes) and response body (256 bytes), with their names.
-const ATTEMPT_HISTORY_BYTES: usize = crate::task::MAX_ATTEMPT_HISTORY * 640;
+const ATTEMPT_HISTORY_BYTES: usize = crate::model::task::MAX_ATTEMPT_HISTORY * 640;
 
 /// A rejected request: a stable machine-readable code, the field at fault and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,7 +140,7 @@ impl NewTask {
         id: String,
         idempotency_key: Option<String>,
         now: DateTime<Utc>,
-        pacing: &Pacing,
+        lead_time: Duration,
     ) -> Task {
         Task {
             webhook: self.webhook,
@@ -149,7 +149,7 @@ impl NewTask {
             on_failure: self.on_failure,
             idempotency_key,
             request_digest: Some(self.request_digest),
-            ..Task::new(id, self.timestamp, pacing, now)
+            ..Task::new(id, self.timestamp, lead_time, now)
         }
     }
 }
@@ -261,7 +261,7 @@ pub(crate) fn resolve_time(
             Some("timestamp"),
             format!(
                 "the task's time {} has already passed",
-                crate::task::rfc3339_millis::format(&timestamp)
+                crate::model::time::rfc3339_millis::format(&timestamp)
             ),
         ));
     }
@@ -490,7 +490,8 @@ pub fn is_reserved_header(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::TaskStatus;
+    use crate::model::status::TaskStatus;
+    use crate::rules::pacing::Pacing;
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -872,7 +873,7 @@ mod tests {
     #[test]
     fn into_task_applies_the_lead_time() {
         let new = parse(json!({"timestamp": "2030-06-01T13:00:00Z"})).unwrap();
-        let task = new.into_task("id".into(), None, now(), &Pacing::default());
+        let task = new.into_task("id".into(), None, now(), Pacing::default().lead_time);
         assert_eq!(task.task_status, TaskStatus::Scheduled);
         assert_eq!(
             task.start_execution_at,

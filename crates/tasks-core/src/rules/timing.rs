@@ -2,12 +2,11 @@
 //! (and, for local mode, in `tasks-local`'s settings); a test reads them from the template and
 //! runs [`Timings::violations`], so changing one value without the others fails the build.
 
-use crate::dispatch::send_batch_worst_case;
-use crate::error_types::{StateRetry, STATUS_RETRY};
-use crate::pacing::Pacing;
-use crate::pipeline::BEGIN_TRIES;
-use crate::retry_policy::RetryPolicy;
-use crate::slot::{IN_SLOT_ATTEMPT_MARGIN, MAX_PREPARE, RECORD_PATIENCE};
+use crate::model::retry_policy::RetryPolicy;
+use crate::rules::error_types::{StateRetry, STATUS_RETRY};
+use crate::rules::pacing::Pacing;
+use crate::rules::slot_plan::{IN_SLOT_ATTEMPT_MARGIN, MAX_PREPARE, RECORD_PATIENCE};
+use crate::support::call_tries::Tries;
 use chrono::Duration;
 
 /// Step Functions ends a Wait at the start of the second, so it may wake up to a second early.
@@ -178,6 +177,33 @@ fn series_span(policy: StateRetry, attempt_timeout: Duration) -> Duration {
         .map(|retry| Duration::from_std(policy.delay(retry)).unwrap_or(Duration::MAX))
         .fold(Duration::zero(), |sum, wait| sum + wait);
     attempt_timeout * (policy.max_attempts as i32 + 1) + waits
+}
+
+/// Tries of the write that begins an attempt before the run gives up (Step Functions then runs
+/// execute-task again).
+pub(crate) const BEGIN_TRIES: Tries = Tries {
+    count: 3,
+    pause: std::time::Duration::from_millis(100),
+};
+
+/// SQS takes at most ten messages per SendMessageBatch.
+pub const SEND_BATCH_SIZE: usize = 10;
+
+/// Sends of a batch before its refused claims are given back.
+pub(crate) const SEND_TRIES: i32 = 3;
+
+/// The pause before the `tries`-th send of a batch's refused messages.
+pub(crate) fn send_pause(tries: i32) -> std::time::Duration {
+    std::time::Duration::from_millis(200 * tries as u64)
+}
+
+/// The longest [`send_batch_soon`] takes: every send runs to the SDK's call timeout, with the
+/// pauses between them.
+pub fn send_batch_worst_case() -> Duration {
+    let pauses = (1..SEND_TRIES)
+        .map(|tries| Duration::from_std(send_pause(tries)).unwrap_or_default())
+        .fold(Duration::zero(), |sum, pause| sum + pause);
+    STORE_CALL_TIMEOUT * SEND_TRIES + pauses
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! check that they agree. A webhook's failures are not errors here: execute-task answers them as
 //! outcomes ("retry at T" or "failed") by the task's own policy (`retry_policy`).
 
-use crate::ports::{DeliveryError, StoreError};
+use crate::delivery::DeliveryError;
+use crate::ports::StoreError;
 
 /// Errors execute-task raises that another invocation may not meet: the store may recover, and
 /// an execution woken early sleeps again.

@@ -1,63 +1,12 @@
-//! The stored task and the contracts passed between the pipeline's steps.
+//! The stored task: its fields, its webhook, its attempt history, and the changes a write sets.
 
-use crate::pacing::Pacing;
-use crate::retry_policy::RetryPolicy;
-use crate::status::TaskStatus;
-use chrono::{DateTime, Utc};
+use crate::model::retry_policy::RetryPolicy;
+use crate::model::status::TaskStatus;
+use crate::model::time::rfc3339_millis;
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// Timestamps are RFC 3339 UTC with milliseconds and `Z`, everywhere: in items, in the API, in
-/// the execution input (Step Functions' `TimestampPath` accepts only the `Z` form).
-pub mod rfc3339_millis {
-    use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn format(at: &DateTime<Utc>) -> String {
-        at.to_rfc3339_opts(SecondsFormat::Millis, true)
-    }
-
-    /// The time as stored: to the millisecond.
-    pub fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
-        at.duration_trunc(chrono::Duration::milliseconds(1))
-            .unwrap_or(at)
-    }
-
-    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(at))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
-    }
-
-    pub mod option {
-        use chrono::{DateTime, Utc};
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(
-            at: &Option<DateTime<Utc>>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match at {
-                Some(at) => super::serialize(at, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<DateTime<Utc>>, D::Error> {
-            #[derive(Deserialize)]
-            struct Wrapper(#[serde(with = "super")] DateTime<Utc>);
-            Ok(Option::<Wrapper>::deserialize(d)?.map(|Wrapper(at)| at))
-        }
-    }
-}
 
 /// The HTTP request a task makes at its time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,7 +147,7 @@ pub struct Task {
     /// reuses an idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_digest: Option<String>,
-    /// The slot execution the claim put the task in (`slot::Slot`); cleared when the task goes
+    /// The slot execution the claim put the task in (`contracts::Slot`); cleared when the task goes
     /// back to waiting. A task handed off by its slot runs on in its own execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
@@ -216,7 +165,7 @@ pub struct Task {
     pub next_attempt: Option<NextAttempt>,
     /// The series whose failure callback was taken to be called ([`Event::ClaimCallback`]).
     ///
-    /// [`Event::ClaimCallback`]: crate::status::Event::ClaimCallback
+    /// [`Event::ClaimCallback`]: crate::model::status::Event::ClaimCallback
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_series: Option<u32>,
     /// When the finished task is deleted, in epoch seconds (the table's TTL attribute): set by a
@@ -239,17 +188,18 @@ pub struct NextAttempt {
 }
 
 impl Task {
-    /// A SCHEDULED task with nothing but its time, created at `now`.
+    /// A SCHEDULED task with nothing but its time, created at `now`; its execution starts
+    /// `lead_time` before its time.
     pub fn new(
         id: impl Into<String>,
         timestamp: DateTime<Utc>,
-        pacing: &Pacing,
+        lead_time: Duration,
         now: DateTime<Utc>,
     ) -> Self {
         Task {
             id: id.into(),
             timestamp,
-            start_execution_at: pacing.start_execution_at(timestamp),
+            start_execution_at: start_execution_at(timestamp, lead_time),
             task_status: TaskStatus::Scheduled,
             created_at: now,
             last_updated_at: now,
@@ -331,7 +281,7 @@ pub fn new_write_token() -> String {
 /// `retry_policy::MAX_ATTEMPTS`, so a task holds at most [`MAX_ATTEMPT_HISTORY`].
 pub const ATTEMPT_HISTORY_KEPT_ON_RETRY: usize = 20;
 pub const MAX_ATTEMPT_HISTORY: usize =
-    ATTEMPT_HISTORY_KEPT_ON_RETRY + crate::retry_policy::MAX_ATTEMPTS as usize;
+    ATTEMPT_HISTORY_KEPT_ON_RETRY + crate::model::retry_policy::MAX_ATTEMPTS as usize;
 /// An attempt's error text is cut to this many bytes, as its response body is.
 pub const ATTEMPT_ERROR_BYTES: usize = 256;
 
@@ -384,6 +334,11 @@ pub fn masked_url(url: &str) -> String {
     shown
 }
 
+/// The epoch second from which the cron hands a task due at `timestamp` on (`startExecutionAt`).
+pub fn start_execution_at(timestamp: DateTime<Utc>, lead_time: Duration) -> i64 {
+    (timestamp - lead_time).timestamp()
+}
+
 /// `text` cut to at most `max` bytes, at a character boundary.
 pub fn truncated(text: &str, max: usize) -> String {
     text[..text.floor_char_boundary(max)].to_string()
@@ -395,52 +350,31 @@ pub fn execution_name(task_id: &str, series: u32) -> String {
     format!("{task_id}-{series}")
 }
 
-/// What the queue carries and what each workflow execution receives. One contract shared by the
-/// state machine, the Lambdas and the local runner. The webhook stays in the table (the single
-/// source of truth, and Step Functions' 256 KB input limit stays out of the way).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecutionInput {
-    pub id: String,
-    #[serde(with = "rfc3339_millis")]
-    pub timestamp: DateTime<Utc>,
-    /// When the workflow's Wait ends: `timestamp` minus the wake-ahead.
-    #[serde(with = "rfc3339_millis")]
-    pub wake_at: DateTime<Utc>,
-    /// The delivery series this execution belongs to.
-    pub series: u32,
+/// What a user's change sets along with the status, in the same write. For the webhook and the
+/// payload, `Some(None)` removes the field and `None` leaves it as it is.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Changes {
+    /// The new time and the `startExecutionAt` that goes with it.
+    pub timestamp: Option<(DateTime<Utc>, i64)>,
+    pub webhook: Option<Option<Webhook>>,
+    pub payload: Option<Option<Value>>,
+    pub retry: Option<Option<RetryPolicy>>,
+    pub on_failure: Option<Option<Webhook>>,
+    /// An attempt to add to the task's history.
+    pub record_attempt: Option<AttemptRecord>,
+    /// The history as it is to be (a retry trims it).
+    pub attempt_history: Option<Vec<AttemptRecord>>,
+    /// The slot execution a claim puts the task in.
+    pub slot: Option<String>,
+    /// When the attempt a begin starts is to be sent.
+    pub attempt_at: Option<DateTime<Utc>>,
+    /// The retry a handed-over report asks for.
+    pub next_attempt: Option<NextAttempt>,
 }
 
-impl ExecutionInput {
-    pub fn execution_name(&self) -> String {
-        execution_name(&self.id, self.series)
-    }
-}
-
-/// What the queue carries for one task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DispatchMessage {
-    pub id: String,
-    #[serde(with = "rfc3339_millis")]
-    pub timestamp: DateTime<Utc>,
-    /// The series the task was claimed for; a message of an older series is stale.
-    pub series: u32,
-}
-
-impl DispatchMessage {
-    pub fn execution_name(&self) -> String {
-        execution_name(&self.id, self.series)
-    }
-}
-
-impl From<&Task> for DispatchMessage {
-    fn from(task: &Task) -> Self {
-        DispatchMessage {
-            id: task.id.clone(),
-            timestamp: task.timestamp,
-            series: task.series,
-        }
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self == &Changes::default()
     }
 }
 
@@ -466,26 +400,5 @@ mod tests {
         ] {
             assert_eq!(masked_url(url), shown);
         }
-    }
-
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn timestamps_keep_milliseconds_and_z() {
-        let at =
-            Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::milliseconds(67);
-        let input = ExecutionInput {
-            id: "t".into(),
-            timestamp: at,
-            wake_at: at,
-            series: 2,
-        };
-        let json = serde_json::to_value(&input).unwrap();
-        assert_eq!(json["timestamp"], "2030-01-02T03:04:05.067Z");
-        assert_eq!(json["wakeAt"], "2030-01-02T03:04:05.067Z");
-        assert_eq!(input.execution_name(), "t-2");
-        let back: ExecutionInput = serde_json::from_value(json).unwrap();
-        assert_eq!(back, input);
     }
 }

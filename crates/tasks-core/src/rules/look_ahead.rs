@@ -9,8 +9,8 @@
 //! time, less the cron period and a margin). A steady load never triggers it; a hotspot is
 //! claimed minutes early, and its executions wait in their Wait state, which costs nothing.
 
-use crate::pacing::Pacing;
-use crate::slot::SLOT_SIZE;
+use crate::rules::pacing::Pacing;
+use crate::rules::slot_plan::SLOT_SIZE;
 use chrono::Duration;
 
 /// Minutes ahead the cron counts (one index count per minute).

@@ -2,15 +2,13 @@
 //! `POST /tasks/{id}/retry`): a JSON merge patch (RFC 7396) of the task as it was created, checked
 //! by the same rules as a new task.
 
-use crate::new_task::{
+use crate::model::retry_policy::RetryPolicy;
+use crate::model::task::{start_execution_at, Changes, Task, Webhook};
+use crate::request::new_task::{
     check_contents, check_retry, deserialize_fields, json_object, resolve_time, validate_callback,
     validate_webhook, Contents, ValidationError,
 };
-use crate::pacing::Pacing;
-use crate::ports::Changes;
-use crate::retry_policy::RetryPolicy;
-use crate::task::{Task, Webhook};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -169,9 +167,15 @@ impl TaskPatch {
 
     /// What the request changes in `task`, checked as a new task would be: the merged webhook
     /// must be a valid webhook, and the task must still fit in one item.
-    pub fn changes_for(&self, task: &Task, pacing: &Pacing) -> Result<Changes, ValidationError> {
+    pub fn changes_for(
+        &self,
+        task: &Task,
+        lead_time: Duration,
+    ) -> Result<Changes, ValidationError> {
         let mut changes = Changes {
-            timestamp: self.timestamp.map(|at| (at, pacing.start_execution_at(at))),
+            timestamp: self
+                .timestamp
+                .map(|at| (at, start_execution_at(at, lead_time))),
             ..Changes::default()
         };
         if let Some(merged) = self.merged("webhook", serde_json::to_value(&task.webhook)) {
@@ -245,7 +249,8 @@ fn fields_of<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::Webhook;
+    use crate::model::task::Webhook;
+    use crate::rules::pacing::Pacing;
     use chrono::{Duration, TimeZone};
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -265,13 +270,18 @@ mod tests {
                 keep_response_body: true,
             }),
             payload: Some(json!({"keep": true, "drop": 1})),
-            ..Task::new("t", now() + Duration::hours(1), &Pacing::default(), now())
+            ..Task::new(
+                "t",
+                now() + Duration::hours(1),
+                Pacing::default().lead_time,
+                now(),
+            )
         }
     }
 
     fn changes(body: Value) -> Result<Changes, ValidationError> {
         TaskPatch::parse(body.to_string().as_bytes(), now())?
-            .changes_for(&task(), &Pacing::default())
+            .changes_for(&task(), Pacing::default().lead_time)
     }
 
     /// Secrets are bound to their origin: moving the webhook to another scheme, host or port
@@ -335,7 +345,7 @@ mod tests {
         )
         .unwrap();
         let change = patch
-            .changes_for(&with_callback, &Pacing::default())
+            .changes_for(&with_callback, Pacing::default().lead_time)
             .unwrap();
         assert!(change.on_failure.unwrap().unwrap().headers.is_empty());
         assert_eq!(
@@ -441,9 +451,16 @@ mod tests {
 
     #[test]
     fn a_webhook_patch_on_a_task_without_one_must_name_a_url() {
-        let bare = Task::new("t", now() + Duration::hours(1), &Pacing::default(), now());
+        let bare = Task::new(
+            "t",
+            now() + Duration::hours(1),
+            Pacing::default().lead_time,
+            now(),
+        );
         let patch = TaskPatch::parse(br#"{"webhook": {"method": "PUT"}}"#, now()).unwrap();
-        let error = patch.changes_for(&bare, &Pacing::default()).unwrap_err();
+        let error = patch
+            .changes_for(&bare, Pacing::default().lead_time)
+            .unwrap_err();
         assert_eq!(error.field.as_deref(), Some("webhook.url"));
     }
 

@@ -2,16 +2,11 @@
 //! limits on when a task may be scheduled.
 
 use crate::config::{env_u64, ConfigError};
-use crate::retry_policy::RetryPolicy;
-use crate::task::{DispatchMessage, ExecutionInput};
+use crate::contracts::{DispatchMessage, ExecutionInput};
+use crate::model::retry_policy::RetryPolicy;
+use crate::model::task::start_execution_at;
 use chrono::{DateTime, Duration, Utc};
 
-/// A task may be scheduled at most this far ahead: ten years, leap days included, so that ten
-/// calendar years from any date fit. Its execution starts only within the lead time, so Step
-/// Functions' one-year limit on an execution does not bound it.
-pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(10 * 365 + 3);
-/// A requested time this close to the past is accepted and runs at once (clock skew, latency).
-pub const PAST_TOLERANCE: Duration = Duration::seconds(1);
 /// A task due within this long when it is created is handed to the workflow by the api: the
 /// cron runs every minute and needs half a minute to claim, send and start a slot.
 pub const HAND_OFF_WITHIN: Duration = Duration::seconds(90);
@@ -79,7 +74,7 @@ impl Pacing {
 
     /// Epoch second from which the cron hands the task on.
     pub fn start_execution_at(&self, timestamp: DateTime<Utc>) -> i64 {
-        (timestamp - self.lead_time).timestamp()
+        start_execution_at(timestamp, self.lead_time)
     }
 
     /// Whether a task created (or changed) now goes to the workflow at once: it is due before
@@ -136,7 +131,7 @@ impl Pacing {
 
 #[cfg(test)]
 mod tests {
-    use crate::retry_policy::Backoff;
+    use crate::model::retry_policy::Backoff;
 
     #[test]
     fn a_running_execution_is_overdue_only_past_its_own_policy_s_deadlines() {

@@ -4,8 +4,8 @@
 //! execute-task alone reads the values.
 
 use crate::config::{env_optional, ConfigError, SIGNING_SECRET_NAMES};
-use crate::new_task::ValidationError;
-use crate::task::{is_valid_signing_name, Webhook};
+use crate::model::task::{is_valid_signing_name, Webhook};
+use crate::request::new_task::ValidationError;
 use std::collections::BTreeSet;
 
 /// At most this many named secrets: execute-task reads each one when it starts.
@@ -89,7 +89,7 @@ impl<S: Into<String>> FromIterator<S> for SigningSecretNames {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::Signing;
+    use crate::model::task::Signing;
 
     #[test]
     fn names_are_parsed_and_checked() {

@@ -1,0 +1,4 @@
+//! Small helpers the steps share: trying a call again, and sleeping to the millisecond.
+
+pub mod call_tries;
+pub mod wait;

@@ -1,0 +1,3 @@
+//! In-memory adapters of every port, for tests (the `testing` feature).
+
+pub mod memory;
