@@ -225,13 +225,14 @@ impl AttemptReport {
         }
     }
 
-    /// A report of `task`'s current attempt, not yet run: each path fills in what happened.
-    pub(crate) fn of_attempt(task: &Task, attempt_in_series: u32) -> Self {
+    /// The report of `task`'s current attempt, which ended in `outcome`; the caller adds what
+    /// the attempt has to tell (its time, answer, record, retry or error).
+    pub(crate) fn of_attempt(task: &Task, attempt_in_series: u32, outcome: AttemptOutcome) -> Self {
         AttemptReport {
             attempt: task.attempts,
             attempt_in_series,
             task_status: None,
-            ..AttemptReport::not_run(AttemptOutcome::Completed, task.task_status)
+            ..AttemptReport::not_run(outcome, task.task_status)
         }
     }
 

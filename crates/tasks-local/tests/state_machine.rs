@@ -148,7 +148,13 @@ fn execute_task_error_types() -> Vec<&'static str> {
         message: "throttled".into(),
         request_id: None,
     };
-    vec!["TaskNotDue", store_error_type(&store), "InvalidInput"]
+    let refused = StoreError::NotFound("gone".into());
+    vec![
+        "TaskNotDue",
+        store_error_type(&store),
+        store_error_type(&refused),
+        "InvalidInput",
+    ]
 }
 
 #[test]

@@ -179,23 +179,23 @@ pub(crate) async fn attempt_task(
     let unwritten = previous.and_then(|report| report.record.clone());
     let max_attempts = task.retry_policy().max_attempts;
     if attempt_in_series > max_attempts {
-        let mut report = AttemptReport::of_attempt(&task, attempt_in_series - 1);
-        report.outcome = AttemptOutcome::Failed;
-        report.record = unwritten;
-        report.error = Some(format!(
-            "attempt {} began in another run and its outcome is unknown; the retry policy's \
-             {max_attempts} attempts of this series are used up",
-            task.attempts
-        ));
-        return Ok(report);
+        return Ok(AttemptReport {
+            record: unwritten,
+            error: Some(format!(
+                "attempt {} began in another run and its outcome is unknown; the retry policy's \
+                 {max_attempts} attempts of this series are used up",
+                task.attempts
+            )),
+            ..AttemptReport::of_attempt(&task, attempt_in_series - 1, AttemptOutcome::Failed)
+        });
     }
     if let Some(webhook) = &task.webhook {
         if let Err(failure) = sender.prepare(webhook).await {
             // Refused or unresolvable before any request: no attempt begins.
-            let mut report = AttemptReport::of_attempt(&task, attempt_in_series);
-            report.record = unwritten;
-            decide(&mut report, &task, &failure, clock.now());
-            return Ok(report);
+            return Ok(AttemptReport {
+                record: unwritten,
+                ..answer_failure(&task, attempt_in_series, &failure, clock.now())
+            });
         }
     }
     // Conditional on the attempts read: of two runs racing to the same attempt, one begins it.
@@ -233,11 +233,13 @@ pub(crate) async fn attempt_task(
     };
     crate::support::wait::sleep_until(clock, not_before).await;
     let executed_at = clock.now();
-    let mut report = AttemptReport::of_attempt(&task, attempt_in_series);
-    report.executed_at = Some(executed_at);
-    report.lateness_ms = Some((executed_at - task.timestamp).num_milliseconds());
+    let lateness_ms = Some((executed_at - task.timestamp).num_milliseconds());
     let Some(webhook) = &task.webhook else {
-        return Ok(report);
+        return Ok(AttemptReport {
+            executed_at: Some(executed_at),
+            lateness_ms,
+            ..AttemptReport::of_attempt(&task, attempt_in_series, AttemptOutcome::Completed)
+        });
     };
     let call = WebhookCall {
         task: &task,
@@ -249,20 +251,26 @@ pub(crate) async fn attempt_task(
     let ended = clock.now();
     let failure = failure_of(&answer);
     let response = answer.ok();
-    report.status_code = response.as_ref().map(|r| r.status);
-    report.record = Some(AttemptRecord {
+    let status_code = response.as_ref().map(|r| r.status);
+    let record = AttemptRecord {
         attempt: task.attempts,
         started_at: executed_at,
         duration_ms: (ended - executed_at).num_milliseconds().max(0) as u64,
-        status_code: report.status_code,
+        status_code,
         error: failure.as_ref().map(describe_failure),
         response_body: response.map(|r| r.body).filter(|body| !body.is_empty()),
-    });
-    match failure {
-        None => report.outcome = AttemptOutcome::Delivered,
-        Some(failure) => decide(&mut report, &task, &failure, ended),
-    }
-    Ok(report)
+    };
+    let answered = match failure {
+        None => AttemptReport::of_attempt(&task, attempt_in_series, AttemptOutcome::Delivered),
+        Some(failure) => answer_failure(&task, attempt_in_series, &failure, ended),
+    };
+    Ok(AttemptReport {
+        status_code,
+        executed_at: Some(executed_at),
+        lateness_ms,
+        record: Some(record),
+        ..answered
+    })
 }
 
 /// Calls the failure callback of a task recorded FAILED in this execution's series, at most
@@ -310,16 +318,17 @@ async fn notify_failure(
         }
         Err(refused) => Err(refused),
     };
-    let mut report = AttemptReport::of_attempt(&task, 0);
-    report.status_code = answer.as_ref().ok().map(|response| response.status);
-    match failure_of(&answer) {
-        None => report.outcome = AttemptOutcome::Delivered,
-        Some(failure) => {
-            report.outcome = AttemptOutcome::Failed;
-            report.error = Some(describe_failure(&failure));
-        }
-    }
-    Ok(report)
+    let answered = match failure_of(&answer) {
+        None => AttemptReport::of_attempt(&task, 0, AttemptOutcome::Delivered),
+        Some(failure) => AttemptReport {
+            error: Some(describe_failure(&failure)),
+            ..AttemptReport::of_attempt(&task, 0, AttemptOutcome::Failed)
+        },
+    };
+    Ok(AttemptReport {
+        status_code: answer.as_ref().ok().map(|response| response.status),
+        ..answered
+    })
 }
 
 /// The task a step acts on; `None` when it is gone (a deleted task is treated as cancelled).
@@ -358,14 +367,19 @@ fn describe_failure(failure: &DeliveryError) -> String {
     truncated(&text, ATTEMPT_ERROR_BYTES)
 }
 
-/// The task's retry policy answers a failed try: retry at a time, or failed with the reason.
-fn decide(report: &mut AttemptReport, task: &Task, failure: &DeliveryError, now: DateTime<Utc>) {
+/// The task's policy's answer to attempt `attempt_in_series` of its series failing at `now`:
+/// a retry at a time, or the end of the task.
+fn answer_failure(
+    task: &Task,
+    attempt_in_series: u32,
+    failure: &DeliveryError,
+    now: DateTime<Utc>,
+) -> AttemptReport {
     match task
         .retry_policy()
-        .next_attempt(report.attempt_in_series, failure, now)
+        .next_attempt(attempt_in_series, failure, now)
     {
         Some(at) => {
-            report.outcome = AttemptOutcome::Retry;
             // Rounded up to the millisecond: the wait is never shorter than the policy's.
             let stored = rfc3339_millis::truncate(at);
             let stored = if stored < at {
@@ -373,17 +387,19 @@ fn decide(report: &mut AttemptReport, task: &Task, failure: &DeliveryError, now:
             } else {
                 stored
             };
-            report.retry_at = Some(stored);
-            report.error = Some(describe_failure(failure));
+            AttemptReport {
+                retry_at: Some(stored),
+                error: Some(describe_failure(failure)),
+                ..AttemptReport::of_attempt(task, attempt_in_series, AttemptOutcome::Retry)
+            }
         }
-        None => {
-            report.outcome = AttemptOutcome::Failed;
-            report.error = Some(format!(
-                "{} (attempt {}, try {} of this series)",
+        None => AttemptReport {
+            error: Some(format!(
+                "{} (attempt {}, try {attempt_in_series} of this series)",
                 describe_failure(failure),
                 task.attempts,
-                report.attempt_in_series
-            ));
-        }
+            )),
+            ..AttemptReport::of_attempt(task, attempt_in_series, AttemptOutcome::Failed)
+        },
     }
 }

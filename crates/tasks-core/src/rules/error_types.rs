@@ -103,8 +103,18 @@ pub fn delivery_error_type(error: &DeliveryError) -> &'static str {
     }
 }
 
-pub fn store_error_type(_: &StoreError) -> &'static str {
-    "StoreUnavailable"
+/// The errorType of a store error that ends a step. A store that did not answer may answer the
+/// next invocation (`StoreUnavailable`, retried); any other store error that reaches a step's end
+/// (a task or page token the step did not expect) would meet the same answer again
+/// (`StoreRefused`, caught like any error the state machine does not retry).
+pub fn store_error_type(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Unavailable { .. } => "StoreUnavailable",
+        StoreError::AlreadyExists(_)
+        | StoreError::NotFound(_)
+        | StoreError::Conflict { .. }
+        | StoreError::InvalidPageToken => "StoreRefused",
+    }
 }
 
 pub fn is_retryable(error_type: &str) -> bool {
@@ -140,6 +150,24 @@ mod tests {
             assert!(!is_retryable(name));
         }
         assert!(is_retryable("StoreUnavailable"));
+    }
+
+    #[test]
+    fn only_a_store_that_did_not_answer_is_worth_another_invocation() {
+        let unavailable = StoreError::Unavailable {
+            message: "throttled".into(),
+            request_id: None,
+        };
+        assert_eq!(store_error_type(&unavailable), "StoreUnavailable");
+        assert!(is_retryable(store_error_type(&unavailable)));
+        for refused in [
+            StoreError::NotFound("t".into()),
+            StoreError::AlreadyExists("t".into()),
+            StoreError::InvalidPageToken,
+        ] {
+            assert_eq!(store_error_type(&refused), "StoreRefused");
+            assert!(!is_retryable(store_error_type(&refused)));
+        }
     }
 
     #[test]
