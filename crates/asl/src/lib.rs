@@ -24,8 +24,10 @@ mod choice;
 mod definition;
 mod execution;
 mod path;
+mod registry;
 mod template;
 mod timestamp;
 
 pub use definition::{DefinitionError, StateMachine};
 pub use execution::{execute, Context, ExecutionOutcome, Failure, HistoryEvent, Host};
+pub use registry::{ExecutionState, Executions, FinalStatus, Start};

@@ -9,17 +9,18 @@
 //! their name, and send them again (no attempt began) or record them FAILED with the reason
 //! (an attempt began, so the receiver may have it), as on AWS after an execution is lost.
 
-use asl::{Context, DefinitionError, ExecutionOutcome, Failure, HistoryEvent, Host, StateMachine};
+use asl::{
+    Context, DefinitionError, ExecutionOutcome, Executions, Failure, FinalStatus, HistoryEvent,
+    Host, Start, StateMachine,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use execute_task::ExecuteTask;
 use lambda_runtime::Diagnostic;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 use tasks_core::{Clock, ExecutionState, StartOutcome, TaskStatus, Workflow, WorkflowError};
 use tokio::task::JoinHandle;
 use update_status::UpdateStatus;
@@ -33,19 +34,13 @@ pub const EXECUTE_TASK_RESOURCE: &str = "${ExecuteTaskFunctionArn}";
 pub const UPDATE_STATUS_RESOURCE: &str = "${UpdateStatusFunctionArn}";
 
 /// How long an ended execution's name stays taken.
-pub const ENDED_RETENTION: Duration = Duration::from_secs(3600);
+pub const ENDED_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 
 pub struct LocalWorkflow {
     machine: Arc<StateMachine>,
     functions: Arc<Functions>,
     /// Executions by name (a slot's, or `<task id>-<series>`), as Step Functions keeps them.
-    executions: Arc<Mutex<BTreeMap<String, Execution>>>,
-}
-
-enum Execution {
-    Running(JoinHandle<()>),
-    /// Its status (`SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`) and when it ended.
-    Ended(String, tokio::time::Instant),
+    executions: Arc<Executions<JoinHandle<()>>>,
 }
 
 /// The Lambda handlers the state machine's Task states invoke.
@@ -68,30 +63,13 @@ impl LocalWorkflow {
                 update,
                 clock,
             }),
-            executions: Arc::new(Mutex::new(BTreeMap::new())),
+            executions: Arc::new(Executions::new(Some(ENDED_RETENTION))),
         })
     }
 
     /// Executions still waiting or running.
     pub fn running(&self) -> usize {
-        let executions = self.executions.lock().unwrap();
-        executions
-            .values()
-            .filter(|execution| matches!(execution, Execution::Running(_)))
-            .count()
-    }
-}
-
-/// Records how an execution ended, and forgets the names that ended long enough ago.
-fn end(executions: &Mutex<BTreeMap<String, Execution>>, name: &str, status: &str) {
-    let now = tokio::time::Instant::now();
-    let mut executions = executions.lock().unwrap();
-    executions.retain(|_, execution| match execution {
-        Execution::Ended(_, at) => now.duration_since(*at) < ENDED_RETENTION,
-        Execution::Running(_) => true,
-    });
-    if let Some(execution) = executions.get_mut(name) {
-        *execution = Execution::Ended(status.to_string(), now);
+        self.executions.running()
     }
 }
 
@@ -101,17 +79,10 @@ impl Workflow for LocalWorkflow {
         &self,
         execution: &tasks_core::Execution,
     ) -> Result<StartOutcome, WorkflowError> {
-        let name = execution.name.clone();
-        let mut executions = self.executions.lock().unwrap();
-        match executions.get(&name) {
-            Some(Execution::Running(_)) => return Ok(StartOutcome::AlreadyRunning),
-            Some(Execution::Ended(..)) => return Ok(StartOutcome::AlreadyEnded),
-            None => {}
-        }
         let execution_input = execution.input.clone();
         let host = ExecutionHost {
             functions: self.functions.clone(),
-            name: name.clone(),
+            name: execution.name.clone(),
         };
         let machine = self.machine.clone();
         let registry = self.executions.clone();
@@ -121,43 +92,46 @@ impl Workflow for LocalWorkflow {
                 start_time: host.now(),
             };
             let outcome = asl::execute(&machine, &host, execution_input, context).await;
-            let status = report(&host.name, outcome);
-            end(&registry, &host.name, status);
+            report(&host.name, &outcome);
+            registry.end(&host.name, FinalStatus::from(&outcome), host.now());
         };
-        executions.insert(name, Execution::Running(tokio::spawn(run)));
-        Ok(StartOutcome::Started)
+        let now = self.functions.clock.now();
+        Ok(
+            match self
+                .executions
+                .start(&execution.name, now, || tokio::spawn(run))
+            {
+                Start::Started => StartOutcome::Started,
+                Start::Taken(asl::ExecutionState::Running) => StartOutcome::AlreadyRunning,
+                Start::Taken(asl::ExecutionState::Ended(_)) => StartOutcome::AlreadyEnded,
+            },
+        )
     }
 
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
-        Ok(match self.executions.lock().unwrap().get(execution_name) {
+        Ok(match self.executions.state(execution_name) {
             None => ExecutionState::Missing,
-            Some(Execution::Running(_)) => ExecutionState::Running,
-            Some(Execution::Ended(status, _)) => ExecutionState::Ended(status.clone()),
+            Some(asl::ExecutionState::Running) => ExecutionState::Running,
+            Some(asl::ExecutionState::Ended(status)) => {
+                ExecutionState::Ended(status.as_str().to_string())
+            }
         })
     }
 
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
-        let aborted = match self.executions.lock().unwrap().get(execution_name) {
-            Some(Execution::Running(handle)) => {
-                handle.abort();
-                true
-            }
-            _ => false,
-        };
-        if aborted {
-            end(&self.executions, execution_name, "ABORTED");
-        }
+        let now = self.functions.clock.now();
+        self.executions
+            .stop(execution_name, now, |handle| handle.abort());
         Ok(())
     }
 }
 
-/// Logs how an execution ended and returns its Step Functions status. TaskFailed is the state
-/// machine's own end for a task it recorded FAILED; any other failure means the outcome could
-/// not be recorded.
-fn report(name: &str, outcome: ExecutionOutcome) -> &'static str {
+/// Logs how an execution ended. TaskFailed is the state machine's own end for a task it
+/// recorded FAILED; any other failure means the outcome could not be recorded.
+fn report(name: &str, outcome: &ExecutionOutcome) {
     match outcome {
         // A slot's tasks that did not complete went on in their own executions.
-        ExecutionOutcome::Succeeded(output) if output.get("summary").is_some() => "SUCCEEDED",
+        ExecutionOutcome::Succeeded(output) if output.get("summary").is_some() => {}
         ExecutionOutcome::Succeeded(output) => {
             match serde_json::from_value::<TaskStatus>(output["status"].clone()) {
                 Ok(TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled) => {}
@@ -165,19 +139,15 @@ fn report(name: &str, outcome: ExecutionOutcome) -> &'static str {
                     tracing::warn!(execution = %name, ?status, "execution ended with the task not final")
                 }
             }
-            "SUCCEEDED"
         }
         ExecutionOutcome::Failed(failure) if failure.error == "TaskFailed" => {
             tracing::debug!(execution = %name, "execution failed: the task is recorded FAILED");
-            "FAILED"
         }
         ExecutionOutcome::Failed(failure) => {
             tracing::error!(execution = %name, error = %failure.error, cause = ?failure.cause, "could not record the outcome");
-            "FAILED"
         }
         ExecutionOutcome::TimedOut => {
             tracing::error!(execution = %name, "execution timed out");
-            "TIMED_OUT"
         }
     }
 }

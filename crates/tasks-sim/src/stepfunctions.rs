@@ -19,11 +19,13 @@
 use crate::quotas::Bucket;
 use crate::usage::Function;
 use crate::world::{as_function, ReportedRetry, World};
-use asl::{Context, ExecutionOutcome, Failure, HistoryEvent, Host, StateMachine};
+use asl::{
+    Context, ExecutionState as RunState, Executions, Failure, FinalStatus, HistoryEvent, Host,
+    Start, StateMachine,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tasks_core::contracts::{AttemptInput, AttemptOutcome, AttemptReport, StatusUpdate};
 use tasks_core::flow::execute::execute_task;
@@ -49,19 +51,15 @@ pub struct Functions {
     pub update_timeout: std::time::Duration,
 }
 
-enum Execution {
-    Running {
-        handle: tokio::task::AbortHandle,
-        input: Value,
-    },
-    Ended(String),
-}
+/// What the simulator keeps of a running execution: its task, to abort it, and its input.
+type Run = (tokio::task::AbortHandle, Value);
 
 pub struct SimStepFunctions {
     world: Arc<World>,
     machine: Arc<StateMachine>,
     functions: Arc<Functions>,
-    executions: Arc<Mutex<BTreeMap<String, Execution>>>,
+    /// Kept for the whole run: Step Functions keeps an ended execution's name 90 days.
+    executions: Arc<Executions<Run>>,
     starts: Mutex<Bucket>,
     transitions: Arc<Mutex<Bucket>>,
 }
@@ -71,7 +69,7 @@ impl SimStepFunctions {
         SimStepFunctions {
             machine: Arc::new(StateMachine::parse(DEFINITION).expect("the state machine parses")),
             functions: Arc::new(functions),
-            executions: Arc::new(Mutex::new(BTreeMap::new())),
+            executions: Arc::new(Executions::new(None)),
             starts: Mutex::new(Bucket::new(world.quotas.start_execution)),
             transitions: Arc::new(Mutex::new(Bucket::new(world.quotas.state_transitions))),
             world,
@@ -98,34 +96,26 @@ impl SimStepFunctions {
                 start_time: host.now(),
             };
             let outcome = asl::execute(&machine, &host, input, context).await;
-            let status = match &outcome {
-                ExecutionOutcome::Succeeded(_) => "SUCCEEDED",
-                ExecutionOutcome::Failed(_) => "FAILED",
-                ExecutionOutcome::TimedOut => "TIMED_OUT",
-            };
+            let status = FinalStatus::from(&outcome);
             world.record(
                 &host.task_id,
-                format!("execution {execution_name} {status}"),
+                format!("execution {execution_name} {}", status.as_str()),
             );
-            executions
-                .lock()
-                .unwrap()
-                .insert(execution_name, Execution::Ended(status.into()));
+            executions.end(&execution_name, status, host.now());
         };
-        let handle = tokio::spawn(run).abort_handle();
-        self.world
-            .record(&input_id(&name), format!("execution {name} started"));
-        for task in slot_tasks(execution_input) {
+        let now = self.world.clock.now();
+        // Called for a name `taken` found free: the start starts.
+        let started = self.executions.start(&name, now, || {
+            let handle = tokio::spawn(run).abort_handle();
             self.world
-                .record(task, format!("slot execution {name} started"));
-        }
-        self.executions.lock().unwrap().insert(
-            name,
-            Execution::Running {
-                handle,
-                input: execution_input.clone(),
-            },
-        );
+                .record(&input_id(&name), format!("execution {name} started"));
+            for task in slot_tasks(execution_input) {
+                self.world
+                    .record(task, format!("slot execution {name} started"));
+            }
+            (handle, execution_input.clone())
+        });
+        debug_assert_eq!(started, Start::Started);
     }
 
     /// What a start finds when the name is taken, as Step Functions answers it: a start with
@@ -133,13 +123,12 @@ impl SimStepFunctions {
     /// another input, or an ended execution, is `ExecutionAlreadyExists` (which the adapter
     /// tells apart by describing the execution).
     fn taken(&self, execution: &tasks_core::Execution) -> Option<StartOutcome> {
-        match self.executions.lock().unwrap().get(&execution.name)? {
-            Execution::Running { input, .. } if *input == execution.input => {
-                Some(StartOutcome::Started)
-            }
-            Execution::Running { .. } => Some(StartOutcome::AlreadyRunning),
-            Execution::Ended(_) => Some(StartOutcome::AlreadyEnded),
-        }
+        self.executions
+            .inspect(&execution.name, |(_, input), state| match state {
+                RunState::Running if *input == execution.input => StartOutcome::Started,
+                RunState::Running => StartOutcome::AlreadyRunning,
+                RunState::Ended(_) => StartOutcome::AlreadyEnded,
+            })
     }
 }
 
@@ -220,10 +209,10 @@ impl Workflow for SimStepFunctions {
         {
             return Err(WorkflowError("InternalServerError".into()));
         }
-        Ok(match self.executions.lock().unwrap().get(execution_name) {
+        Ok(match self.executions.state(execution_name) {
             None => ExecutionState::Missing,
-            Some(Execution::Running { .. }) => ExecutionState::Running,
-            Some(Execution::Ended(status)) => ExecutionState::Ended(status.clone()),
+            Some(RunState::Running) => ExecutionState::Running,
+            Some(RunState::Ended(status)) => ExecutionState::Ended(status.as_str().to_string()),
         })
     }
 
@@ -236,13 +225,11 @@ impl Workflow for SimStepFunctions {
         {
             return Err(WorkflowError("InternalError".into()));
         }
-        let mut executions = self.executions.lock().unwrap();
-        if let Some(Execution::Running { handle, .. }) = executions.get(execution_name) {
-            handle.abort();
-            executions.insert(
-                execution_name.to_string(),
-                Execution::Ended("ABORTED".into()),
-            );
+        let now = self.world.clock.now();
+        if self
+            .executions
+            .stop(execution_name, now, |(handle, _)| handle.abort())
+        {
             self.world.record(
                 &input_id(execution_name),
                 format!("execution {execution_name} ABORTED"),

@@ -7,6 +7,7 @@ use crate::ports::{
     settle_create, Clock, DispatchQueue, Execution, ExecutionState, Page, QueueError, StartOutcome,
     StatusQuery, StoreError, TaskStore, Transition, Workflow, WorkflowError,
 };
+use asl::{Executions, FinalStatus, Start};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -294,12 +295,25 @@ impl DispatchQueue for MemoryQueue {
     }
 }
 
-/// Executions by name, each with the status it ended in (none while it runs).
-#[derive(Debug, Default)]
+/// Executions by name (their inputs), in the registry local mode and the simulator keep theirs
+/// in; nothing runs them: a test ends them.
 pub struct MemoryWorkflow {
-    executions: Mutex<BTreeMap<String, (Value, Option<String>)>>,
+    executions: Executions<Value>,
     stopped: Mutex<Vec<String>>,
     failing: Mutex<BTreeSet<String>>,
+}
+
+/// Ended executions are kept for the test's life, so the time they ended at does not matter.
+const NO_TIME: DateTime<Utc> = DateTime::UNIX_EPOCH;
+
+impl Default for MemoryWorkflow {
+    fn default() -> Self {
+        MemoryWorkflow {
+            executions: Executions::new(None),
+            stopped: Mutex::default(),
+            failing: Mutex::default(),
+        }
+    }
 }
 
 impl MemoryWorkflow {
@@ -323,11 +337,11 @@ impl MemoryWorkflow {
     }
 
     fn inputs<T: serde::de::DeserializeOwned>(&self, slots: bool) -> Vec<T> {
-        let executions = self.executions.lock().unwrap();
-        executions
-            .values()
-            .filter(|(input, _)| input.get("tasks").is_some() == slots)
-            .map(|(input, _)| serde_json::from_value(input.clone()).expect("an input we wrote"))
+        self.executions
+            .runs(|input| (input.get("tasks").is_some() == slots).then(|| input.clone()))
+            .into_iter()
+            .flatten()
+            .map(|input| serde_json::from_value(input).expect("an input we wrote"))
             .collect()
     }
 
@@ -342,9 +356,8 @@ impl MemoryWorkflow {
 
     /// Ends a running execution with this status (`SUCCEEDED`, `FAILED`, ...).
     pub fn end(&self, execution_name: &str, status: &str) {
-        if let Some((_, ended)) = self.executions.lock().unwrap().get_mut(execution_name) {
-            ended.get_or_insert_with(|| status.to_string());
-        }
+        let status = FinalStatus::named(status).expect("a Step Functions status");
+        self.executions.end(execution_name, status, NO_TIME);
     }
 }
 
@@ -364,22 +377,25 @@ impl Workflow for MemoryWorkflow {
         {
             return Err(WorkflowError("injected failure".into()));
         }
-        let mut executions = self.executions.lock().unwrap();
-        match executions.get(&execution.name) {
-            Some((_, None)) => Ok(StartOutcome::AlreadyRunning),
-            Some((_, Some(_))) => Ok(StartOutcome::AlreadyEnded),
-            None => {
-                executions.insert(execution.name.clone(), (input.clone(), None));
-                Ok(StartOutcome::Started)
-            }
-        }
+        Ok(
+            match self
+                .executions
+                .start(&execution.name, NO_TIME, || input.clone())
+            {
+                Start::Started => StartOutcome::Started,
+                Start::Taken(asl::ExecutionState::Running) => StartOutcome::AlreadyRunning,
+                Start::Taken(asl::ExecutionState::Ended(_)) => StartOutcome::AlreadyEnded,
+            },
+        )
     }
 
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
-        Ok(match self.executions.lock().unwrap().get(execution_name) {
+        Ok(match self.executions.state(execution_name) {
             None => ExecutionState::Missing,
-            Some((_, None)) => ExecutionState::Running,
-            Some((_, Some(status))) => ExecutionState::Ended(status.clone()),
+            Some(asl::ExecutionState::Running) => ExecutionState::Running,
+            Some(asl::ExecutionState::Ended(status)) => {
+                ExecutionState::Ended(status.as_str().to_string())
+            }
         })
     }
 
@@ -388,7 +404,7 @@ impl Workflow for MemoryWorkflow {
             .lock()
             .unwrap()
             .push(execution_name.to_string());
-        self.end(execution_name, "ABORTED");
+        self.executions.stop(execution_name, NO_TIME, |_| {});
         Ok(())
     }
 }
