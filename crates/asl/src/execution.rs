@@ -27,6 +27,13 @@ impl Failure {
             cause: Some(cause.into()),
         }
     }
+
+    /// A Lambda function's error as a Task state sees it: `Error` is the function's
+    /// `errorType`, `Cause` the JSON `{"errorType", "errorMessage"}` Lambda answered with.
+    pub fn of_lambda(error_type: &str, error_message: &str) -> Failure {
+        let cause = serde_json::json!({"errorType": error_type, "errorMessage": error_message});
+        Failure::new(error_type, cause.to_string())
+    }
 }
 
 /// Everything an execution does to the world, and the world's clock. Step Functions' own

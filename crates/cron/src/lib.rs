@@ -3,7 +3,7 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use std::sync::Arc;
 use tasks_core::flow::cron::{run_cron, CronSummary};
-use tasks_core::metrics;
+use tasks_core::metrics::{self, MetricsSink};
 use tasks_core::{Clock, DispatchQueue, Pacing, StoreError, TaskStore, Workflow};
 
 pub struct Cron {
@@ -13,6 +13,8 @@ pub struct Cron {
     pub workflow: Arc<dyn Workflow>,
     pub clock: Arc<dyn Clock>,
     pub pacing: Pacing,
+    /// Where its metric records go (stdout on Lambda).
+    pub metrics: Arc<dyn MetricsSink>,
 }
 
 impl Cron {
@@ -22,7 +24,7 @@ impl Cron {
     }
 
     pub async fn run(&self) -> Result<CronSummary, StoreError> {
-        let started = std::time::Instant::now();
+        let started = self.clock.now();
         let result = run_cron(
             self.store.as_ref(),
             self.queue.as_ref(),
@@ -35,7 +37,7 @@ impl Cron {
             Ok(summary) => metrics::cron_run(summary),
             Err(_) => metrics::cron_failure(),
         };
-        record.emit(self.clock.now().timestamp_millis());
+        record.emit(self.metrics.as_ref(), self.clock.now().timestamp_millis());
         match &result {
             Ok(summary) => tracing::info!(
                 found = summary.due.found,
@@ -45,7 +47,7 @@ impl Cron {
                 stale = ?summary.stale,
                 stuck = ?summary.stuck,
                 undecodable = summary.undecodable,
-                elapsed_ms = started.elapsed().as_millis() as u64,
+                elapsed_ms = (self.clock.now() - started).num_milliseconds(),
                 "cron run finished"
             ),
             Err(error) => tracing::error!(%error, "cron run failed"),

@@ -14,6 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
         clock: Arc::new(SystemClock),
         pacing: Pacing::from_env()?,
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     };
     tasks_lambda::run(|event: EventBridgeEvent| async {
         cron.handle(event).await.map_err(FunctionError::from)

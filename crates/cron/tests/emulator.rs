@@ -22,6 +22,7 @@ fn cron(resources: &Resources) -> Cron {
         workflow: Arc::new(resources.workflow()),
         clock: Arc::new(SystemClock),
         pacing: Pacing::default(),
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tasks_core::contracts::{AttemptInput, AttemptReport};
 use tasks_core::flow::execute::{execute_task, ExecuteError};
 use tasks_core::flow::run_slot::{run_slot, SlotSummary};
-use tasks_core::metrics;
+use tasks_core::metrics::{self, MetricsSink};
 use tasks_core::{Clock, DispatchQueue, Pacing, Slot, TaskStore, WebhookSender};
 
 pub struct ExecuteTask {
@@ -20,6 +20,8 @@ pub struct ExecuteTask {
     pub queue: Arc<dyn DispatchQueue>,
     pub clock: Arc<dyn Clock>,
     pub pacing: Pacing,
+    /// Where its metric records go (stdout on Lambda).
+    pub metrics: Arc<dyn MetricsSink>,
 }
 
 /// The Lambda error: its `errorType` is the name the state machine's Retry and Catch match.
@@ -77,11 +79,13 @@ impl ExecuteTask {
         for run in runs {
             if let Some(status) = run.recorded {
                 let failure = run.report.as_ref().and_then(metrics::failure_of);
-                metrics::outcome("execute-task", &run.id, status, failure).emit(now_ms);
+                metrics::outcome("execute-task", &run.id, status, failure)
+                    .emit(self.metrics.as_ref(), now_ms);
             }
             if let Some(report) = run.report {
                 let attempt_ms = report.record.as_ref().map_or(0, |r| r.duration_ms as i64);
-                metrics::execution(&run.id, &Ok(report), attempt_ms).emit(now_ms);
+                metrics::execution(&run.id, &Ok(report), attempt_ms)
+                    .emit(self.metrics.as_ref(), now_ms);
             }
         }
         tracing::info!(?summary, "slot run");
@@ -102,7 +106,8 @@ impl ExecuteTask {
         let input = &attempt.input;
         let ended = self.clock.now();
         let attempt_ms = (ended - started.max(input.timestamp)).num_milliseconds();
-        metrics::execution(&input.id, &result, attempt_ms.max(0)).emit(ended.timestamp_millis());
+        metrics::execution(&input.id, &result, attempt_ms.max(0))
+            .emit(self.metrics.as_ref(), ended.timestamp_millis());
         match &result {
             Ok(report) => {
                 tracing::info!(

@@ -39,6 +39,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         queue: Arc::new(tasks_aws::queue_from_env(&config)?),
         clock: Arc::new(SystemClock),
         pacing: Pacing::from_env()?,
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     };
     tasks_lambda::run(|invocation: Invocation| handler.handle(invocation)).await
 }

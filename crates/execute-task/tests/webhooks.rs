@@ -114,6 +114,7 @@ async fn fixture_signing(allow_private: bool, keys: impl Into<Keyring>) -> Fixtu
         queue: Arc::new(resources.queue()),
         clock: Arc::new(SystemClock),
         pacing: Pacing::default(),
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     };
     Fixture { resources, handler }
 }

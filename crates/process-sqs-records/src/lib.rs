@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tasks_core::contracts::HandOff;
 use tasks_core::flow::start::start_messages;
 use tasks_core::flow::start::{StartError, StartReport};
-use tasks_core::metrics::{self, StartCounts};
+use tasks_core::metrics::{self, MetricsSink, StartCounts};
 use tasks_core::rules::timing::START_BUDGET;
 use tasks_core::{Clock, DispatchMessage, Pacing, QueueMessage, TaskStore, Workflow};
 
@@ -15,6 +15,8 @@ pub struct ProcessRecords {
     pub workflow: Arc<dyn Workflow>,
     pub clock: Arc<dyn Clock>,
     pub pacing: Pacing,
+    /// Where its metric records go (stdout on Lambda).
+    pub metrics: Arc<dyn MetricsSink>,
 }
 
 impl ProcessRecords {
@@ -22,55 +24,68 @@ impl ProcessRecords {
     /// that failed are reported, so SQS redelivers just those (and moves them to the DLQ after
     /// maxReceiveCount).
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let parsed: Vec<Result<QueueMessage, RecordFailure>> =
+        let parsed: Vec<Result<QueueMessage, Malformed>> =
             event.records.iter().map(parse).collect();
         let messages: Vec<&QueueMessage> = parsed.iter().filter_map(|m| m.as_ref().ok()).collect();
-        let mut started = start_messages(
+        let malformed = parsed.len() - messages.len();
+        let mut started = self.start(&messages, malformed).await.into_iter();
+        let mut response = SqsBatchResponse::default();
+        for (record, message) in event.records.iter().zip(&parsed) {
+            let failed = match message {
+                Err(Malformed) => true,
+                Ok(_) => started.next().expect("a result for each message").is_err(),
+            };
+            if failed {
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+            }
+        }
+        response
+    }
+
+    /// Starts what each message asks for (`start_messages`), logs each task's start and emits
+    /// the batch's counts (`malformed` records among them); each message's result, in order.
+    pub async fn start(
+        &self,
+        messages: &[&QueueMessage],
+        malformed: usize,
+    ) -> Vec<Result<StartReport, StartError>> {
+        let started = start_messages(
             self.store.as_ref(),
             self.workflow.as_ref(),
             self.clock.as_ref(),
             &self.pacing,
-            &messages,
+            messages,
             START_BUDGET.to_std().unwrap_or_default(),
         )
-        .await
-        .into_iter();
-        let mut response = SqsBatchResponse::default();
-        let mut counts = StartCounts::default();
-        for (record, message) in event.records.iter().zip(&parsed) {
-            let result = message
-                .as_ref()
-                .map_err(|failure| *failure)
-                .and_then(|message| {
-                    let report = started.next().expect("a result for each message");
-                    if let QueueMessage::HandOff(HandOff { task, .. }) | QueueMessage::Task(task) =
-                        message
-                    {
-                        log_start(task, &report);
-                    }
-                    report.map_err(|_| RecordFailure::StartFailed)
-                });
-            match result {
-                Ok(report) => counts.add(report),
-                Err(failure) => {
-                    match failure {
-                        RecordFailure::Malformed => counts.malformed += 1,
-                        RecordFailure::StartFailed => counts.failed += 1,
-                    }
-                    response.add_failure(record.message_id.clone().unwrap_or_default());
-                }
+        .await;
+        let mut counts = StartCounts {
+            malformed,
+            ..StartCounts::default()
+        };
+        for (message, report) in messages.iter().zip(&started) {
+            if let QueueMessage::HandOff(HandOff { task, .. }) | QueueMessage::Task(task) = message
+            {
+                log_start(task, report);
+            }
+            match report {
+                Ok(report) => counts.add(report.clone()),
+                Err(_) => counts.failed += 1,
             }
         }
-        metrics::starts(&counts).emit(self.clock.now().timestamp_millis());
-        response
+        metrics::starts(&counts).emit(self.metrics.as_ref(), self.clock.now().timestamp_millis());
+        started
     }
 }
 
-fn parse(record: &SqsMessage) -> Result<QueueMessage, RecordFailure> {
+/// A record that is no queue message: reported failed, it goes to the DLQ after its last
+/// delivery.
+struct Malformed;
+
+fn parse(record: &SqsMessage) -> Result<QueueMessage, Malformed> {
     serde_json::from_str(record.body.as_deref().unwrap_or_default()).map_err(|error| {
         let message_id = record.message_id.as_deref().unwrap_or_default();
         tracing::error!(message_id, %error, "malformed record; it goes to the DLQ after its last delivery");
-        RecordFailure::Malformed
+        Malformed
     })
 }
 
@@ -107,11 +122,4 @@ fn log_start(message: &DispatchMessage, report: &Result<StartReport, StartError>
             tracing::warn!(%error, "start failed; the record will be redelivered")
         }
     }
-}
-
-/// Why a record is reported back to SQS for another delivery.
-#[derive(Debug, Clone, Copy)]
-enum RecordFailure {
-    Malformed,
-    StartFailed,
 }

@@ -13,6 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         workflow: Arc::new(tasks_aws::workflow_from_env(&config)?),
         clock: Arc::new(SystemClock),
         pacing: Pacing::from_env()?,
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     };
     // A failed record is reported in the batch response, never as a function error.
     tasks_lambda::run(|event: SqsEvent| async {

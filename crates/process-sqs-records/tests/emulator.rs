@@ -40,6 +40,7 @@ async fn handler(resources: &Resources) -> (ProcessRecords, tasks_aws::StepFunct
         workflow: Arc::new(workflow.clone()),
         clock: Arc::new(SystemClock),
         pacing: Pacing::default(),
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     };
     (handler, workflow)
 }

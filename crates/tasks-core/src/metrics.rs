@@ -170,9 +170,25 @@ impl Record {
         Value::Object(root)
     }
 
-    /// Prints the record as one line on stdout, where Lambda's log capture picks it up.
-    pub fn emit(&self, now_ms: i64) {
-        println!("{}", self.to_json(now_ms));
+    /// Hands the record, stamped `now_ms`, to `sink`.
+    pub fn emit(&self, sink: &dyn MetricsSink, now_ms: i64) {
+        sink.write(self.to_json(now_ms));
+    }
+}
+
+/// Where a function's metric records go: the function's host decides, as it decides the time.
+pub trait MetricsSink: Send + Sync {
+    fn write(&self, record: Value);
+}
+
+/// Lambda's: each record one line on stdout, where Lambda's log capture picks it up and
+/// CloudWatch turns it into metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stdout;
+
+impl MetricsSink for Stdout {
+    fn write(&self, record: Value) {
+        println!("{record}");
     }
 }
 

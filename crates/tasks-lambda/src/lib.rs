@@ -6,6 +6,7 @@ use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
 use std::future::Future;
 use tasks_core::rules::error_types::store_error_type;
 use tasks_core::{config, StoreError};
@@ -118,8 +119,40 @@ pub fn decode<T: DeserializeOwned>(event: &RawValue) -> Result<T, FunctionError>
     serde_json::from_str(event.get()).map_err(|error| FunctionError::invalid_input(&error))
 }
 
-/// Runs `handler` as the Lambda function: each event decoded into `T` (or `InvalidInput`),
-/// each handler error reported with its own `errorType`.
+/// One invocation of `handler` as the Lambda service makes it: the event decoded into `T` (or
+/// `InvalidInput`), the handler run, its error reported with its own `errorType`. The deployed
+/// functions serve every event through it ([`run`]); local mode and the simulator invoke the
+/// same handlers through it ([`invoke_json`]).
+pub async fn invoke<T, R, E, F, Fut>(event: &RawValue, handler: F) -> Result<R, Diagnostic>
+where
+    T: DeserializeOwned,
+    E: Into<Diagnostic>,
+    F: FnOnce(T) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+{
+    let input = decode(event).map_err(Diagnostic::from)?;
+    handler(input).await.map_err(Into::into)
+}
+
+/// [`invoke`] for a host that holds the event as JSON (the state machine's interpreter), with the
+/// handler's answer as JSON.
+pub async fn invoke_json<T, R, E, F, Fut>(event: &Value, handler: F) -> Result<Value, Diagnostic>
+where
+    T: DeserializeOwned,
+    R: Serialize,
+    E: Into<Diagnostic>,
+    F: FnOnce(T) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+{
+    let event = serde_json::value::to_raw_value(event).expect("a JSON value serializes");
+    let answer = invoke(&event, handler).await?;
+    serde_json::to_value(answer).map_err(|error| Diagnostic {
+        error_type: "InvalidResponseError".into(),
+        error_message: error.to_string(),
+    })
+}
+
+/// Runs `handler` as the Lambda function: each event through [`invoke`].
 pub async fn run<T, R, E, F, Fut>(handler: F) -> Result<(), Error>
 where
     T: DeserializeOwned,
@@ -131,8 +164,7 @@ where
     let handler = &handler;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {
-            let input = decode(&event.payload).map_err(Diagnostic::from)?;
-            handler(input).await.map_err(Into::into)
+            invoke(&event.payload, handler).await
         },
     ))
     .await

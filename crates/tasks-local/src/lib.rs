@@ -180,10 +180,12 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         queue: queue.clone(),
         clock: clock.clone(),
         pacing: settings.pacing,
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     });
     let update = Arc::new(UpdateStatus {
         store: store.clone(),
         clock: clock.clone(),
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     });
     let workflow = Arc::new(LocalWorkflow::new(execute, update, clock.clone())?);
 
@@ -209,6 +211,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         workflow: workflow.clone(),
         clock: clock.clone(),
         pacing: settings.pacing,
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     };
     let interval = settings.cron_interval;
     let timer = tokio::spawn(async move {
@@ -226,6 +229,7 @@ pub async fn start(settings: Settings) -> Result<LocalService, Error> {
         workflow: workflow.clone(),
         clock,
         pacing: settings.pacing,
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     });
     let mut loops = vec![server, timer];
     // Lambda's SQS event source polls with several concurrent pollers; so do we, so that a

@@ -16,10 +16,7 @@ use asl::{
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use execute_task::ExecuteTask;
-use lambda_runtime::Diagnostic;
-use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
-use std::future::Future;
 use std::sync::Arc;
 use tasks_core::{Clock, ExecutionState, StartOutcome, TaskStatus, Workflow, WorkflowError};
 use tokio::task::JoinHandle;
@@ -174,52 +171,24 @@ impl Host for ExecutionHost {
 
     async fn invoke(&self, resource: &str, input: Value) -> Result<Value, Failure> {
         let functions = &self.functions;
-        match resource {
+        let answer = match resource {
             EXECUTE_TASK_RESOURCE => {
-                invoke_lambda(input, |input| functions.execute.handle(input)).await
+                tasks_lambda::invoke_json(&input, |input| functions.execute.handle(input)).await
             }
             UPDATE_STATUS_RESOURCE => {
-                invoke_lambda(input, |update| functions.update.handle(update)).await
+                tasks_lambda::invoke_json(&input, |update| functions.update.handle(update)).await
             }
-            other => Err(Failure::new(
-                "Lambda.ResourceNotFoundException",
-                format!("no local function answers {other}"),
-            )),
-        }
+            other => {
+                return Err(Failure::new(
+                    "Lambda.ResourceNotFoundException",
+                    format!("no local function answers {other}"),
+                ))
+            }
+        };
+        answer.map_err(|error| Failure::of_lambda(&error.error_type, &error.error_message))
     }
 
     fn record(&self, event: HistoryEvent) {
         tracing::debug!(execution = %self.name, ?event, "workflow");
     }
-}
-
-/// Calls a handler as Lambda does: the payload through JSON both ways, and a handler error
-/// as Step Functions sees it, `Error` = its errorType, `Cause` = `{"errorType", "errorMessage"}`.
-async fn invoke_lambda<I, O, E, F, Fut>(input: Value, handler: F) -> Result<Value, Failure>
-where
-    I: DeserializeOwned,
-    O: Serialize,
-    E: Into<Diagnostic>,
-    F: FnOnce(I) -> Fut,
-    Fut: Future<Output = Result<O, E>>,
-{
-    let failure = |diagnostic: Diagnostic| {
-        let cause = serde_json::to_string(&diagnostic).unwrap_or_default();
-        Failure::new(diagnostic.error_type, cause)
-    };
-    let payload = serde_json::from_value(input).map_err(|error| {
-        failure(Diagnostic {
-            error_type: "InvalidEventDataError".into(),
-            error_message: error.to_string(),
-        })
-    })?;
-    let output = handler(payload)
-        .await
-        .map_err(|error| failure(error.into()))?;
-    serde_json::to_value(output).map_err(|error| {
-        failure(Diagnostic {
-            error_type: "InvalidResponseError".into(),
-            error_message: error.to_string(),
-        })
-    })
 }

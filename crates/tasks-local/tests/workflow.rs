@@ -108,10 +108,12 @@ async fn run_with_callback(
         queue: queue.clone(),
         clock: clock.clone(),
         pacing,
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     });
     let update = Arc::new(UpdateStatus {
         store: store.clone(),
         clock: clock.clone(),
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     });
     let workflow =
         LocalWorkflow::new(execute, update, clock.clone()).expect("the definition parses");

@@ -18,6 +18,7 @@ pub mod world;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use dynamodb::SimStore;
+use process_sqs_records::ProcessRecords;
 use quotas::{Bucket, Quotas};
 use receiver::SimReceivers;
 use sqs::SimQueue;
@@ -26,15 +27,15 @@ use std::sync::{Arc, Mutex};
 use stepfunctions::{Functions, SimStepFunctions};
 use tasks_core::flow::api::{cancel_task, create_task, CancelError, CreateError};
 use tasks_core::flow::api::{change_task, retry_task, run_task, ChangeError, Ports};
-use tasks_core::flow::cron::{run_cron, CronSummary};
-use tasks_core::flow::start::start_messages;
+use tasks_core::flow::cron::CronSummary;
 use tasks_core::flow::start::StartReport;
 use tasks_core::request::signing::SigningSecretNames;
-use tasks_core::rules::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT, START_BUDGET};
+use tasks_core::rules::timing::{QUEUE_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT};
 use tasks_core::{Clock, Pacing, QueueMessage, TaskStatus};
+use tasks_cron::Cron;
 use usage::{Function, Usage};
 pub use world::Faults;
-use world::{as_function, World};
+use world::{as_function, DroppedMetrics, World, WorldClock};
 
 /// When the tasks are due and when their clients create them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -229,19 +230,33 @@ async fn run(seed: u64, scenario: Scenario) -> Outcome {
     let receivers = Arc::new(SimReceivers::new(world.clone(), WEBHOOK_TIMEOUT));
     let workflow = Arc::new(SimStepFunctions::new(
         world.clone(),
-        Functions {
-            store: store.clone(),
-            sender: receivers.clone(),
-            queue: queue.clone(),
+        Functions::on(
+            &world,
+            store.clone(),
+            receivers.clone(),
+            queue.clone(),
             pacing,
-            execute_timeout: Function::ExecuteTask.timeout(),
-            update_timeout: Function::UpdateStatus.timeout(),
-        },
+        ),
     ));
     let pipeline = Arc::new(Pipeline {
         world: world.clone(),
         store: store.clone(),
         queue: queue.clone(),
+        cron: Cron {
+            store: store.clone(),
+            queue: queue.clone(),
+            workflow: workflow.clone(),
+            clock: Arc::new(WorldClock(world.clone())),
+            pacing,
+            metrics: Arc::new(DroppedMetrics),
+        },
+        records: ProcessRecords {
+            store: store.clone(),
+            workflow: workflow.clone(),
+            clock: Arc::new(WorldClock(world.clone())),
+            pacing,
+            metrics: Arc::new(DroppedMetrics),
+        },
         workflow,
         pacing,
         activity: Mutex::new(Activity::default()),
@@ -345,6 +360,10 @@ struct Pipeline {
     queue: Arc<SimQueue>,
     workflow: Arc<SimStepFunctions>,
     pacing: Pacing,
+    /// The cron and process-sqs-records as their Lambda crates build them, on the simulator's
+    /// adapters and clock.
+    cron: Cron,
+    records: ProcessRecords,
     activity: Mutex<Activity>,
     api_requests: Mutex<Bucket>,
     stage_requests: Mutex<Bucket>,
@@ -981,16 +1000,7 @@ async fn cron_loop(pipeline: Arc<Pipeline>) {
                 // The function's timeout ends a run that has more to do; the next run goes on.
                 let summary = pipeline
                     .invoke(Function::Cron, || {
-                        tokio::time::timeout(
-                            Function::Cron.timeout(),
-                            run_cron(
-                                pipeline.store.as_ref(),
-                                pipeline.queue.as_ref(),
-                                pipeline.workflow.as_ref(),
-                                &pipeline.world.clock,
-                                &pipeline.pacing,
-                            ),
-                        )
+                        tokio::time::timeout(Function::Cron.timeout(), pipeline.cron.run())
                     })
                     .await;
                 count_cron(
@@ -1025,10 +1035,8 @@ fn count_cron(activity: &mut Activity, summary: Option<&CronSummary>) {
 async fn poll(pipeline: Arc<Pipeline>) {
     let Pipeline {
         world,
-        store,
         queue,
-        workflow,
-        pacing,
+        records,
         activity,
         ..
     } = pipeline.as_ref();
@@ -1056,17 +1064,7 @@ async fn poll(pipeline: Arc<Pipeline>) {
         let messages: Vec<&QueueMessage> = batch.iter().map(|message| &message.body).collect();
         // The function's timeout ends an invocation that has more to do: its batch comes back
         // after the visibility timeout (the handler's budget keeps it from getting there).
-        let run = as_function(
-            Function::ProcessSqsRecords,
-            start_messages(
-                store.as_ref(),
-                workflow.as_ref(),
-                &world.clock,
-                pacing,
-                &messages,
-                START_BUDGET.to_std().unwrap_or_default(),
-            ),
-        );
+        let run = as_function(Function::ProcessSqsRecords, records.start(&messages, 0));
         let Ok(results) = tokio::time::timeout(Function::ProcessSqsRecords.timeout(), run).await
         else {
             world.fault("lambda.timeout", 1.0);

@@ -18,37 +18,65 @@
 
 use crate::quotas::Bucket;
 use crate::usage::Function;
-use crate::world::{as_function, ReportedRetry, World};
+use crate::world::{as_function, DroppedMetrics, ReportedRetry, World, WorldClock};
 use asl::{
     Context, ExecutionState as RunState, Executions, Failure, FinalStatus, HistoryEvent, Host,
     Start, StateMachine,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+use execute_task::ExecuteTask;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use tasks_core::contracts::{AttemptInput, AttemptOutcome, AttemptReport, StatusUpdate};
-use tasks_core::flow::execute::execute_task;
-use tasks_core::flow::record::record_outcome;
-use tasks_core::flow::run_slot::run_slot;
-use tasks_core::rules::error_types::store_error_type;
+use tasks_core::contracts::{AttemptOutcome, AttemptReport};
+use tasks_core::flow::run_slot::SlotSummary;
 use tasks_core::{
-    Clock, DispatchQueue, ExecutionState, Pacing, Slot, StartOutcome, TaskStore, WebhookSender,
-    Workflow, WorkflowError,
+    Clock, DispatchQueue, ExecutionState, Pacing, StartOutcome, TaskStore, WebhookSender, Workflow,
+    WorkflowError,
 };
+use update_status::UpdateStatus;
 
 pub const DEFINITION: &str = include_str!("../../../state-machine/tasks.asl.json");
 const EXECUTE_TASK: &str = "${ExecuteTaskFunctionArn}";
 const UPDATE_STATUS: &str = "${UpdateStatusFunctionArn}";
 
-/// What the two functions need, and their timeouts from the template.
+/// The two functions the state machine invokes, as their Lambda crates build them (on the
+/// simulator's adapters and clock), and their timeouts from the template.
 pub struct Functions {
-    pub store: Arc<dyn TaskStore>,
-    pub sender: Arc<dyn WebhookSender>,
-    pub queue: Arc<dyn DispatchQueue>,
-    pub pacing: Pacing,
+    pub execute: Arc<ExecuteTask>,
+    pub update: Arc<UpdateStatus>,
     pub execute_timeout: std::time::Duration,
     pub update_timeout: std::time::Duration,
+}
+
+impl Functions {
+    /// execute-task and update-status as their mains build them, on the simulator's adapters and
+    /// clock, with the template's timeouts.
+    pub fn on(
+        world: &Arc<World>,
+        store: Arc<dyn TaskStore>,
+        sender: Arc<dyn WebhookSender>,
+        queue: Arc<dyn DispatchQueue>,
+        pacing: Pacing,
+    ) -> Functions {
+        Functions {
+            execute: Arc::new(ExecuteTask {
+                store: store.clone(),
+                sender,
+                queue,
+                clock: Arc::new(WorldClock(world.clone())),
+                pacing,
+                metrics: Arc::new(DroppedMetrics),
+            }),
+            update: Arc::new(UpdateStatus {
+                store,
+                clock: Arc::new(WorldClock(world.clone())),
+                metrics: Arc::new(DroppedMetrics),
+            }),
+            execute_timeout: Function::ExecuteTask.timeout(),
+            update_timeout: Function::UpdateStatus.timeout(),
+        }
+    }
 }
 
 /// What the simulator keeps of a running execution: its task, to abort it, and its input.
@@ -349,13 +377,19 @@ impl ExecutionHost {
     }
 }
 
-fn lambda_error(error_type: &str, message: String) -> Failure {
-    let cause = serde_json::json!({"errorType": error_type, "errorMessage": message});
-    Failure::new(error_type, cause.to_string())
-}
-
-fn payload<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, Failure> {
-    serde_json::from_value(input).map_err(|error| lambda_error("InvalidInput", error.to_string()))
+/// Invokes `handler` on `input` as Lambda does (`tasks_lambda::invoke_json`: the event decoded,
+/// the handler run, its error named by its errorType), as Step Functions sees the answer.
+async fn invoke_as_lambda<T, R, E, F, Fut>(input: Value, handler: F) -> Result<Value, Failure>
+where
+    T: serde::de::DeserializeOwned,
+    R: serde::Serialize,
+    E: Into<lambda_runtime::Diagnostic>,
+    F: FnOnce(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R, E>>,
+{
+    tasks_lambda::invoke_json(&input, handler)
+        .await
+        .map_err(|error| Failure::of_lambda(&error.error_type, &error.error_message))
 }
 
 #[async_trait]
@@ -393,37 +427,23 @@ impl Host for ExecutionHost {
             EXECUTE_TASK if input.get("tasks").is_some() => {
                 let timeout = functions.execute_timeout;
                 let run = async move {
-                    let slot: Slot = payload(input)?;
-                    let (summary, _) = run_slot(
-                        functions.store.as_ref(),
-                        functions.sender.as_ref(),
-                        functions.queue.as_ref(),
-                        &world.clock,
-                        &functions.pacing,
-                        &slot,
-                    )
-                    .await;
+                    let answer = invoke_as_lambda(input, |slot| async move {
+                        functions.execute.handle(slot).await
+                    })
+                    .await?;
+                    let summary: SlotSummary =
+                        serde_json::from_value(answer.clone()).expect("a slot run's summary");
                     world.usage.lock().unwrap().slot_run(&summary);
-                    Ok(serde_json::to_value(summary).expect("a summary is JSON"))
+                    Ok(answer)
                 };
                 self.lambda(Function::ExecuteTask, timeout, run).await
             }
             EXECUTE_TASK => {
                 let timeout = functions.execute_timeout;
                 let series = input["series"].as_u64().unwrap_or_default() as u32;
-                let run = async move {
-                    let input: AttemptInput = payload(input)?;
-                    let report = execute_task(
-                        functions.store.as_ref(),
-                        functions.sender.as_ref(),
-                        &world.clock,
-                        &functions.pacing,
-                        &input,
-                    )
-                    .await
-                    .map_err(|error| lambda_error(error.error_type, error.message))?;
-                    Ok(serde_json::to_value(report).expect("a report is JSON"))
-                };
+                let run = invoke_as_lambda(input, move |attempt| async move {
+                    functions.execute.handle(attempt).await
+                });
                 let task_id = self.task_id.clone();
                 let answer = self.lambda(Function::ExecuteTask, timeout, run).await;
                 // A retry is reported when Step Functions gets the answer (a lost answer's
@@ -446,15 +466,9 @@ impl Host for ExecutionHost {
             }
             UPDATE_STATUS => {
                 let timeout = functions.update_timeout;
-                let run = async move {
-                    let update: StatusUpdate = payload(input)?;
-                    let status = record_outcome(functions.store.as_ref(), &world.clock, &update)
-                        .await
-                        .map_err(|error| {
-                            lambda_error(store_error_type(&error), error.to_string())
-                        })?;
-                    Ok(serde_json::to_value(status).expect("a status is JSON"))
-                };
+                let run = invoke_as_lambda(input, move |update| async move {
+                    functions.update.handle(update).await
+                });
                 self.lambda(Function::UpdateStatus, timeout, run).await
             }
             other => Err(Failure::new(

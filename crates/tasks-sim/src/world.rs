@@ -176,6 +176,24 @@ impl Clock for SimClock {
     }
 }
 
+/// The simulated clock as a port, for the handlers the simulator builds as their Lambda crates
+/// do: every time they read is the simulation's.
+pub struct WorldClock(pub Arc<World>);
+
+impl Clock for WorldClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.clock.now()
+    }
+}
+
+/// The functions' metric records: the simulator's own usage counts what happened, so the
+/// records are dropped rather than printed.
+pub struct DroppedMetrics;
+
+impl tasks_core::metrics::MetricsSink for DroppedMetrics {
+    fn write(&self, _: serde_json::Value) {}
+}
+
 tokio::task_local! {
     /// The client request (through the api) the running code serves, if any.
     static REQUEST: u64;

@@ -365,17 +365,8 @@ fn sim_workflow(simulated: Faults) -> SimStepFunctions {
         world.clone(),
         std::time::Duration::from_secs(10),
     ));
-    SimStepFunctions::new(
-        world,
-        Functions {
-            store,
-            sender,
-            queue,
-            pacing: Pacing::default(),
-            execute_timeout: std::time::Duration::from_secs(120),
-            update_timeout: std::time::Duration::from_secs(10),
-        },
-    )
+    let functions = Functions::on(&world, store, sender, queue, Pacing::default());
+    SimStepFunctions::new(world, functions)
 }
 
 async fn start_twice(

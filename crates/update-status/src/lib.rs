@@ -4,13 +4,15 @@ use lambda_runtime::Diagnostic;
 use std::sync::Arc;
 use tasks_core::contracts::StatusUpdate;
 use tasks_core::flow::record::record_outcome;
-use tasks_core::metrics;
+use tasks_core::metrics::{self, MetricsSink};
 use tasks_core::rules::error_types::store_error_type;
 use tasks_core::{Clock, StoreError, TaskStatus, TaskStore};
 
 pub struct UpdateStatus {
     pub store: Arc<dyn TaskStore>,
     pub clock: Arc<dyn Clock>,
+    /// Where its metric records go (stdout on Lambda).
+    pub metrics: Arc<dyn MetricsSink>,
 }
 
 /// The Lambda error, typed so that the state machine retries it.
@@ -32,7 +34,7 @@ impl UpdateStatus {
         let status = record_outcome(self.store.as_ref(), self.clock.as_ref(), &update).await?;
         let failure = update.result.as_ref().and_then(metrics::failure_of);
         metrics::outcome("update-status", &update.input.id, status, failure)
-            .emit(self.clock.now().timestamp_millis());
+            .emit(self.metrics.as_ref(), self.clock.now().timestamp_millis());
         tracing::info!(
             task_id = %update.input.id,
             %status,

@@ -10,6 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = UpdateStatus {
         store: Arc::new(tasks_aws::store_from_env(&config)?),
         clock: Arc::new(SystemClock),
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     };
     tasks_lambda::run(|update: StatusUpdate| handler.handle(update)).await
 }

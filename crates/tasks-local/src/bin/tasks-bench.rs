@@ -171,6 +171,7 @@ async fn main() -> Result<(), tasks_local::Error> {
         workflow: Arc::new(MemoryWorkflow::new()),
         clock: Arc::new(SystemClock),
         pacing,
+        metrics: Arc::new(tasks_core::metrics::Stdout),
     };
     let cpu_before_run = cpu_seconds();
     let started = Instant::now();
