@@ -405,6 +405,31 @@ pub enum ExecutionState {
     Missing,
 }
 
+/// A start as an execution registry (`asl::Executions`: local mode's, the simulator's, the
+/// in-memory workflow's) answers it.
+impl From<asl::Start> for StartOutcome {
+    fn from(start: asl::Start) -> Self {
+        match start {
+            asl::Start::Started => StartOutcome::Started,
+            asl::Start::Taken(asl::ExecutionState::Running) => StartOutcome::AlreadyRunning,
+            asl::Start::Taken(asl::ExecutionState::Ended(_)) => StartOutcome::AlreadyEnded,
+        }
+    }
+}
+
+/// A name's execution as an execution registry knows it (`None`: never started).
+impl From<Option<asl::ExecutionState>> for ExecutionState {
+    fn from(state: Option<asl::ExecutionState>) -> Self {
+        match state {
+            None => ExecutionState::Missing,
+            Some(asl::ExecutionState::Running) => ExecutionState::Running,
+            Some(asl::ExecutionState::Ended(status)) => {
+                ExecutionState::Ended(status.as_str().to_string())
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("the workflow engine is unavailable: {0}")]
 pub struct WorkflowError(pub String);

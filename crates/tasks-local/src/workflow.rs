@@ -11,7 +11,7 @@
 
 use asl::{
     Context, DefinitionError, ExecutionOutcome, Executions, Failure, FinalStatus, HistoryEvent,
-    Host, Start, StateMachine,
+    Host, StateMachine,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -93,26 +93,14 @@ impl Workflow for LocalWorkflow {
             registry.end(&host.name, FinalStatus::from(&outcome), host.now());
         };
         let now = self.functions.clock.now();
-        Ok(
-            match self
-                .executions
-                .start(&execution.name, now, || tokio::spawn(run))
-            {
-                Start::Started => StartOutcome::Started,
-                Start::Taken(asl::ExecutionState::Running) => StartOutcome::AlreadyRunning,
-                Start::Taken(asl::ExecutionState::Ended(_)) => StartOutcome::AlreadyEnded,
-            },
-        )
+        Ok(self
+            .executions
+            .start(&execution.name, now, || tokio::spawn(run))
+            .into())
     }
 
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
-        Ok(match self.executions.state(execution_name) {
-            None => ExecutionState::Missing,
-            Some(asl::ExecutionState::Running) => ExecutionState::Running,
-            Some(asl::ExecutionState::Ended(status)) => {
-                ExecutionState::Ended(status.as_str().to_string())
-            }
-        })
+        Ok(self.executions.state(execution_name).into())
     }
 
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {

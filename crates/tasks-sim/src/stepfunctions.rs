@@ -237,11 +237,7 @@ impl Workflow for SimStepFunctions {
         {
             return Err(WorkflowError("InternalServerError".into()));
         }
-        Ok(match self.executions.state(execution_name) {
-            None => ExecutionState::Missing,
-            Some(RunState::Running) => ExecutionState::Running,
-            Some(RunState::Ended(status)) => ExecutionState::Ended(status.as_str().to_string()),
-        })
+        Ok(self.executions.state(execution_name).into())
     }
 
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {

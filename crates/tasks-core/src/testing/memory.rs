@@ -7,7 +7,7 @@ use crate::ports::{
     settle_create, Clock, DispatchQueue, Execution, ExecutionState, Page, QueueError, StartOutcome,
     StatusQuery, StoreError, TaskStore, Transition, Workflow, WorkflowError,
 };
-use asl::{Executions, FinalStatus, Start};
+use asl::{Executions, FinalStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -377,26 +377,14 @@ impl Workflow for MemoryWorkflow {
         {
             return Err(WorkflowError("injected failure".into()));
         }
-        Ok(
-            match self
-                .executions
-                .start(&execution.name, NO_TIME, || input.clone())
-            {
-                Start::Started => StartOutcome::Started,
-                Start::Taken(asl::ExecutionState::Running) => StartOutcome::AlreadyRunning,
-                Start::Taken(asl::ExecutionState::Ended(_)) => StartOutcome::AlreadyEnded,
-            },
-        )
+        Ok(self
+            .executions
+            .start(&execution.name, NO_TIME, || input.clone())
+            .into())
     }
 
     async fn state(&self, execution_name: &str) -> Result<ExecutionState, WorkflowError> {
-        Ok(match self.executions.state(execution_name) {
-            None => ExecutionState::Missing,
-            Some(asl::ExecutionState::Running) => ExecutionState::Running,
-            Some(asl::ExecutionState::Ended(status)) => {
-                ExecutionState::Ended(status.as_str().to_string())
-            }
-        })
+        Ok(self.executions.state(execution_name).into())
     }
 
     async fn stop(&self, execution_name: &str) -> Result<(), WorkflowError> {
