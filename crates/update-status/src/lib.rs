@@ -3,7 +3,7 @@
 use lambda_runtime::Diagnostic;
 use std::sync::Arc;
 use tasks_core::contracts::StatusUpdate;
-use tasks_core::flow::record::record_outcome;
+use tasks_core::flow::record::update_status;
 use tasks_core::metrics::{self, MetricsSink};
 use tasks_core::rules::error_types::store_error_type;
 use tasks_core::{Clock, StoreError, TaskStatus, TaskStore};
@@ -31,7 +31,7 @@ impl From<UpdateError> for Diagnostic {
 
 impl UpdateStatus {
     pub async fn handle(&self, update: StatusUpdate) -> Result<TaskStatus, UpdateError> {
-        let status = record_outcome(self.store.as_ref(), self.clock.as_ref(), &update).await?;
+        let status = update_status(self.store.as_ref(), self.clock.as_ref(), &update).await?;
         let failure = update.result.as_ref().and_then(metrics::failure_of);
         metrics::outcome("update-status", &update.input.id, status, failure)
             .emit(self.metrics.as_ref(), self.clock.now().timestamp_millis());

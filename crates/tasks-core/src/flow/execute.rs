@@ -6,7 +6,7 @@ use crate::contracts::{
     AttemptInput, AttemptOutcome, AttemptReport, ExecutionInput, Notice, StatusUpdate,
 };
 use crate::delivery::{DeliveryError, WebhookCall, WebhookResponse};
-use crate::flow::record::record_outcome;
+use crate::flow::record::update_status;
 use crate::model::status::{Event, TaskStatus};
 use crate::model::task::{
     new_write_token, truncated, AttemptRecord, Task, Webhook, ATTEMPT_ERROR_BYTES,
@@ -74,7 +74,7 @@ pub async fn execute_task(
         AttemptOutcome::Delivered | AttemptOutcome::Completed
     ) {
         let update = StatusUpdate::of_report(input.clone(), &report);
-        report.recorded = record_outcome(store, clock, &update).await.is_ok();
+        report.recorded = update_status(store, clock, &update).await.is_ok();
     }
     Ok(report)
 }

@@ -26,7 +26,7 @@ async fn unrecorded(
 /// update-status: IN_PROGRESS -> COMPLETED or FAILED. Idempotent: repeating an update that was
 /// already recorded, or one for a task that was cancelled meanwhile, succeeds without a change.
 /// Returns the task's status afterwards.
-pub async fn record_outcome(
+pub async fn update_status(
     store: &dyn TaskStore,
     clock: &dyn Clock,
     update: &StatusUpdate,

@@ -16,7 +16,7 @@ use crate::contracts::{
 };
 use crate::flow::claim::send_batch_soon;
 use crate::flow::execute::attempt_task;
-use crate::flow::record::record_outcome;
+use crate::flow::record::update_status;
 use crate::model::status::{Event, TaskStatus};
 use crate::model::task::new_write_token;
 use crate::ports::{Clock, DispatchQueue, TaskStore, WebhookSender};
@@ -277,7 +277,7 @@ async fn record_patiently(
     update: &StatusUpdate,
 ) -> bool {
     loop {
-        if record_outcome(store, patience.clock, update).await.is_ok() {
+        if update_status(store, patience.clock, update).await.is_ok() {
             return true;
         }
         if !patience.wait(patience.give_up_at).await {

@@ -5,7 +5,7 @@ use crate::contracts::{
     AttemptOutcome, AttemptReport, DispatchMessage, ExecutionInput, QueueMessage, Slot,
     StatusUpdate,
 };
-use crate::flow::record::record_outcome;
+use crate::flow::record::update_status;
 use crate::flow::transition_read_task;
 use crate::model::status::{Event, TaskStatus};
 use crate::model::task::{Changes, NextAttempt, Task};
@@ -129,7 +129,7 @@ async fn hand_over(
     let input = execution_input(pacing, task);
     match (report.outcome, report.retry_at) {
         (AttemptOutcome::Delivered | AttemptOutcome::Completed, _) => {
-            record_outcome(store, clock, &StatusUpdate::of_report(input, report)).await?;
+            update_status(store, clock, &StatusUpdate::of_report(input, report)).await?;
             Ok(Some(StartReport::HandedOver))
         }
         (AttemptOutcome::Failed, _) => {

@@ -2,7 +2,7 @@ use crate::support::{status_of, task, webhook, RecordingSender};
 use chrono::{Duration, TimeZone, Utc};
 use tasks_core::contracts::{AttemptOutcome, AttemptReport, StatusUpdate, StepError};
 use tasks_core::flow::execute::execute_task;
-use tasks_core::flow::record::record_outcome;
+use tasks_core::flow::record::update_status;
 use tasks_core::flow::start::{start_task, StartReport};
 use tasks_core::rules::error_types::RETRYABLE_ERRORS;
 use tasks_core::testing::memory::{FixedClock, MemoryStore, MemoryWorkflow};
@@ -187,7 +187,7 @@ async fn a_delivery_is_recorded_before_step_functions_gets_the_answer() {
     assert_eq!(again.outcome, AttemptOutcome::Skipped);
     assert_eq!(sender.sent.lock().unwrap().len(), 1);
     let written = store.tasks()[0].last_updated_at;
-    let status = record_outcome(&store, &SystemClock, &update(Some(report), None))
+    let status = update_status(&store, &SystemClock, &update(Some(report), None))
         .await
         .unwrap();
     assert_eq!(status, TaskStatus::Completed);
@@ -355,7 +355,7 @@ async fn completion_is_recorded_once_and_repeats_are_no_ops() {
     store.put(task("a", at(), TaskStatus::InProgress));
     let done = update(Some(delivered()), None);
     assert_eq!(
-        record_outcome(&store, &clock, &done).await.unwrap(),
+        update_status(&store, &clock, &done).await.unwrap(),
         TaskStatus::Completed
     );
     let recorded = store.tasks()[0].clone();
@@ -363,7 +363,7 @@ async fn completion_is_recorded_once_and_repeats_are_no_ops() {
     assert_eq!(recorded.executed_at, Some(at() + Duration::milliseconds(3)));
     clock.set(at() + Duration::seconds(5));
     assert_eq!(
-        record_outcome(&store, &clock, &done).await.unwrap(),
+        update_status(&store, &clock, &done).await.unwrap(),
         TaskStatus::Completed
     );
     assert_eq!(store.tasks()[0], recorded);
@@ -381,7 +381,7 @@ async fn a_caught_error_after_an_attempt_began_marks_the_task_failed_with_its_re
         error: "WebhookRejected".into(),
         cause: r#"{"errorType":"WebhookRejected","errorMessage":"the receiver answered HTTP 404 (attempt 1)"}"#.into(),
     };
-    let status = record_outcome(&store, &clock, &update(None, Some(error)))
+    let status = update_status(&store, &clock, &update(None, Some(error)))
         .await
         .unwrap();
     assert_eq!(status, TaskStatus::Failed);
@@ -403,7 +403,7 @@ async fn an_execution_error_before_any_attempt_leaves_the_task_to_the_sweeps() {
             error: "Lambda.Unknown".into(),
             cause: "execute-task: the function crashed".into(),
         };
-        let recorded = record_outcome(&store, &FixedClock::new(at()), &update(None, Some(error)))
+        let recorded = update_status(&store, &FixedClock::new(at()), &update(None, Some(error)))
             .await
             .unwrap();
         assert_eq!(recorded, status);
@@ -416,7 +416,7 @@ async fn an_execution_error_before_any_attempt_leaves_the_task_to_the_sweeps() {
 async fn an_outcome_for_a_cancelled_task_changes_nothing() {
     let store = MemoryStore::new();
     store.put(task("a", at(), TaskStatus::Cancelled));
-    let status = record_outcome(
+    let status = update_status(
         &store,
         &FixedClock::new(at()),
         &update(Some(delivered()), None),
@@ -609,7 +609,7 @@ async fn a_caught_error_does_not_record_an_attempt_twice() {
         error: "Lambda.Unknown".into(),
         cause: "execute-task: the function crashed".into(),
     };
-    let status = record_outcome(
+    let status = update_status(
         &store,
         &FixedClock::new(at()),
         &update(Some(report), Some(error)),
