@@ -22,7 +22,7 @@
 #   crates/tasks-core/src/flow/start.rs), a no-op when it has run; otherwise its run begins each task's
 #   attempt with a write conditional on the task's series and attempt count, so a task that
 #   moved on is skipped and an attempt that another run began is not begun again;
-# - a hand-off (a task message with the `result` of its slot's attempt) goes on from that
+# - a hand-over (a task message with the `result` of its slot's attempt) goes on from that
 #   report in the task's own execution, under the same conditions.
 # What a redrive cannot undo: a task the sweeps recorded FAILED meanwhile stays FAILED (its
 # message is skipped), and a message that cannot be read comes back to this queue after three

@@ -600,10 +600,10 @@ fn an_execution_is_a_send_future() {
     send(&asl::execute(&machine, &host, json!({}), context));
 }
 
-/// A slot waits until its wakeAt and runs once; a task handed off with its attempt's report goes
+/// A slot waits until its wakeAt and runs once; a task handed over with its attempt's report goes
 /// on from the report (here a retry) without waiting for its wakeAt again.
 #[tokio::test(start_paused = true)]
-async fn the_service_machine_runs_a_slot_and_goes_on_from_a_hand_off() {
+async fn the_service_machine_runs_a_slot_and_goes_on_from_a_hand_over() {
     let host = FakeHost::new(|resource, _, _| match resource {
         EXECUTE_TASK => ok(json!({"completed": 2})),
         other => panic!("unexpected resource {other}"),
@@ -620,9 +620,9 @@ async fn the_service_machine_runs_a_slot_and_goes_on_from_a_hand_off() {
         UPDATE_STATUS => ok(json!("COMPLETED")),
         other => panic!("unexpected resource {other}"),
     });
-    let mut hand_off = tasks_input();
-    hand_off["result"] = json!({"outcome": "RETRY", "retryAt": at(14), "attempt": 1});
-    succeeded(host.run(TASKS, hand_off).await);
+    let mut hand_over = tasks_input();
+    hand_over["result"] = json!({"outcome": "RETRY", "retryAt": at(14), "attempt": 1});
+    succeeded(host.run(TASKS, hand_over).await);
     assert_eq!(
         host.entered(),
         [

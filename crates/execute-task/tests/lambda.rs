@@ -96,7 +96,7 @@ async fn runs_the_task_and_reports_the_result_update_status_reads() {
     assert_eq!(completed["outcome"], "COMPLETED", "{completed}");
 
     // A slot: the delivered task is recorded COMPLETED by the run, the rejected one (no retry
-    // by its policy) FAILED, and nothing is handed off.
+    // by its policy) FAILED, and nothing is handed over.
     let ok = started(&resources, Some(format!("{base}/ok"))).await;
     let rejected = started(&resources, Some(format!("{base}/reject"))).await;
     let tasks: Vec<serde_json::Value> = [&ok, &rejected]
@@ -109,7 +109,7 @@ async fn runs_the_task_and_reports_the_result_update_status_reads() {
     let summary = function.invoke(&slot).await.response();
     assert_eq!(
         summary,
-        json!({"completed": 1, "failed": 1, "handedOff": 0, "skipped": 0, "lostHandOffs": 0})
+        json!({"completed": 1, "failed": 1, "handedOver": 0, "skipped": 0, "lostHandOvers": 0})
     );
     let store = resources.store();
     let status = |input: &serde_json::Value| {

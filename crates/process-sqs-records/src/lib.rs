@@ -1,9 +1,9 @@
-//! process-sqs-records: starts one workflow execution per queued slot, or per task handed off
+//! process-sqs-records: starts one workflow execution per queued slot, or per task handed over
 //! to its own execution.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::sync::Arc;
-use tasks_core::contracts::HandOff;
+use tasks_core::contracts::HandOver;
 use tasks_core::flow::start::start_messages;
 use tasks_core::flow::start::{StartError, StartReport};
 use tasks_core::metrics::{self, MetricsSink, StartCounts};
@@ -63,7 +63,8 @@ impl ProcessRecords {
             ..StartCounts::default()
         };
         for (message, report) in messages.iter().zip(&started) {
-            if let QueueMessage::HandOff(HandOff { task, .. }) | QueueMessage::Task(task) = message
+            if let QueueMessage::HandOver(HandOver { task, .. }) | QueueMessage::Task(task) =
+                message
             {
                 log_start(task, report);
             }

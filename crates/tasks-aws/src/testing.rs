@@ -135,7 +135,7 @@ impl Resources {
             for message in &messages {
                 match serde_json::from_str(&message.body).expect("a queue message") {
                     QueueMessage::Slot(slot) => all.extend(slot.tasks),
-                    QueueMessage::HandOff(hand_off) => all.push(hand_off.task),
+                    QueueMessage::HandOver(hand_over) => all.push(hand_over.task),
                     QueueMessage::Task(task) => all.push(task),
                 }
             }

@@ -1,5 +1,5 @@
 //! Every message between the Lambdas, the queue and the state machine: what the queue carries
-//! (a slot, a task, a hand-off), an execution's input, execute-task's report and update-status'
+//! (a slot, a task, a hand-over), an execution's input, execute-task's report and update-status'
 //! input. The state machine (`state-machine/tasks.asl.json`) reads these field names.
 
 use crate::model::status::TaskStatus;
@@ -85,9 +85,9 @@ pub struct Slot {
     pub held: bool,
 }
 
-/// A task handed off by its slot, with the report of the attempt that ran there.
+/// A task handed over by its slot, with the report of the attempt that ran there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HandOff {
+pub struct HandOver {
     #[serde(flatten)]
     pub task: DispatchMessage,
     pub result: AttemptReport,
@@ -98,8 +98,8 @@ pub struct HandOff {
 #[serde(untagged)]
 pub enum QueueMessage {
     Slot(Slot),
-    HandOff(HandOff),
-    /// A task for its own execution: sent again by a sweep, or handed off before an attempt ran.
+    HandOver(HandOver),
+    /// A task for its own execution: sent again by a sweep, or handed over before an attempt ran.
     Task(DispatchMessage),
 }
 
@@ -108,7 +108,7 @@ impl QueueMessage {
     pub fn task_ids(&self) -> Vec<&str> {
         match self {
             QueueMessage::Slot(slot) => slot.tasks.iter().map(|task| task.id.as_str()).collect(),
-            QueueMessage::HandOff(hand_off) => vec![hand_off.task.id.as_str()],
+            QueueMessage::HandOver(hand_over) => vec![hand_over.task.id.as_str()],
             QueueMessage::Task(task) => vec![task.id.as_str()],
         }
     }
@@ -131,10 +131,10 @@ impl QueueMessage {
     pub fn key(&self) -> String {
         match self {
             QueueMessage::Slot(slot) => slot.name.clone(),
-            QueueMessage::HandOff(hand_off) => format!(
+            QueueMessage::HandOver(hand_over) => format!(
                 "{}-{}",
-                hand_off.task.execution_name(),
-                hand_off.result.attempt
+                hand_over.task.execution_name(),
+                hand_over.result.attempt
             ),
             QueueMessage::Task(task) => task.execution_name(),
         }

@@ -308,7 +308,7 @@ fn the_local_workflow_runs_the_state_machine() {
     assert_eq!(state(&asl, SLOT_PATH[2])["End"], true);
     assert_eq!(
         route["Choices"][1]["Next"], "Decide",
-        "a hand-off goes on from its report"
+        "a hand-over goes on from its report"
     );
 
     let catchers = rules(state(&asl, "ExecuteTask"), "Catch");
@@ -502,7 +502,7 @@ async fn the_state_machine_runs_wait_execute_complete_on_the_emulator() {
 
     // A slot: Wait, then one execute-task run for all its tasks.
     let summary =
-        json!({"completed": 2, "failed": 0, "handedOff": 0, "skipped": 0, "lostHandOffs": 0});
+        json!({"completed": 2, "failed": 0, "handedOver": 0, "skipped": 0, "lostHandOvers": 0});
     queue_lambda_replies(endpoint, std::slice::from_ref(&summary)).await;
     let due = Utc::now() + Duration::seconds(2);
     let slot = Slot {

@@ -138,10 +138,10 @@ async fn run_with_callback(
     );
 
     let deadline = std::time::Instant::now() + DEADLINE;
-    let mut handed_off = 0;
+    let mut handed_over = 0;
     loop {
-        for message in queue.messages().into_iter().skip(handed_off) {
-            let QueueMessage::HandOff(hand_off) = message else {
+        for message in queue.messages().into_iter().skip(handed_over) {
+            let QueueMessage::HandOver(hand_over) = message else {
                 panic!("a slot hands off with the attempt's report: {message:?}");
             };
             let started = start_task(
@@ -149,12 +149,12 @@ async fn run_with_callback(
                 &workflow,
                 clock.as_ref(),
                 &pacing,
-                &hand_off.task,
-                Some(&hand_off.result),
+                &hand_over.task,
+                Some(&hand_over.result),
             )
             .await;
             assert!(started.is_ok(), "{started:?}");
-            handed_off += 1;
+            handed_over += 1;
         }
         let task = store.tasks().pop().expect("the task");
         if matches!(task.task_status, TaskStatus::Completed | TaskStatus::Failed)

@@ -167,15 +167,15 @@ impl DispatchQueue for SimQueue {
                 rejected.extend(message.task_ids().into_iter().map(str::to_string));
                 continue;
             }
-            if let QueueMessage::HandOff(hand_off) = message {
-                let report = &hand_off.result;
+            if let QueueMessage::HandOver(hand_over) = message {
+                let report = &hand_over.result;
                 if let Some(at) = report
                     .retry_at
                     .filter(|_| report.outcome == AttemptOutcome::Retry)
                 {
                     self.world.retry_reported(ReportedRetry {
-                        task_id: hand_off.task.id.clone(),
-                        series: hand_off.task.series,
+                        task_id: hand_over.task.id.clone(),
+                        series: hand_over.task.series,
                         after_attempt: report.attempt,
                         at,
                     });

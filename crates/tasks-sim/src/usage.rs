@@ -91,7 +91,7 @@ pub struct Usage {
     in_flight: BTreeMap<Function, usize>,
     /// Requests a quota refused or delayed, by quota.
     pub throttled: BTreeMap<&'static str, u64>,
-    /// What slot runs did with their tasks: completed, failed, handed off, skipped, lost.
+    /// What slot runs did with their tasks: completed, failed, handed over, skipped, lost.
     pub slot_tasks: BTreeMap<&'static str, u64>,
 }
 
@@ -109,9 +109,9 @@ impl Usage {
         for (outcome, n) in [
             ("completed", summary.completed),
             ("failed", summary.failed),
-            ("handed off", summary.handed_off),
+            ("handed over", summary.handed_over),
             ("skipped", summary.skipped),
-            ("hand-off lost", summary.lost_hand_offs),
+            ("hand-over lost", summary.lost_hand_overs),
         ] {
             *self.slot_tasks.entry(outcome).or_default() += n as u64;
         }

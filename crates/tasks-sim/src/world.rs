@@ -232,7 +232,7 @@ pub struct World {
     calls_by_function: Mutex<BTreeSet<(Function, &'static str)>>,
 }
 
-/// A retry an attempt's report asked for (an execution's result, or a slot's hand-off): the
+/// A retry an attempt's report asked for (an execution's result, or a slot's hand-over): the
 /// series' next attempt must not be sent before `at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportedRetry {

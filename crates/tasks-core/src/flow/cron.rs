@@ -268,7 +268,7 @@ impl Sweep<'_> {
         summary
     }
 
-    /// The execution that has the task: its own (a requeue, or a hand-off from its slot) or,
+    /// The execution that has the task: its own (a requeue, or a hand-over from its slot) or,
     /// when it has none, its slot's.
     async fn execution_of(&self, task: &Task) -> Result<(String, ExecutionState), String> {
         let name = task.execution_name();

@@ -6,12 +6,12 @@
 //! The slot's execution waits until its `wakeAt`, then one execute-task run begins every task's
 //! attempt (each a conditional write: exactly once per attempt, whatever runs twice), sleeps to
 //! each task's millisecond, sends, and records COMPLETED. A task whose attempt fails (or whose
-//! run errs, or whose outcome cannot be recorded) is handed off: a message on the queue starts
+//! run errs, or whose outcome cannot be recorded) is handed over: a message on the queue starts
 //! the task's own execution, which goes on from the attempt's report (a retry waits for its
 //! time, a failure is recorded and its callback called) as any task's execution does.
 
 use crate::contracts::{
-    AttemptInput, AttemptOutcome, AttemptReport, DispatchMessage, ExecutionInput, HandOff,
+    AttemptInput, AttemptOutcome, AttemptReport, DispatchMessage, ExecutionInput, HandOver,
     QueueMessage, Slot, StatusUpdate,
 };
 use crate::flow::claim::send_batch_soon;
@@ -38,18 +38,18 @@ pub struct SlotSummary {
     /// Run, retried by their policy, and recorded FAILED.
     pub failed: usize,
     /// Handed off to their own execution.
-    pub handed_off: usize,
+    pub handed_over: usize,
     /// Cancelled, moved on, or already run.
     pub skipped: usize,
-    /// Hand-offs the queue did not take: the stuck sweep finds those tasks.
-    pub lost_hand_offs: usize,
+    /// Hand-overs the queue did not take: the stuck sweep finds those tasks.
+    pub lost_hand_overs: usize,
 }
 
 enum SlotOutcome {
     Completed(AttemptReport),
     Failed(AttemptReport),
     Skipped,
-    HandOff(QueueMessage),
+    HandOver(QueueMessage),
 }
 
 /// One task of a slot run, for the run's metrics: its last attempt's report (if one ran) and the
@@ -89,20 +89,20 @@ pub async fn run_slot(
             (begin_at, input)
         })
         .collect();
-    // Each hand-off is sent as it occurs (with those ready at the same moment, up to a batch):
+    // Each hand-over is sent as it occurs (with those ready at the same moment, up to a batch):
     // a slot run that times out later has handed on what it could not finish.
-    let (ready, hand_offs) = futures::channel::mpsc::unbounded::<QueueMessage>();
+    let (ready, hand_overs) = futures::channel::mpsc::unbounded::<QueueMessage>();
     let runs = run_tasks(store, sender, clock, pacing, inputs, ready);
-    let sends = send_as_ready(queue, hand_offs);
+    let sends = send_as_ready(queue, hand_overs);
     let (outcomes, lost) = join(runs, sends).await;
     if !lost.is_empty() {
         tracing::warn!(tasks = ?lost, "could not hand tasks off; the sweeps will find them");
     }
     let mut summary = SlotSummary {
-        lost_hand_offs: lost.len(),
+        lost_hand_overs: lost.len(),
         ..SlotSummary::default()
     };
-    let mut handed_off = 0;
+    let mut handed_over = 0;
     let mut runs = Vec::with_capacity(outcomes.len());
     for (id, outcome) in outcomes {
         let (report, recorded) = match outcome {
@@ -118,12 +118,12 @@ pub async fn run_slot(
                 summary.skipped += 1;
                 (None, None)
             }
-            SlotOutcome::HandOff(message) => {
+            SlotOutcome::HandOver(message) => {
                 let report = match message {
-                    QueueMessage::HandOff(hand_off) => Some(hand_off.result),
+                    QueueMessage::HandOver(hand_over) => Some(hand_over.result),
                     _ => None,
                 };
-                handed_off += 1;
+                handed_over += 1;
                 (report, None)
             }
         };
@@ -133,17 +133,17 @@ pub async fn run_slot(
             recorded,
         });
     }
-    summary.handed_off = handed_off - summary.lost_hand_offs;
+    summary.handed_over = handed_over - summary.lost_hand_overs;
     (summary, runs)
 }
 
-/// Sends the hand-offs as they come, those ready at the same moment together (up to a batch);
+/// Sends the hand-overs as they come, those ready at the same moment together (up to a batch);
 /// returns the tasks the queue did not take.
 async fn send_as_ready(
     queue: &dyn DispatchQueue,
-    hand_offs: futures::channel::mpsc::UnboundedReceiver<QueueMessage>,
+    hand_overs: futures::channel::mpsc::UnboundedReceiver<QueueMessage>,
 ) -> Vec<String> {
-    let mut batches = hand_offs.ready_chunks(SEND_BATCH_SIZE);
+    let mut batches = hand_overs.ready_chunks(SEND_BATCH_SIZE);
     let mut lost = Vec::new();
     while let Some(batch) = batches.next().await {
         lost.extend(send_batch_soon(queue, batch).await);
@@ -151,7 +151,7 @@ async fn send_as_ready(
     lost
 }
 
-/// Runs each task at its begin time, all at once, and puts each hand-off on `ready` as it
+/// Runs each task at its begin time, all at once, and puts each hand-over on `ready` as it
 /// occurs.
 async fn run_tasks(
     store: &dyn TaskStore,
@@ -169,7 +169,7 @@ async fn run_tasks(
                 crate::support::wait::sleep_until(clock, begin_at).await;
                 let id = input.id.clone();
                 let outcome = run_one(store, sender, clock, pacing, input).await;
-                if let SlotOutcome::HandOff(message) = &outcome {
+                if let SlotOutcome::HandOver(message) = &outcome {
                     // The receiver lives until every sender is gone.
                     let _ = ready.unbounded_send(message.clone());
                 }
@@ -182,7 +182,7 @@ async fn run_tasks(
 }
 
 /// One task of a slot. A task whose attempt already began in its series (a repeated run of the
-/// slot, or a second slot of the series) is handed off without a report: its own execution,
+/// slot, or a second slot of the series) is handed over without a report: its own execution,
 /// named after the series, runs at most once.
 async fn run_one(
     store: &dyn TaskStore,
@@ -196,9 +196,9 @@ async fn run_one(
         timestamp: input.timestamp,
         series: input.series,
     };
-    let hand_off = |report: Option<AttemptReport>| {
-        SlotOutcome::HandOff(match report {
-            Some(result) => QueueMessage::HandOff(HandOff {
+    let hand_over = |report: Option<AttemptReport>| {
+        SlotOutcome::HandOver(match report {
+            Some(result) => QueueMessage::HandOver(HandOver {
                 task: message.clone(),
                 result,
             }),
@@ -219,7 +219,7 @@ async fn run_one(
         let task = match store.get(&input.id).await {
             Ok(task) => task,
             Err(_) if patience.wait_to_attempt().await => continue,
-            Err(_) => return hand_off(attempt.previous),
+            Err(_) => return hand_over(attempt.previous),
         };
         let has_callback = task.as_ref().is_some_and(|task| task.on_failure.is_some());
         if let Some(task) = &task {
@@ -229,14 +229,14 @@ async fn run_one(
                 && known_attempts != Some(task.attempts)
                 && task.write_token.as_deref() != Some(begin_token.as_str());
             if runnable && begun_by_another {
-                return hand_off(None);
+                return hand_over(None);
             }
         }
         let report =
             match attempt_task(store, sender, clock, pacing, &attempt, task, &begin_token).await {
                 Ok(report) => report,
                 Err(_) if patience.wait_to_attempt().await => continue,
-                Err(_) => return hand_off(attempt.previous),
+                Err(_) => return hand_over(attempt.previous),
             };
         known_attempts = Some(report.attempt);
         begin_token = new_write_token();
@@ -250,7 +250,7 @@ async fn run_one(
                     attempt.previous = Some(report);
                     continue;
                 }
-                _ => return hand_off(Some(report)),
+                _ => return hand_over(Some(report)),
             },
             AttemptOutcome::Failed => SlotOutcome::Failed(report.clone()),
             AttemptOutcome::Delivered | AttemptOutcome::Completed => {
@@ -261,10 +261,10 @@ async fn run_one(
         // A failure with a callback goes on in the task's own execution, which records it and
         // calls the callback: the call stays out of the slot's run (and its timeout).
         if matches!(final_outcome, SlotOutcome::Failed(_)) && has_callback {
-            return hand_off(Some(report));
+            return hand_over(Some(report));
         }
         if !record_patiently(store, &mut patience, &update).await {
-            return hand_off(Some(report));
+            return hand_over(Some(report));
         }
         return final_outcome;
     }

@@ -230,7 +230,7 @@ pub async fn start_messages(
         join_all(messages.iter().map(|message| async move {
             let (task, previous) = match message {
                 QueueMessage::Slot(_) => return None,
-                QueueMessage::HandOff(hand_off) => (&hand_off.task, Some(&hand_off.result)),
+                QueueMessage::HandOver(hand_over) => (&hand_over.task, Some(&hand_over.result)),
                 QueueMessage::Task(task) => (task, None),
             };
             let start = start_task(store, workflow, clock, pacing, task, previous);

@@ -148,7 +148,7 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_digest: Option<String>,
     /// The slot execution the claim put the task in (`contracts::Slot`); cleared when the task goes
-    /// back to waiting. A task handed off by its slot runs on in its own execution.
+    /// back to waiting. A task handed over by its slot runs on in its own execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
     /// The token of the write that made the item what it is (a create's or a transition's). The

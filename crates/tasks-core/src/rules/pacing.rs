@@ -27,7 +27,8 @@ pub struct Pacing {
     pub stuck_after: Duration,
     /// The executions per second the cron counts on starting when it decides how far ahead to
     /// claim (`look_ahead`); 0 claims only within the lead time. Below Step Functions'
-    /// StartExecution refill (300/s in the large regions), leaving room for hand-offs and retries.
+    /// StartExecution refill (300/s in the large regions), leaving room for the api's hand-offs,
+    /// the slots' hand-overs and retries.
     pub start_rate: u32,
 }
 

@@ -28,7 +28,7 @@ pub const RECORD_PATIENCE: Duration = Duration::seconds(60);
 
 /// An attempt (a first try after a failed call, or a retry) starts in the slot only this long
 /// before the slot's patience ends: time for its reads and writes (5 s each at most), the target's
-/// DNS (2 s), its webhook (10 s), its record, and the hand-off's send if the record fails
+/// DNS (2 s), its webhook (10 s), its record, and the hand-over's send if the record fails
 /// (`timing` checks it).
 pub const IN_SLOT_ATTEMPT_MARGIN: Duration = Duration::seconds(40);
 

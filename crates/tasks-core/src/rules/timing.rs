@@ -54,10 +54,10 @@ impl Timings {
     /// is woken at most the wake-ahead, a slot's preparation and the Wait's truncation early.
     /// The first attempt reads the task, begins the attempt with its tries and resolves the
     /// target (all before the task's time when they are quick), sleeps to the time, sends, and
-    /// records the outcome patiently; the record's last try leaves time for the hand-off's send
+    /// records the outcome patiently; the record's last try leaves time for the hand-over's send
     /// within the patience. The last attempt a slot starts (a retry, or a try after a failed
     /// call) starts [`IN_SLOT_ATTEMPT_MARGIN`] before the patience ends: its calls, its send,
-    /// one record try and the hand-off's send. A failure callback is never called in a slot
+    /// one record try and the hand-over's send. A failure callback is never called in a slot
     /// (the task's own execution calls it), and a single task's run is shorter than a slot's.
     pub fn execute_task_worst_case(&self) -> Duration {
         let before_time = MAX_PREPARE + self.pacing.wake_ahead + WAIT_TRUNCATION;
@@ -139,7 +139,7 @@ impl Timings {
         require(
             IN_SLOT_ATTEMPT_MARGIN > self.webhook_timeout + send_batch_worst_case(),
             format!(
-                "a slot's last attempt ({}s before its patience ends) must leave time for its send and its hand-off ({}s)",
+                "a slot's last attempt ({}s before its patience ends) must leave time for its send and its hand-over ({}s)",
                 IN_SLOT_ATTEMPT_MARGIN.num_seconds(),
                 (self.webhook_timeout + send_batch_worst_case()).num_seconds()
             ),

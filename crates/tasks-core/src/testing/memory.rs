@@ -259,7 +259,7 @@ impl MemoryQueue {
             .into_iter()
             .flat_map(|message| match message {
                 QueueMessage::Slot(slot) => slot.tasks,
-                QueueMessage::HandOff(hand_off) => vec![hand_off.task],
+                QueueMessage::HandOver(hand_over) => vec![hand_over.task],
                 QueueMessage::Task(task) => vec![task],
             })
             .collect()

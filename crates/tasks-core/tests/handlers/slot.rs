@@ -97,7 +97,7 @@ async fn a_failing_task_is_retried_in_the_slot_then_recorded_failed() {
     store.put(failing);
     let summary = run(&store, &queue, &sender, &slot).await;
     assert_eq!(summary.failed, 1, "{summary:?}");
-    assert!(queue.messages().is_empty(), "nothing handed off");
+    assert!(queue.messages().is_empty(), "nothing handed over");
     let sent = sender.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 2);
     assert!(
@@ -119,14 +119,14 @@ async fn a_retry_due_later_goes_on_in_the_task_s_own_execution() {
     failing.retry = Some(policy(3, 120));
     store.put(failing);
     let summary = run(&store, &queue, &sender, &slot).await;
-    assert_eq!(summary.handed_off, 1, "{summary:?}");
+    assert_eq!(summary.handed_over, 1, "{summary:?}");
     let messages = queue.messages();
-    let [QueueMessage::HandOff(hand_off)] = messages.as_slice() else {
-        panic!("one hand-off: {messages:?}");
+    let [QueueMessage::HandOver(hand_over)] = messages.as_slice() else {
+        panic!("one hand-over: {messages:?}");
     };
-    assert_eq!(hand_off.task.id, "a");
-    assert_eq!(hand_off.result.outcome, AttemptOutcome::Retry);
-    assert!(hand_off.result.retry_at.unwrap() > Utc::now() + Duration::seconds(100));
+    assert_eq!(hand_over.task.id, "a");
+    assert_eq!(hand_over.result.outcome, AttemptOutcome::Retry);
+    assert!(hand_over.result.retry_at.unwrap() > Utc::now() + Duration::seconds(100));
     assert_eq!(status_of(&store, "a"), TaskStatus::InProgress);
 }
 
@@ -142,9 +142,9 @@ async fn a_slot_run_again_sends_nothing_twice_and_hands_on_what_began() {
     begun.attempt_series = begun.series;
     store.put(begun);
     let first = run(&store, &queue, &sender, &slot).await;
-    assert_eq!((first.completed, first.handed_off), (1, 1), "{first:?}");
+    assert_eq!((first.completed, first.handed_over), (1, 1), "{first:?}");
     let again = run(&store, &queue, &sender, &slot).await;
-    assert_eq!((again.skipped, again.handed_off), (1, 1), "{again:?}");
+    assert_eq!((again.skipped, again.handed_over), (1, 1), "{again:?}");
     assert_eq!(sender.sent.lock().unwrap().len(), 1);
     // The task whose attempt began elsewhere goes to its own execution, named after its
     // series, which starts once however often it is handed on.
@@ -212,7 +212,7 @@ async fn single_task_slots_of_one_second_start_as_one_merged_slot() {
 }
 
 #[test]
-fn the_api_s_hand_off_waits_in_the_queue_until_shortly_before_it_wakes_and_a_cron_slot_does_not() {
+fn the_api_s_hand_over_waits_in_the_queue_until_shortly_before_it_wakes_and_a_cron_slot_does_not() {
     let now = crate::support::now();
     let far = QueueMessage::Slot(single("a", now + Duration::seconds(61)));
     assert_eq!(far.delay(now), std::time::Duration::from_secs(45));
@@ -438,7 +438,7 @@ async fn a_slot_run_hands_off_an_attempt_another_runner_began_after_its_first_re
         &slot,
     )
     .await;
-    assert_eq!(summary.handed_off, 1, "{summary:?}");
+    assert_eq!(summary.handed_over, 1, "{summary:?}");
     assert!(
         sender.sent.lock().unwrap().is_empty(),
         "the other runner sends attempt 1; this run must not send attempt 2"
@@ -447,7 +447,7 @@ async fn a_slot_run_hands_off_an_attempt_another_runner_began_after_its_first_re
 }
 
 /// The failure callback stays out of the slot's run (and its timeout): a task that fails with a
-/// callback is handed off with its unrecorded report, and its own execution records FAILED and
+/// callback is handed over with its unrecorded report, and its own execution records FAILED and
 /// calls the callback. A task without one is recorded FAILED in the slot.
 #[tokio::test]
 async fn a_failure_with_a_callback_is_handed_to_the_task_s_own_execution() {
@@ -460,15 +460,15 @@ async fn a_failure_with_a_callback_is_handed_to_the_task_s_own_execution() {
     store.put(with_callback);
 
     let summary = run(&store, &queue, &sender, &slot).await;
-    assert_eq!((summary.failed, summary.handed_off), (1, 1), "{summary:?}");
+    assert_eq!((summary.failed, summary.handed_over), (1, 1), "{summary:?}");
     assert_eq!(status_of(&store, "plain"), TaskStatus::Failed);
     assert_eq!(status_of(&store, "called-back"), TaskStatus::InProgress);
     let messages = queue.messages();
-    let [QueueMessage::HandOff(hand_off)] = messages.as_slice() else {
+    let [QueueMessage::HandOver(hand_over)] = messages.as_slice() else {
         panic!("{messages:?}");
     };
     assert_eq!(
-        (hand_off.task.id.as_str(), hand_off.result.outcome),
+        (hand_over.task.id.as_str(), hand_over.result.outcome),
         ("called-back", AttemptOutcome::Failed)
     );
     // Two webhook requests, no callback.
