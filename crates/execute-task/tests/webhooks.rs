@@ -14,6 +14,7 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use tasks_aws::testing::{unique, Resources};
 use tasks_core::contracts::AttemptOutcome;
+use tasks_core::model::time::rfc3339_millis;
 use tasks_core::{ExecutionInput, Pacing, SystemClock, Task, TaskStatus, TaskStore, Webhook};
 
 mod verifier;
@@ -135,7 +136,10 @@ impl Fixture {
     }
 
     async fn task_with(&self, webhook: Webhook, in_ms: i64, status: TaskStatus) -> ExecutionInput {
-        let timestamp = Utc::now() + Duration::milliseconds(in_ms);
+        // A millisecond, as every task's time is (the API truncates it, and the table stores
+        // milliseconds): a finer time here would be later than the stored one the service waits
+        // for, and a request on time would look early against it.
+        let timestamp = rfc3339_millis::truncate(Utc::now() + Duration::milliseconds(in_ms));
         let task = Task {
             task_status: status,
             webhook: Some(webhook),
