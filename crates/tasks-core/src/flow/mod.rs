@@ -1,4 +1,5 @@
-//! One file per step a Lambda runs; each step takes its ports and the rules above it.
+//! One file per step a Lambda runs, written against the ports and the rules; here, the one
+//! write two steps share (the cron's sweeps and process-sqs-records' start of an ended execution).
 
 use crate::model::status::TaskStatus;
 use crate::model::task::Task;

@@ -62,8 +62,10 @@ pub struct TaskRun {
 }
 
 /// execute-task for a slot: begins the tasks' attempts spread over the slot's share of
-/// [`BEGINS_PER_SECOND`] (a second's slots wake one after another, so together they keep to it),
-/// then runs each attempt at its own millisecond, all at once.
+/// [`BEGINS_PER_SECOND`] (a second's slots wake one after another, so together they keep to
+/// it), then runs each attempt at its own millisecond, all at once.
+///
+/// [`BEGINS_PER_SECOND`]: crate::rules::slot_plan::BEGINS_PER_SECOND
 pub async fn run_slot(
     store: &dyn TaskStore,
     sender: &dyn WebhookSender,

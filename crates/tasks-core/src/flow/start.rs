@@ -25,7 +25,7 @@ pub enum StartReport {
     /// A repeated delivery: the execution of the task's series is running already.
     AlreadyStarted,
     /// A slot's report reached a task whose execution exists already: it was applied (see
-    /// [`hand_over`]) instead of being dropped.
+    /// `hand_over`) instead of being dropped.
     HandedOver,
     /// The execution of the task's series had ended without an outcome; the task was started
     /// again in the given new series.

@@ -30,7 +30,7 @@ pub enum Remedy {
     /// The execution runs the task: leave it. `overdue`: past every deadline the task's retry
     /// policy allows ([`Pacing::overdue_at`]), which the stuck alarm counts.
     LeaveRunning { overdue: bool },
-    /// Write this change, if the task is still as it was read ([`transition_read_task`]).
+    /// Write this change, if the task is still as it was read (`flow::transition_read_task`).
     Change(Box<Transition>),
 }
 

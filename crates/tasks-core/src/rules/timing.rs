@@ -197,7 +197,7 @@ pub(crate) fn send_pause(tries: i32) -> std::time::Duration {
     std::time::Duration::from_millis(200 * tries as u64)
 }
 
-/// The longest [`send_batch_soon`] takes: every send runs to the SDK's call timeout, with the
+/// The longest `flow::claim::send_batch_soon` takes: every send runs to the SDK's call timeout, with the
 /// pauses between them.
 pub fn send_batch_worst_case() -> Duration {
     let pauses = (1..SEND_TRIES)
